@@ -1,0 +1,17 @@
+//! recurrent-core: tensors, autograd, the per-device executor, every op (forward next to
+//! backward), and the CPU backend. Pure Rust; the Node binding only converts types.
+
+pub mod autograd;
+pub mod error;
+pub mod executor;
+pub mod float;
+pub mod gradcheck;
+pub mod ops;
+pub mod rng;
+pub mod storage;
+pub mod tensor;
+
+pub use autograd::{backward, is_grad_enabled, no_grad, set_grad_enabled};
+pub use error::{Error, ErrorKind, Result};
+pub use storage::{memory_stats, reset_peak_bytes, CpuStorage, DType, MemoryStats};
+pub use tensor::{live_tensors, Device, Tensor};

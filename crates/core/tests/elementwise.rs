@@ -1,0 +1,49 @@
+//! Gradient checks and values for the elementwise ops.
+
+use recurrent_core::gradcheck::assert_grads;
+use recurrent_core::ops::elementwise::*;
+use recurrent_core::{DType, Tensor};
+
+fn rnd(shape: &[usize], seed: u64) -> Tensor {
+    Tensor::randn(shape, DType::F64, seed).unwrap()
+}
+
+#[test]
+fn broadcasting_binary_ops_have_correct_gradients() {
+    let a = rnd(&[3, 4], 1);
+    let b = rnd(&[4], 2);
+    let c = rnd(&[3, 1], 3);
+    assert_grads("add", |x| Ok(vec![add(&x[0], &x[1])?]), &[a.clone(), b.clone()], &[0, 1], 1e-6);
+    assert_grads("sub", |x| Ok(vec![sub(&x[0], &x[1])?]), &[c.clone(), b.clone()], &[0, 1], 1e-6);
+    assert_grads("mul", |x| Ok(vec![mul(&x[0], &x[1])?]), &[a.clone(), c.clone()], &[0, 1], 1e-6);
+    let pos = add_scalar(&square(&b).unwrap(), 0.5).unwrap();
+    assert_grads("div", |x| Ok(vec![div(&x[0], &x[1])?]), &[a.clone(), pos], &[0, 1], 1e-6);
+}
+
+#[test]
+fn activations_have_correct_gradients() {
+    let x = rnd(&[2, 5], 4);
+    assert_grads("tanh", |x| Ok(vec![tanh(&x[0])?]), &[x.clone()], &[0], 1e-6);
+    assert_grads("sigmoid", |x| Ok(vec![sigmoid(&x[0])?]), &[x.clone()], &[0], 1e-6);
+    assert_grads("exp", |x| Ok(vec![exp(&x[0])?]), &[x.clone()], &[0], 1e-6);
+    assert_grads("relu", |x| Ok(vec![relu(&x[0])?]), &[x.clone()], &[0], 1e-6);
+    assert_grads("scale", |x| Ok(vec![scale(&add_scalar(&x[0], 1.5)?, -2.0)?]), &[x.clone()], &[0], 1e-6);
+    let pos = add_scalar(&square(&x).unwrap(), 0.5).unwrap();
+    assert_grads("log", |x| Ok(vec![log(&x[0])?]), &[pos.clone()], &[0], 1e-6);
+    assert_grads("sqrt", |x| Ok(vec![sqrt(&x[0])?]), &[pos], &[0], 1e-6);
+}
+
+#[test]
+fn broadcast_values_and_errors() {
+    let a = Tensor::from_f32(vec![1., 2., 3., 4., 5., 6.], &[2, 3]).unwrap();
+    let b = Tensor::from_f32(vec![10., 20., 30.], &[3]).unwrap();
+    assert_eq!(add(&a, &b).unwrap().to_vec_f32().unwrap(), vec![11., 22., 33., 14., 25., 36.]);
+    let c = Tensor::from_f32(vec![1., 2.], &[2]).unwrap();
+    let err = add(&a, &c).unwrap_err().to_string();
+    assert!(err.contains("add") && err.contains("[2, 3]") && err.contains("[2]"), "{err}");
+    let i = Tensor::from_i32(vec![1, 2, 3], &[3]).unwrap();
+    let err = mul(&b, &i).unwrap_err().to_string();
+    assert!(err.contains("mul") && err.contains("int32"), "{err}");
+    assert_eq!(sum_to(&a, &[]).unwrap().item().unwrap(), 21.0);
+    assert_eq!(sum_to(&a, &[3]).unwrap().to_vec_f32().unwrap(), vec![5., 7., 9.]);
+}
