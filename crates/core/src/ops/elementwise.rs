@@ -4,7 +4,7 @@
 use crate::autograd::{apply, BackwardCtx, Op};
 use crate::error::{fmt_shape, Error, Result};
 use crate::float::Float;
-use crate::storage::{CpuStorage, DType};
+use crate::storage::CpuStorage;
 use crate::tensor::Tensor;
 use rayon::prelude::*;
 use std::sync::Arc;
@@ -15,9 +15,9 @@ const PAR_MIN: usize = 1 << 15;
 macro_rules! dispatch_float {
     ($op:expr, $dtype:expr, $f:ident ( $($arg:expr),* )) => {
         match $dtype {
-            DType::F32 => $f::<f32>($($arg),*),
-            DType::F64 => $f::<f64>($($arg),*),
-            d => Err(Error::dtype($op, "float32 or float64", d)),
+            $crate::storage::DType::F32 => $f::<f32>($($arg),*),
+            $crate::storage::DType::F64 => $f::<f64>($($arg),*),
+            d => Err($crate::error::Error::dtype($op, "float32 or float64", d)),
         }
     };
 }

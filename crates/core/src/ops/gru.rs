@@ -1,0 +1,107 @@
+//! The GRU cells (PyTorch gate order r, z, n); the loop over time is in `rnn.rs`.
+//!
+//! `Gru` (PyTorch, cuDNN, Keras reset_after=True):
+//!   r = σ(W_ir x + b_ir + W_hr h + b_hr)     z = σ(W_iz x + b_iz + W_hz h + b_hz)
+//!   n = tanh(W_in x + b_in + r ⊙ (W_hn h + b_hn))
+//!   h' = (1 − z) ⊙ n + z ⊙ h
+//! `GruResetBefore` (Keras reset_after=False, the only GRU of tfjs):
+//!   n = tanh(W_in x + b_in + W_hn (r ⊙ h) + b_hn), the rest as above.
+//!
+//! Saved per row and step (4 blocks of H): r, z, n and W_hn h + b_hn (reset-after) or r ⊙ h
+//! (reset-before, which also feeds the mid-step GEMM).
+
+use crate::float::Float;
+use crate::ops::rnn::Cell;
+
+pub(crate) struct Gru;
+
+impl Cell for Gru {
+    const G: usize = 3;
+    const FOLD_HH_BIAS: bool = false;
+    const WS_BLOCKS: usize = 4;
+
+    fn fwd<T: Float>(&self, h: usize, xp: &[T], hh: &[T], hs: &mut [T], _cs: &mut [T], ws: &mut [T]) {
+        for j in 0..h {
+            let r = (xp[j] + hh[j]).sigmoid();
+            let z = (xp[h + j] + hh[h + j]).sigmoid();
+            let hn = hh[2 * h + j];
+            let n = (xp[2 * h + j] + r * hn).tanh();
+            hs[j] = (T::ONE - z) * n + z * hs[j];
+            ws[j] = r;
+            ws[h + j] = z;
+            ws[2 * h + j] = n;
+            ws[3 * h + j] = hn;
+        }
+    }
+
+    fn bwd<T: Float>(&self, h: usize, hprev: &[T], ws: &[T], dh: &mut [T], _dc: &mut [T], dg: &mut [T], dxp: &mut [T]) {
+        for j in 0..h {
+            let (r, z, n, hn) = (ws[j], ws[h + j], ws[2 * h + j], ws[3 * h + j]);
+            let d_h = dh[j];
+            let dn = d_h * (T::ONE - z) * (T::ONE - n * n);
+            let dz = d_h * (hprev[j] - n) * z * (T::ONE - z);
+            let dr = dn * hn * r * (T::ONE - r);
+            dxp[j] = dr;
+            dxp[h + j] = dz;
+            dxp[2 * h + j] = dn;
+            dg[j] = dr;
+            dg[h + j] = dz;
+            dg[2 * h + j] = dn * r;
+            dh[j] = d_h * z;
+        }
+    }
+}
+
+pub(crate) struct GruResetBefore;
+
+impl Cell for GruResetBefore {
+    const G: usize = 3;
+    const HH_BLOCKS: usize = 2;
+    const MID_WS_BLOCK: usize = 3;
+    const WS_BLOCKS: usize = 4;
+
+    /// First half: r and z, and r ⊙ h for the mid-step GEMM.
+    fn fwd<T: Float>(&self, h: usize, xp: &[T], hh: &[T], hs: &mut [T], _cs: &mut [T], ws: &mut [T]) {
+        for j in 0..h {
+            let r = (xp[j] + hh[j]).sigmoid();
+            let z = (xp[h + j] + hh[h + j]).sigmoid();
+            ws[j] = r;
+            ws[h + j] = z;
+            ws[3 * h + j] = r * hs[j];
+        }
+    }
+
+    fn fwd_mid<T: Float>(&self, h: usize, xp: &[T], mid: &[T], hs: &mut [T], ws: &mut [T]) {
+        for j in 0..h {
+            let z = ws[h + j];
+            let n = (xp[2 * h + j] + mid[j]).tanh();
+            ws[2 * h + j] = n;
+            hs[j] = (T::ONE - z) * n + z * hs[j];
+        }
+    }
+
+    /// First half: z and n gates; dr needs d(r ⊙ h), which the mid-step GEMM provides.
+    fn bwd<T: Float>(&self, h: usize, hprev: &[T], ws: &[T], dh: &mut [T], _dc: &mut [T], dg: &mut [T], dxp: &mut [T]) {
+        for j in 0..h {
+            let (z, n) = (ws[h + j], ws[2 * h + j]);
+            let d_h = dh[j];
+            let dn = d_h * (T::ONE - z) * (T::ONE - n * n);
+            let dz = d_h * (hprev[j] - n) * z * (T::ONE - z);
+            dxp[h + j] = dz;
+            dxp[2 * h + j] = dn;
+            dg[h + j] = dz;
+            dg[2 * h + j] = dn;
+            dh[j] = d_h * z;
+        }
+    }
+
+    fn bwd_mid<T: Float>(&self, h: usize, hprev: &[T], ws: &[T], drh: &[T], dh: &mut [T], dg: &mut [T], dxp: &mut [T]) {
+        for j in 0..h {
+            let r = ws[j];
+            let dr = drh[j] * hprev[j] * r * (T::ONE - r);
+            dxp[j] = dr;
+            dg[j] = dr;
+            dh[j] += drh[j] * r;
+        }
+    }
+}

@@ -1,0 +1,66 @@
+//! The LSTM cell (PyTorch gate order i, f, g, o); the loop over time is in `rnn.rs`.
+//!
+//!   i = σ(W_ii x + b_ii + W_hi h + b_hi)     f = σ(W_if x + b_if + W_hf h + b_hf)
+//!   g = tanh(W_ig x + b_ig + W_hg h + b_hg)  o = σ(W_io x + b_io + W_ho h + b_ho)
+//!   c' = f ⊙ c + i ⊙ g                       h' = o ⊙ tanh(c')
+//!
+//! Saved per row and step (6 blocks of H): i, f, g, o, c, tanh(c').
+
+use crate::float::Float;
+use crate::ops::rnn::Cell;
+
+pub(crate) struct Lstm;
+
+impl Cell for Lstm {
+    const G: usize = 4;
+    const HAS_C: bool = true;
+    const WS_BLOCKS: usize = 6;
+
+    fn fwd<T: Float>(&self, h: usize, xp: &[T], hh: &[T], hs: &mut [T], cs: &mut [T], ws: &mut [T]) {
+        let (wi, rest) = ws.split_at_mut(h);
+        let (wf, rest) = rest.split_at_mut(h);
+        let (wg, rest) = rest.split_at_mut(h);
+        let (wo, rest) = rest.split_at_mut(h);
+        let (wc, wt) = rest.split_at_mut(h);
+        for j in 0..h {
+            let i = (xp[j] + hh[j]).sigmoid();
+            let f = (xp[h + j] + hh[h + j]).sigmoid();
+            let g = (xp[2 * h + j] + hh[2 * h + j]).tanh();
+            let o = (xp[3 * h + j] + hh[3 * h + j]).sigmoid();
+            let c = cs[j];
+            let c_new = f * c + i * g;
+            let tc = c_new.tanh();
+            cs[j] = c_new;
+            hs[j] = o * tc;
+            wi[j] = i;
+            wf[j] = f;
+            wg[j] = g;
+            wo[j] = o;
+            wc[j] = c;
+            wt[j] = tc;
+        }
+    }
+
+    fn bwd<T: Float>(&self, h: usize, _hprev: &[T], ws: &[T], dh: &mut [T], dc: &mut [T], dg: &mut [T], dxp: &mut [T]) {
+        let (wi, wf, wg, wo, wc, wt) = (&ws[..h], &ws[h..2 * h], &ws[2 * h..3 * h], &ws[3 * h..4 * h], &ws[4 * h..5 * h], &ws[5 * h..6 * h]);
+        for j in 0..h {
+            let (i, f, g, o, c, tc) = (wi[j], wf[j], wg[j], wo[j], wc[j], wt[j]);
+            let d_h = dh[j];
+            let d_c = dc[j] + d_h * o * (T::ONE - tc * tc);
+            let di = d_c * g * i * (T::ONE - i);
+            let df = d_c * c * f * (T::ONE - f);
+            let dgg = d_c * i * (T::ONE - g * g);
+            let d_o = d_h * tc * o * (T::ONE - o);
+            dg[j] = di;
+            dg[h + j] = df;
+            dg[2 * h + j] = dgg;
+            dg[3 * h + j] = d_o;
+            dxp[j] = di;
+            dxp[h + j] = df;
+            dxp[2 * h + j] = dgg;
+            dxp[3 * h + j] = d_o;
+            dc[j] = d_c * f;
+            dh[j] = T::ZERO;
+        }
+    }
+}

@@ -1,0 +1,601 @@
+//! The shared recurrent loop: one op runs a whole layer in one direction over a whole sequence.
+//! It owns time, masking (`lengths`) and direction; a cell (`lstm.rs`, `gru.rs`, the vanilla
+//! cells below) only does the math of one step for one batch row.
+//!
+//! Shapes: T steps, B batch, I input, H hidden, G gate blocks (RNN 1, GRU 3, LSTM 4), W the
+//! cell's saved floats per (step, row).
+//!
+//! Forward, as cuDNN does it:
+//!   XP = X·W_ihᵀ + b                  one GEMM over all T·B rows, hoisted out of the loop
+//!   per step s: HH = h·W_hhᵀ          one GEMM, then one fused elementwise pass per row
+//! Backward:
+//!   per step s (reversed): fused elementwise pass → dG_s, then dh += dG_s·W_hh (one GEMM)
+//!   dX = DXP·W_ih, dW_ih = DXPᵀ·X, dW_hh = DGᵀ·H_prev: one GEMM each, over all steps.
+//!
+//! Step s of row b touches time index t_b = s (forward) or len_b − 1 − s (reverse), and only
+//! while s < len_b. Past its length a row's state stops changing and its outputs stay zero.
+//! Saved buffers (WS, H_prev, DG, DXP) are in processing order [s, b]; X, Y and dX are in
+//! time order [t, b].
+
+use crate::autograd::{apply, BackwardCtx, Op};
+use crate::error::{fmt_shape, Error, Result};
+use crate::float::{gemm, Float, Mat};
+use crate::ops::elementwise::dispatch_float;
+use crate::storage::CpuStorage;
+use crate::tensor::Tensor;
+use rayon::prelude::*;
+use std::sync::Arc;
+
+/// Below this many gate values per step, the row loop runs on one thread.
+const PAR_MIN_STEP: usize = 1 << 13;
+
+/// One step of one row of a recurrent cell. Every slice is one row; `H` is `h`.
+pub(crate) trait Cell: Sync {
+    /// Gate blocks in w_ih / w_hh.
+    const G: usize;
+    /// Whether the cell has a cell state c (LSTM).
+    const HAS_C: bool = false;
+    /// Whether b_hh can be folded into the hoisted projection (false when it sits inside r ⊙ (…)).
+    const FOLD_HH_BIAS: bool = true;
+    /// Gate blocks of W_hh multiplied by h before the row math; the rest (reset-before GRU) are
+    /// multiplied by a mid-step vector the cell writes into `ws` at block `MID_WS_BLOCK`.
+    const HH_BLOCKS: usize = Self::G;
+    const MID_WS_BLOCK: usize = 0;
+    /// Saved floats per row and step, in units of H.
+    const WS_BLOCKS: usize;
+
+    /// h (and c) in place from h_prev; `xp` holds the input projection (with folded biases),
+    /// `hh` the recurrent projection of the first HH_BLOCKS gates.
+    fn fwd<T: Float>(&self, h: usize, xp: &[T], hh: &[T], hs: &mut [T], cs: &mut [T], ws: &mut [T]);
+    /// Second half of a step for cells with a mid-step GEMM; `mid` = ws[MID]·W_hh[mid]ᵀ.
+    fn fwd_mid<T: Float>(&self, _h: usize, _xp: &[T], _mid: &[T], _hs: &mut [T], _ws: &mut [T]) {}
+    /// From dh (and dc) of this step's output state: pre-activation gradients of the recurrent
+    /// part `dg` and of the input part `dxp`, and in place the direct part of dh_prev (and
+    /// dc_prev). The loop adds dg·W_hh to dh afterwards.
+    #[allow(clippy::too_many_arguments)]
+    fn bwd<T: Float>(&self, h: usize, hprev: &[T], ws: &[T], dh: &mut [T], dc: &mut [T], dg: &mut [T], dxp: &mut [T]);
+    /// Second half of the backward step for mid-GEMM cells; `dmid` = dg[mid]·W_hh[mid].
+    #[allow(clippy::too_many_arguments)]
+    fn bwd_mid<T: Float>(&self, _h: usize, _hprev: &[T], _ws: &[T], _dmid: &[T], _dh: &mut [T], _dg: &mut [T], _dxp: &mut [T]) {}
+}
+
+/// Vanilla RNN: h' = act(W_ih x + b_ih + W_hh h + b_hh). Saves h' to differentiate act.
+pub(crate) struct Vanilla {
+    pub relu: bool,
+}
+
+impl Cell for Vanilla {
+    const G: usize = 1;
+    const WS_BLOCKS: usize = 1;
+    fn fwd<T: Float>(&self, h: usize, xp: &[T], hh: &[T], hs: &mut [T], _cs: &mut [T], ws: &mut [T]) {
+        for j in 0..h {
+            let pre = xp[j] + hh[j];
+            let v = if self.relu { if pre > T::ZERO { pre } else { T::ZERO } } else { pre.tanh() };
+            hs[j] = v;
+            ws[j] = v;
+        }
+    }
+    fn bwd<T: Float>(&self, h: usize, _hprev: &[T], ws: &[T], dh: &mut [T], _dc: &mut [T], dg: &mut [T], dxp: &mut [T]) {
+        for j in 0..h {
+            let y = ws[j];
+            let d = if self.relu { if y > T::ZERO { dh[j] } else { T::ZERO } } else { dh[j] * (T::ONE - y * y) };
+            dg[j] = d;
+            dxp[j] = d;
+            dh[j] = T::ZERO;
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CellKind {
+    RnnTanh,
+    RnnRelu,
+    Lstm,
+    Gru,
+    /// Keras `reset_after=False` (the only GRU tfjs has): n = tanh(W_in x + b_in + W_hn (r ⊙ h) + b_hn).
+    GruResetBefore,
+}
+
+impl CellKind {
+    pub fn parse(s: &str) -> Result<CellKind> {
+        match s {
+            "rnn_tanh" => Ok(CellKind::RnnTanh),
+            "rnn_relu" => Ok(CellKind::RnnRelu),
+            "lstm" => Ok(CellKind::Lstm),
+            "gru" => Ok(CellKind::Gru),
+            "gru_reset_before" => Ok(CellKind::GruResetBefore),
+            other => Err(Error::value("recurrentLayer", format!("cell must be one of rnn_tanh, rnn_relu, lstm, gru, gru_reset_before; got '{other}'"))),
+        }
+    }
+    pub fn op_name(self) -> &'static str {
+        match self {
+            CellKind::RnnTanh | CellKind::RnnRelu => "rnn",
+            CellKind::Lstm => "lstm",
+            CellKind::Gru | CellKind::GruResetBefore => "gru",
+        }
+    }
+    pub fn gates(self) -> usize {
+        match self {
+            CellKind::RnnTanh | CellKind::RnnRelu => 1,
+            CellKind::Lstm => 4,
+            CellKind::Gru | CellKind::GruResetBefore => 3,
+        }
+    }
+    pub fn has_c(self) -> bool {
+        self == CellKind::Lstm
+    }
+}
+
+/// Weights of one layer and direction, PyTorch layout: w_ih [G·H, I], w_hh [G·H, H], biases [G·H].
+pub struct RecurrentWeights<'a> {
+    pub w_ih: &'a Tensor,
+    pub w_hh: &'a Tensor,
+    pub b_ih: Option<&'a Tensor>,
+    pub b_hh: Option<&'a Tensor>,
+}
+
+/// y [T, B, H] (zero past each row's length), h_t [B, H], c_t [B, H] (LSTM).
+pub struct RecurrentOutput {
+    pub y: Tensor,
+    pub h_t: Tensor,
+    pub c_t: Option<Tensor>,
+}
+
+/// Validates lengths as they come from JS (possibly NaN or fractional) into [1, T] per row.
+pub fn parse_lengths(op: &str, raw: &[f64], t: usize, b: usize) -> Result<Vec<usize>> {
+    if raw.len() != b {
+        return Err(Error::shape(op, format!("lengths of shape [{b}] (one per batch row)"), fmt_shape(&[raw.len()])));
+    }
+    raw.iter()
+        .enumerate()
+        .map(|(i, &l)| {
+            if !l.is_finite() || l.fract() != 0.0 {
+                Err(Error::value(op, format!("lengths[{i}] is {l}; expected an integer in [1, {t}]")))
+            } else if l < 1.0 {
+                Err(Error::value(op, format!("lengths[{i}] is {l}: zero-length sequences are not supported; expected an integer in [1, {t}]")))
+            } else if l > t as f64 {
+                Err(Error::value(op, format!("lengths[{i}] is {l}, longer than the sequence (T = {t}); expected an integer in [1, {t}]")))
+            } else {
+                Ok(l as usize)
+            }
+        })
+        .collect()
+}
+
+/// Static description of one layer call, shared by the forward and backward ops.
+#[derive(Clone)]
+struct Plan {
+    kind: CellKind,
+    t: usize,
+    b: usize,
+    i: usize,
+    h: usize,
+    lengths: Arc<Vec<usize>>,
+    reverse: bool,
+    has_bias: bool,
+}
+
+impl Plan {
+    fn g(&self) -> usize {
+        self.kind.gates()
+    }
+    /// Time index of row `b` at step `s`, or None once the row is past its length.
+    #[inline]
+    fn time_of(&self, s: usize, b: usize) -> Option<usize> {
+        let len = self.lengths[b];
+        if s >= len {
+            None
+        } else if self.reverse {
+            Some(len - 1 - s)
+        } else {
+            Some(s)
+        }
+    }
+    /// True when processing order [s, b] is time order [t, b] for every row.
+    fn identity_order(&self) -> bool {
+        !self.reverse
+    }
+    fn ws_blocks(&self) -> usize {
+        match self.kind {
+            CellKind::RnnTanh | CellKind::RnnRelu => Vanilla::WS_BLOCKS,
+            CellKind::Lstm => crate::ops::lstm::Lstm::WS_BLOCKS,
+            CellKind::Gru => crate::ops::gru::Gru::WS_BLOCKS,
+            CellKind::GruResetBefore => crate::ops::gru::GruResetBefore::WS_BLOCKS,
+        }
+    }
+}
+
+/// One layer, one direction, over a whole sequence: x [T, B, I], h0 [B, H], c0 [B, H] (LSTM
+/// only), lengths per row in [1, T] (see [`parse_lengths`]). Returns at once; the work is
+/// enqueued as one op with one fused backward.
+pub fn recurrent_layer(kind: CellKind, x: &Tensor, h0: &Tensor, c0: Option<&Tensor>, w: &RecurrentWeights, lengths: Option<&[usize]>, reverse: bool) -> Result<RecurrentOutput> {
+    let op = kind.op_name();
+    let g = kind.gates();
+    for (name, t) in [("x", x), ("h0", h0), ("w_ih", w.w_ih), ("w_hh", w.w_hh)] {
+        if !t.dtype().is_float() {
+            return Err(Error::dtype(op, "float32 or float64", format!("{} for {name}", t.dtype())));
+        }
+        if t.dtype() != x.dtype() {
+            return Err(Error::dtype(op, format!("{} for {name} (the dtype of x)", x.dtype()), t.dtype()));
+        }
+    }
+    if x.dims() != 3 {
+        return Err(Error::shape(op, "x of shape [T, B, I]", fmt_shape(x.shape())));
+    }
+    let (t, b, i) = (x.shape()[0], x.shape()[1], x.shape()[2]);
+    if w.w_hh.dims() != 2 || w.w_hh.shape()[0] != g * w.w_hh.shape()[1] {
+        return Err(Error::shape(op, format!("w_hh of shape [{g}·H, H]"), fmt_shape(w.w_hh.shape())));
+    }
+    let h = w.w_hh.shape()[1];
+    if w.w_ih.shape() != [g * h, i] {
+        return Err(Error::shape(op, format!("w_ih of shape {} ({g}·H × I with H = {h}, I = {i})", fmt_shape(&[g * h, i])), fmt_shape(w.w_ih.shape())));
+    }
+    if h0.shape() != [b, h] {
+        return Err(Error::shape(op, format!("h0 of shape {} (B × H)", fmt_shape(&[b, h])), fmt_shape(h0.shape())));
+    }
+    match (kind.has_c(), c0) {
+        (true, Some(c)) if c.shape() != [b, h] || c.dtype() != x.dtype() => {
+            return Err(Error::shape(op, format!("c0 of shape {} {}", fmt_shape(&[b, h]), x.dtype()), format!("{} {}", fmt_shape(c.shape()), c.dtype())));
+        }
+        (true, None) => return Err(Error::value(op, "an LSTM needs an initial cell state c0 of shape [B, H]")),
+        (false, Some(_)) => return Err(Error::value(op, "only an LSTM takes a cell state c0")),
+        _ => {}
+    }
+    let has_bias = match (w.b_ih, w.b_hh) {
+        (Some(bi), Some(bh)) => {
+            for (name, bias) in [("b_ih", bi), ("b_hh", bh)] {
+                if bias.shape() != [g * h] || bias.dtype() != x.dtype() {
+                    return Err(Error::shape(op, format!("{name} of shape [{}] {}", g * h, x.dtype()), format!("{} {}", fmt_shape(bias.shape()), bias.dtype())));
+                }
+            }
+            true
+        }
+        (None, None) => false,
+        _ => return Err(Error::value(op, "pass both b_ih and b_hh, or neither")),
+    };
+    let lengths = match lengths {
+        Some(l) => {
+            if l.len() != b {
+                return Err(Error::shape(op, format!("lengths of shape [{b}]"), fmt_shape(&[l.len()])));
+            }
+            if let Some((idx, &bad)) = l.iter().enumerate().find(|(_, &v)| v == 0 || v > t) {
+                return Err(Error::value(op, format!("lengths[{idx}] is {bad}; expected an integer in [1, {t}]")));
+            }
+            l.to_vec()
+        }
+        None => vec![t; b],
+    };
+    let plan = Plan { kind, t, b, i, h, lengths: Arc::new(lengths), reverse, has_bias };
+    let mut inputs: Vec<&Tensor> = vec![x, h0];
+    if let Some(c) = c0 {
+        inputs.push(c);
+    }
+    inputs.push(w.w_ih);
+    inputs.push(w.w_hh);
+    if let (Some(bi), Some(bh)) = (w.b_ih, w.b_hh) {
+        inputs.push(bi);
+        inputs.push(bh);
+    }
+    let dt = x.dtype();
+    let mut specs = vec![(vec![t, b, h], dt), (vec![b, h], dt)];
+    if kind.has_c() {
+        specs.push((vec![b, h], dt));
+    }
+    specs.push((vec![t, b, plan.ws_blocks() * h], dt));
+    specs.push((vec![t, b, h], dt));
+    let mut outs = apply(Arc::new(RecurrentForward { plan }), &inputs, specs)?.into_iter();
+    let y = outs.next().expect("y");
+    let h_t = outs.next().expect("h_t");
+    let c_t = if kind.has_c() { outs.next() } else { None };
+    Ok(RecurrentOutput { y, h_t, c_t })
+}
+
+struct RecurrentForward {
+    plan: Plan,
+}
+
+/// Copies `bias` into every row of `dst` ([rows, n]); the GEMM then accumulates onto it.
+fn fill_rows<T: Float>(dst: &mut [T], bias: &[T]) {
+    for row in dst.chunks_mut(bias.len()) {
+        row.copy_from_slice(bias);
+    }
+}
+
+fn forward_cpu<T: Float, C: Cell>(cell: &C, p: &Plan, inp: &[&CpuStorage]) -> Result<Vec<CpuStorage>> {
+    let (t, b, i, h, g) = (p.t, p.b, p.i, p.h, p.g());
+    let gh = g * h;
+    let mut k = 0;
+    let mut next = || {
+        k += 1;
+        T::view(inp[k - 1])
+    };
+    let x = next();
+    let h0 = next();
+    let c0 = if C::HAS_C { Some(next()) } else { None };
+    let w_ih = next();
+    let w_hh = next();
+    let (b_ih, b_hh) = if p.has_bias { (Some(next()), Some(next())) } else { (None, None) };
+
+    // XP = X·W_ihᵀ + b_ih (+ b_hh when it folds): the hoisted input projection.
+    let mut xp = vec![T::ZERO; t * b * gh];
+    if let Some(bi) = b_ih {
+        let mut bias = bi.to_vec();
+        if C::FOLD_HH_BIAS {
+            for (v, &w) in bias.iter_mut().zip(b_hh.expect("both biases")) {
+                *v += w;
+            }
+        }
+        fill_rows(&mut xp, &bias);
+    }
+    gemm(t * b, gh, i, Mat::n(x, i), Mat::t(w_ih, i), &mut xp, gh, p.has_bias);
+
+    let ws_w = C::WS_BLOCKS * h;
+    let hh_w = C::HH_BLOCKS * h;
+    let mut y = vec![T::ZERO; t * b * h];
+    let mut ws = vec![T::ZERO; t * b * ws_w];
+    let mut hprev = vec![T::ZERO; t * b * h];
+    let mut hs = h0.to_vec();
+    let mut cs = match c0 {
+        Some(c) => c.to_vec(),
+        None => vec![T::ZERO; b * h], // unused by cells without c; keeps the row zips uniform
+    };
+    let mut hh = vec![T::ZERO; b * hh_w];
+    let mut mid = vec![T::ZERO; if C::HH_BLOCKS < C::G { b * h } else { 0 }];
+    let par = b * gh >= PAR_MIN_STEP;
+    let hh_bias: Option<&[T]> = if C::FOLD_HH_BIAS { None } else { b_hh.map(|v| &v[..hh_w]) };
+
+    for s in 0..t {
+        hprev[s * b * h..(s + 1) * b * h].copy_from_slice(&hs);
+        if let Some(bias) = hh_bias {
+            fill_rows(&mut hh, bias);
+        }
+        gemm(b, hh_w, h, Mat::n(&hs, h), Mat::t(&w_hh[..hh_w * h], h), &mut hh, hh_w, hh_bias.is_some());
+        let ws_s = &mut ws[s * b * ws_w..(s + 1) * b * ws_w];
+        let row = |(r, ((hr, cr), wr)): (usize, ((&mut [T], &mut [T]), &mut [T]))| {
+            if let Some(tt) = p.time_of(s, r) {
+                let xr = &xp[(tt * b + r) * gh..][..gh];
+                cell.fwd(h, xr, &hh[r * hh_w..][..hh_w], hr, cr, wr);
+            }
+        };
+        if par {
+            hs.par_chunks_mut(h).zip(cs.par_chunks_mut(h)).zip(ws_s.par_chunks_mut(ws_w)).enumerate().for_each(row);
+        } else {
+            hs.chunks_mut(h).zip(cs.chunks_mut(h)).zip(ws_s.chunks_mut(ws_w)).enumerate().for_each(row);
+        }
+        if C::HH_BLOCKS < C::G {
+            let off = C::MID_WS_BLOCK * h;
+            gemm(b, h, h, Mat::n(&ws_s[off..], ws_w), Mat::t(&w_hh[hh_w * h..], h), &mut mid, h, false);
+            let row2 = |(r, (hr, wr)): (usize, (&mut [T], &mut [T]))| {
+                if let Some(tt) = p.time_of(s, r) {
+                    cell.fwd_mid(h, &xp[(tt * b + r) * gh..][..gh], &mid[r * h..][..h], hr, wr);
+                }
+            };
+            if par {
+                hs.par_chunks_mut(h).zip(ws_s.par_chunks_mut(ws_w)).enumerate().for_each(row2);
+            } else {
+                hs.chunks_mut(h).zip(ws_s.chunks_mut(ws_w)).enumerate().for_each(row2);
+            }
+        }
+        for r in 0..b {
+            if let Some(tt) = p.time_of(s, r) {
+                y[(tt * b + r) * h..][..h].copy_from_slice(&hs[r * h..][..h]);
+            }
+        }
+    }
+    let mut out = vec![T::wrap(y), T::wrap(hs)];
+    if C::HAS_C {
+        out.push(T::wrap(cs));
+    }
+    out.push(T::wrap(ws));
+    out.push(T::wrap(hprev));
+    Ok(out)
+}
+
+macro_rules! cell_dispatch {
+    ($p:expr, $func:ident, $T:ty, $($arg:expr),*) => {
+        match $p.kind {
+            CellKind::RnnTanh => $func::<$T, Vanilla>(&Vanilla { relu: false }, $($arg),*),
+            CellKind::RnnRelu => $func::<$T, Vanilla>(&Vanilla { relu: true }, $($arg),*),
+            CellKind::Lstm => $func::<$T, crate::ops::lstm::Lstm>(&crate::ops::lstm::Lstm, $($arg),*),
+            CellKind::Gru => $func::<$T, crate::ops::gru::Gru>(&crate::ops::gru::Gru, $($arg),*),
+            CellKind::GruResetBefore => $func::<$T, crate::ops::gru::GruResetBefore>(&crate::ops::gru::GruResetBefore, $($arg),*),
+        }
+    };
+}
+
+fn forward_typed<T: Float>(p: &Plan, inp: &[&CpuStorage]) -> Result<Vec<CpuStorage>> {
+    cell_dispatch!(p, forward_cpu, T, p, inp)
+}
+
+impl Op for RecurrentForward {
+    fn name(&self) -> &'static str {
+        self.plan.kind.op_name()
+    }
+    fn cpu(&self, inp: &[&CpuStorage]) -> Result<Vec<CpuStorage>> {
+        dispatch_float!(self.name(), inp[0].dtype(), forward_typed(&self.plan, inp))
+    }
+    fn saves_outputs(&self) -> bool {
+        true
+    }
+    fn backward(&self, ctx: &BackwardCtx, grads: &[Option<Tensor>]) -> Result<Vec<Option<Tensor>>> {
+        let p = &self.plan;
+        let has_c = p.kind.has_c();
+        let n_state = if has_c { 3 } else { 2 };
+        let (ws, hprev) = (&ctx.outputs[n_state], &ctx.outputs[n_state + 1]);
+        let x = &ctx.inputs[0];
+        let w_off = if has_c { 3 } else { 2 };
+        let (w_ih, w_hh) = (&ctx.inputs[w_off], &ctx.inputs[w_off + 1]);
+        let mut inputs: Vec<&Tensor> = vec![x, w_ih, w_hh, ws, hprev];
+        let present: Vec<bool> = grads[..n_state].iter().map(|g| g.is_some()).collect();
+        for g in grads[..n_state].iter().flatten() {
+            inputs.push(g);
+        }
+        let dt = x.dtype();
+        let (t, b, i, h, gh) = (p.t, p.b, p.i, p.h, p.g() * p.h);
+        let mut specs = vec![(vec![t, b, i], dt), (vec![b, h], dt)];
+        if has_c {
+            specs.push((vec![b, h], dt));
+        }
+        specs.push((vec![gh, i], dt));
+        specs.push((vec![gh, h], dt));
+        if p.has_bias {
+            specs.push((vec![gh], dt));
+            specs.push((vec![gh], dt));
+        }
+        let outs = apply(Arc::new(RecurrentBackward { plan: p.clone(), present }), &inputs, specs)?;
+        Ok(outs.into_iter().map(Some).collect())
+    }
+}
+
+struct RecurrentBackward {
+    plan: Plan,
+    /// Which of dy, dh_T (, dc_T) were given; absent ones are zero.
+    present: Vec<bool>,
+}
+
+/// Column sums of a [rows, n] matrix as one GEMM with a ones vector.
+fn column_sums<T: Float>(m: &[T], rows: usize, n: usize) -> Vec<T> {
+    let ones = vec![T::ONE; rows];
+    let mut out = vec![T::ZERO; n];
+    gemm(1, n, rows, Mat::n(&ones, rows), Mat::n(m, n), &mut out, n, false);
+    out
+}
+
+fn backward_cpu<T: Float, C: Cell>(cell: &C, rb: &RecurrentBackward, inp: &[&CpuStorage]) -> Result<Vec<CpuStorage>> {
+    let p = &rb.plan;
+    let (t, b, i, h, g) = (p.t, p.b, p.i, p.h, p.g());
+    let gh = g * h;
+    let (x, w_ih, w_hh, ws, hprev) = (T::view(inp[0]), T::view(inp[1]), T::view(inp[2]), T::view(inp[3]), T::view(inp[4]));
+    let mut k = 5;
+    let mut grad = |present: bool| {
+        if present {
+            k += 1;
+            Some(T::view(inp[k - 1]))
+        } else {
+            None
+        }
+    };
+    let dy = grad(rb.present[0]);
+    let dh_t = grad(rb.present[1]);
+    let dc_t = if C::HAS_C { grad(rb.present[2]) } else { None };
+
+    let ws_w = C::WS_BLOCKS * h;
+    let hh_w = C::HH_BLOCKS * h;
+    let mut dh = dh_t.map(|v| v.to_vec()).unwrap_or_else(|| vec![T::ZERO; b * h]);
+    let mut dc = dc_t.map(|v| v.to_vec()).unwrap_or_else(|| vec![T::ZERO; b * h]);
+    // Both in processing order [s, b, G·H].
+    let mut dg = vec![T::ZERO; t * b * gh];
+    let mut dxp = vec![T::ZERO; t * b * gh];
+    let mut dmid = vec![T::ZERO; if C::HH_BLOCKS < C::G { b * h } else { 0 }];
+    let par = b * gh >= PAR_MIN_STEP;
+
+    for s in (0..t).rev() {
+        if let Some(dy) = dy {
+            for r in 0..b {
+                if let Some(tt) = p.time_of(s, r) {
+                    let src = &dy[(tt * b + r) * h..][..h];
+                    for (d, &v) in dh[r * h..][..h].iter_mut().zip(src) {
+                        *d += v;
+                    }
+                }
+            }
+        }
+        let span = s * b * gh..(s + 1) * b * gh;
+        let (dg_s, dxp_s) = (&mut dg[span.clone()], &mut dxp[span]);
+        let ws_s = &ws[s * b * ws_w..(s + 1) * b * ws_w];
+        let hp_s = &hprev[s * b * h..(s + 1) * b * h];
+        let row = |(r, (((dhr, dcr), dgr), dxr)): (usize, (((&mut [T], &mut [T]), &mut [T]), &mut [T]))| {
+            if p.time_of(s, r).is_some() {
+                cell.bwd(h, &hp_s[r * h..][..h], &ws_s[r * ws_w..][..ws_w], dhr, dcr, dgr, dxr);
+            }
+        };
+        if par {
+            dh.par_chunks_mut(h).zip(dc.par_chunks_mut(h)).zip(dg_s.par_chunks_mut(gh)).zip(dxp_s.par_chunks_mut(gh)).enumerate().for_each(row);
+        } else {
+            dh.chunks_mut(h).zip(dc.chunks_mut(h)).zip(dg_s.chunks_mut(gh)).zip(dxp_s.chunks_mut(gh)).enumerate().for_each(row);
+        }
+        if C::HH_BLOCKS < C::G {
+            gemm(b, h, h, Mat::n(&dg_s[hh_w..], gh), Mat::n(&w_hh[hh_w * h..], h), &mut dmid, h, false);
+            let row2 = |(r, ((dhr, dgr), dxr)): (usize, ((&mut [T], &mut [T]), &mut [T]))| {
+                if p.time_of(s, r).is_some() {
+                    cell.bwd_mid(h, &hp_s[r * h..][..h], &ws_s[r * ws_w..][..ws_w], &dmid[r * h..][..h], dhr, dgr, dxr);
+                }
+            };
+            if par {
+                dh.par_chunks_mut(h).zip(dg_s.par_chunks_mut(gh)).zip(dxp_s.par_chunks_mut(gh)).enumerate().for_each(row2);
+            } else {
+                dh.chunks_mut(h).zip(dg_s.chunks_mut(gh)).zip(dxp_s.chunks_mut(gh)).enumerate().for_each(row2);
+            }
+        }
+        // dh_prev = direct part + dG_s·W_hh (the rows of W_hh that multiplied h)
+        gemm(b, h, hh_w, Mat::n(dg_s, gh), Mat::n(&w_hh[..hh_w * h], h), &mut dh, h, true);
+    }
+
+    // X in processing order, so that one GEMM covers every step.
+    let gathered;
+    let x_proc: &[T] = if p.identity_order() {
+        x
+    } else {
+        let mut xg = vec![T::ZERO; t * b * i];
+        for s in 0..t {
+            for r in 0..b {
+                if let Some(tt) = p.time_of(s, r) {
+                    xg[(s * b + r) * i..][..i].copy_from_slice(&x[(tt * b + r) * i..][..i]);
+                }
+            }
+        }
+        gathered = xg;
+        &gathered
+    };
+    let mut dw_ih = vec![T::ZERO; gh * i];
+    gemm(gh, i, t * b, Mat::t(&dxp, gh), Mat::n(x_proc, i), &mut dw_ih, i, false);
+    let mut dw_hh = vec![T::ZERO; gh * h];
+    gemm(hh_w, h, t * b, Mat::t(&dg, gh), Mat::n(hprev, h), &mut dw_hh, h, false);
+    if C::HH_BLOCKS < C::G {
+        let off = C::MID_WS_BLOCK * h;
+        gemm(gh - hh_w, h, t * b, Mat::t(&dg[hh_w..], gh), Mat::n(&ws[off..], ws_w), &mut dw_hh[hh_w * h..], h, false);
+    }
+    let mut dx_proc = vec![T::ZERO; t * b * i];
+    gemm(t * b, i, gh, Mat::n(&dxp, gh), Mat::n(w_ih, i), &mut dx_proc, i, false);
+    let dx = if p.identity_order() {
+        dx_proc
+    } else {
+        let mut dx = vec![T::ZERO; t * b * i];
+        for s in 0..t {
+            for r in 0..b {
+                if let Some(tt) = p.time_of(s, r) {
+                    dx[(tt * b + r) * i..][..i].copy_from_slice(&dx_proc[(s * b + r) * i..][..i]);
+                }
+            }
+        }
+        dx
+    };
+    let mut out = vec![T::wrap(dx), T::wrap(dh)];
+    if C::HAS_C {
+        out.push(T::wrap(dc));
+    }
+    out.push(T::wrap(dw_ih));
+    out.push(T::wrap(dw_hh));
+    if p.has_bias {
+        out.push(T::wrap(column_sums(&dxp, t * b, gh)));
+        out.push(T::wrap(column_sums(&dg, t * b, gh)));
+    }
+    Ok(out)
+}
+
+fn backward_typed<T: Float>(rb: &RecurrentBackward, inp: &[&CpuStorage]) -> Result<Vec<CpuStorage>> {
+    cell_dispatch!(rb.plan, backward_cpu, T, rb, inp)
+}
+
+impl Op for RecurrentBackward {
+    fn name(&self) -> &'static str {
+        match self.plan.kind {
+            CellKind::RnnTanh | CellKind::RnnRelu => "rnnBackward",
+            CellKind::Lstm => "lstmBackward",
+            CellKind::Gru | CellKind::GruResetBefore => "gruBackward",
+        }
+    }
+    fn cpu(&self, inp: &[&CpuStorage]) -> Result<Vec<CpuStorage>> {
+        dispatch_float!(self.name(), inp[0].dtype(), backward_typed(self, inp))
+    }
+}
