@@ -238,3 +238,51 @@ fn bad_inputs_get_clear_errors() {
     assert!(msg.contains("gru") && msg.contains("[2]") && msg.contains("[1]"), "{msg}");
     assert_eq!(parse_lengths("lstm", &[3.0, 5.0], 5, 2).unwrap(), vec![3, 5]);
 }
+
+/// Two layers, both directions, with lengths and dropout-free concatenation between layers:
+/// how the TS modules compose the op. Checks gradients flow through the whole stack.
+#[test]
+fn stacked_bidirectional_layers_have_correct_gradients() {
+    use recurrent_core::ops::shape::concat;
+    let (t, b, i, h) = (4, 2, 3, 3);
+    let lengths = vec![4, 2];
+    for kind in KINDS {
+        let g = kind.gates();
+        let c = kind.has_c();
+        let mut inputs = vec![rnd(&[t, b, i], 7, DType::F64)];
+        // per layer and direction: w_ih, w_hh, b_ih, b_hh
+        for layer in 0..2 {
+            let in_size = if layer == 0 { i } else { 2 * h };
+            for dir in 0..2 {
+                let s = 100 + 10 * layer as u64 + dir as u64 * 5;
+                inputs.push(rnd(&[g * h, in_size], s, DType::F64));
+                inputs.push(rnd(&[g * h, h], s + 1, DType::F64));
+                inputs.push(rnd(&[g * h], s + 2, DType::F64));
+                inputs.push(rnd(&[g * h], s + 3, DType::F64));
+            }
+        }
+        let h0 = rnd(&[b, h], 3, DType::F64);
+        let l = lengths.clone();
+        let f = move |x: &[Tensor]| -> Result<Vec<Tensor>> {
+            let mut layer_in = x[0].clone();
+            let mut finals = vec![];
+            for layer in 0..2 {
+                let mut dirs = vec![];
+                for dir in 0..2 {
+                    let p = &x[1 + 8 * layer + 4 * dir..];
+                    let w = RecurrentWeights { w_ih: &p[0], w_hh: &p[1], b_ih: Some(&p[2]), b_hh: Some(&p[3]) };
+                    let c0 = if c { Some(&h0) } else { None };
+                    let out = recurrent_layer(kind, &layer_in, &h0, c0, &w, Some(&l), dir == 1)?;
+                    finals.push(out.h_t);
+                    finals.extend(out.c_t);
+                    dirs.push(out.y);
+                }
+                layer_in = concat(&[&dirs[0], &dirs[1]], 2)?;
+            }
+            finals.push(layer_in);
+            Ok(finals)
+        };
+        let wrt: Vec<usize> = (0..inputs.len()).collect();
+        assert_grads(&format!("{kind:?} 2-layer bidirectional"), f, &inputs, &wrt, 1e-6);
+    }
+}
