@@ -1,0 +1,306 @@
+//! Fused optimizer updates: one op per parameter tensor reads the parameter, its gradient and
+//! its state once and writes the new values, which then replace the old ones in place
+//! (`Tensor::assign`). Formulas follow `torch.optim` exactly, so updates can be compared.
+
+use crate::autograd::{apply, Op};
+use crate::error::{fmt_shape, Error, Result};
+use crate::float::Float;
+use crate::ops::elementwise::dispatch_float;
+use crate::storage::CpuStorage;
+use crate::tensor::Tensor;
+use rayon::prelude::*;
+use std::sync::Arc;
+
+/// Above this many elements the update is split across the rayon pool (elementwise, so the
+/// result does not depend on the split).
+const PAR_MIN: usize = 1 << 15;
+
+/// One update rule with its hyper-parameters for this step.
+#[derive(Clone, Copy, Debug)]
+pub enum Rule {
+    /// state: [momentum buffer] when momentum ≠ 0. `first` marks the first step (buffer = g).
+    Sgd { lr: f64, momentum: f64, dampening: f64, nesterov: bool, weight_decay: f64, first: bool },
+    /// state: [m, v]. `step` counts from 1. `decoupled` is AdamW.
+    Adam { lr: f64, beta1: f64, beta2: f64, eps: f64, weight_decay: f64, decoupled: bool, step: u64 },
+    /// state: [square_avg] (+ [momentum_buffer] when momentum ≠ 0) (+ [grad_avg] when centered).
+    RmsProp { lr: f64, alpha: f64, eps: f64, weight_decay: f64, momentum: f64, centered: bool },
+    /// state: [sum]. `step` counts from 1.
+    Adagrad { lr: f64, lr_decay: f64, weight_decay: f64, eps: f64, step: u64 },
+}
+
+impl Rule {
+    fn name(&self) -> &'static str {
+        match self {
+            Rule::Sgd { .. } => "sgd",
+            Rule::Adam { decoupled: false, .. } => "adam",
+            Rule::Adam { decoupled: true, .. } => "adamw",
+            Rule::RmsProp { .. } => "rmsprop",
+            Rule::Adagrad { .. } => "adagrad",
+        }
+    }
+    /// How many state tensors this rule keeps per parameter.
+    pub fn state_count(&self) -> usize {
+        match *self {
+            Rule::Sgd { momentum, .. } => (momentum != 0.0) as usize,
+            Rule::Adam { .. } => 2,
+            Rule::RmsProp { momentum, centered, .. } => 1 + (momentum != 0.0) as usize + centered as usize,
+            Rule::Adagrad { .. } => 1,
+        }
+    }
+}
+
+struct Update {
+    rule: Rule,
+}
+
+/// Applies `f(p, g, state)` to every element; `state` holds this element's state values.
+fn map_elements<T: Float, const S: usize>(inp: &[&CpuStorage], f: impl Fn(&mut T, T, &mut [T; S]) + Sync) -> Vec<CpuStorage> {
+    let mut p = T::view(inp[0]).to_vec();
+    let g = T::view(inp[1]);
+    let mut states: Vec<Vec<T>> = (0..S).map(|k| T::view(inp[2 + k]).to_vec()).collect();
+    let n = p.len();
+    let run = |start: usize, p_chunk: &mut [T], st_ptrs: &[usize]| {
+        for (j, pj) in p_chunk.iter_mut().enumerate() {
+            let idx = start + j;
+            let mut s = [T::ZERO; S];
+            for k in 0..S {
+                // SAFETY: each chunk owns a disjoint index range of every state vector.
+                s[k] = unsafe { *(st_ptrs[k] as *const T).add(idx) };
+            }
+            f(pj, g[idx], &mut s);
+            for k in 0..S {
+                unsafe { *(st_ptrs[k] as *mut T).add(idx) = s[k] };
+            }
+        }
+    };
+    let st_ptrs: Vec<usize> = states.iter_mut().map(|v| v.as_mut_ptr() as usize).collect();
+    if n >= PAR_MIN {
+        let chunk = n.div_ceil(rayon::current_num_threads() * 4).max(4096);
+        p.par_chunks_mut(chunk).enumerate().for_each(|(c, pc)| run(c * chunk, pc, &st_ptrs));
+    } else {
+        run(0, &mut p, &st_ptrs);
+    }
+    let mut out = vec![T::wrap(p)];
+    out.extend(states.into_iter().map(T::wrap));
+    out
+}
+
+fn update_cpu<T: Float>(rule: Rule, inp: &[&CpuStorage]) -> Result<Vec<CpuStorage>> {
+    let c = T::from_f64;
+    Ok(match rule {
+        Rule::Sgd { lr, momentum, dampening, nesterov, weight_decay, first } => {
+            let (lr, mo, damp, wd) = (c(lr), c(momentum), c(dampening), c(weight_decay));
+            if momentum == 0.0 {
+                map_elements::<T, 0>(inp, |p, g, _| {
+                    let g = g + wd * *p;
+                    *p -= lr * g;
+                })
+            } else {
+                map_elements::<T, 1>(inp, |p, g, s| {
+                    let g = g + wd * *p;
+                    s[0] = if first { g } else { mo * s[0] + (T::ONE - damp) * g };
+                    let d = if nesterov { g + mo * s[0] } else { s[0] };
+                    *p -= lr * d;
+                })
+            }
+        }
+        Rule::Adam { lr, beta1, beta2, eps, weight_decay, decoupled, step } => {
+            let bc1 = 1.0 - beta1.powi(step as i32);
+            let bc2 = 1.0 - beta2.powi(step as i32);
+            let (step_size, bc2_sqrt) = (c(lr / bc1), c(bc2.sqrt()));
+            let (b1, b2, eps, wd, lr_t) = (c(beta1), c(beta2), c(eps), c(weight_decay), c(lr));
+            map_elements::<T, 2>(inp, |p, g, s| {
+                let g = if decoupled {
+                    *p *= T::ONE - lr_t * wd;
+                    g
+                } else {
+                    g + wd * *p
+                };
+                s[0] = b1 * s[0] + (T::ONE - b1) * g;
+                s[1] = b2 * s[1] + (T::ONE - b2) * g * g;
+                let denom = s[1].sqrt() / bc2_sqrt + eps;
+                *p -= step_size * s[0] / denom;
+            })
+        }
+        Rule::RmsProp { lr, alpha, eps, weight_decay, momentum, centered } => {
+            let (lr, a, eps, wd, mo) = (c(lr), c(alpha), c(eps), c(weight_decay), c(momentum));
+            let step = move |p: &mut T, g: T, sq: &mut T, buf: Option<&mut T>, ga: Option<&mut T>| {
+                let g = g + wd * *p;
+                *sq = a * *sq + (T::ONE - a) * g * g;
+                let avg = match ga {
+                    Some(ga) => {
+                        *ga = a * *ga + (T::ONE - a) * g;
+                        (*sq - *ga * *ga).sqrt() + eps
+                    }
+                    None => sq.sqrt() + eps,
+                };
+                match buf {
+                    Some(b) => {
+                        *b = mo * *b + g / avg;
+                        *p -= lr * *b;
+                    }
+                    None => *p -= lr * g / avg,
+                }
+            };
+            match (momentum != 0.0, centered) {
+                (false, false) => map_elements::<T, 1>(inp, |p, g, s| step(p, g, &mut s[0], None, None)),
+                (true, false) => map_elements::<T, 2>(inp, |p, g, s| {
+                    let (a, b) = s.split_at_mut(1);
+                    step(p, g, &mut a[0], Some(&mut b[0]), None)
+                }),
+                (false, true) => map_elements::<T, 2>(inp, |p, g, s| {
+                    let (a, b) = s.split_at_mut(1);
+                    step(p, g, &mut a[0], None, Some(&mut b[0]))
+                }),
+                (true, true) => map_elements::<T, 3>(inp, |p, g, s| {
+                    let (a, rest) = s.split_at_mut(1);
+                    let (b, ga) = rest.split_at_mut(1);
+                    step(p, g, &mut a[0], Some(&mut b[0]), Some(&mut ga[0]))
+                }),
+            }
+        }
+        Rule::Adagrad { lr, lr_decay, weight_decay, eps, step } => {
+            let clr = c(lr / (1.0 + (step as f64 - 1.0) * lr_decay));
+            let (wd, eps) = (c(weight_decay), c(eps));
+            map_elements::<T, 1>(inp, |p, g, s| {
+                let g = g + wd * *p;
+                s[0] += g * g;
+                *p -= clr * g / (s[0].sqrt() + eps);
+            })
+        }
+    })
+}
+
+impl Op for Update {
+    fn name(&self) -> &'static str {
+        self.rule.name()
+    }
+    fn cpu(&self, inp: &[&CpuStorage]) -> Result<Vec<CpuStorage>> {
+        dispatch_float!(self.name(), inp[0].dtype(), update_cpu(self.rule, inp))
+    }
+}
+
+/// Updates `param` and its `state` tensors in place by one step of `rule`, as one fused op.
+/// Ops enqueued earlier still see the old values; everything after sees the new.
+pub fn update(rule: Rule, param: &Tensor, grad: &Tensor, state: &[&Tensor]) -> Result<()> {
+    let op = rule.name();
+    if state.len() != rule.state_count() {
+        return Err(Error::value(op, format!("expected {} state tensors, got {}", rule.state_count(), state.len())));
+    }
+    if !param.dtype().is_float() {
+        return Err(Error::dtype(op, "a float32 or float64 parameter", param.dtype()));
+    }
+    for (name, t) in std::iter::once(("grad", grad)).chain(state.iter().map(|t| ("state", *t))) {
+        if t.shape() != param.shape() {
+            return Err(Error::shape(op, format!("{name} of shape {} (the parameter's)", fmt_shape(param.shape())), fmt_shape(t.shape())));
+        }
+        if t.dtype() != param.dtype() {
+            return Err(Error::dtype(op, param.dtype(), t.dtype()));
+        }
+    }
+    let mut inputs = vec![param, grad];
+    inputs.extend_from_slice(state);
+    let specs = inputs.iter().filter(|t| !std::ptr::eq(**t, grad)).map(|t| (t.shape().to_vec(), t.dtype())).collect();
+    let outs = crate::no_grad(|| apply(Arc::new(Update { rule }), &inputs, specs))?;
+    param.assign(&outs[0])?;
+    for (s, new) in state.iter().zip(&outs[1..]) {
+        s.assign(new)?;
+    }
+    Ok(())
+}
+
+struct ClipNorm {
+    max_norm: f64,
+    norm_type: f64,
+}
+
+fn clip_norm_cpu<T: Float>(op: &ClipNorm, inp: &[&CpuStorage]) -> Result<Vec<CpuStorage>> {
+    // Accumulated in f64, tensor by tensor in order: deterministic and accurate.
+    let total = if op.norm_type.is_infinite() {
+        inp.iter().flat_map(|s| T::view(s).iter()).fold(0.0f64, |m, &v| m.max(v.to_f64().abs()))
+    } else {
+        let mut acc = 0.0f64;
+        for s in inp {
+            for &v in T::view(s) {
+                acc += v.to_f64().abs().powf(op.norm_type);
+            }
+        }
+        acc.powf(1.0 / op.norm_type)
+    };
+    let coef = op.max_norm / (total + 1e-6);
+    let scale = T::from_f64(coef.min(1.0));
+    let mut out: Vec<CpuStorage> = inp
+        .iter()
+        .map(|s| {
+            let v = T::view(s);
+            T::wrap(if coef < 1.0 { v.iter().map(|&x| x * scale).collect() } else { v.to_vec() })
+        })
+        .collect();
+    out.push(T::wrap(vec![T::from_f64(total)]));
+    Ok(out)
+}
+
+impl Op for ClipNorm {
+    fn name(&self) -> &'static str {
+        "clipGradNorm"
+    }
+    fn cpu(&self, inp: &[&CpuStorage]) -> Result<Vec<CpuStorage>> {
+        dispatch_float!(self.name(), inp[0].dtype(), clip_norm_cpu(self, inp))
+    }
+}
+
+/// Scales `grads` in place so that their global `norm_type`-norm is at most `max_norm`
+/// (torch.nn.utils.clip_grad_norm_). Returns the norm before clipping as a 0-d tensor,
+/// without waiting for it.
+pub fn clip_grad_norm(grads: &[&Tensor], max_norm: f64, norm_type: f64) -> Result<Tensor> {
+    let op = "clipGradNorm";
+    if grads.is_empty() {
+        return Err(Error::value(op, "no gradients to clip (call backward() first)"));
+    }
+    if !(max_norm > 0.0) || !(norm_type > 0.0) {
+        return Err(Error::value(op, format!("maxNorm and normType must be positive, got {max_norm} and {norm_type}")));
+    }
+    let dt = grads[0].dtype();
+    if let Some(bad) = grads.iter().find(|g| g.dtype() != dt || !dt.is_float()) {
+        return Err(Error::dtype(op, format!("float gradients of one dtype ({dt})"), bad.dtype()));
+    }
+    let mut specs: Vec<_> = grads.iter().map(|g| (g.shape().to_vec(), dt)).collect();
+    specs.push((vec![], dt));
+    let mut outs = crate::no_grad(|| apply(Arc::new(ClipNorm { max_norm, norm_type }), grads, specs))?;
+    let norm = outs.pop().expect("norm output");
+    for (g, new) in grads.iter().zip(&outs) {
+        g.assign(new)?;
+    }
+    Ok(norm)
+}
+
+struct ClipValue {
+    limit: f64,
+}
+
+fn clip_value_cpu<T: Float>(limit: f64, inp: &[&CpuStorage]) -> Result<Vec<CpuStorage>> {
+    let (lo, hi) = (T::from_f64(-limit), T::from_f64(limit));
+    Ok(vec![T::wrap(T::view(inp[0]).iter().map(|&v| if v < lo { lo } else if v > hi { hi } else { v }).collect())])
+}
+
+impl Op for ClipValue {
+    fn name(&self) -> &'static str {
+        "clipGradValue"
+    }
+    fn cpu(&self, inp: &[&CpuStorage]) -> Result<Vec<CpuStorage>> {
+        dispatch_float!(self.name(), inp[0].dtype(), clip_value_cpu(self.limit, inp))
+    }
+}
+
+/// Clamps every gradient element into [−limit, limit] in place (torch.nn.utils.clip_grad_value_).
+pub fn clip_grad_value(grads: &[&Tensor], limit: f64) -> Result<()> {
+    if !(limit > 0.0) {
+        return Err(Error::value("clipGradValue", format!("the limit must be positive, got {limit}")));
+    }
+    for g in grads {
+        let spec = vec![(g.shape().to_vec(), g.dtype())];
+        let out = crate::no_grad(|| apply(Arc::new(ClipValue { limit }), &[g], spec))?;
+        g.assign(&out[0])?;
+    }
+    Ok(())
+}
