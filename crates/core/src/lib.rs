@@ -6,6 +6,7 @@ pub mod error;
 pub mod executor;
 pub mod float;
 pub mod gradcheck;
+pub mod io;
 pub mod ops;
 pub mod rng;
 pub mod storage;

@@ -1,0 +1,103 @@
+//! Safetensors checkpoints: exact round trips, atomic replacement, and clear errors on
+//! truncated, corrupt and hostile files.
+
+use recurrent_core::io::{from_safetensors_bytes, load_safetensors, save_safetensors, to_safetensors_bytes};
+use recurrent_core::{DType, ErrorKind, Tensor};
+use std::collections::HashMap;
+
+fn sample() -> (Vec<(String, Tensor)>, HashMap<String, String>) {
+    let tensors = vec![
+        ("lstm.weight_ih_l0".to_string(), Tensor::randn(&[8, 3], DType::F32, 1).unwrap()),
+        ("step".to_string(), Tensor::from_i32(vec![42], &[1]).unwrap()),
+        ("exact".to_string(), Tensor::randn(&[2, 2], DType::F64, 2).unwrap()),
+    ];
+    let meta = HashMap::from([("config".to_string(), "{\"hiddenSize\":2}".to_string())]);
+    (tensors, meta)
+}
+
+#[test]
+fn round_trip_is_bit_exact_with_metadata() {
+    let dir = std::env::temp_dir().join(format!("recurrent-io-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("ck.safetensors");
+    let (tensors, meta) = sample();
+    save_safetensors(&path, &tensors, &meta).unwrap();
+    let loaded = load_safetensors(&path).unwrap();
+    assert_eq!(loaded.metadata, meta);
+    for (name, t) in &tensors {
+        let (_, got) = loaded.tensors.iter().find(|(n, _)| n == name).unwrap();
+        assert_eq!(got.shape(), t.shape());
+        assert_eq!(got.dtype(), t.dtype());
+        assert_eq!(got.to_vec_f64().unwrap().iter().map(|x| x.to_bits()).collect::<Vec<_>>(), t.to_vec_f64().unwrap().iter().map(|x| x.to_bits()).collect::<Vec<_>>());
+    }
+    // No temporary files are left behind.
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn failed_save_leaves_the_previous_file_intact() {
+    let dir = std::env::temp_dir().join(format!("recurrent-io-fail-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("ck.safetensors");
+    let (tensors, meta) = sample();
+    save_safetensors(&path, &tensors, &meta).unwrap();
+    let before = std::fs::read(&path).unwrap();
+    // A tensor whose computation failed: the save must fail before touching the file.
+    let a = Tensor::from_i32(vec![1, 2], &[2]).unwrap();
+    let bad = recurrent_core::ops::embedding::embedding(&Tensor::randn(&[2, 2], DType::F32, 3).unwrap(), &a);
+    let mut more = tensors.clone();
+    if let Ok(t) = bad {
+        more.push(("bad".into(), t));
+    }
+    more.push(("lstm.weight_ih_l0".into(), tensors[0].1.clone()));
+    let err = save_safetensors(&path, &more, &meta).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Checkpoint);
+    assert_eq!(std::fs::read(&path).unwrap(), before);
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+fn err_of(bytes: &[u8]) -> String {
+    let e = from_safetensors_bytes(bytes, "'x.safetensors'").err().expect("must fail");
+    assert_eq!(e.kind(), ErrorKind::Checkpoint, "{e}");
+    e.to_string()
+}
+
+#[test]
+fn truncated_corrupt_and_hostile_files_are_rejected_cleanly() {
+    let (tensors, meta) = sample();
+    let good = to_safetensors_bytes(&tensors, &meta).unwrap();
+    assert!(err_of(&good[..5]).contains("truncated"));
+    assert!(err_of(&good[..good.len() - 3]).contains("not a valid safetensors"));
+    // A header length far beyond the file (a hostile 2^60): no allocation, a clear message.
+    let mut hostile = good.clone();
+    hostile[..8].copy_from_slice(&(1u64 << 60).to_le_bytes());
+    let m = err_of(&hostile);
+    assert!(m.contains("header claims") && m.contains("x.safetensors"), "{m}");
+    // Offsets out of range.
+    let header = br#"{"w":{"dtype":"F32","shape":[2],"data_offsets":[0,4000000000]}}"#;
+    let mut file = (header.len() as u64).to_le_bytes().to_vec();
+    file.extend_from_slice(header);
+    file.extend_from_slice(&[0u8; 8]);
+    assert!(err_of(&file).contains("not a valid safetensors"));
+    // Shape that disagrees with its byte range.
+    let header = br#"{"w":{"dtype":"F32","shape":[1000000,1000000],"data_offsets":[0,8]}}"#;
+    let mut file = (header.len() as u64).to_le_bytes().to_vec();
+    file.extend_from_slice(header);
+    file.extend_from_slice(&[0u8; 8]);
+    assert!(err_of(&file).contains("not a valid safetensors"));
+    // Garbage JSON.
+    let mut file = 4u64.to_le_bytes().to_vec();
+    file.extend_from_slice(b"{{{{");
+    assert!(err_of(&file).contains("not a valid safetensors"));
+    // Unsupported dtype names the tensor.
+    let header = br#"{"w":{"dtype":"BF16","shape":[2],"data_offsets":[0,4]}}"#;
+    let mut file = (header.len() as u64).to_le_bytes().to_vec();
+    file.extend_from_slice(header);
+    file.extend_from_slice(&[0u8; 4]);
+    let m = err_of(&file);
+    assert!(m.contains("'w'") && m.contains("BF16"), "{m}");
+    let m = load_safetensors(std::path::Path::new("/nonexistent/ck.safetensors")).err().unwrap().to_string();
+    assert!(m.contains("cannot read") && m.contains("/nonexistent/ck.safetensors"), "{m}");
+}
