@@ -1,0 +1,68 @@
+//! Inverted dropout: in training, each element is zeroed with probability p and the survivors
+//! are scaled by 1/(1 − p), so that evaluation needs no rescaling. The mask comes from
+//! `Rng::new(seed)`, one uniform draw per element in order, so the same seed and shape give the
+//! same mask for f32 and f64 alike. Backward regenerates that mask from the seed instead of
+//! saving it: the gradient is the same masked scaling applied to the output gradient.
+
+use crate::autograd::{apply, BackwardCtx, Op};
+use crate::error::{Error, Result};
+use crate::float::Float;
+use crate::ops::elementwise::{check_float, dispatch_float};
+use crate::rng::Rng;
+use crate::storage::CpuStorage;
+use crate::tensor::Tensor;
+use rayon::prelude::*;
+use std::sync::Arc;
+
+/// Above this many elements, the masked scaling is split across the rayon pool.
+const PAR_MIN: usize = 1 << 15;
+
+struct Dropout {
+    p: f64,
+    seed: u64,
+}
+
+/// The keep mask for `n` elements: element k survives when its uniform draw is ≥ p.
+fn keep_mask(n: usize, p: f64, seed: u64) -> Vec<bool> {
+    let mut rng = Rng::new(seed);
+    (0..n).map(|_| rng.uniform() >= p).collect()
+}
+
+fn dropout_cpu<T: Float>(op: &Dropout, x: &CpuStorage) -> Result<Vec<CpuStorage>> {
+    let x = T::view(x);
+    let mask = keep_mask(x.len(), op.p, op.seed);
+    let s = T::from_f64(1.0 / (1.0 - op.p));
+    let f = |(&v, &keep): (&T, &bool)| if keep { v * s } else { T::ZERO };
+    let out: Vec<T> = if x.len() >= PAR_MIN { x.par_iter().zip(mask.par_iter()).map(f).collect() } else { x.iter().zip(&mask).map(f).collect() };
+    Ok(vec![T::wrap(out)])
+}
+
+impl Op for Dropout {
+    fn name(&self) -> &'static str {
+        "dropout"
+    }
+    fn cpu(&self, x: &[&CpuStorage]) -> Result<Vec<CpuStorage>> {
+        dispatch_float!(self.name(), x[0].dtype(), dropout_cpu(self, x[0]))
+    }
+    fn backward(&self, _ctx: &BackwardCtx, grads: &[Option<Tensor>]) -> Result<Vec<Option<Tensor>>> {
+        let g = grads[0].as_ref().expect("single-output op gets its gradient");
+        // The op is linear in x with a diagonal matrix: its adjoint is itself, same mask.
+        let op = Dropout { p: self.p, seed: self.seed };
+        Ok(vec![Some(apply(Arc::new(op), &[g], vec![(g.shape().to_vec(), g.dtype())])?.remove(0))])
+    }
+}
+
+/// Inverted dropout with drop probability `p` in [0, 1). Identity when `!training` or `p == 0`.
+/// The same `seed` and shape give the same mask.
+pub fn dropout(x: &Tensor, p: f64, seed: u64, training: bool) -> Result<Tensor> {
+    const OP: &str = "dropout";
+    check_float(OP, x)?;
+    if !(0.0..1.0).contains(&p) {
+        return Err(Error::value(OP, format!("expected a drop probability p in [0, 1), got {p}")));
+    }
+    if !training || p == 0.0 {
+        return Ok(x.clone());
+    }
+    let op = Dropout { p, seed };
+    Ok(apply(Arc::new(op), &[x], vec![(x.shape().to_vec(), x.dtype())])?.remove(0))
+}

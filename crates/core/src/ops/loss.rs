@@ -1,0 +1,241 @@
+//! Losses, each one fused op forward and one fused op backward: `mse` (mean squared error) and
+//! `cross_entropy` (log-softmax + negative log-likelihood over class logits).
+//!
+//! `cross_entropy` follows PyTorch's `reduction='mean'`: the mean over the rows whose target is
+//! not `ignore_index`. When every row is ignored the result is NaN (0/0), as in PyTorch, and the
+//! gradient is zero.
+
+use crate::autograd::{apply, BackwardCtx, Op};
+use crate::error::{fmt_shape, Error, Result};
+use crate::float::Float;
+use crate::ops::elementwise::{check_float, check_same_dtype, dispatch_float};
+use crate::storage::{CpuStorage, DType};
+use crate::tensor::Tensor;
+use rayon::prelude::*;
+use std::sync::Arc;
+
+/// Elements per partial sum; fixed so that results do not depend on the number of threads.
+const SUM_CHUNK: usize = 1 << 12;
+/// Above this many elements, work is split across the rayon pool.
+const PAR_MIN: usize = 1 << 15;
+
+// ---------------------------------------------------------------------------------------------
+// mse
+
+struct Mse {
+    n: usize,
+}
+
+fn mse_cpu<T: Float>(p: &CpuStorage, t: &CpuStorage) -> Result<Vec<CpuStorage>> {
+    let (p, t) = (T::view(p), T::view(t));
+    let part = |(pc, tc): (&[T], &[T])| {
+        let mut acc = T::ZERO;
+        for (&a, &b) in pc.iter().zip(tc) {
+            let d = a - b;
+            acc += d * d;
+        }
+        acc
+    };
+    let partials: Vec<T> = if p.len() >= PAR_MIN {
+        p.par_chunks(SUM_CHUNK).zip(t.par_chunks(SUM_CHUNK)).map(part).collect()
+    } else {
+        p.chunks(SUM_CHUNK).zip(t.chunks(SUM_CHUNK)).map(part).collect()
+    };
+    let mut total = T::ZERO;
+    for v in partials {
+        total += v;
+    }
+    Ok(vec![T::wrap(vec![total / T::from_f64(p.len() as f64)])])
+}
+
+impl Op for Mse {
+    fn name(&self) -> &'static str {
+        "mse"
+    }
+    fn cpu(&self, x: &[&CpuStorage]) -> Result<Vec<CpuStorage>> {
+        dispatch_float!(self.name(), x[0].dtype(), mse_cpu(x[0], x[1]))
+    }
+    fn backward(&self, ctx: &BackwardCtx, grads: &[Option<Tensor>]) -> Result<Vec<Option<Tensor>>> {
+        let g = grads[0].as_ref().expect("single-output op gets its gradient");
+        let (p, t) = (&ctx.inputs[0], &ctx.inputs[1]);
+        let op = MseGrad { n: self.n };
+        let specs = vec![(p.shape().to_vec(), p.dtype()), (t.shape().to_vec(), t.dtype())];
+        Ok(apply(Arc::new(op), &[g, p, t], specs)?.into_iter().map(Some).collect())
+    }
+}
+
+/// d/dp = 2g(p − t)/n and d/dt = −d/dp, in one pass.
+struct MseGrad {
+    n: usize,
+}
+
+fn mse_grad_cpu<T: Float>(op: &MseGrad, g: &CpuStorage, p: &CpuStorage, t: &CpuStorage) -> Result<Vec<CpuStorage>> {
+    let (g, p, t) = (T::view(g), T::view(p), T::view(t));
+    let c = g[0] * T::from_f64(2.0 / op.n as f64);
+    let f = |(&a, &b): (&T, &T)| c * (a - b);
+    let gp: Vec<T> = if p.len() >= PAR_MIN { p.par_iter().zip(t.par_iter()).map(f).collect() } else { p.iter().zip(t).map(f).collect() };
+    let gt: Vec<T> = gp.iter().map(|&v| -v).collect();
+    Ok(vec![T::wrap(gp), T::wrap(gt)])
+}
+
+impl Op for MseGrad {
+    fn name(&self) -> &'static str {
+        "mseGrad"
+    }
+    fn cpu(&self, x: &[&CpuStorage]) -> Result<Vec<CpuStorage>> {
+        dispatch_float!(self.name(), x[0].dtype(), mse_grad_cpu(self, x[0], x[1], x[2]))
+    }
+}
+
+/// Mean squared error `mean((pred − target)²)` as a 0-d tensor; the shapes must match exactly.
+pub fn mse(pred: &Tensor, target: &Tensor) -> Result<Tensor> {
+    const OP: &str = "mse";
+    check_float(OP, pred)?;
+    check_same_dtype(OP, pred, target)?;
+    if pred.shape() != target.shape() {
+        return Err(Error::shape(OP, format!("a target of the prediction's shape {}", fmt_shape(pred.shape())), fmt_shape(target.shape())));
+    }
+    let op = Mse { n: pred.numel() };
+    Ok(apply(Arc::new(op), &[pred, target], vec![(vec![], pred.dtype())])?.remove(0))
+}
+
+// ---------------------------------------------------------------------------------------------
+// cross_entropy
+
+const CE: &str = "crossEntropy";
+
+struct CrossEntropy {
+    c: usize,
+    ignore: Option<i32>,
+}
+
+/// Checks every target is a class in [0, c) or the ignore index; returns how many count.
+fn check_targets(targets: &[i32], c: usize, ignore: Option<i32>) -> Result<usize> {
+    let mut count = 0;
+    for (i, &t) in targets.iter().enumerate() {
+        if Some(t) == ignore {
+            continue;
+        }
+        if t < 0 || t as usize >= c {
+            let ig = ignore.map(|v| format!(" or the ignore index {v}")).unwrap_or_default();
+            return Err(Error::value(CE, format!("target {t} at row {i} is out of range: expected a class in [0, {c}) (C = {c}){ig}")));
+        }
+        count += 1;
+    }
+    Ok(count)
+}
+
+/// −log softmax(row)[t] = logsumexp(row) − row[t], with the maximum subtracted first.
+fn row_nll<T: Float>(row: &[T], t: usize) -> T {
+    let m = row.iter().fold(row[0], |a, &b| a.max(b));
+    let mut s = T::ZERO;
+    for &v in row {
+        s += (v - m).exp();
+    }
+    m + s.ln() - row[t]
+}
+
+fn ce_cpu<T: Float>(op: &CrossEntropy, logits: &CpuStorage, targets: &CpuStorage) -> Result<Vec<CpuStorage>> {
+    let x = T::view(logits);
+    let tg = targets.as_i32().expect("targets are int32");
+    let count = check_targets(tg, op.c, op.ignore)?;
+    let c = op.c;
+    let f = |(row, &t): (&[T], &i32)| if Some(t) == op.ignore { T::ZERO } else { row_nll(row, t as usize) };
+    let losses: Vec<T> = if x.len() >= PAR_MIN { x.par_chunks(c).zip(tg.par_iter()).map(f).collect() } else { x.chunks(c).zip(tg).map(f).collect() };
+    let mut total = T::ZERO;
+    for v in losses {
+        total += v;
+    }
+    // 0/0 = NaN when every row is ignored, as in PyTorch.
+    Ok(vec![T::wrap(vec![total / T::from_f64(count as f64)])])
+}
+
+impl Op for CrossEntropy {
+    fn name(&self) -> &'static str {
+        CE
+    }
+    fn cpu(&self, x: &[&CpuStorage]) -> Result<Vec<CpuStorage>> {
+        dispatch_float!(CE, x[0].dtype(), ce_cpu(self, x[0], x[1]))
+    }
+    fn backward(&self, ctx: &BackwardCtx, grads: &[Option<Tensor>]) -> Result<Vec<Option<Tensor>>> {
+        let g = grads[0].as_ref().expect("single-output op gets its gradient");
+        let (logits, targets) = (&ctx.inputs[0], &ctx.inputs[1]);
+        let op = CrossEntropyGrad { c: self.c, ignore: self.ignore };
+        let gx = apply(Arc::new(op), &[g, logits, targets], vec![(logits.shape().to_vec(), logits.dtype())])?.remove(0);
+        Ok(vec![Some(gx), None])
+    }
+}
+
+/// d loss / d logits = g / count · (softmax(row) − onehot(t)) for counted rows, 0 for ignored.
+/// The softmax is recomputed from the logits rather than saved: one [N, C] less in memory.
+struct CrossEntropyGrad {
+    c: usize,
+    ignore: Option<i32>,
+}
+
+fn ce_grad_cpu<T: Float>(op: &CrossEntropyGrad, g: &CpuStorage, logits: &CpuStorage, targets: &CpuStorage) -> Result<Vec<CpuStorage>> {
+    let (g, x) = (T::view(g), T::view(logits));
+    let tg = targets.as_i32().expect("targets are int32");
+    let count = check_targets(tg, op.c, op.ignore)?;
+    let c = op.c;
+    let mut gx = vec![T::ZERO; x.len()];
+    if count > 0 {
+        let k = g[0] / T::from_f64(count as f64);
+        let f = |((o, row), &t): ((&mut [T], &[T]), &i32)| {
+            if Some(t) == op.ignore {
+                return;
+            }
+            let m = row.iter().fold(row[0], |a, &b| a.max(b));
+            let mut s = T::ZERO;
+            for (o, &v) in o.iter_mut().zip(row) {
+                *o = (v - m).exp();
+                s += *o;
+            }
+            let r = k / s;
+            o.iter_mut().for_each(|v| *v *= r);
+            o[t as usize] -= k;
+        };
+        if x.len() >= PAR_MIN {
+            gx.par_chunks_mut(c).zip(x.par_chunks(c)).zip(tg.par_iter()).for_each(f);
+        } else {
+            gx.chunks_mut(c).zip(x.chunks(c)).zip(tg).for_each(f);
+        }
+    }
+    Ok(vec![T::wrap(gx)])
+}
+
+impl Op for CrossEntropyGrad {
+    fn name(&self) -> &'static str {
+        "crossEntropyGrad"
+    }
+    fn cpu(&self, x: &[&CpuStorage]) -> Result<Vec<CpuStorage>> {
+        dispatch_float!(self.name(), x[0].dtype(), ce_grad_cpu(self, x[0], x[1], x[2]))
+    }
+}
+
+/// Cross-entropy of class logits `[N, C]` against int32 class indices `[N]`: the mean over the
+/// rows whose target is not `ignore_index` of `−log softmax(logits)[target]`, as a 0-d tensor.
+/// All rows ignored gives NaN (PyTorch's behaviour) with a zero gradient. A target outside
+/// `[0, C)` is an error: at once when the targets are already computed, else when the op runs.
+pub fn cross_entropy(logits: &Tensor, targets: &Tensor, ignore_index: Option<i32>) -> Result<Tensor> {
+    check_float(CE, logits)?;
+    if targets.dtype() != DType::I32 {
+        return Err(Error::dtype(CE, "int32 targets", targets.dtype()));
+    }
+    let sl = logits.shape();
+    if sl.len() != 2 {
+        return Err(Error::shape(CE, "logits of shape [N, C]", fmt_shape(sl)));
+    }
+    let (n, c) = (sl[0], sl[1]);
+    if targets.shape() != [n] {
+        return Err(Error::shape(CE, format!("targets of shape [{n}] for logits of shape {}", fmt_shape(sl)), fmt_shape(targets.shape())));
+    }
+    if targets.is_ready() {
+        // A poisoned target surfaces when the op runs; only check values we can read now.
+        if let Ok(s) = targets.storage() {
+            check_targets(s.as_i32().expect("int32 storage"), c, ignore_index)?;
+        }
+    }
+    let op = CrossEntropy { c, ignore: ignore_index };
+    Ok(apply(Arc::new(op), &[logits, targets], vec![(vec![], logits.dtype())])?.remove(0))
+}
