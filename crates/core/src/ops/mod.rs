@@ -1,3 +1,14 @@
 //! Every op of the engine, one file per family; each file holds forward and backward together.
 
+pub mod dropout;
 pub mod elementwise;
+pub mod embedding;
+pub mod gru;
+pub mod loss;
+pub mod lstm;
+pub mod matmul;
+pub mod optim;
+pub mod reduce;
+pub mod rnn;
+pub mod shape;
+pub mod softmax;
