@@ -1,0 +1,32 @@
+/** Layers and models: the `nn` part of the public API. */
+
+export { Module, type LoadStateDictOptions, type LoadStateDictResult } from './module.js'
+export { Linear, type LinearOptions } from './linear.js'
+export { Embedding, type EmbeddingOptions } from './embedding.js'
+export { Dropout, type DropoutOptions } from './dropout.js'
+export { Sequential, type TensorModule } from './sequential.js'
+export { Tanh, Sigmoid, ReLU } from './activation.js'
+export {
+  RNNBase,
+  RNN,
+  type RecurrentMode,
+  type Lengths,
+  type RNNBaseOptions,
+  type RNNOptions,
+  type RecurrentInput,
+  type RecurrentOutput,
+  type RNNInput,
+  type RNNOutput,
+  type LayerWeights,
+} from './rnn.js'
+export { LSTM, type LSTMOptions, type LSTMInput, type LSTMOutput } from './lstm.js'
+export { GRU, type GRUOptions } from './gru.js'
+export {
+  mse,
+  crossEntropy,
+  MSELoss,
+  CrossEntropyLoss,
+  type Reduction,
+  type MSEOptions,
+  type CrossEntropyOptions,
+} from './loss.js'

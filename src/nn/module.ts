@@ -1,0 +1,273 @@
+/**
+ * The `Module` base class: a tree of named parameters and sub-modules, as in PyTorch's
+ * `torch.nn.Module`.
+ *
+ * A module registers its tensors with {@link Module.registerParameter} and its children with
+ * {@link Module.registerModule}, in the order a PyTorch module would declare them. Everything
+ * else (names, parameter lists, train/eval mode, state dicts, gradient reset) is derived from
+ * that tree, so checkpoint keys match PyTorch's `state_dict()` keys exactly
+ * (`0.weight`, `lstm.weight_ih_l0`, `lstm.bias_hh_l1_reverse`, ...).
+ */
+
+import { Tensor } from '../tensor.js'
+import { ShapeError, ValueError } from '../errors.js'
+
+/** Options of {@link Module.loadStateDict}. */
+export interface LoadStateDictOptions {
+  /**
+   * When true (the default) every parameter of the module must be in the dictionary and the
+   * dictionary may hold no other key; otherwise the missing and unexpected keys are only
+   * reported in the result.
+   */
+  strict?: boolean
+}
+
+/** What {@link Module.loadStateDict} loaded, PyTorch's `_IncompatibleKeys`. */
+export interface LoadStateDictResult {
+  /** Parameters of the module that the dictionary did not hold (left unchanged). */
+  missingKeys: string[]
+  /** Keys of the dictionary that name no parameter of the module (ignored). */
+  unexpectedKeys: string[]
+}
+
+function fmtShape(shape: readonly number[]): string {
+  return `[${shape.join(', ')}]`
+}
+
+function sameShape(a: readonly number[], b: readonly number[]): boolean {
+  return a.length === b.length && a.every((d, i) => d === b[i])
+}
+
+const NAME_RE = /^[A-Za-z0-9_]+$/
+
+/**
+ * Base class of every layer and model.
+ *
+ * Subclasses call {@link registerParameter} and {@link registerModule} in their constructor and
+ * implement `forward`. Parameters are leaf tensors with `requiresGrad = true`; their names in
+ * {@link namedParameters} and {@link stateDict} are the dotted paths through the module tree.
+ *
+ * ```ts
+ * class Model extends Module {
+ *   lstm = this.registerModule('lstm', new LSTM(1, 32, { numLayers: 2 }))
+ *   head = this.registerModule('head', new Linear(32, 1))
+ *   forward(x: Tensor) { return this.head.forward(this.lstm.forward(x).output) }
+ * }
+ * new Model().namedParameters().map(([n]) => n)
+ * // ['lstm.weight_ih_l0', 'lstm.weight_hh_l0', 'lstm.bias_ih_l0', 'lstm.bias_hh_l0',
+ * //  'lstm.weight_ih_l1', ..., 'head.weight', 'head.bias']
+ * ```
+ */
+export abstract class Module {
+  /** True in training mode (the default), false after {@link eval}. Read by Dropout and RNN dropout. */
+  training = true
+  readonly #parameters = new Map<string, Tensor | null>()
+  readonly #modules = new Map<string, Module>()
+
+  /**
+   * The computation of the module. Each subclass declares its own signature, for example
+   * `forward(x: Tensor): Tensor` (Linear) or `forward(x, { h0, c0, lengths })` (LSTM).
+   */
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  abstract forward(...args: any[]): unknown
+
+  /**
+   * Registers `tensor` as the parameter `name` of this module, marks it `requiresGrad`, and
+   * returns it (so that `this.weight = this.registerParameter('weight', w)` reads naturally).
+   * `null` registers an absent optional parameter (such as a disabled bias): it keeps its
+   * place in the order but appears in no list.
+   */
+  registerParameter<T extends Tensor | null>(name: string, tensor: T): T {
+    this.#checkName(name)
+    if (tensor !== null) {
+      if (!(tensor instanceof Tensor)) {
+        throw new ValueError(`registerParameter`, `'${name}' must be a Tensor or null`)
+      }
+      if (!tensor.requiresGrad) tensor.requiresGrad = true
+    }
+    this.#parameters.set(name, tensor)
+    return tensor
+  }
+
+  /** Registers `module` as the child `name` of this module and returns it. */
+  registerModule<M extends Module>(name: string, module: M): M {
+    this.#checkName(name)
+    if (!(module instanceof Module)) {
+      throw new ValueError(`registerModule`, `'${name}' must be a Module`)
+    }
+    this.#modules.set(name, module)
+    return module
+  }
+
+  #checkName(name: string): void {
+    if (typeof name !== 'string' || !NAME_RE.test(name)) {
+      throw new ValueError(`register`, `a module or parameter name must be a non-empty string of letters, digits and '_'; got '${String(name)}'`)
+    }
+    if (this.#parameters.has(name) || this.#modules.has(name)) {
+      throw new ValueError(`register`, `'${name}' is already registered in ${this.constructor.name}`)
+    }
+  }
+
+  /** The direct children, in registration order, with their names. */
+  namedChildren(): Array<[string, Module]> {
+    return [...this.#modules.entries()]
+  }
+
+  /** The direct children, in registration order. */
+  children(): Module[] {
+    return [...this.#modules.values()]
+  }
+
+  /** This module and every descendant, depth first, with dotted names (`''` for this one). */
+  namedModules(prefix = ''): Array<[string, Module]> {
+    const out: Array<[string, Module]> = [[prefix, this]]
+    for (const [name, m] of this.#modules) {
+      out.push(...m.namedModules(prefix ? `${prefix}.${name}` : name))
+    }
+    return out
+  }
+
+  /** This module and every descendant, depth first. */
+  modules(): Module[] {
+    return this.namedModules().map(([, m]) => m)
+  }
+
+  /**
+   * Every parameter of this module and its descendants with its dotted name, own parameters
+   * first and then each child's in registration order: PyTorch's `named_parameters()`.
+   * A tensor shared by two modules is listed once, under its first name.
+   */
+  namedParameters(prefix = ''): Array<[string, Tensor]> {
+    const seen = new Set<Tensor>()
+    const out: Array<[string, Tensor]> = []
+    this.#collect(prefix, (name, t) => {
+      if (!seen.has(t)) {
+        seen.add(t)
+        out.push([name, t])
+      }
+    })
+    return out
+  }
+
+  #collect(prefix: string, visit: (name: string, t: Tensor) => void): void {
+    for (const [name, t] of this.#parameters) {
+      if (t !== null) visit(prefix ? `${prefix}.${name}` : name, t)
+    }
+    for (const [name, m] of this.#modules) {
+      m.#collect(prefix ? `${prefix}.${name}` : name, visit)
+    }
+  }
+
+  /** Every parameter, in {@link namedParameters} order; pass it to an optimizer. */
+  parameters(): Tensor[] {
+    return this.namedParameters().map(([, t]) => t)
+  }
+
+  /** Total number of scalar values in {@link parameters}. */
+  numParameters(): number {
+    let n = 0
+    for (const t of this.parameters()) n += t.shape.reduce((a, b) => a * b, 1)
+    return n
+  }
+
+  /**
+   * Sets training mode on this module and every descendant (`mode = false` is {@link eval}).
+   * Training mode turns dropout on. Returns `this`.
+   */
+  train(mode = true): this {
+    this.training = mode
+    for (const m of this.#modules.values()) m.train(mode)
+    return this
+  }
+
+  /** Evaluation mode: dropout off. Same as `train(false)`. Returns `this`. */
+  eval(): this {
+    return this.train(false)
+  }
+
+  /** Clears the gradient of every parameter (PyTorch's `zero_grad(set_to_none=True)`). */
+  zeroGrad(): void {
+    for (const t of this.parameters()) t.zeroGrad()
+  }
+
+  /**
+   * The parameters by dotted name, every name of a shared tensor included. The values are the
+   * live parameter tensors themselves (as in PyTorch, not copies): an optimizer step is seen
+   * through them. Use `t.detach()` or `await t.data()` to snapshot.
+   */
+  stateDict(): Record<string, Tensor> {
+    const out: Record<string, Tensor> = {}
+    this.#collect('', (name, t) => {
+      out[name] = t
+    })
+    return out
+  }
+
+  /**
+   * Copies the tensors of `dict` into the parameters of the same names.
+   *
+   * All keys, shapes and dtypes are checked before anything is written, so a failed load
+   * leaves the module exactly as it was. Errors name the parameter:
+   * - `ShapeError`: `loadStateDict: 'lstm.weight_ih_l0' expected shape [128, 1], got [128, 3]`
+   * - `ValueError`: missing or unexpected keys (with `strict`, the default), or a value that is
+   *   not a Tensor, or of another dtype.
+   *
+   * The values are copied by {@link Tensor.assign}: the module keeps its own tensor objects, so
+   * optimizers holding them stay valid. Returns the missing and unexpected keys.
+   */
+  loadStateDict(dict: Record<string, Tensor>, options: LoadStateDictOptions = {}): LoadStateDictResult {
+    const strict = options.strict ?? true
+    if (dict === null || typeof dict !== 'object') {
+      throw new ValueError('loadStateDict', 'expected an object mapping parameter names to tensors')
+    }
+    const own = this.stateDict()
+    const missingKeys = Object.keys(own).filter((k) => !Object.prototype.hasOwnProperty.call(dict, k))
+    const unexpectedKeys = Object.keys(dict).filter((k) => !Object.prototype.hasOwnProperty.call(own, k))
+    if (strict && (missingKeys.length > 0 || unexpectedKeys.length > 0)) {
+      const parts: string[] = []
+      if (missingKeys.length) parts.push(`missing keys: ${missingKeys.map((k) => `'${k}'`).join(', ')}`)
+      if (unexpectedKeys.length) parts.push(`unexpected keys: ${unexpectedKeys.map((k) => `'${k}'`).join(', ')}`)
+      throw new ValueError(`loadStateDict`, `error loading state dict into ${this.constructor.name}: ${parts.join('; ')}`)
+    }
+    const todo: Array<[Tensor, Tensor]> = []
+    const shapeErrors: string[] = []
+    for (const [name, param] of Object.entries(own)) {
+      if (!Object.prototype.hasOwnProperty.call(dict, name)) continue
+      const src = dict[name]
+      if (!(src instanceof Tensor)) {
+        throw new ValueError(`loadStateDict`, `'${name}' must be a Tensor, got ${src === null ? 'null' : typeof src}`)
+      }
+      if (!sameShape(src.shape, param.shape)) {
+        shapeErrors.push(`'${name}' expected shape ${fmtShape(param.shape)}, got ${fmtShape(src.shape)}`)
+        continue
+      }
+      if (src.dtype !== param.dtype) {
+        throw new ValueError(`loadStateDict`, `'${name}' expected dtype ${param.dtype}, got ${src.dtype}`)
+      }
+      todo.push([param, src])
+    }
+    if (shapeErrors.length > 0) {
+      throw new ShapeError(`loadStateDict`, `size mismatch in ${this.constructor.name}: ${shapeErrors.join('; ')}`)
+    }
+    for (const [param, src] of todo) {
+      if (param !== src) param.assign(src)
+    }
+    return { missingKeys, unexpectedKeys }
+  }
+
+  /** A one-line-per-module summary with parameter shapes, like printing a PyTorch module. */
+  toString(): string {
+    const lines = [`${this.constructor.name}(${this.extraRepr()}`]
+    for (const [name, m] of this.#modules) {
+      lines.push(`  (${name}): ${m.toString().split('\n').join('\n  ')}`)
+    }
+    if (this.#modules.size === 0) return `${lines[0]})`
+    lines.push(')')
+    return lines.join('\n')
+  }
+
+  /** The constructor arguments shown by {@link toString}; subclasses override it. */
+  extraRepr(): string {
+    return ''
+  }
+}
