@@ -1,0 +1,71 @@
+import test from 'ava'
+import { monitorEventLoopDelay } from 'node:perf_hooks'
+
+import * as r from '../index.js'
+import type { Tensor } from '../index.js'
+
+// The JS thread only enqueues; the executor computes; `await data()` waits on the libuv pool.
+// So while a long computation runs, the event loop must stay responsive.
+
+const N = 1024
+
+/** Enqueues `n` chained [N, N] matmuls (disposing each intermediate handle) and returns the result. */
+function chain(start: Tensor, w: Tensor, n: number): Tensor {
+  let m = start.detach()
+  for (let i = 0; i < n; i++) {
+    const next = m.matmul(w)
+    m.dispose()
+    m = next
+  }
+  return m
+}
+
+test.serial('p99 event-loop delay stays under 20 ms while > 1 s of matmuls run', async (t) => {
+  const w = r.randn([N, N], { seed: 1 }).scale(1 / 32) // keeps the values bounded
+  const x = r.randn([N, N], { seed: 2 })
+  await r.synchronize()
+
+  // Calibrate on this machine: how long does one matmul take?
+  const t0 = performance.now()
+  await chain(x, w, 3).data()
+  const perMatmul = (performance.now() - t0) / 3
+  const n = Math.min(5000, Math.max(10, Math.ceil(1500 / perMatmul)))
+  t.log(`one [${N}, ${N}] matmul ≈ ${perMatmul.toFixed(1)} ms; chaining ${n}`)
+
+  const h = monitorEventLoopDelay({ resolution: 10 })
+  h.enable()
+  const start = performance.now()
+  const y = chain(x, w, n)
+  const enqueued = performance.now() - start
+  // Keep timers busy so the histogram has many samples during the wait.
+  let ticks = 0
+  const timer = setInterval(() => ticks++, 5)
+  const data = await y.data()
+  const elapsed = performance.now() - start
+  clearInterval(timer)
+  h.disable()
+
+  const p99 = h.percentile(99) / 1e6
+  const max = h.max / 1e6
+  t.log(`enqueue ${enqueued.toFixed(1)} ms, total ${elapsed.toFixed(0)} ms, p99 delay ${p99.toFixed(2)} ms, max ${max.toFixed(2)} ms, ${ticks} ticks`)
+  t.is(data.length, N * N)
+  t.true(elapsed > 300, `the work took only ${elapsed.toFixed(0)} ms: the test could not have failed`)
+  t.true(enqueued < elapsed / 4, `enqueueing took ${enqueued.toFixed(0)} ms of ${elapsed.toFixed(0)} ms: the JS thread is doing the work`)
+  t.true(ticks > (elapsed / 5) * 0.5, `only ${ticks} timer ticks in ${elapsed.toFixed(0)} ms`)
+  t.true(p99 < 20, `p99 event-loop delay ${p99.toFixed(2)} ms`)
+})
+
+test.serial('synchronize() also waits without blocking the event loop', async (t) => {
+  const w = r.randn([N, N], { seed: 3 }).scale(1 / 32)
+  const x = r.randn([N, N], { seed: 4 })
+  await r.synchronize()
+  const y = chain(x, w, 8)
+  let ticks = 0
+  const timer = setInterval(() => ticks++, 1)
+  const start = performance.now()
+  await r.synchronize()
+  const elapsed = performance.now() - start
+  clearInterval(timer)
+  t.true(y.isReady)
+  t.true(ticks > 0 || elapsed < 5, `${ticks} ticks in ${elapsed.toFixed(0)} ms`)
+})

@@ -1,0 +1,193 @@
+//! recurrent-node: the napi-rs binding of `recurrent-core`.
+//!
+//! This crate only converts values between JavaScript and Rust and maps errors; every piece of
+//! math lives in `recurrent-core`. Each core [`Error`](recurrent_core::Error) becomes a JS
+//! `Error` whose message is `[<ClassName>] <op>: <details>`; the TypeScript layer
+//! (`src/errors.ts`) turns the prefix back into the matching error class.
+//!
+//! Nothing may panic across the boundary: sync functions use `#[napi(catch_unwind)]`, and the
+//! async tasks wrap their `compute` in `std::panic::catch_unwind` themselves (a panic inside
+//! `Task::compute` would abort Node).
+
+#![deny(clippy::all)]
+
+mod convert;
+mod factories;
+mod ops;
+mod tensor;
+
+pub use tensor::NativeTensor;
+
+use napi::bindgen_prelude::*;
+use napi_derive::napi;
+use recurrent_core::executor;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+/// Nice value given to the compute threads (the rayon pool the CPU kernels run on), so that
+/// the JS thread, which only enqueues work and resolves reads, wins the CPU whenever it wakes
+/// up: this is what keeps the event loop responsive while a training step saturates every
+/// core. `RECURRENT_WORKER_NICE` overrides it (0 keeps the default priority).
+const DEFAULT_WORKER_NICE: i32 = 10;
+
+fn worker_nice() -> i32 {
+    std::env::var("RECURRENT_WORKER_NICE").ok().and_then(|v| v.trim().parse::<i32>().ok()).map(|n| n.clamp(0, 19)).unwrap_or(DEFAULT_WORKER_NICE)
+}
+
+/// Lowers the calling thread's scheduling priority (Linux: nice is per thread).
+fn lower_this_thread_priority(nice: i32) {
+    #[cfg(target_os = "linux")]
+    if nice > 0 {
+        // SAFETY: plain syscalls on the current thread; failure only leaves the priority as is.
+        unsafe {
+            let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+            libc::setpriority(libc::PRIO_PROCESS, tid, nice);
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = nice;
+}
+
+/// Configures the global rayon pool (named threads, lowered priority) once, before any kernel
+/// can use it. Called whenever a tensor handle is made: every op needs a handle as input, so
+/// this runs before the first op is enqueued. (Not at module load: spawning threads while the
+/// dynamic loader holds its lock deadlocks.) If something else already built the pool, it is
+/// kept as it is.
+pub(crate) fn ensure_worker_pool() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let nice = worker_nice();
+        let _ = std::panic::catch_unwind(|| {
+            rayon::ThreadPoolBuilder::new()
+                .thread_name(|i| format!("recurrent-worker-{i}"))
+                .start_handler(move |_| lower_this_thread_priority(nice))
+                .build_global()
+        });
+    });
+}
+
+/// Maps a core error to a JS error: `[ShapeError] matmul: expected ..., got ...`.
+pub(crate) fn js_err(e: recurrent_core::Error) -> napi::Error {
+    use recurrent_core::ErrorKind as K;
+    let kind = e.kind();
+    let status = match kind {
+        K::Shape | K::DType | K::Device | K::Disposed | K::Value => Status::InvalidArg,
+        _ => Status::GenericFailure,
+    };
+    napi::Error::new(status, format!("[{}] {}", kind.class_name(), e))
+}
+
+/// `Result` of the core mapped to a napi `Result`.
+pub(crate) trait IntoJs<T> {
+    fn js(self) -> Result<T>;
+}
+
+impl<T> IntoJs<T> for recurrent_core::Result<T> {
+    fn js(self) -> Result<T> {
+        self.map_err(js_err)
+    }
+}
+
+/// A panic payload as an InternalError naming the op.
+pub(crate) fn panic_err(op: &str, p: Box<dyn std::any::Any + Send>) -> napi::Error {
+    let msg = if let Some(s) = p.downcast_ref::<&str>() {
+        s.to_string()
+    } else if let Some(s) = p.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "panic".to_string()
+    };
+    js_err(recurrent_core::Error::internal(op, msg))
+}
+
+/// Host bytes already reported to V8 with `adjust_external_memory`.
+static REPORTED_BYTES: AtomicI64 = AtomicI64::new(0);
+
+/// Tells V8 how much native tensor memory is alive now, so that it collects unreachable
+/// tensor handles sooner when they hold a lot of memory. Cheap: one atomic swap, and a call
+/// into V8 only when the figure changed.
+pub(crate) fn sync_external_memory(env: &Env) {
+    let now = recurrent_core::memory_stats().bytes.max(0);
+    let before = REPORTED_BYTES.swap(now, Ordering::Relaxed);
+    let delta = now - before;
+    if delta != 0 {
+        let _ = env.adjust_external_memory(delta);
+    }
+}
+
+/// Live native memory, as `memory()` returns it.
+#[napi(object)]
+pub struct MemoryInfo {
+    /// Live tensor handles (distinct tensors, clones not counted).
+    pub tensors: i64,
+    /// Live host bytes of tensor data.
+    pub bytes: i64,
+    /// Peak of `bytes` since the last `resetPeakMemory()`.
+    pub peak_bytes: i64,
+    /// Ops enqueued on the executor and not finished yet.
+    pub queued: i64,
+    /// Live data buffers.
+    pub buffers: i64,
+}
+
+/// Live tensors and host memory, and the executor's queue length.
+#[napi(catch_unwind)]
+pub fn memory(env: Env) -> MemoryInfo {
+    sync_external_memory(&env);
+    let m = recurrent_core::memory_stats();
+    MemoryInfo {
+        tensors: recurrent_core::live_tensors(),
+        bytes: m.bytes,
+        peak_bytes: m.peak_bytes,
+        queued: executor::queued() as i64,
+        buffers: m.buffers,
+    }
+}
+
+/// Starts a new peak-memory window at the current live size.
+#[napi(catch_unwind)]
+pub fn reset_peak_memory() {
+    recurrent_core::reset_peak_bytes();
+}
+
+/// Waits on the libuv pool until every op enqueued before the call has run.
+pub struct SyncTask;
+
+#[napi]
+impl Task for SyncTask {
+    type Output = ();
+    type JsValue = ();
+
+    fn compute(&mut self) -> Result<()> {
+        std::panic::catch_unwind(executor::synchronize).map_err(|p| panic_err("synchronize", p))
+    }
+
+    fn resolve(&mut self, env: Env, _out: ()) -> Result<()> {
+        sync_external_memory(&env);
+        Ok(())
+    }
+}
+
+/// Resolves once every op enqueued so far has run. Never blocks the JS thread.
+#[napi(catch_unwind)]
+pub fn synchronize() -> AsyncTask<SyncTask> {
+    AsyncTask::new(SyncTask)
+}
+
+/// Blocks the JS thread until every op enqueued so far has run.
+#[napi(catch_unwind)]
+pub fn synchronize_sync(env: Env) {
+    executor::synchronize();
+    sync_external_memory(&env);
+}
+
+/// Turns history recording on or off for ops built on this thread; returns the old setting.
+#[napi(catch_unwind)]
+pub fn set_grad_enabled(enabled: bool) -> bool {
+    recurrent_core::set_grad_enabled(enabled)
+}
+
+/// Whether ops built on this thread record history for backward().
+#[napi(catch_unwind)]
+pub fn is_grad_enabled() -> bool {
+    recurrent_core::is_grad_enabled()
+}

@@ -1,0 +1,256 @@
+//! One thin JS function per core op: unwrap the handles (DisposedError if disposed), convert
+//! numbers, call the core (which checks shapes and enqueues), wrap the results.
+
+use crate::convert;
+use crate::tensor::NativeTensor;
+use crate::{sync_external_memory, IntoJs};
+use napi::bindgen_prelude::*;
+use napi_derive::napi;
+use recurrent_core::ops::{dropout as dr, elementwise as ew, embedding as emb, loss, matmul as mm, reduce as red, rnn, shape as sh, softmax as sm};
+use recurrent_core::Tensor;
+
+fn out(env: &Env, r: recurrent_core::Result<Tensor>) -> Result<NativeTensor> {
+    let t = r.js()?;
+    sync_external_memory(env);
+    Ok(NativeTensor::new(t))
+}
+
+fn opt<'a>(t: Option<&'a NativeTensor>, op: &str) -> Result<Option<&'a Tensor>> {
+    t.map(|t| t.get(op)).transpose()
+}
+
+macro_rules! binary {
+    ($($doc:literal $js:ident => $f:path, $name:literal;)*) => {$(
+        #[doc = $doc]
+        #[napi(catch_unwind)]
+        pub fn $js(env: Env, a: &NativeTensor, b: &NativeTensor) -> Result<NativeTensor> {
+            out(&env, $f(a.get($name)?, b.get($name)?))
+        }
+    )*};
+}
+
+macro_rules! unary {
+    ($($doc:literal $js:ident => $f:path, $name:literal;)*) => {$(
+        #[doc = $doc]
+        #[napi(catch_unwind)]
+        pub fn $js(env: Env, x: &NativeTensor) -> Result<NativeTensor> {
+            out(&env, $f(x.get($name)?))
+        }
+    )*};
+}
+
+binary! {
+    "a + b, broadcasting."
+    add => ew::add, "add";
+    "a − b, broadcasting."
+    sub => ew::sub, "sub";
+    "a ⊙ b, broadcasting."
+    mul => ew::mul, "mul";
+    "a / b, broadcasting."
+    div => ew::div, "div";
+    "a · b (batched over leading dims)."
+    matmul => mm::matmul, "matmul";
+    "mean((pred − target)²)."
+    mse => loss::mse, "mse";
+    "weight[indices]."
+    embedding => emb::embedding, "embedding";
+}
+
+unary! {
+    "−x"
+    neg => ew::neg, "neg";
+    "eˣ"
+    exp => ew::exp, "exp";
+    "ln x"
+    log => ew::log, "log";
+    "tanh x"
+    tanh => ew::tanh, "tanh";
+    "σ(x)"
+    sigmoid => ew::sigmoid, "sigmoid";
+    "max(x, 0)"
+    relu => ew::relu, "relu";
+    "x²"
+    square => ew::square, "square";
+    "√x"
+    sqrt => ew::sqrt, "sqrt";
+    "Σ of every element, shape []."
+    sum_all => red::sum_all, "sumAll";
+    "Mean of every element, shape []."
+    mean_all => red::mean_all, "meanAll";
+}
+
+/// c · x
+#[napi(catch_unwind)]
+pub fn scale(env: Env, x: &NativeTensor, c: f64) -> Result<NativeTensor> {
+    out(&env, ew::scale(x.get("scale")?, c))
+}
+
+/// x + c
+#[napi(catch_unwind)]
+pub fn add_scalar(env: Env, x: &NativeTensor, c: f64) -> Result<NativeTensor> {
+    out(&env, ew::add_scalar(x.get("addScalar")?, c))
+}
+
+/// Sums x down to `shape` over broadcast dimensions.
+#[napi(catch_unwind)]
+pub fn sum_to(env: Env, x: &NativeTensor, shape: Vec<f64>) -> Result<NativeTensor> {
+    let s = convert::shape("sumTo", &shape).js()?;
+    out(&env, ew::sum_to(x.get("sumTo")?, &s))
+}
+
+/// Expands x to `shape` by broadcasting.
+#[napi(catch_unwind)]
+pub fn broadcast_to(env: Env, x: &NativeTensor, shape: Vec<f64>) -> Result<NativeTensor> {
+    let s = convert::shape("broadcastTo", &shape).js()?;
+    out(&env, ew::broadcast_to(x.get("broadcastTo")?, &s))
+}
+
+/// x · wᵀ + b.
+#[napi(catch_unwind)]
+pub fn linear(env: Env, x: &NativeTensor, w: &NativeTensor, b: Option<&NativeTensor>) -> Result<NativeTensor> {
+    out(&env, mm::linear(x.get("linear")?, w.get("linear")?, opt(b, "linear")?))
+}
+
+/// Σ over `axes`.
+#[napi(catch_unwind)]
+pub fn sum(env: Env, x: &NativeTensor, axes: Vec<f64>, keepdim: bool) -> Result<NativeTensor> {
+    let a = convert::axes("sum", &axes).js()?;
+    out(&env, red::sum(x.get("sum")?, &a, keepdim))
+}
+
+/// Mean over `axes`.
+#[napi(catch_unwind)]
+pub fn mean(env: Env, x: &NativeTensor, axes: Vec<f64>, keepdim: bool) -> Result<NativeTensor> {
+    let a = convert::axes("mean", &axes).js()?;
+    out(&env, red::mean(x.get("mean")?, &a, keepdim))
+}
+
+/// The same data with a new shape (one entry may be -1).
+#[napi(catch_unwind)]
+pub fn reshape(env: Env, x: &NativeTensor, shape: Vec<f64>) -> Result<NativeTensor> {
+    let s = convert::shape_with_infer("reshape", &shape).js()?;
+    out(&env, sh::reshape(x.get("reshape")?, &s))
+}
+
+/// Swaps dimensions d0 and d1.
+#[napi(catch_unwind)]
+pub fn transpose(env: Env, x: &NativeTensor, d0: f64, d1: f64) -> Result<NativeTensor> {
+    let a = convert::index("transpose", "dim", d0).js()?;
+    let b = convert::index("transpose", "dim", d1).js()?;
+    out(&env, sh::transpose(x.get("transpose")?, a, b))
+}
+
+fn unwrap_all<'a>(ts: &'a [&'a NativeTensor], op: &str) -> Result<Vec<&'a Tensor>> {
+    ts.iter().map(|t| t.get(op)).collect()
+}
+
+/// Splits x along `axis` into pieces of the given sizes (which must add up to its length).
+#[napi(catch_unwind)]
+pub fn split(env: Env, x: &NativeTensor, axis: f64, sizes: Vec<f64>) -> Result<Vec<NativeTensor>> {
+    let a = convert::index("split", "axis", axis).js()?;
+    let s: Vec<usize> = sizes.iter().map(|&v| convert::index("split", "size", v)).collect::<recurrent_core::Result<_>>().js()?;
+    let parts = sh::split(x.get("split")?, a, &s).js()?;
+    sync_external_memory(&env);
+    Ok(parts.into_iter().map(NativeTensor::new).collect())
+}
+
+/// Joins tensors along an existing axis.
+#[napi(catch_unwind)]
+pub fn concat(env: Env, ts: Vec<&NativeTensor>, axis: f64) -> Result<NativeTensor> {
+    let a = convert::index("concat", "axis", axis).js()?;
+    let v = unwrap_all(&ts, "concat")?;
+    out(&env, sh::concat(&v, a))
+}
+
+/// Joins same-shaped tensors along a new axis.
+#[napi(catch_unwind)]
+pub fn stack(env: Env, ts: Vec<&NativeTensor>, axis: f64) -> Result<NativeTensor> {
+    let a = convert::index("stack", "axis", axis).js()?;
+    let v = unwrap_all(&ts, "stack")?;
+    out(&env, sh::stack(&v, a))
+}
+
+/// `length` entries of x along `axis`, from `start`.
+#[napi(catch_unwind)]
+pub fn slice(env: Env, x: &NativeTensor, axis: f64, start: f64, length: f64) -> Result<NativeTensor> {
+    let a = convert::index("slice", "axis", axis).js()?;
+    let s = convert::index("slice", "start", start).js()?;
+    let l = convert::index("slice", "length", length).js()?;
+    out(&env, sh::slice(x.get("slice")?, a, s, l))
+}
+
+/// exp(x) / Σ exp(x) along `axis`.
+#[napi(catch_unwind)]
+pub fn softmax(env: Env, x: &NativeTensor, axis: f64) -> Result<NativeTensor> {
+    let a = convert::index("softmax", "axis", axis).js()?;
+    out(&env, sm::softmax(x.get("softmax")?, a))
+}
+
+/// x − log Σ exp(x) along `axis`.
+#[napi(catch_unwind)]
+pub fn log_softmax(env: Env, x: &NativeTensor, axis: f64) -> Result<NativeTensor> {
+    let a = convert::index("logSoftmax", "axis", axis).js()?;
+    out(&env, sm::log_softmax(x.get("logSoftmax")?, a))
+}
+
+/// Mean negative log-likelihood of integer targets under softmax(logits).
+#[napi(catch_unwind)]
+pub fn cross_entropy(env: Env, logits: &NativeTensor, targets: &NativeTensor, ignore_index: Option<i32>) -> Result<NativeTensor> {
+    out(&env, loss::cross_entropy(logits.get("crossEntropy")?, targets.get("crossEntropy")?, ignore_index))
+}
+
+/// Inverted dropout: zero with probability p, scale the rest by 1/(1−p); identity when not training.
+#[napi(catch_unwind)]
+pub fn dropout(env: Env, x: &NativeTensor, p: f64, seed: f64, training: bool) -> Result<NativeTensor> {
+    let s = convert::seed("dropout", seed).js()?;
+    out(&env, dr::dropout(x.get("dropout")?, p, s, training))
+}
+
+/// What `recurrentLayer` returns.
+#[napi(object, object_from_js = false)]
+pub struct RecurrentLayerOutput {
+    /// Outputs of every step, [T, B, H].
+    pub y: NativeTensor,
+    /// Final hidden state, [B, H].
+    pub h_t: NativeTensor,
+    /// Final cell state (LSTM only), [B, H].
+    pub c_t: Option<NativeTensor>,
+}
+
+/// One recurrent layer in one direction over a whole sequence, as a single fused op.
+#[napi(catch_unwind)]
+#[allow(clippy::too_many_arguments)]
+pub fn recurrent_layer(
+    env: Env,
+    kind: String,
+    x: &NativeTensor,
+    h0: &NativeTensor,
+    c0: Option<&NativeTensor>,
+    w_ih: &NativeTensor,
+    w_hh: &NativeTensor,
+    b_ih: Option<&NativeTensor>,
+    b_hh: Option<&NativeTensor>,
+    lengths: Option<Vec<f64>>,
+    reverse: bool,
+) -> Result<RecurrentLayerOutput> {
+    const OP: &str = "recurrentLayer";
+    let kind = rnn::CellKind::parse(&kind).js()?;
+    let x = x.get(OP)?;
+    let lengths = match lengths {
+        Some(raw) => {
+            let (t, b) = match x.shape() {
+                [t, b, _] => (*t, *b),
+                other => {
+                    let got = recurrent_core::error::fmt_shape(other);
+                    return Err(crate::js_err(recurrent_core::Error::shape(OP, "x of shape [T, B, I]", got)));
+                }
+            };
+            Some(rnn::parse_lengths(OP, &raw, t, b).js()?)
+        }
+        None => None,
+    };
+    let weights = rnn::RecurrentWeights { w_ih: w_ih.get(OP)?, w_hh: w_hh.get(OP)?, b_ih: opt(b_ih, OP)?, b_hh: opt(b_hh, OP)? };
+    let r = rnn::recurrent_layer(kind, x, h0.get(OP)?, opt(c0, OP)?, &weights, lengths.as_deref(), reverse).js()?;
+    sync_external_memory(&env);
+    Ok(RecurrentLayerOutput { y: NativeTensor::new(r.y), h_t: NativeTensor::new(r.h_t), c_t: r.c_t.map(NativeTensor::new) })
+}

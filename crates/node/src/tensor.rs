@@ -1,0 +1,258 @@
+//! `NativeTensor`: the JS class around a core tensor handle, and the async reads.
+
+use crate::{panic_err, sync_external_memory, IntoJs};
+use napi::bindgen_prelude::*;
+use napi_derive::napi;
+use recurrent_core::error::Error as CoreError;
+use recurrent_core::storage::CpuStorage;
+use recurrent_core::Tensor;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+/// A handle on a core tensor. `dispose()` drops the handle at once; using it afterwards
+/// throws a DisposedError naming the operation.
+#[napi]
+pub struct NativeTensor {
+    pub(crate) inner: Option<Tensor>,
+}
+
+impl NativeTensor {
+    pub(crate) fn new(t: Tensor) -> Self {
+        crate::ensure_worker_pool();
+        NativeTensor { inner: Some(t) }
+    }
+
+    /// The live tensor, or a DisposedError naming `op`.
+    pub(crate) fn get(&self, op: &str) -> Result<&Tensor> {
+        self.inner.as_ref().ok_or_else(|| crate::js_err(CoreError::Disposed { op: op.into() }))
+    }
+}
+
+/// Host data read back from a tensor, already copied off the engine's storage.
+pub enum HostData {
+    F32(Vec<f32>),
+    F64(Vec<f64>),
+    I32(Vec<i32>),
+}
+
+pub type TypedData = Either3<Float32Array, Float64Array, Int32Array>;
+
+fn copy_out(s: &CpuStorage) -> HostData {
+    match s {
+        CpuStorage::F32(v) => HostData::F32(v.clone()),
+        CpuStorage::F64(v) => HostData::F64(v.clone()),
+        CpuStorage::I32(v) => HostData::I32(v.clone()),
+    }
+}
+
+fn to_typed(d: HostData) -> TypedData {
+    match d {
+        HostData::F32(v) => Either3::A(Float32Array::new(v)),
+        HostData::F64(v) => Either3::B(Float64Array::new(v)),
+        HostData::I32(v) => Either3::C(Int32Array::new(v)),
+    }
+}
+
+/// Waits on the libuv pool for a tensor's data, then hands a copy to JS as a typed array.
+pub struct DataTask {
+    tensor: Tensor,
+}
+
+#[napi]
+impl Task for DataTask {
+    type Output = HostData;
+    type JsValue = Either3<Float32Array, Float64Array, Int32Array>;
+
+    fn compute(&mut self) -> Result<HostData> {
+        let t = &self.tensor;
+        catch_unwind(AssertUnwindSafe(|| t.storage().map(|s| copy_out(&s)))).map_err(|p| panic_err("data", p))?.js()
+    }
+
+    fn resolve(&mut self, env: Env, out: HostData) -> Result<Either3<Float32Array, Float64Array, Int32Array>> {
+        sync_external_memory(&env);
+        Ok(to_typed(out))
+    }
+}
+
+/// Waits on the libuv pool for a one-element tensor's value.
+pub struct ItemTask {
+    tensor: Tensor,
+}
+
+#[napi]
+impl Task for ItemTask {
+    type Output = f64;
+    type JsValue = f64;
+
+    fn compute(&mut self) -> Result<f64> {
+        let t = &self.tensor;
+        catch_unwind(AssertUnwindSafe(|| t.item())).map_err(|p| panic_err("item", p))?.js()
+    }
+
+    fn resolve(&mut self, _env: Env, out: f64) -> Result<f64> {
+        Ok(out)
+    }
+}
+
+#[napi]
+impl NativeTensor {
+    /// Dimensions, outermost first.
+    #[napi(getter, catch_unwind)]
+    pub fn shape(&self) -> Result<Vec<u32>> {
+        Ok(self.get("shape")?.shape().iter().map(|&d| d as u32).collect())
+    }
+
+    /// 'float32', 'float64' or 'int32'.
+    #[napi(getter, catch_unwind)]
+    pub fn dtype(&self) -> Result<String> {
+        Ok(self.get("dtype")?.dtype().name().to_string())
+    }
+
+    /// 'cpu' or 'cuda:N'.
+    #[napi(getter, catch_unwind)]
+    pub fn device(&self) -> Result<String> {
+        Ok(self.get("device")?.device().to_string())
+    }
+
+    /// A process-unique id of the underlying tensor (shared by handles of the same tensor).
+    #[napi(getter, catch_unwind)]
+    pub fn id(&self) -> Result<i64> {
+        Ok(self.get("id")?.id() as i64)
+    }
+
+    #[napi(getter, catch_unwind)]
+    pub fn requires_grad(&self) -> Result<bool> {
+        Ok(self.get("requiresGrad")?.requires_grad())
+    }
+
+    #[napi(setter, catch_unwind)]
+    pub fn set_requires_grad(&self, on: bool) -> Result<()> {
+        self.get("requiresGrad")?.set_requires_grad(on).js()
+    }
+
+    /// True once the executor has computed (or failed to compute) this tensor.
+    #[napi(getter, catch_unwind)]
+    pub fn is_ready(&self) -> Result<bool> {
+        Ok(self.get("isReady")?.is_ready())
+    }
+
+    /// True for a tensor made directly (not by an op that records history).
+    #[napi(getter, catch_unwind)]
+    pub fn is_leaf(&self) -> Result<bool> {
+        Ok(self.get("isLeaf")?.is_leaf())
+    }
+
+    #[napi(getter, catch_unwind)]
+    pub fn is_disposed(&self) -> bool {
+        self.inner.is_none()
+    }
+
+    /// The accumulated gradient, or null.
+    #[napi(catch_unwind)]
+    pub fn grad(&self) -> Result<Option<NativeTensor>> {
+        Ok(self.get("grad")?.grad().map(NativeTensor::new))
+    }
+
+    /// Sets (or clears, with null) the accumulated gradient.
+    #[napi(catch_unwind)]
+    pub fn set_grad(&self, g: Option<&NativeTensor>) -> Result<()> {
+        let t = self.get("setGrad")?;
+        let g = match g {
+            Some(g) => {
+                let g = g.get("setGrad")?;
+                if g.shape() != t.shape() {
+                    return Err(crate::js_err(CoreError::shape(
+                        "setGrad",
+                        recurrent_core::error::fmt_shape(t.shape()),
+                        recurrent_core::error::fmt_shape(g.shape()),
+                    )));
+                }
+                if g.dtype() != t.dtype() {
+                    return Err(crate::js_err(CoreError::dtype("setGrad", t.dtype(), g.dtype())));
+                }
+                Some(g.clone())
+            }
+            None => None,
+        };
+        t.set_grad(g);
+        Ok(())
+    }
+
+    /// Clears the accumulated gradient.
+    #[napi(catch_unwind)]
+    pub fn zero_grad(&self) -> Result<()> {
+        self.get("zeroGrad")?.zero_grad();
+        Ok(())
+    }
+
+    /// A new leaf sharing this tensor's data, without history.
+    #[napi(catch_unwind)]
+    pub fn detach(&self) -> Result<NativeTensor> {
+        Ok(NativeTensor::new(self.get("detach")?.detach()))
+    }
+
+    /// Another handle on the same tensor (dispose() of one leaves the other alive).
+    #[napi(catch_unwind)]
+    pub fn share(&self) -> Result<NativeTensor> {
+        Ok(NativeTensor::new(self.get("share")?.clone()))
+    }
+
+    /// Replaces this tensor's data with `src`'s (same shape and dtype).
+    #[napi(catch_unwind)]
+    pub fn assign(&self, src: &NativeTensor) -> Result<()> {
+        let t = self.get("assign")?;
+        t.assign(src.get("assign")?).js()
+    }
+
+    /// Accumulates d(this)/d(leaf) into every leaf that requires grad.
+    #[napi(catch_unwind)]
+    pub fn backward(&self, env: Env, grad: Option<&NativeTensor>) -> Result<()> {
+        let t = self.get("backward")?;
+        let g = match grad {
+            Some(g) => Some(g.get("backward")?.clone()),
+            None => None,
+        };
+        let r = recurrent_core::backward(t, g).js();
+        sync_external_memory(&env);
+        r
+    }
+
+    /// Drops this handle now. Further use throws a DisposedError.
+    #[napi(catch_unwind)]
+    pub fn dispose(&mut self, env: Env) {
+        self.inner = None;
+        sync_external_memory(&env);
+    }
+
+    /// Reads the data, blocking the JS thread until the executor has produced it.
+    #[napi(catch_unwind)]
+    pub fn data_sync(&self, env: Env) -> Result<Either3<Float32Array, Float64Array, Int32Array>> {
+        let t = self.get("dataSync")?;
+        let s = t.storage().js()?;
+        let out = to_typed(copy_out(&s));
+        sync_external_memory(&env);
+        Ok(out)
+    }
+
+    /// Reads the data without blocking: waits on the libuv pool.
+    #[napi(catch_unwind)]
+    pub fn data(&self) -> Result<AsyncTask<DataTask>> {
+        let t = self.get("data")?;
+        Ok(AsyncTask::new(DataTask { tensor: t.clone() }))
+    }
+
+    /// The value of a one-element tensor, without blocking.
+    #[napi(catch_unwind)]
+    pub fn item(&self) -> Result<AsyncTask<ItemTask>> {
+        let t = self.get("item")?;
+        if t.numel() != 1 {
+            return Err(crate::js_err(CoreError::shape("item", "a tensor with one element", recurrent_core::error::fmt_shape(t.shape()))));
+        }
+        Ok(AsyncTask::new(ItemTask { tensor: t.clone() }))
+    }
+
+    /// The value of a one-element tensor, blocking.
+    #[napi(catch_unwind)]
+    pub fn item_sync(&self) -> Result<f64> {
+        self.get("itemSync")?.item().js()
+    }
+}

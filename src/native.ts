@@ -1,0 +1,40 @@
+/**
+ * Loads the native addon through the loader that `napi build` generates in `native/`
+ * (`native/index.cjs` and its types `native/index.d.cts` are generated files: never edit them,
+ * `npm run build:native` rewrites them).
+ *
+ * Internal module: the public API is in `tensor.ts` and `ops.ts`, which wrap every native call
+ * so that errors come out as the classes of `errors.ts`.
+ */
+
+import { createRequire } from 'node:module'
+import type * as NativeModule from '../native/index.cjs'
+
+export type { NativeTensor, MemoryInfo, RecurrentLayerOutput } from '../native/index.cjs'
+
+const require = createRequire(import.meta.url)
+
+function load(): typeof NativeModule {
+  // From the sources (src/native.ts) the loader is one level up; from the compiled package
+  // (dist/src/native.js) it is two levels up.
+  const candidates = ['../native/index.cjs', '../../native/index.cjs']
+  const errors: unknown[] = []
+  for (const c of candidates) {
+    try {
+      return require(c) as typeof NativeModule
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'MODULE_NOT_FOUND' && String((e as Error).message).includes(c)) {
+        errors.push(e)
+        continue
+      }
+      throw e
+    }
+  }
+  throw new Error(
+    'recurrent: the native addon is not built (native/index.cjs is missing); run `npm run build:native`',
+    { cause: errors },
+  )
+}
+
+/** The raw native module. Its errors carry a `[ClassName]` prefix: use `errors.wrap`. */
+export const native: typeof NativeModule = load()

@@ -1,0 +1,363 @@
+/**
+ * The `Tensor` handle.
+ *
+ * A tensor is a handle on native data. Creating one with an op only checks shapes and enqueues
+ * the work on the native executor, so it returns at once; shape and dtype errors are thrown
+ * synchronously at the call that caused them. Reading the data (`await t.data()`,
+ * `await t.item()`) is the synchronisation point and never blocks the event loop;
+ * `dataSync()`/`itemSync()` do block.
+ *
+ * Memory is freed by `dispose()`, by `using t = ...` (`Symbol.dispose`), or when the handle
+ * is garbage-collected.
+ */
+
+import { ShapeError, ValueError, wrap, wrapAsync } from './errors.js'
+import { native, type NativeTensor } from './native.js'
+
+/** Element types of tensors. */
+export type DType = 'float32' | 'float64' | 'int32'
+
+/** The typed array that holds a tensor's data: one per dtype. */
+export type TypedArray = Float32Array | Float64Array | Int32Array
+
+/** Nested arrays of numbers, as `array()` returns them. */
+export type NestedArray = number | NestedArray[]
+
+const inspect = Symbol.for('nodejs.util.inspect.custom')
+
+/**
+ * Normalises a possibly negative axis (`-1` is the last) against `rank`.
+ * @throws ShapeError when the axis is out of `[-rank, rank)` or not an integer.
+ * @internal
+ */
+export function normAxis(op: string, axis: number, rank: number): number {
+  if (!Number.isInteger(axis) || axis < -rank || axis >= rank) {
+    throw new ShapeError(op, `an axis in [${-rank}, ${rank}) for a tensor of rank ${rank}, got ${axis}`)
+  }
+  return axis < 0 ? axis + rank : axis
+}
+
+/** Formats a shape as `[2, 3]`. @internal */
+export function fmtShape(shape: readonly number[]): string {
+  return `[${shape.join(', ')}]`
+}
+
+/** A tensor: an n-dimensional array of float32, float64 or int32 values, with autograd. */
+export class Tensor {
+  /** Dimensions, outermost first (`[]` for a scalar). */
+  readonly shape: number[]
+  /** Element type. */
+  readonly dtype: DType
+  /** Where the data lives: `'cpu'` or `'cuda:N'`. */
+  readonly device: string
+  /** Number of elements: the product of `shape`. */
+  readonly size: number
+  /** @internal The native handle. Use the methods; its errors are not translated. */
+  readonly _native: NativeTensor
+
+  /** @internal Tensors are made by factories (`tensor`, `zeros`, `randn`...) and ops. */
+  constructor(h: NativeTensor) {
+    this._native = h
+    this.shape = h.shape
+    this.dtype = h.dtype as DType
+    this.device = h.device
+    this.size = this.shape.reduce((a, b) => a * b, 1)
+  }
+
+  /** Number of dimensions. */
+  get rank(): number {
+    return this.shape.length
+  }
+
+  /** A process-unique id of the underlying tensor. */
+  get id(): number {
+    return wrap(() => this._native.id)
+  }
+
+  /**
+   * Whether `backward()` accumulates a gradient into this (leaf) tensor's `grad`, and whether
+   * ops on it record history. Only leaves can change it; only float tensors can require grad.
+   */
+  get requiresGrad(): boolean {
+    return wrap(() => this._native.requiresGrad)
+  }
+  set requiresGrad(on: boolean) {
+    wrap(() => {
+      this._native.requiresGrad = on
+    })
+  }
+
+  /** True for tensors not produced by a history-recording op (factories, `detach()`). */
+  get isLeaf(): boolean {
+    return wrap(() => this._native.isLeaf)
+  }
+
+  /** True once the executor has computed (or failed to compute) this tensor's data. */
+  get isReady(): boolean {
+    return wrap(() => this._native.isReady)
+  }
+
+  /** True after `dispose()`. */
+  get isDisposed(): boolean {
+    return this._native.isDisposed
+  }
+
+  /**
+   * The gradient accumulated by `backward()` (same shape as this tensor), or null.
+   * Each read returns a new handle on the same gradient tensor. Assigning sets or clears it.
+   */
+  get grad(): Tensor | null {
+    const g = wrap(() => this._native.grad())
+    return g ? new Tensor(g) : null
+  }
+  set grad(g: Tensor | null) {
+    wrap(() => this._native.setGrad(g ? handle('grad', g) : null))
+  }
+
+  /** Clears the accumulated gradient (`grad` becomes null). */
+  zeroGrad(): void {
+    wrap(() => this._native.zeroGrad())
+  }
+
+  /**
+   * Backpropagates from this tensor: accumulates ∂this/∂p into `p.grad` for every leaf `p`
+   * with `requiresGrad`. `grad` (same shape as this) is the upstream gradient; it defaults to
+   * 1 for a one-element tensor. The backward ops are enqueued; nothing blocks.
+   */
+  backward(grad?: Tensor): void {
+    wrap(() => this._native.backward(grad ? handle('backward', grad) : null))
+  }
+
+  /** A new leaf sharing this tensor's data, without history (`requiresGrad` false). */
+  detach(): Tensor {
+    return new Tensor(wrap(() => this._native.detach()))
+  }
+
+  /**
+   * Replaces this tensor's data with `src`'s (same shape and dtype), in place. Ops enqueued
+   * earlier still see the old data. This is how optimizers update parameters.
+   */
+  assign(src: Tensor): this {
+    wrap(() => this._native.assign(handle('assign', src)))
+    return this
+  }
+
+  /** Frees this handle now. Using the tensor afterwards throws a `DisposedError`. */
+  dispose(): void {
+    this._native.dispose()
+  }
+
+  /** `using t = ...` disposes `t` at the end of the block. */
+  [Symbol.dispose](): void {
+    this.dispose()
+  }
+
+  /**
+   * The data, row-major, as a new typed array (Float32Array, Float64Array or Int32Array per
+   * dtype). Resolves when the executor has computed it; never blocks the event loop. Rejects
+   * with the error (naming the op) of a failed op this tensor depends on.
+   */
+  data(): Promise<TypedArray> {
+    return wrapAsync(() => this._native.data())
+  }
+
+  /** Like `data()`, but blocks the JS thread until the data is computed. */
+  dataSync(): TypedArray {
+    return wrap(() => this._native.dataSync())
+  }
+
+  /** The value of a one-element tensor, without blocking. */
+  item(): Promise<number> {
+    return wrapAsync(() => this._native.item())
+  }
+
+  /** The value of a one-element tensor; blocks until it is computed. */
+  itemSync(): number {
+    return wrap(() => this._native.itemSync())
+  }
+
+  /** The data as nested arrays of numbers, shaped like the tensor (a number for a scalar). */
+  async array(): Promise<NestedArray> {
+    return nest(await this.data(), this.shape)
+  }
+
+  /** Like `array()`, but blocking. */
+  arraySync(): NestedArray {
+    return nest(this.dataSync(), this.shape)
+  }
+
+  toString(): string {
+    if (this.isDisposed) return `Tensor(disposed, shape=${fmtShape(this.shape)}, dtype=${this.dtype})`
+    return `Tensor(shape=${fmtShape(this.shape)}, dtype=${this.dtype}, device=${this.device}${this.requiresGrad ? ', requiresGrad=true' : ''})`
+  }
+
+  [inspect](): string {
+    return this.toString()
+  }
+
+  // ---- ops -------------------------------------------------------------------------------
+
+  /** `this + other` (broadcasting); a number is added to every element. */
+  add(other: Tensor | number): Tensor {
+    return typeof other === 'number' ? this.addScalar(other) : op(() => native.add(this._native, handle('add', other)))
+  }
+
+  /** `this − other` (broadcasting); a number is subtracted from every element. */
+  sub(other: Tensor | number): Tensor {
+    return typeof other === 'number' ? this.addScalar(-other) : op(() => native.sub(this._native, handle('sub', other)))
+  }
+
+  /** `this ⊙ other`, elementwise (broadcasting); a number scales every element. */
+  mul(other: Tensor | number): Tensor {
+    return typeof other === 'number' ? this.scale(other) : op(() => native.mul(this._native, handle('mul', other)))
+  }
+
+  /** `this / other`, elementwise (broadcasting); a number divides every element. */
+  div(other: Tensor | number): Tensor {
+    return typeof other === 'number' ? this.scale(1 / other) : op(() => native.div(this._native, handle('div', other)))
+  }
+
+  /** `c · this`. */
+  scale(c: number): Tensor {
+    return op(() => native.scale(this._native, c))
+  }
+
+  /** `this + c`. */
+  addScalar(c: number): Tensor {
+    return op(() => native.addScalar(this._native, c))
+  }
+
+  /** `−this`. */
+  neg(): Tensor {
+    return op(() => native.neg(this._native))
+  }
+
+  /** `eˣ`, elementwise. */
+  exp(): Tensor {
+    return op(() => native.exp(this._native))
+  }
+
+  /** `ln x`, elementwise. */
+  log(): Tensor {
+    return op(() => native.log(this._native))
+  }
+
+  /** `tanh x`, elementwise. */
+  tanh(): Tensor {
+    return op(() => native.tanh(this._native))
+  }
+
+  /** `σ(x) = 1 / (1 + e^−x)`, elementwise. */
+  sigmoid(): Tensor {
+    return op(() => native.sigmoid(this._native))
+  }
+
+  /** `max(x, 0)`, elementwise. */
+  relu(): Tensor {
+    return op(() => native.relu(this._native))
+  }
+
+  /** `x²`, elementwise. */
+  square(): Tensor {
+    return op(() => native.square(this._native))
+  }
+
+  /** `√x`, elementwise. */
+  sqrt(): Tensor {
+    return op(() => native.sqrt(this._native))
+  }
+
+  /**
+   * Matrix product `this · other`: `[M, K] · [K, N] → [M, N]`; leading (batch) dimensions
+   * broadcast as in NumPy's `matmul`.
+   */
+  matmul(other: Tensor): Tensor {
+    return op(() => native.matmul(this._native, handle('matmul', other)))
+  }
+
+  /**
+   * The same data with a new shape of the same size; one dimension may be `-1` (inferred).
+   * Accepts `reshape([2, 3])` or `reshape(2, 3)`.
+   */
+  reshape(...shape: number[] | [number[]]): Tensor {
+    const s = (Array.isArray(shape[0]) ? shape[0] : shape) as number[]
+    return op(() => native.reshape(this._native, s))
+  }
+
+  /** Swaps dimensions `d0` and `d1` (negative counts from the end; default: the last two). */
+  transpose(d0 = -2, d1 = -1): Tensor {
+    const r = this.rank
+    const a = normAxis('transpose', d0, r)
+    const b = normAxis('transpose', d1, r)
+    return op(() => native.transpose(this._native, a, b))
+  }
+
+  /**
+   * `Σ` over `axes` (default: all, giving a scalar `[]`). With `keepdim` the summed axes stay
+   * as size 1.
+   */
+  sum(axes?: number | number[], keepdim = false): Tensor {
+    if (axes === undefined && !keepdim) return op(() => native.sumAll(this._native))
+    const ax = normAxes('sum', axes, this.rank)
+    return op(() => native.sum(this._native, ax, keepdim))
+  }
+
+  /** Mean over `axes` (default: all, giving a scalar `[]`). */
+  mean(axes?: number | number[], keepdim = false): Tensor {
+    if (axes === undefined && !keepdim) return op(() => native.meanAll(this._native))
+    const ax = normAxes('mean', axes, this.rank)
+    return op(() => native.mean(this._native, ax, keepdim))
+  }
+
+  /** `softmax(x)ᵢ = exp(xᵢ) / Σⱼ exp(xⱼ)` along `axis` (default last). */
+  softmax(axis = -1): Tensor {
+    const a = normAxis('softmax', axis, this.rank)
+    return op(() => native.softmax(this._native, a))
+  }
+
+  /** `log softmax(x)ᵢ = xᵢ − log Σⱼ exp(xⱼ)` along `axis` (default last). */
+  logSoftmax(axis = -1): Tensor {
+    const a = normAxis('logSoftmax', axis, this.rank)
+    return op(() => native.logSoftmax(this._native, a))
+  }
+}
+
+/** Wraps a native call that returns a tensor handle, translating its errors. @internal */
+export function op(fn: () => NativeTensor): Tensor {
+  return new Tensor(wrap(fn))
+}
+
+/** Normalises an axis list (undefined: every axis), dropping none and checking each. @internal */
+export function normAxes(opName: string, axes: number | number[] | undefined, rank: number): number[] {
+  if (axes === undefined) return Array.from({ length: rank }, (_, i) => i)
+  const list = typeof axes === 'number' ? [axes] : axes
+  const out = list.map((a) => normAxis(opName, a, rank))
+  if (new Set(out).size !== out.length) {
+    throw new ShapeError(opName, `distinct axes, got [${list.join(', ')}]`)
+  }
+  return out
+}
+
+/** The native handle of a tensor; ValueError if `t` is not a Tensor. @internal */
+export function handle(opName: string, t: Tensor): NativeTensor {
+  if (!(t instanceof Tensor)) {
+    throw new ValueError(opName, `expected a Tensor, got ${t === null ? 'null' : typeof t}`)
+  }
+  return t._native
+}
+
+function nest(data: TypedArray, shape: readonly number[]): NestedArray {
+  if (shape.length === 0) return data[0]!
+  let i = 0
+  const build = (d: number): NestedArray[] => {
+    const n = shape[d]!
+    const out: NestedArray[] = new Array(n)
+    if (d === shape.length - 1) {
+      for (let k = 0; k < n; k++) out[k] = data[i++]!
+    } else {
+      for (let k = 0; k < n; k++) out[k] = build(d + 1)
+    }
+    return out
+  }
+  return build(0)
+}
