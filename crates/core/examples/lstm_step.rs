@@ -24,7 +24,8 @@ fn main() {
     }
     let sgemm = 2.0 * (n as f64).powi(3) / median(ts) / 1e9;
     println!("SGEMM {n}: {sgemm:.1} GFLOP/s");
-    for &(b, t, i, h) in &[(32usize, 50usize, 64usize, 256usize), (64, 100, 512, 512)] {
+    let sizes: Vec<(usize, usize, usize, usize)> = std::env::args().nth(1).map(|s| { let v: Vec<usize> = s.split(',').map(|x| x.parse().unwrap()).collect(); vec![(v[0], v[1], v[2], v[3])] }).unwrap_or(vec![(32, 50, 64, 256), (64, 100, 512, 512)]);
+    for &(b, t, i, h) in &sizes {
         let x = Tensor::randn(&[t, b, i], DType::F32, 1).unwrap();
         let h0 = Tensor::zeros(&[b, h], DType::F32).unwrap();
         let c0 = Tensor::zeros(&[b, h], DType::F32).unwrap();

@@ -130,7 +130,7 @@ impl<'a, T> Mat<'a, T> {
 }
 
 /// Below this many multiply-adds a GEMM runs on the calling thread: the fork-join costs more.
-const PARALLEL_MIN_FLOPS: usize = 1 << 17;
+const PARALLEL_MIN_FLOPS: usize = 1 << 20;
 
 /// `c[m×n] (+)= a[m×k] · b[k×n]` through the `gemm` crate (packed, SIMD, rayon-parallel).
 /// `c` is row-major with leading dimension `ldc`; when `accumulate` the product is added.

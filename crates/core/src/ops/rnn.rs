@@ -27,7 +27,7 @@ use rayon::prelude::*;
 use std::sync::Arc;
 
 /// Below this many gate values per step, the row loop runs on one thread.
-const PAR_MIN_STEP: usize = 1 << 13;
+const PAR_MIN_STEP: usize = 1 << 17;
 
 /// One step of one row of a recurrent cell. Every slice is one row; `H` is `h`.
 pub(crate) trait Cell: Sync {
