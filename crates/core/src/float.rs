@@ -82,7 +82,10 @@ impl Float for f32 {
 #[inline(always)]
 pub fn fast_exp_f32(x: f32) -> f32 {
     let x = x.clamp(-87.3, 88.7);
-    let n = (x * std::f32::consts::LOG2_E).round();
+    // Round to nearest by adding and subtracting 1.5·2^23 (exact for |v| < 2^22): unlike
+    // f32::round, which is a libm call, this stays inside vectorised loops.
+    const MAGIC: f32 = 12_582_912.0;
+    let n = (x * std::f32::consts::LOG2_E + MAGIC) - MAGIC;
     // ln 2 split in two so that x - n ln 2 stays exact.
     let r = x - n * 0.693_359_4 - n * -2.121_944_4e-4;
     let mut p = 1.987_569_1e-4_f32;
