@@ -1,8 +1,9 @@
 //! Dynamic autograd: every differentiable op records a node; `backward()` walks the nodes in
 //! reverse topological order and enqueues each op's backward as more ops on the executor.
 
+use crate::backend::{DeviceBuffer, GpuBackend};
 use crate::error::{fmt_shape, Error, Result};
-use crate::executor::{self, DataSlot};
+use crate::executor::{self, DataSlot, Stored};
 use crate::storage::{CpuStorage, DType};
 use crate::tensor::{Device, Tensor};
 use std::cell::Cell;
@@ -23,6 +24,14 @@ pub trait Op: Send + Sync + 'static {
     /// Whether backward reads the outputs (then the node keeps them alive).
     fn saves_outputs(&self) -> bool {
         false
+    }
+    /// The same op on a GPU: inputs and outputs in device memory, as GEMMs and named kernels.
+    fn gpu(&self, _backend: &dyn GpuBackend, _inputs: &[&dyn DeviceBuffer]) -> Result<Vec<Arc<dyn DeviceBuffer>>> {
+        Err(Error::CudaUnavailable { op: self.name().into(), reason: "this op has no CUDA implementation yet".into() })
+    }
+    /// For ops that move data between devices: the device of the outputs.
+    fn output_device(&self) -> Option<Device> {
+        None
     }
 }
 
@@ -78,14 +87,21 @@ pub fn apply(op: Arc<dyn Op>, inputs: &[&Tensor], outputs: Vec<(Vec<usize>, DTyp
     if let Some(bad) = inputs.iter().find(|t| t.device() != device) {
         return Err(Error::Device { op: op.name().into(), expected: device.to_string(), got: bad.device().to_string() });
     }
-    if let Device::Cuda(_) = device {
-        return Err(Error::CudaUnavailable { op: op.name().into(), reason: "this build has no CUDA backend".into() });
-    }
+    let out_device = op.output_device().unwrap_or(device);
+    // The device that runs the op: the source for downloads, the destination otherwise.
+    let run_device = if out_device == Device::Cpu { device } else { out_device };
+    let backend = match run_device {
+        Device::Cpu => None,
+        Device::Cuda(n) => Some(crate::backend::cuda(n).map_err(|e| match e {
+            Error::CudaUnavailable { reason, .. } => Error::CudaUnavailable { op: op.name().into(), reason },
+            other => other,
+        })?),
+    };
     let track = is_grad_enabled() && inputs.iter().any(|t| t.requires_grad());
     let slots: Vec<Arc<DataSlot>> = outputs.iter().map(|_| DataSlot::pending()).collect();
     let node = track.then(|| {
         let saved_outputs = if op.saves_outputs() {
-            outputs.iter().zip(&slots).map(|((s, d), slot)| Tensor::from_parts(s.clone(), *d, device, slot.clone(), None)).collect()
+            outputs.iter().zip(&slots).map(|((s, d), slot)| Tensor::from_parts(s.clone(), *d, out_device, slot.clone(), None)).collect()
         } else {
             Vec::new()
         };
@@ -97,39 +113,65 @@ pub fn apply(op: Arc<dyn Op>, inputs: &[&Tensor], outputs: Vec<(Vec<usize>, DTyp
         .enumerate()
         .map(|(i, ((shape, dtype), slot))| {
             let grad_fn = node.as_ref().map(|n| GradFn { node: n.clone(), index: i });
-            Tensor::from_parts(shape.clone(), *dtype, device, slot.clone(), grad_fn)
+            Tensor::from_parts(shape.clone(), *dtype, out_device, slot.clone(), grad_fn)
         })
         .collect();
 
     let in_slots: Vec<Arc<DataSlot>> = inputs.iter().map(|t| t.slot()).collect();
-    executor::submit(Box::new(move || run_job(&*op, &in_slots, &slots, &outputs)));
+    executor::submit_on(run_device, Box::new(move || run_job(&*op, backend.as_deref(), &in_slots, &slots, &outputs)));
     Ok(result)
 }
 
-fn run_job(op: &dyn Op, in_slots: &[Arc<DataSlot>], out_slots: &[Arc<DataSlot>], specs: &[(Vec<usize>, DType)]) {
-    let outcome = (|| -> Result<Vec<CpuStorage>> {
+fn check_outputs(op: &dyn Op, out: &[(usize, DType)], specs: &[(Vec<usize>, DType)]) -> Result<()> {
+    if out.len() != specs.len() {
+        return Err(Error::internal(op.name(), format!("produced {} outputs, promised {}", out.len(), specs.len())));
+    }
+    for (&(len, dt), (shape, dtype)) in out.iter().zip(specs) {
+        if len != shape.iter().product::<usize>() || dt != *dtype {
+            return Err(Error::internal(op.name(), format!("produced {len} {dt} values, promised {} {}", fmt_shape(shape), dtype)));
+        }
+    }
+    Ok(())
+}
+
+/// Runs one op on the executor thread: host math, device math, or a copy between the two.
+fn run_job(op: &dyn Op, backend: Option<&dyn GpuBackend>, in_slots: &[Arc<DataSlot>], out_slots: &[Arc<DataSlot>], specs: &[(Vec<usize>, DType)]) {
+    let outcome = (|| -> Result<Vec<Stored>> {
         let mut held = Vec::with_capacity(in_slots.len());
         for s in in_slots {
             // A failed input poisons this op's outputs with the original error.
-            held.push(s.wait()?);
+            held.push(s.wait_stored()?);
         }
-        let refs: Vec<&CpuStorage> = held.iter().map(|s| &**s).collect();
-        let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| op.cpu(&refs)))
-            .map_err(|p| Error::internal(op.name(), panic_message(&p)))??;
-        if out.len() != specs.len() {
-            return Err(Error::internal(op.name(), format!("produced {} outputs, promised {}", out.len(), specs.len())));
-        }
-        for (o, (shape, dtype)) in out.iter().zip(specs) {
-            if o.len() != shape.iter().product::<usize>() || o.dtype() != *dtype {
-                return Err(Error::internal(op.name(), format!("produced {} {} values, promised {} {}", o.len(), o.dtype(), fmt_shape(shape), dtype)));
+        let caught = |f: &mut dyn FnMut() -> Result<Vec<Stored>>| {
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|p| Error::internal(op.name(), panic_message(&p)))?
+        };
+        let host: Vec<&CpuStorage> = held.iter().filter_map(|s| if let Stored::Host(h) = s { Some(&**h) } else { None }).collect();
+        let dev: Vec<&dyn DeviceBuffer> = held.iter().filter_map(|s| if let Stored::Device(d) = s { Some(&**d) } else { None }).collect();
+        let out = match (backend, op.output_device()) {
+            (None, _) if host.len() == held.len() => caught(&mut || Ok(op.cpu(&host)?.into_iter().map(|s| Stored::Host(Arc::new(s))).collect()))?,
+            (Some(be), Some(Device::Cuda(_))) if host.len() == held.len() => {
+                caught(&mut || host.iter().map(|h| Ok(Stored::Device(be.upload(h)?))).collect())?
             }
-        }
+            (Some(be), Some(Device::Cpu)) if dev.len() == held.len() => {
+                caught(&mut || dev.iter().map(|d| Ok(Stored::Host(Arc::new(be.download(*d)?)))).collect())?
+            }
+            (Some(be), None) if dev.len() == held.len() => caught(&mut || Ok(op.gpu(be, &dev)?.into_iter().map(Stored::Device).collect()))?,
+            _ => return Err(Error::internal(op.name(), "inputs are not on the device that runs the op")),
+        };
+        let shapes: Vec<(usize, DType)> = out
+            .iter()
+            .map(|s| match s {
+                Stored::Host(h) => (h.len(), h.dtype()),
+                Stored::Device(d) => (d.len(), d.dtype()),
+            })
+            .collect();
+        check_outputs(op, &shapes, specs)?;
         Ok(out)
     })();
     match outcome {
         Ok(out) => {
             for (slot, s) in out_slots.iter().zip(out) {
-                slot.fill(Ok(Arc::new(s)));
+                slot.fill(Ok(s));
             }
         }
         Err(e) => {

@@ -1,8 +1,10 @@
 //! The per-device executor: one worker thread runs ops in the order they were enqueued, so the
 //! caller (the Node main thread) only validates shapes and enqueues, and never waits on math.
 
+use crate::backend::DeviceBuffer;
 use crate::error::{Error, Result};
 use crate::storage::CpuStorage;
+use crate::tensor::Device;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Sender};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
@@ -12,8 +14,15 @@ type Job = Box<dyn FnOnce() + Send + 'static>;
 /// Where a tensor's data will be: not computed yet, computed, or failed (poisoned).
 pub(crate) enum SlotState {
     Pending,
-    Ready(Arc<CpuStorage>),
+    Ready(Stored),
     Failed(Error),
+}
+
+/// Computed data: in host memory, or in a device's memory.
+#[derive(Clone)]
+pub(crate) enum Stored {
+    Host(Arc<CpuStorage>),
+    Device(Arc<dyn DeviceBuffer>),
 }
 
 /// The data of one tensor version. Ops capture slots when they are enqueued and read them
@@ -28,9 +37,9 @@ impl DataSlot {
         Arc::new(DataSlot { state: Mutex::new(SlotState::Pending), filled: Condvar::new() })
     }
     pub(crate) fn ready(s: CpuStorage) -> Arc<Self> {
-        Arc::new(DataSlot { state: Mutex::new(SlotState::Ready(Arc::new(s))), filled: Condvar::new() })
+        Arc::new(DataSlot { state: Mutex::new(SlotState::Ready(Stored::Host(Arc::new(s)))), filled: Condvar::new() })
     }
-    pub(crate) fn fill(&self, result: Result<Arc<CpuStorage>>) {
+    pub(crate) fn fill(&self, result: Result<Stored>) {
         let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
         *st = match result {
             Ok(s) => SlotState::Ready(s),
@@ -38,7 +47,14 @@ impl DataSlot {
         };
         self.filled.notify_all();
     }
+    /// Waits for host data; a device tensor's data is an error here (use `wait_stored`).
     pub(crate) fn wait(&self) -> Result<Arc<CpuStorage>> {
+        match self.wait_stored()? {
+            Stored::Host(s) => Ok(s),
+            Stored::Device(_) => Err(Error::internal("read", "host data requested from a device tensor")),
+        }
+    }
+    pub(crate) fn wait_stored(&self) -> Result<Stored> {
         let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
         loop {
             match &*st {
@@ -60,27 +76,52 @@ struct Executor {
 
 fn cpu_executor() -> &'static Executor {
     static EXEC: OnceLock<Executor> = OnceLock::new();
-    EXEC.get_or_init(|| {
-        let (tx, rx) = mpsc::channel::<Job>();
-        let queued = Arc::new(AtomicUsize::new(0));
-        let q = queued.clone();
-        std::thread::Builder::new()
-            .name("recurrent-cpu".into())
-            .spawn(move || {
-                while let Ok(job) = rx.recv() {
-                    // Jobs catch their own panics; this guard keeps the worker alive regardless.
-                    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
-                    q.fetch_sub(1, Ordering::Release);
-                }
-            })
-            .expect("spawn the recurrent-cpu executor thread");
-        Executor { tx: Mutex::new(tx), queued }
-    })
+    EXEC.get_or_init(|| spawn_executor("recurrent-cpu".into()))
+}
+
+/// One executor per CUDA device: device ops are enqueued on the GPU stream from this thread,
+/// in call order, so JS never waits for a launch.
+fn cuda_executor(ordinal: usize) -> &'static Executor {
+    static EXECS: OnceLock<Mutex<Vec<Option<&'static Executor>>>> = OnceLock::new();
+    let mut all = EXECS.get_or_init(Default::default).lock().unwrap_or_else(|p| p.into_inner());
+    if all.len() <= ordinal {
+        all.resize(ordinal + 1, None);
+    }
+    *all[ordinal].get_or_insert_with(|| Box::leak(Box::new(spawn_executor(format!("recurrent-cuda{ordinal}")))))
+}
+
+fn spawn_executor(name: String) -> Executor {
+    let (tx, rx) = mpsc::channel::<Job>();
+    let queued = Arc::new(AtomicUsize::new(0));
+    let q = queued.clone();
+    std::thread::Builder::new()
+        .name(name)
+        .spawn(move || {
+            while let Ok(job) = rx.recv() {
+                // Jobs catch their own panics; this guard keeps the worker alive regardless.
+                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+                q.fetch_sub(1, Ordering::Release);
+            }
+        })
+        .expect("spawn an executor thread");
+    Executor { tx: Mutex::new(tx), queued }
+}
+
+fn executor_for(device: Device) -> &'static Executor {
+    match device {
+        Device::Cpu => cpu_executor(),
+        Device::Cuda(n) => cuda_executor(n),
+    }
 }
 
 /// Enqueues a job on the CPU executor.
 pub(crate) fn submit(job: Job) {
-    let ex = cpu_executor();
+    submit_on(Device::Cpu, job)
+}
+
+/// Enqueues a job on `device`'s executor.
+pub(crate) fn submit_on(device: Device, job: Job) {
+    let ex = executor_for(device);
     ex.queued.fetch_add(1, Ordering::AcqRel);
     let tx = ex.tx.lock().unwrap_or_else(|p| p.into_inner());
     if tx.send(job).is_err() {
@@ -97,6 +138,6 @@ pub fn queued() -> usize {
 pub fn synchronize() {
     let slot = DataSlot::pending();
     let s = slot.clone();
-    submit(Box::new(move || s.fill(Ok(Arc::new(CpuStorage::new_f32(Vec::new()))))));
+    submit(Box::new(move || s.fill(Ok(Stored::Host(Arc::new(CpuStorage::new_f32(Vec::new())))))));
     let _ = slot.wait();
 }

@@ -2,6 +2,7 @@
 //! backward), and the CPU backend. Pure Rust; the Node binding only converts types.
 
 pub mod autograd;
+pub mod backend;
 pub mod error;
 pub mod executor;
 pub mod float;

@@ -3,7 +3,7 @@
 
 use crate::autograd::GradFn;
 use crate::error::{fmt_shape, Error, Result};
-use crate::executor::DataSlot;
+use crate::executor::{DataSlot, Stored};
 use crate::storage::{CpuStorage, DType, MAX_ELEMENTS};
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
@@ -218,9 +218,30 @@ impl Tensor {
         self.slot().is_done()
     }
 
-    /// Blocks until the data is computed; returns it, or the error that poisoned it.
+    /// Blocks until the data is computed; returns it (copied to the host for device tensors),
+    /// or the error that poisoned it.
     pub fn storage(&self) -> Result<Arc<CpuStorage>> {
-        self.slot().wait()
+        match self.slot().wait_stored()? {
+            Stored::Host(s) => Ok(s),
+            Stored::Device(buf) => {
+                let Device::Cuda(n) = self.device() else { unreachable!("device data on the CPU") };
+                let be = crate::backend::cuda(n)?;
+                Ok(Arc::new(be.download(&*buf)?))
+            }
+        }
+    }
+
+    /// A copy on `device` (the same tensor when already there). Differentiable: the gradient
+    /// is copied back. Data moves between devices only through this call and reads.
+    pub fn to(&self, device: Device) -> Result<Tensor> {
+        if device == self.device() {
+            return Ok(self.clone());
+        }
+        if device != Device::Cpu && self.device() != Device::Cpu {
+            return Err(Error::Device { op: "to".into(), expected: "a copy through the host between two CUDA devices".into(), got: format!("{} → {device}", self.device()) });
+        }
+        let spec = vec![(self.shape().to_vec(), self.dtype())];
+        Ok(crate::autograd::apply(Arc::new(ToDevice { from: self.device(), to: device }), &[self], spec)?.remove(0))
     }
 
     pub fn to_vec_f32(&self) -> Result<Vec<f32>> {
@@ -253,5 +274,26 @@ impl Tensor {
 impl fmt::Debug for Tensor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Tensor(id={}, shape={}, {}, {})", self.id(), fmt_shape(self.shape()), self.dtype(), self.device())
+    }
+}
+
+/// Copies a tensor between the host and a device.
+struct ToDevice {
+    from: Device,
+    to: Device,
+}
+
+impl crate::autograd::Op for ToDevice {
+    fn name(&self) -> &'static str {
+        "to"
+    }
+    fn cpu(&self, _inputs: &[&CpuStorage]) -> Result<Vec<CpuStorage>> {
+        Err(Error::internal("to", "copies run in the executor, not as host math"))
+    }
+    fn output_device(&self) -> Option<Device> {
+        Some(self.to)
+    }
+    fn backward(&self, _ctx: &crate::autograd::BackwardCtx, grads: &[Option<Tensor>]) -> Result<Vec<Option<Tensor>>> {
+        Ok(vec![Some(grads[0].as_ref().expect("gradient").to(self.from)?)])
     }
 }

@@ -1,0 +1,94 @@
+//! The one backend trait for devices other than the host CPU. `crates/cuda` implements it with
+//! cudarc; the core only sees this trait, so no caller needs a `cfg(feature = "cuda")`. Until a
+//! backend is registered (or when its libraries or device are missing), every CUDA request is
+//! a clear `CudaUnavailable` error and the CPU path is untouched.
+
+use crate::error::{Error, Result};
+use crate::storage::{CpuStorage, DType};
+use std::any::Any;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+
+/// Memory on a device, owned by its backend. Kernels write through it, so methods take `&self`.
+pub trait DeviceBuffer: Send + Sync + 'static {
+    fn dtype(&self) -> DType;
+    fn len(&self) -> usize;
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    fn as_any(&self) -> &dyn Any;
+}
+
+/// A row-major matrix inside a device buffer: `buf[offset + r·ld + c]`, transposed if `trans`.
+#[derive(Clone, Copy)]
+pub struct GpuMat<'a> {
+    pub buf: &'a dyn DeviceBuffer,
+    pub offset: usize,
+    pub ld: usize,
+    pub trans: bool,
+}
+
+/// One argument of a kernel launch; must match the kernel's C signature exactly.
+pub enum KernelArg<'a> {
+    /// A pointer to element `offset` of a buffer.
+    Buf(&'a dyn DeviceBuffer, usize),
+    I32(i32),
+    I64(i64),
+    F32(f32),
+    F64(f64),
+}
+
+/// What a device offers the ops: memory, copies, a GEMM and named kernels from
+/// `crates/cuda/kernels/*.cu` (compiled on first use).
+pub trait GpuBackend: Send + Sync + 'static {
+    /// e.g. "NVIDIA H100 80GB HBM3 (cuda:0, sm_90)".
+    fn describe(&self) -> String;
+    /// Uninitialised memory for `n` elements (kernels must write every element they promise).
+    fn alloc(&self, dtype: DType, n: usize) -> Result<Arc<dyn DeviceBuffer>>;
+    fn zeros(&self, dtype: DType, n: usize) -> Result<Arc<dyn DeviceBuffer>>;
+    fn upload(&self, host: &CpuStorage) -> Result<Arc<dyn DeviceBuffer>>;
+    fn download(&self, buf: &dyn DeviceBuffer) -> Result<CpuStorage>;
+    /// `c[m×n] (+)= a[m×k] · b[k×n]` in the buffers' dtype (FP32 without TF32).
+    #[allow(clippy::too_many_arguments)]
+    fn gemm(&self, m: usize, n: usize, k: usize, a: GpuMat, b: GpuMat, c: &dyn DeviceBuffer, c_offset: usize, ldc: usize, accumulate: bool) -> Result<()>;
+    /// Launches `kernel` (a name like `lstm_fwd_step_f32`) over at least `threads` threads.
+    fn launch(&self, kernel: &str, threads: usize, args: &[KernelArg]) -> Result<()>;
+    /// Blocks until all queued device work is done; device errors surface here.
+    fn synchronize(&self) -> Result<()>;
+    /// (bytes in use by tensors, bytes reserved by the caching allocator).
+    fn memory(&self) -> (u64, u64);
+}
+
+/// Opens the backend for one device ordinal. Registered by the binding at start-up; called
+/// lazily on the first CUDA request, never while the addon loads.
+pub type GpuFactory = fn(ordinal: usize) -> Result<Arc<dyn GpuBackend>>;
+
+static FACTORY: OnceLock<GpuFactory> = OnceLock::new();
+static OPENED: OnceLock<Mutex<HashMap<usize, Result<Arc<dyn GpuBackend>>>>> = OnceLock::new();
+
+/// Registers the CUDA backend factory (first registration wins).
+pub fn register_cuda(factory: GpuFactory) {
+    let _ = FACTORY.set(factory);
+}
+
+/// The backend of `cuda:ordinal`, opened once and cached (failures too, so a missing driver is
+/// probed once). Panics inside the factory become errors.
+pub fn cuda(ordinal: usize) -> Result<Arc<dyn GpuBackend>> {
+    let Some(factory) = FACTORY.get().copied() else {
+        return Err(Error::CudaUnavailable { op: format!("cuda:{ordinal}"), reason: "this build of recurrent has no CUDA backend".into() });
+    };
+    let mut opened = OPENED.get_or_init(Default::default).lock().unwrap_or_else(|p| p.into_inner());
+    opened
+        .entry(ordinal)
+        .or_insert_with(|| {
+            std::panic::catch_unwind(|| factory(ordinal)).unwrap_or_else(|p| {
+                Err(Error::CudaUnavailable { op: format!("cuda:{ordinal}"), reason: crate::autograd::panic_message(&p) })
+            })
+        })
+        .clone()
+}
+
+/// Typed view of a device buffer for backends: downcasts to the backend's own type.
+pub fn downcast<T: 'static>(buf: &dyn DeviceBuffer) -> Option<&T> {
+    buf.as_any().downcast_ref::<T>()
+}
