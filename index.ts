@@ -134,3 +134,27 @@ export {
 
 // ---- optim ------------------------------------------------------------------------------------
 export { Optimizer, SGD, Adam, type SGDOptions, type AdamOptions } from './src/optim/index.js'
+
+// ---- io (tfjs, onnx, pytorch) -----------------------------------------------------------------
+// Weight exchange with TensorFlow.js/Keras (model.json + shards), ONNX export, and PyTorch
+// state dicts in safetensors files.
+export {
+  KerasSequential,
+  KerasActivationLayer,
+  loadTfjsModel,
+  saveTfjsModel,
+  fromTfjsArtifacts,
+  toTfjsArtifacts,
+  kerasToTorchRecurrent,
+  torchToKerasRecurrent,
+  type KerasActivation,
+  type MergeMode,
+  type KerasLayer,
+  type KerasLayerOptions,
+  type NamedWeight,
+  type TorchRecurrentArrays,
+  type TfjsWeightSpec,
+  type TfjsModelJson,
+  type TfjsArtifacts,
+} from './src/io/tfjs.js'
+export { toOnnx, saveOnnx, type OnnxExportOptions } from './src/io/onnx.js'
