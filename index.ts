@@ -133,7 +133,39 @@ export {
 } from './src/nn/index.js'
 
 // ---- optim ------------------------------------------------------------------------------------
-export { Optimizer, SGD, Adam, type SGDOptions, type AdamOptions } from './src/optim/index.js'
+export {
+  Optimizer,
+  SGD,
+  Adam,
+  AdamW,
+  RMSprop,
+  Adagrad,
+  clipGradNorm,
+  clipGradValue,
+  LRScheduler,
+  StepLR,
+  ExponentialLR,
+  CosineWithWarmup,
+  ReduceLROnPlateau,
+  type SGDOptions,
+  type AdamOptions,
+  type AdamWOptions,
+  type RMSpropOptions,
+  type AdagradOptions,
+  type OptimizerStateDict,
+  type OptimizerParamState,
+  type OptimizerParamGroup,
+  type OptionValue,
+  type HasLr,
+  type SchedulerStateDict,
+  type StepLROptions,
+  type ExponentialLROptions,
+  type CosineWithWarmupOptions,
+  type ReduceLROnPlateauOptions,
+} from './src/optim/index.js'
+
+// ---- io: safetensors --------------------------------------------------------------------------
+export { saveSafetensors, loadSafetensors, type SafetensorsContents } from './src/io/safetensors.js'
 
 // ---- io (tfjs, onnx, pytorch) -----------------------------------------------------------------
 // Weight exchange with TensorFlow.js/Keras (model.json + shards), ONNX export, and PyTorch

@@ -1,9 +1,8 @@
-/** Adam, PyTorch's `torch.optim.Adam`. */
+/** Adam and AdamW, PyTorch's `torch.optim.Adam` and `torch.optim.AdamW`. */
 
 import type { Tensor } from '../tensor.js'
-import { noGrad, zeros } from '../ops.js'
 import { ValueError } from '../errors.js'
-import { Optimizer, checkNonNegative } from './optimizer.js'
+import { Optimizer, checkNonNegative, checkUnit, type NativeRule, type OptionValue } from './optimizer.js'
 
 /** Options of {@link Adam}. */
 export interface AdamOptions {
@@ -17,6 +16,36 @@ export interface AdamOptions {
   weightDecay?: number
 }
 
+/** Options of {@link AdamW}: those of Adam, with decoupled weight decay (default 0.01). */
+export interface AdamWOptions extends AdamOptions {
+  /** Decoupled weight decay λ: θ ← θ (1 − γ λ) before the Adam step (default 0.01). */
+  weightDecay?: number
+}
+
+interface AdamHyper {
+  betas: [number, number]
+  eps: number
+  weightDecay: number
+}
+
+function check(op: string, o: { betas?: unknown; eps?: unknown; weightDecay?: unknown }, defaultDecay: number): AdamHyper {
+  const betas = o.betas ?? [0.9, 0.999]
+  if (!Array.isArray(betas) || betas.length !== 2) {
+    throw new ValueError(op, `betas must be two numbers in [0, 1), got ${JSON.stringify(betas)}`)
+  }
+  try {
+    checkUnit(op, 'betas[0]', betas[0])
+    checkUnit(op, 'betas[1]', betas[1])
+  } catch {
+    throw new ValueError(op, `betas must be two numbers in [0, 1), got ${JSON.stringify(betas)}`)
+  }
+  return {
+    betas: [betas[0] as number, betas[1] as number],
+    eps: checkNonNegative(op, 'eps', o.eps ?? 1e-8),
+    weightDecay: checkNonNegative(op, 'weightDecay', o.weightDecay ?? defaultDecay),
+  }
+}
+
 /**
  * Adam (Kingma & Ba, 2015), with the exact update of PyTorch's `Adam`. For each parameter θ
  * with gradient g, at step t = 1, 2, …:
@@ -26,53 +55,78 @@ export interface AdamOptions {
  *   v ← β₂ v + (1 − β₂) g²
  *   θ ← θ − (γ / (1 − β₁ᵗ)) · m / (√v / √(1 − β₂ᵗ) + ε)
  *
- * m and v start at zero and have their parameter's shape. The step count t is per parameter,
- * so a parameter without a gradient in some step is not advanced.
+ * State per parameter: `exp_avg` (m) and `exp_avg_sq` (v), zeros at first, shaped like the
+ * parameter, and the step count t (per parameter: one without a gradient is not advanced).
  */
 export class Adam extends Optimizer {
   betas: [number, number]
   eps: number
   weightDecay: number
-  readonly #state = new Map<Tensor, { step: number; m: Tensor; v: Tensor }>()
 
   constructor(params: Iterable<Tensor>, options: AdamOptions = {}) {
-    super(params, options.lr ?? 1e-3, 'Adam')
-    const betas = options.betas ?? [0.9, 0.999]
-    if (!Array.isArray(betas) || betas.length !== 2 || betas.some((b) => typeof b !== 'number' || !(b >= 0 && b < 1))) {
-      throw new ValueError(`Adam`, `betas must be two numbers in [0, 1), got ${JSON.stringify(betas)}`)
-    }
-    this.betas = [betas[0], betas[1]]
-    this.eps = checkNonNegative('Adam', 'eps', options.eps ?? 1e-8)
-    this.weightDecay = checkNonNegative('Adam', 'weightDecay', options.weightDecay ?? 0)
+    const name = new.target.name
+    super(params, options.lr ?? 1e-3, name)
+    const h = check(name, options, this.defaultWeightDecay())
+    this.betas = h.betas
+    this.eps = h.eps
+    this.weightDecay = h.weightDecay
   }
 
-  step(): void {
-    const [b1, b2] = this.betas
-    noGrad(() => {
-      for (const p of this.params) {
-        const grad = p.grad
-        if (grad === null) continue
-        // Intermediates are freed at once rather than left to the garbage collector.
-        const tmp: Tensor[] = [grad]
-        const k = (t: Tensor) => (tmp.push(t), t)
-        let st = this.#state.get(p)
-        if (st === undefined) {
-          st = { step: 0, m: zeros(p.shape, { dtype: p.dtype }), v: zeros(p.shape, { dtype: p.dtype }) }
-          this.#state.set(p, st)
-        }
-        st.step += 1
-        const g = this.weightDecay !== 0 ? k(grad.add(k(p.mul(this.weightDecay)))) : grad
-        const m = k(st.m.mul(b1)).add(k(g.mul(1 - b1)))
-        const v = k(st.v.mul(b2)).add(k(k(g.square()).mul(1 - b2)))
-        tmp.push(st.m, st.v)
-        st.m = m
-        st.v = v
-        const bc1 = 1 - b1 ** st.step
-        const bc2 = 1 - b2 ** st.step
-        const denom = k(k(k(v.sqrt()).mul(1 / Math.sqrt(bc2))).add(this.eps))
-        p.assign(k(p.sub(k(k(m.div(denom)).mul(this.lr / bc1)))))
-        for (const t of tmp) t.dispose()
-      }
-    })
+  /** @internal */
+  protected defaultWeightDecay(): number {
+    return 0
+  }
+
+  /** @internal */
+  protected decoupled(): boolean {
+    return false
+  }
+
+  protected bufferNames(): string[] {
+    return ['exp_avg', 'exp_avg_sq']
+  }
+
+  protected allBufferNames(): readonly string[] {
+    return ['exp_avg', 'exp_avg_sq']
+  }
+
+  protected rule(step: number): NativeRule {
+    return {
+      kind: this.decoupled() ? 'adamw' : 'adam',
+      lr: this.lr,
+      beta1: this.betas[0],
+      beta2: this.betas[1],
+      eps: this.eps,
+      weightDecay: this.weightDecay,
+      step,
+    }
+  }
+
+  protected options(): Record<string, OptionValue> {
+    return { betas: [this.betas[0], this.betas[1]], eps: this.eps, weightDecay: this.weightDecay }
+  }
+
+  protected setOptions(o: Record<string, unknown>): void {
+    Object.assign(this, check(`${this.constructor.name}.loadStateDict`, o, this.defaultWeightDecay()))
+  }
+}
+
+/**
+ * AdamW (Loshchilov & Hutter, 2019), PyTorch's `AdamW`: Adam with decoupled weight decay,
+ *
+ *   θ ← θ (1 − γ λ)                               (weightDecay λ, default 0.01)
+ *   m, v, θ as in {@link Adam} with g unchanged
+ */
+export class AdamW extends Adam {
+  constructor(params: Iterable<Tensor>, options: AdamWOptions = {}) {
+    super(params, options)
+  }
+
+  protected override defaultWeightDecay(): number {
+    return 0.01
+  }
+
+  protected override decoupled(): boolean {
+    return true
   }
 }

@@ -1,9 +1,8 @@
 /** Stochastic gradient descent with momentum, PyTorch's `torch.optim.SGD`. */
 
 import type { Tensor } from '../tensor.js'
-import { noGrad } from '../ops.js'
 import { ValueError } from '../errors.js'
-import { Optimizer, checkNonNegative } from './optimizer.js'
+import { Optimizer, checkBool, checkNonNegative, type NativeRule, type OptionValue } from './optimizer.js'
 
 /** Options of {@link SGD}. */
 export interface SGDOptions {
@@ -19,6 +18,26 @@ export interface SGDOptions {
   nesterov?: boolean
 }
 
+interface SGDHyper {
+  momentum: number
+  dampening: number
+  weightDecay: number
+  nesterov: boolean
+}
+
+function check(op: string, o: Partial<Record<keyof SGDHyper, unknown>>): SGDHyper {
+  const h: SGDHyper = {
+    momentum: checkNonNegative(op, 'momentum', o.momentum ?? 0),
+    dampening: checkNonNegative(op, 'dampening', o.dampening ?? 0),
+    weightDecay: checkNonNegative(op, 'weightDecay', o.weightDecay ?? 0),
+    nesterov: checkBool(op, 'nesterov', o.nesterov ?? false),
+  }
+  if (h.nesterov && (h.momentum <= 0 || h.dampening !== 0)) {
+    throw new ValueError(op, 'nesterov momentum needs momentum > 0 and dampening = 0')
+  }
+  return h
+}
+
 /**
  * Stochastic gradient descent, with the exact update of PyTorch's `SGD`. For each parameter θ
  * with gradient g, at step t:
@@ -29,52 +48,49 @@ export interface SGDOptions {
  *   g ← g + μ b  if nesterov, else g ← b
  *   θ ← θ − γ g
  *
- * Shapes: each buffer has its parameter's shape.
+ * State per parameter: `momentum_buffer` (when μ > 0), shaped like the parameter.
  */
 export class SGD extends Optimizer {
   momentum: number
   dampening: number
   weightDecay: number
   nesterov: boolean
-  readonly #buffers = new Map<Tensor, Tensor>()
 
   constructor(params: Iterable<Tensor>, options: SGDOptions) {
-    if (options === undefined || options.lr === undefined) throw new ValueError('SGD', 'options.lr is required')
+    if (options === undefined || options === null || options.lr === undefined) throw new ValueError('SGD', 'options.lr is required')
     super(params, options.lr, 'SGD')
-    this.momentum = checkNonNegative('SGD', 'momentum', options.momentum ?? 0)
-    this.dampening = checkNonNegative('SGD', 'dampening', options.dampening ?? 0)
-    this.weightDecay = checkNonNegative('SGD', 'weightDecay', options.weightDecay ?? 0)
-    this.nesterov = options.nesterov ?? false
-    if (this.nesterov && (this.momentum <= 0 || this.dampening !== 0)) {
-      throw new ValueError('SGD', 'nesterov momentum needs momentum > 0 and dampening = 0')
+    const h = check('SGD', options)
+    this.momentum = h.momentum
+    this.dampening = h.dampening
+    this.weightDecay = h.weightDecay
+    this.nesterov = h.nesterov
+  }
+
+  protected bufferNames(): string[] {
+    return this.momentum !== 0 ? ['momentum_buffer'] : []
+  }
+
+  protected allBufferNames(): readonly string[] {
+    return ['momentum_buffer']
+  }
+
+  protected rule(_step: number, first: boolean): NativeRule {
+    return {
+      kind: 'sgd',
+      lr: this.lr,
+      momentum: this.momentum,
+      dampening: this.dampening,
+      nesterov: this.nesterov,
+      weightDecay: this.weightDecay,
+      first,
     }
   }
 
-  step(): void {
-    noGrad(() => {
-      for (const p of this.params) {
-        const grad = p.grad
-        if (grad === null) continue
-        // Intermediates are freed at once rather than left to the garbage collector.
-        const tmp: Tensor[] = [grad]
-        const k = (t: Tensor) => (tmp.push(t), t)
-        let g: Tensor = grad
-        if (this.weightDecay !== 0) g = k(g.add(k(p.mul(this.weightDecay))))
-        if (this.momentum !== 0) {
-          const prev = this.#buffers.get(p)
-          let buf: Tensor
-          if (prev === undefined) {
-            buf = g.detach()
-          } else {
-            buf = k(prev.mul(this.momentum)).add(this.dampening === 0 ? g : k(g.mul(1 - this.dampening)))
-            tmp.push(prev)
-          }
-          this.#buffers.set(p, buf)
-          g = this.nesterov ? k(g.add(k(buf.mul(this.momentum)))) : buf
-        }
-        p.assign(k(p.sub(k(g.mul(this.lr)))))
-        for (const t of tmp) t.dispose()
-      }
-    })
+  protected options(): Record<string, OptionValue> {
+    return { momentum: this.momentum, dampening: this.dampening, weightDecay: this.weightDecay, nesterov: this.nesterov }
+  }
+
+  protected setOptions(o: Record<string, unknown>): void {
+    Object.assign(this, check('SGD.loadStateDict', o))
   }
 }

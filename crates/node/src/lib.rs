@@ -13,7 +13,9 @@
 
 mod convert;
 mod factories;
+mod io;
 mod ops;
+mod optim;
 mod tensor;
 
 pub use tensor::NativeTensor;
@@ -171,6 +173,40 @@ impl Task for SyncTask {
 #[napi(catch_unwind)]
 pub fn synchronize() -> AsyncTask<SyncTask> {
     AsyncTask::new(SyncTask)
+}
+
+/// Waits on the libuv pool until one tensor's data is computed, without copying it.
+pub struct ReadyTask {
+    tensor: Option<recurrent_core::Tensor>,
+}
+
+#[napi]
+impl Task for ReadyTask {
+    type Output = ();
+    type JsValue = ();
+
+    fn compute(&mut self) -> Result<()> {
+        let t = self.tensor.take();
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| t.as_ref().map(|t| t.storage().map(|_| ())).unwrap_or(Ok(()))));
+        // Drop the handle here, on the pool thread, once the data is there.
+        drop(t);
+        r.map_err(|p| panic_err("ready", p))?.js()
+    }
+
+    fn resolve(&mut self, env: Env, _out: ()) -> Result<()> {
+        sync_external_memory(&env);
+        Ok(())
+    }
+}
+
+/// Resolves once `tensor`'s data is computed (rejects with the error of a failed op it
+/// depends on), without copying the data. If the tensor is updated in place (`assign`) before
+/// the wait starts on the pool, it waits for the newer data, which the executor computes after
+/// the older. Never blocks the JS thread.
+#[napi(catch_unwind)]
+pub fn ready(tensor: &NativeTensor) -> Result<AsyncTask<ReadyTask>> {
+    let t = tensor.get("ready")?;
+    Ok(AsyncTask::new(ReadyTask { tensor: Some(t.clone()) }))
 }
 
 /// Blocks the JS thread until every op enqueued so far has run.

@@ -196,6 +196,16 @@ impl NativeTensor {
         Ok(NativeTensor::new(self.get("share")?.clone()))
     }
 
+    /// A copy on `device` ('cpu', 'cuda' or 'cuda:N'); this same tensor when already there.
+    #[napi(catch_unwind)]
+    pub fn to(&self, env: Env, device: String) -> Result<NativeTensor> {
+        let t = self.get("to")?;
+        let d = recurrent_core::Device::parse(&device).js()?;
+        let out = t.to(d).js()?;
+        sync_external_memory(&env);
+        Ok(NativeTensor::new(out))
+    }
+
     /// Replaces this tensor's data with `src`'s (same shape and dtype).
     #[napi(catch_unwind)]
     pub fn assign(&self, src: &NativeTensor) -> Result<()> {
