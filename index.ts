@@ -190,3 +190,4 @@ export {
   type TfjsArtifacts,
 } from './src/io/tfjs.js'
 export { toOnnx, saveOnnx, type OnnxExportOptions } from './src/io/onnx.js'
+export { loadTorchStateDict, saveTorchStateDict } from './src/io/pytorch.js'
