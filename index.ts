@@ -167,6 +167,13 @@ export {
 // ---- io: safetensors --------------------------------------------------------------------------
 export { saveSafetensors, loadSafetensors, type SafetensorsContents } from './src/io/safetensors.js'
 
+// ---- train ------------------------------------------------------------------------------------
+// Truncated BPTT, training loops (fit, fitTBPTT), checkpoints, the RecurrentLM model; and the
+// data layer (vocabularies, token streams, seeded loaders). The seed-state pair lives in ops.
+export { seedState, setSeedState, type SeedState } from './src/ops.js'
+export * from './src/train/index.js'
+export * from './src/data/index.js'
+
 // ---- io (tfjs, onnx, pytorch) -----------------------------------------------------------------
 // Weight exchange with TensorFlow.js/Keras (model.json + shards), ONNX export, and PyTorch
 // state dicts in safetensors files.

@@ -62,6 +62,33 @@ export function nextSeed(): number {
   return (h1 >>> 0) * 0x10000 + ((h2 >>> 0) & 0xffff)
 }
 
+/** The state of the global generator: its base seed and how many seeds it has drawn. */
+export interface SeedState {
+  /** The seed given to {@link manualSeed} (or the default). */
+  seed: number
+  /** Number of seeds drawn since. */
+  counter: number
+}
+
+/**
+ * The state of the global generator, to save in a checkpoint. Restoring it with
+ * {@link setSeedState} makes every later random call (dropout masks included) draw exactly the
+ * seeds it would have drawn without the interruption.
+ */
+export function seedState(): SeedState {
+  return { seed: seedBase, counter: seedCounter }
+}
+
+/** Restores a state returned by {@link seedState}. */
+export function setSeedState(state: SeedState): void {
+  const { seed, counter } = state ?? ({} as SeedState)
+  if (!Number.isInteger(seed) || seed < 0 || seed > Number.MAX_SAFE_INTEGER || !Number.isInteger(counter) || counter < 0) {
+    throw new ValueError('setSeedState', `expected { seed, counter } with integers in [0, 2^53), got ${JSON.stringify(state)}`)
+  }
+  seedBase = seed
+  seedCounter = counter
+}
+
 function seedOf(opName: string, seed: number | undefined): number {
   if (seed === undefined) return nextSeed()
   if (!Number.isInteger(seed) || seed < 0 || seed > Number.MAX_SAFE_INTEGER) {
