@@ -469,3 +469,16 @@ test('toString and inspect', (t) => {
   t.regex(a.toString(), /requiresGrad=true/)
   t.is(typeof a.id, 'number')
 })
+
+test('backward frees the graph unless retainGraph is set', async (t) => {
+  const a = r.tensor([1, 2, 3], [3], { dtype: 'float64' })
+  a.requiresGrad = true
+  const y = a.tanh().sum()
+  y.backward(null, { retainGraph: true })
+  y.backward()
+  const g = Array.from(await a.grad!.data())
+  t.true(Math.abs(g[0]! - 2 * (1 - Math.tanh(1) ** 2)) < 1e-12)
+  const err = t.throws(() => y.backward())
+  t.true(err instanceof r.ValueError)
+  t.regex(err!.message, /already freed.*retainGraph/)
+})

@@ -123,9 +123,13 @@ export class Tensor {
    * Backpropagates from this tensor: accumulates ∂this/∂p into `p.grad` for every leaf `p`
    * with `requiresGrad`. `grad` (same shape as this) is the upstream gradient; it defaults to
    * 1 for a one-element tensor. The backward ops are enqueued; nothing blocks.
+   *
+   * As in PyTorch, the graph's saved activations are freed as the pass goes, so memory does not
+   * wait for garbage collection; pass `{ retainGraph: true }` to backpropagate through the
+   * same graph again.
    */
-  backward(grad?: Tensor): void {
-    wrap(() => this._native.backward(grad ? handle('backward', grad) : null))
+  backward(grad?: Tensor | null, options: { retainGraph?: boolean } = {}): void {
+    wrap(() => this._native.backward(grad ? handle('backward', grad) : null, options.retainGraph ?? false))
   }
 
   /** A new leaf sharing this tensor's data, without history (`requiresGrad` false). */

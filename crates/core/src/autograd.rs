@@ -8,7 +8,7 @@ use crate::storage::{CpuStorage, DType};
 use crate::tensor::{Device, Tensor};
 use std::cell::Cell;
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// One operation: its CPU math and its backward, side by side in the op's file.
 pub trait Op: Send + Sync + 'static {
@@ -43,10 +43,22 @@ pub struct BackwardCtx {
 
 pub(crate) struct Node {
     op: Arc<dyn Op>,
-    /// The input tensors with their own history: the graph's edges.
-    inputs: Vec<Tensor>,
-    saved_outputs: Vec<Tensor>,
+    /// The input tensors with their own history (the graph's edges) and the outputs backward
+    /// reads. A backward pass without `retain_graph` empties this, as PyTorch frees saved
+    /// tensors, so activations do not live on until the last JS handle is collected.
+    saved: Mutex<Option<Saved>>,
     n_outputs: usize,
+}
+
+struct Saved {
+    inputs: Vec<Tensor>,
+    outputs: Vec<Tensor>,
+}
+
+impl Node {
+    fn inputs(&self) -> Option<Vec<Tensor>> {
+        self.saved.lock().unwrap_or_else(|p| p.into_inner()).as_ref().map(|s| s.inputs.clone())
+    }
 }
 
 #[derive(Clone)]
@@ -105,7 +117,8 @@ pub fn apply(op: Arc<dyn Op>, inputs: &[&Tensor], outputs: Vec<(Vec<usize>, DTyp
         } else {
             Vec::new()
         };
-        Arc::new(Node { op: op.clone(), inputs: inputs.iter().map(|t| (*t).clone()).collect(), saved_outputs, n_outputs: outputs.len() })
+        let saved = Saved { inputs: inputs.iter().map(|t| (*t).clone()).collect(), outputs: saved_outputs };
+        Arc::new(Node { op: op.clone(), saved: Mutex::new(Some(saved)), n_outputs: outputs.len() })
     });
     let result: Vec<Tensor> = outputs
         .iter()
@@ -193,8 +206,14 @@ pub(crate) fn panic_message(p: &Box<dyn std::any::Any + Send>) -> String {
 }
 
 /// Accumulates gradients of `root` into the `.grad()` of every leaf that requires grad.
-/// `grad` defaults to 1 for a one-element root, as in PyTorch.
+/// `grad` defaults to 1 for a one-element root, as in PyTorch. The graph's saved tensors are
+/// freed as it goes; see [`backward_with`] to keep them for a second pass.
 pub fn backward(root: &Tensor, grad: Option<Tensor>) -> Result<()> {
+    backward_with(root, grad, false)
+}
+
+/// [`backward`] with PyTorch's `retain_graph`: when true, the graph can be differentiated again.
+pub fn backward_with(root: &Tensor, grad: Option<Tensor>, retain_graph: bool) -> Result<()> {
     if !root.requires_grad() {
         return Err(Error::value("backward", "the tensor does not require grad and has no grad_fn (was it computed under noGrad, or from tensors without requiresGrad?)"));
     }
@@ -209,10 +228,11 @@ pub fn backward(root: &Tensor, grad: Option<Tensor>) -> Result<()> {
             if root.numel() != 1 {
                 return Err(Error::shape("backward", "a one-element tensor (or pass a gradient)", fmt_shape(root.shape())));
             }
-            Tensor::full(root.shape(), 1.0, root.dtype())?
+            // On the root's device, so that a CUDA graph's backward stays on CUDA.
+            Tensor::full(root.shape(), 1.0, root.dtype())?.to(root.device())?
         }
     };
-    no_grad(|| run_backward(root, seed))
+    no_grad(|| run_backward(root, seed, retain_graph))
 }
 
 fn node_key(n: &Arc<Node>) -> usize {
@@ -234,7 +254,7 @@ fn accumulate_leaf(leaf: &Tensor, g: Tensor) -> Result<()> {
     Ok(())
 }
 
-fn run_backward(root: &Tensor, seed: Tensor) -> Result<()> {
+fn run_backward(root: &Tensor, seed: Tensor, retain_graph: bool) -> Result<()> {
     let Some(root_fn) = root.0.grad_fn.clone() else {
         return accumulate_leaf(root, seed);
     };
@@ -251,7 +271,10 @@ fn run_backward(root: &Tensor, seed: Tensor) -> Result<()> {
             continue;
         }
         stack.push((node.clone(), true));
-        for inp in &node.inputs {
+        let Some(inputs) = node.inputs() else {
+            return Err(Error::value("backward", format!("the graph through '{}' was already freed by an earlier backward(); pass retainGraph: true to the first backward() to differentiate twice", node.op.name())));
+        };
+        for inp in &inputs {
             if let Some(gf) = &inp.0.grad_fn {
                 if !seen.contains_key(&node_key(&gf.node)) {
                     stack.push((gf.node.clone(), false));
@@ -269,15 +292,19 @@ fn run_backward(root: &Tensor, seed: Tensor) -> Result<()> {
         if grads.iter().all(|g| g.is_none()) {
             continue;
         }
-        let ctx = BackwardCtx {
-            inputs: node.inputs.iter().map(|t| t.detach()).collect(),
-            outputs: node.saved_outputs.clone(),
+        let saved = {
+            let mut guard = node.saved.lock().unwrap_or_else(|p| p.into_inner());
+            if retain_graph { guard.as_ref().map(|s| Saved { inputs: s.inputs.clone(), outputs: s.outputs.clone() }) } else { guard.take() }
         };
+        let Some(saved) = saved else {
+            return Err(Error::value("backward", format!("the graph through '{}' was already freed by an earlier backward()", node.op.name())));
+        };
+        let ctx = BackwardCtx { inputs: saved.inputs.iter().map(|t| t.detach()).collect(), outputs: saved.outputs };
         let in_grads = node.op.backward(&ctx, &grads)?;
-        if in_grads.len() != node.inputs.len() {
+        if in_grads.len() != saved.inputs.len() {
             return Err(Error::internal(node.op.name(), "backward returned the wrong number of gradients"));
         }
-        for (inp, g) in node.inputs.iter().zip(in_grads) {
+        for (inp, g) in saved.inputs.iter().zip(in_grads) {
             let Some(g) = g else { continue };
             if !inp.requires_grad() {
                 continue;

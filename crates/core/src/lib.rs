@@ -13,7 +13,7 @@ pub mod rng;
 pub mod storage;
 pub mod tensor;
 
-pub use autograd::{backward, is_grad_enabled, no_grad, set_grad_enabled};
+pub use autograd::{backward, backward_with, is_grad_enabled, no_grad, set_grad_enabled};
 pub use error::{Error, ErrorKind, Result};
 pub use storage::{memory_stats, reset_peak_bytes, CpuStorage, DType, MemoryStats};
 pub use tensor::{live_tensors, Device, Tensor};

@@ -47,3 +47,16 @@ fn broadcast_values_and_errors() {
     assert_eq!(sum_to(&a, &[]).unwrap().item().unwrap(), 21.0);
     assert_eq!(sum_to(&a, &[3]).unwrap().to_vec_f32().unwrap(), vec![5., 7., 9.]);
 }
+
+#[test]
+fn backward_frees_the_graph_unless_retained() {
+    let x = Tensor::from_f64(vec![1.0, 2.0], &[2]).unwrap();
+    x.set_requires_grad(true).unwrap();
+    let y = sum_to(&tanh(&x).unwrap(), &[]).unwrap();
+    recurrent_core::backward_with(&y, None, true).unwrap();
+    recurrent_core::backward(&y, None).unwrap();
+    let g = x.grad().unwrap().to_vec_f64().unwrap();
+    assert!((g[0] - 2.0 * (1.0 - 1f64.tanh().powi(2))).abs() < 1e-12, "two passes accumulate: {g:?}");
+    let msg = recurrent_core::backward(&y, None).unwrap_err().to_string();
+    assert!(msg.contains("already freed") && msg.contains("retainGraph"), "{msg}");
+}

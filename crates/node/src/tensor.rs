@@ -213,15 +213,16 @@ impl NativeTensor {
         t.assign(src.get("assign")?).js()
     }
 
-    /// Accumulates d(this)/d(leaf) into every leaf that requires grad.
+    /// Accumulates d(this)/d(leaf) into every leaf that requires grad; frees the graph's saved
+    /// tensors unless `retain_graph`.
     #[napi(catch_unwind)]
-    pub fn backward(&self, env: Env, grad: Option<&NativeTensor>) -> Result<()> {
+    pub fn backward(&self, env: Env, grad: Option<&NativeTensor>, retain_graph: Option<bool>) -> Result<()> {
         let t = self.get("backward")?;
         let g = match grad {
             Some(g) => Some(g.get("backward")?.clone()),
             None => None,
         };
-        let r = recurrent_core::backward(t, g).js();
+        let r = recurrent_core::backward_with(t, g, retain_graph.unwrap_or(false)).js();
         sync_external_memory(&env);
         r
     }
