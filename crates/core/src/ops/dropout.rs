@@ -5,6 +5,9 @@
 //! saving it: the gradient is the same masked scaling applied to the output gradient.
 
 use crate::autograd::{apply, BackwardCtx, Op};
+use crate::backend::{DeviceBuffer, GpuBackend};
+use crate::ops::gpu;
+use crate::storage::DType;
 use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::ops::elementwise::{check_float, dispatch_float};
@@ -44,12 +47,33 @@ impl Op for Dropout {
     fn cpu(&self, x: &[&CpuStorage]) -> Result<Vec<CpuStorage>> {
         dispatch_float!(self.name(), x[0].dtype(), dropout_cpu(self, x[0]))
     }
+    fn gpu(&self, be: &dyn GpuBackend, x: &[&dyn DeviceBuffer]) -> Result<Vec<Arc<dyn DeviceBuffer>>> {
+        let dt = x[0].dtype();
+        gpu::float_only(self.name(), dt)?;
+        let n = x[0].len();
+        let scale = upload_mask(be, dt, n, self.p, self.seed)?;
+        let out = be.alloc(dt, n)?;
+        be.launch(&gpu::kname("dropout", dt), n, &[gpu::buf(&*out), gpu::buf(x[0]), gpu::buf(&*scale), gpu::int(n)])?;
+        Ok(vec![out])
+    }
     fn backward(&self, _ctx: &BackwardCtx, grads: &[Option<Tensor>]) -> Result<Vec<Option<Tensor>>> {
         let g = grads[0].as_ref().expect("single-output op gets its gradient");
         // The op is linear in x with a diagonal matrix: its adjoint is itself, same mask.
         let op = Dropout { p: self.p, seed: self.seed };
         Ok(vec![Some(apply(Arc::new(op), &[g], vec![(g.shape().to_vec(), g.dtype())])?.remove(0))])
     }
+}
+
+/// The CPU's keep mask as a per-element scale (0 or 1/(1 − p), the same value the CPU multiplies
+/// by), uploaded: CUDA drops exactly the elements the CPU drops for the same seed.
+fn upload_mask(be: &dyn GpuBackend, dt: DType, n: usize, p: f64, seed: u64) -> Result<Arc<dyn DeviceBuffer>> {
+    let mask = keep_mask(n, p, seed);
+    let s = 1.0 / (1.0 - p);
+    let host = match dt {
+        DType::F32 => CpuStorage::new_f32(mask.iter().map(|&k| if k { s as f32 } else { 0.0 }).collect()),
+        _ => CpuStorage::new_f64(mask.iter().map(|&k| if k { s } else { 0.0 }).collect()),
+    };
+    be.upload(&host)
 }
 
 /// Inverted dropout with drop probability `p` in [0, 1). Identity when `!training` or `p == 0`.

@@ -2,6 +2,8 @@
 //! that their gradients need. Forward and backward of each sit together.
 
 use crate::autograd::{apply, BackwardCtx, Op};
+use crate::backend::{DeviceBuffer, GpuBackend, KernelArg};
+use crate::ops::gpu;
 use crate::error::{fmt_shape, Error, Result};
 use crate::float::Float;
 use crate::storage::CpuStorage;
@@ -122,6 +124,11 @@ impl Op for Binary {
     fn cpu(&self, x: &[&CpuStorage]) -> Result<Vec<CpuStorage>> {
         dispatch_float!(self.name(), x[0].dtype(), binary_cpu(self, x[0], x[1]))
     }
+    fn gpu(&self, be: &dyn GpuBackend, x: &[&dyn DeviceBuffer]) -> Result<Vec<Arc<dyn DeviceBuffer>>> {
+        gpu::float_only(self.name(), x[0].dtype())?;
+        let code = match self.kind { BinaryKind::Add => 0, BinaryKind::Sub => 1, BinaryKind::Mul => 2, BinaryKind::Div => 3 };
+        Ok(vec![gpu::binary_broadcast(be, self.name(), code, x[0], &self.a_shape, x[1], &self.b_shape, &self.out)?])
+    }
     fn backward(&self, ctx: &BackwardCtx, grads: &[Option<Tensor>]) -> Result<Vec<Option<Tensor>>> {
         let g = grads[0].as_ref().expect("single-output op gets its gradient");
         let (a, b) = (&ctx.inputs[0], &ctx.inputs[1]);
@@ -201,6 +208,15 @@ impl Op for Unary {
     fn cpu(&self, x: &[&CpuStorage]) -> Result<Vec<CpuStorage>> {
         dispatch_float!(self.name(), x[0].dtype(), unary_cpu(self.kind, x[0]))
     }
+    fn gpu(&self, be: &dyn GpuBackend, x: &[&dyn DeviceBuffer]) -> Result<Vec<Arc<dyn DeviceBuffer>>> {
+        let dt = x[0].dtype();
+        gpu::float_only(self.name(), dt)?;
+        let (code, c) = unary_code(self.kind);
+        let n = x[0].len();
+        let out = be.alloc(dt, n)?;
+        be.launch(&gpu::kname("unary", dt), n, &[gpu::buf(&*out), gpu::buf(x[0]), gpu::int(n), KernelArg::I32(code), gpu::real(c)])?;
+        Ok(vec![out])
+    }
     fn saves_outputs(&self) -> bool {
         matches!(self.kind, UnaryKind::Exp | UnaryKind::Tanh | UnaryKind::Sigmoid | UnaryKind::Relu | UnaryKind::Sqrt)
     }
@@ -215,6 +231,22 @@ impl Op for Unary {
             kind => unary_grad(kind, g, &ctx.outputs[0])?,
         };
         Ok(vec![Some(gx)])
+    }
+}
+
+/// The kernel's op code (kernels/elementwise.cu) and scalar operand of a unary kind.
+fn unary_code(kind: UnaryKind) -> (i32, f64) {
+    match kind {
+        UnaryKind::Neg => (0, 0.0),
+        UnaryKind::Exp => (1, 0.0),
+        UnaryKind::Log => (2, 0.0),
+        UnaryKind::Tanh => (3, 0.0),
+        UnaryKind::Sigmoid => (4, 0.0),
+        UnaryKind::Relu => (5, 0.0),
+        UnaryKind::Scale(c) => (6, c),
+        UnaryKind::AddScalar(c) => (7, c),
+        UnaryKind::Square => (8, 0.0),
+        UnaryKind::Sqrt => (9, 0.0),
     }
 }
 
@@ -265,6 +297,15 @@ impl Op for UnaryGrad {
     fn name(&self) -> &'static str { "activationGrad" }
     fn cpu(&self, x: &[&CpuStorage]) -> Result<Vec<CpuStorage>> {
         dispatch_float!(self.name(), x[0].dtype(), unary_grad_cpu(self.kind, x[0], x[1]))
+    }
+    fn gpu(&self, be: &dyn GpuBackend, x: &[&dyn DeviceBuffer]) -> Result<Vec<Arc<dyn DeviceBuffer>>> {
+        let dt = x[0].dtype();
+        gpu::float_only(self.name(), dt)?;
+        let n = x[0].len();
+        let out = be.alloc(dt, n)?;
+        let code = unary_code(self.kind).0;
+        be.launch(&gpu::kname("unary_grad", dt), n, &[gpu::buf(&*out), gpu::buf(x[0]), gpu::buf(x[1]), gpu::int(n), KernelArg::I32(code)])?;
+        Ok(vec![out])
     }
 }
 
@@ -324,6 +365,13 @@ impl Op for SumTo {
     fn cpu(&self, x: &[&CpuStorage]) -> Result<Vec<CpuStorage>> {
         dispatch_float!(self.name(), x[0].dtype(), sum_to_cpu(self, x[0]))
     }
+    fn gpu(&self, be: &dyn GpuBackend, x: &[&dyn DeviceBuffer]) -> Result<Vec<Arc<dyn DeviceBuffer>>> {
+        gpu::float_only(self.name(), x[0].dtype())?;
+        // Reduce every input dimension that is 1 (or missing) in the output.
+        let pad = self.in_shape.len() - self.out_shape.len();
+        let reduced: Vec<bool> = (0..self.in_shape.len()).map(|d| d < pad || self.out_shape[d - pad] == 1).collect();
+        Ok(vec![gpu::reduce_sum(be, self.name(), x[0], &self.in_shape, &reduced, 1.0)?])
+    }
     fn backward(&self, _ctx: &BackwardCtx, grads: &[Option<Tensor>]) -> Result<Vec<Option<Tensor>>> {
         Ok(vec![Some(broadcast_to(grads[0].as_ref().expect("gradient"), &self.in_shape)?)])
     }
@@ -346,6 +394,11 @@ impl Op for BroadcastTo {
     fn name(&self) -> &'static str { "broadcastTo" }
     fn cpu(&self, x: &[&CpuStorage]) -> Result<Vec<CpuStorage>> {
         dispatch_float!(self.name(), x[0].dtype(), broadcast_to_cpu(self, x[0]))
+    }
+    fn gpu(&self, be: &dyn GpuBackend, x: &[&dyn DeviceBuffer]) -> Result<Vec<Arc<dyn DeviceBuffer>>> {
+        gpu::float_only(self.name(), x[0].dtype())?;
+        let strides = gpu::broadcast_strides(&self.in_shape, &self.out_shape);
+        Ok(vec![gpu::gather(be, self.name(), x[0], &self.out_shape, &strides)?])
     }
     fn backward(&self, _ctx: &BackwardCtx, grads: &[Option<Tensor>]) -> Result<Vec<Option<Tensor>>> {
         Ok(vec![Some(sum_to(grads[0].as_ref().expect("gradient"), &self.in_shape)?)])

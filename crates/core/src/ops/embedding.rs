@@ -2,6 +2,8 @@
 //! a zero `[V, E]`, visiting indices in order so that repeated indices always sum the same way.
 
 use crate::autograd::{apply, BackwardCtx, Op};
+use crate::backend::{DeviceBuffer, GpuBackend};
+use crate::ops::gpu;
 use crate::error::{fmt_shape, Error, Result};
 use crate::float::Float;
 use crate::ops::elementwise::{check_float, dispatch_float};
@@ -48,6 +50,20 @@ impl Op for Embedding {
     fn cpu(&self, x: &[&CpuStorage]) -> Result<Vec<CpuStorage>> {
         dispatch_float!(OP, x[0].dtype(), embedding_cpu(self, x[0], x[1]))
     }
+    fn gpu(&self, be: &dyn GpuBackend, x: &[&dyn DeviceBuffer]) -> Result<Vec<Arc<dyn DeviceBuffer>>> {
+        let dt = x[0].dtype();
+        gpu::float_only(OP, dt)?;
+        let (w, idx) = (x[0], x[1]);
+        if gpu::indices_bad(be, idx, self.v, None)? {
+            let host = be.download(idx)?;
+            check_indices(host.as_i32().expect("int32 indices"), self.v)?;
+            return Err(Error::internal(OP, "the device found an invalid index that the host check did not"));
+        }
+        let n = idx.len();
+        let out = be.alloc(dt, n * self.e)?;
+        be.launch(&gpu::kname("embedding_fwd", dt), n * self.e, &[gpu::buf(&*out), gpu::buf(w), gpu::buf(idx), gpu::int(n), gpu::int(self.e)])?;
+        Ok(vec![out])
+    }
     fn backward(&self, ctx: &BackwardCtx, grads: &[Option<Tensor>]) -> Result<Vec<Option<Tensor>>> {
         let g = grads[0].as_ref().expect("single-output op gets its gradient");
         let idx = &ctx.inputs[1];
@@ -83,6 +99,15 @@ impl Op for EmbeddingGrad {
     }
     fn cpu(&self, x: &[&CpuStorage]) -> Result<Vec<CpuStorage>> {
         dispatch_float!(self.name(), x[0].dtype(), embedding_grad_cpu(self, x[0], x[1]))
+    }
+    fn gpu(&self, be: &dyn GpuBackend, x: &[&dyn DeviceBuffer]) -> Result<Vec<Arc<dyn DeviceBuffer>>> {
+        let dt = x[0].dtype();
+        gpu::float_only(self.name(), dt)?;
+        let (g, idx) = (x[0], x[1]);
+        let n = idx.len();
+        let gw = be.zeros(dt, self.v * self.e)?;
+        be.launch(&gpu::kname("embedding_bwd", dt), n * self.e, &[gpu::buf(&*gw), gpu::buf(g), gpu::buf(idx), gpu::int(n), gpu::int(self.e)])?;
+        Ok(vec![gw])
     }
 }
 

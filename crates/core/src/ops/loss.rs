@@ -6,6 +6,8 @@
 //! gradient is zero.
 
 use crate::autograd::{apply, BackwardCtx, Op};
+use crate::backend::{DeviceBuffer, GpuBackend, KernelArg};
+use crate::ops::gpu;
 use crate::error::{fmt_shape, Error, Result};
 use crate::float::Float;
 use crate::ops::elementwise::{check_float, check_same_dtype, dispatch_float};
@@ -55,6 +57,14 @@ impl Op for Mse {
     fn cpu(&self, x: &[&CpuStorage]) -> Result<Vec<CpuStorage>> {
         dispatch_float!(self.name(), x[0].dtype(), mse_cpu(x[0], x[1]))
     }
+    fn gpu(&self, be: &dyn GpuBackend, x: &[&dyn DeviceBuffer]) -> Result<Vec<Arc<dyn DeviceBuffer>>> {
+        let dt = x[0].dtype();
+        gpu::float_only(self.name(), dt)?;
+        let n = x[0].len();
+        let sq = be.alloc(dt, n)?;
+        be.launch(&gpu::kname("sq_diff", dt), n, &[gpu::buf(&*sq), gpu::buf(x[0]), gpu::buf(x[1]), gpu::int(n)])?;
+        Ok(vec![gpu::reduce_sum(be, self.name(), &*sq, &[n], &[true], 1.0 / n as f64)?])
+    }
     fn backward(&self, ctx: &BackwardCtx, grads: &[Option<Tensor>]) -> Result<Vec<Option<Tensor>>> {
         let g = grads[0].as_ref().expect("single-output op gets its gradient");
         let (p, t) = (&ctx.inputs[0], &ctx.inputs[1]);
@@ -84,6 +94,14 @@ impl Op for MseGrad {
     }
     fn cpu(&self, x: &[&CpuStorage]) -> Result<Vec<CpuStorage>> {
         dispatch_float!(self.name(), x[0].dtype(), mse_grad_cpu(self, x[0], x[1], x[2]))
+    }
+    fn gpu(&self, be: &dyn GpuBackend, x: &[&dyn DeviceBuffer]) -> Result<Vec<Arc<dyn DeviceBuffer>>> {
+        let dt = x[0].dtype();
+        gpu::float_only(self.name(), dt)?;
+        let n = x[1].len();
+        let (gp, gt) = (be.alloc(dt, n)?, be.alloc(dt, n)?);
+        be.launch(&gpu::kname("mse_grad", dt), n, &[gpu::buf(&*gp), gpu::buf(&*gt), gpu::buf(x[0]), gpu::buf(x[1]), gpu::buf(x[2]), gpu::int(n), gpu::real(2.0 / self.n as f64)])?;
+        Ok(vec![gp, gt])
     }
 }
 
@@ -157,6 +175,14 @@ impl Op for CrossEntropy {
     fn cpu(&self, x: &[&CpuStorage]) -> Result<Vec<CpuStorage>> {
         dispatch_float!(CE, x[0].dtype(), ce_cpu(self, x[0], x[1]))
     }
+    fn gpu(&self, be: &dyn GpuBackend, x: &[&dyn DeviceBuffer]) -> Result<Vec<Arc<dyn DeviceBuffer>>> {
+        let dt = x[0].dtype();
+        gpu::float_only(CE, dt)?;
+        let sums = ce_sums_gpu(be, x[0], x[1], self.c, self.ignore)?;
+        let out = be.alloc(dt, 1)?;
+        be.launch(&gpu::kname("ce_finish", dt), 1, &[gpu::buf(&*out), gpu::buf(&*sums)])?;
+        Ok(vec![out])
+    }
     fn backward(&self, ctx: &BackwardCtx, grads: &[Option<Tensor>]) -> Result<Vec<Option<Tensor>>> {
         let g = grads[0].as_ref().expect("single-output op gets its gradient");
         let (logits, targets) = (&ctx.inputs[0], &ctx.inputs[1]);
@@ -211,6 +237,39 @@ impl Op for CrossEntropyGrad {
     fn cpu(&self, x: &[&CpuStorage]) -> Result<Vec<CpuStorage>> {
         dispatch_float!(self.name(), x[0].dtype(), ce_grad_cpu(self, x[0], x[1], x[2]))
     }
+    fn gpu(&self, be: &dyn GpuBackend, x: &[&dyn DeviceBuffer]) -> Result<Vec<Arc<dyn DeviceBuffer>>> {
+        let dt = x[1].dtype();
+        gpu::float_only(self.name(), dt)?;
+        let (g, logits, targets) = (x[0], x[1], x[2]);
+        let sums = ce_sums_gpu(be, logits, targets, self.c, self.ignore)?;
+        let rows = targets.len();
+        let gx = be.alloc(dt, logits.len())?;
+        be.launch(
+            &gpu::kname("ce_grad", dt),
+            rows * gpu::BLOCK,
+            &[gpu::buf(&*gx), gpu::buf(g), gpu::buf(&*sums), gpu::buf(logits), gpu::buf(targets), gpu::int(rows), gpu::int(self.c), KernelArg::I32(self.ignore.unwrap_or(0)), gpu::flag(self.ignore.is_some())],
+        )?;
+        Ok(vec![gx])
+    }
+}
+
+/// On the device: checks the targets (an out-of-range one gives the CPU's error), then returns
+/// `[Σ loss, count]` over the rows.
+fn ce_sums_gpu(be: &dyn GpuBackend, logits: &dyn DeviceBuffer, targets: &dyn DeviceBuffer, c: usize, ignore: Option<i32>) -> Result<Arc<dyn DeviceBuffer>> {
+    if gpu::indices_bad(be, targets, c, ignore)? {
+        let host = be.download(targets)?;
+        check_targets(host.as_i32().expect("int32 targets"), c, ignore)?;
+        return Err(Error::internal(CE, "the device found an invalid target that the host check did not"));
+    }
+    let dt = logits.dtype();
+    let rows = targets.len();
+    let acc = be.alloc(dt, 2 * rows)?;
+    be.launch(
+        &gpu::kname("ce_rows", dt),
+        rows * gpu::BLOCK,
+        &[gpu::buf(&*acc), gpu::buf(logits), gpu::buf(targets), gpu::int(rows), gpu::int(c), KernelArg::I32(ignore.unwrap_or(0)), gpu::flag(ignore.is_some())],
+    )?;
+    gpu::reduce_sum(be, CE, &*acc, &[rows, 2], &[true, false], 1.0)
 }
 
 /// Cross-entropy of class logits `[N, C]` against int32 class indices `[N]`: the mean over the

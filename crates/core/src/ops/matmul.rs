@@ -3,6 +3,8 @@
 //! that it reads through transposed [`Mat`] views, so no operand is ever copied to transpose it.
 
 use crate::autograd::{apply, BackwardCtx, Op};
+use crate::backend::{DeviceBuffer, GpuBackend};
+use crate::ops::gpu;
 use crate::error::{fmt_shape, Error, Result};
 use crate::float::{gemm, Float, Mat};
 use crate::ops::elementwise::{check_float, check_same_dtype, dispatch_float};
@@ -65,6 +67,25 @@ impl Op for Gemm {
     }
     fn cpu(&self, x: &[&CpuStorage]) -> Result<Vec<CpuStorage>> {
         dispatch_float!(self.name, x[0].dtype(), gemm_cpu(self, x))
+    }
+    /// One GEMM per batch entry (bias rows filled first, then accumulated onto).
+    fn gpu(&self, be: &dyn GpuBackend, x: &[&dyn DeviceBuffer]) -> Result<Vec<Arc<dyn DeviceBuffer>>> {
+        let dt = x[0].dtype();
+        gpu::float_only(self.name, dt)?;
+        let (m, n, k) = (self.m, self.n, self.k);
+        let c = be.alloc(dt, self.batch * m * n)?;
+        if self.bias {
+            // Every row of every C starts as the bias: a [rows, n] broadcast of x[2].
+            let rows = self.batch * m;
+            be.launch(&gpu::kname("rnn_bias_rows", dt), rows * n, &[gpu::buf(&*c), gpu::buf(x[2]), gpu::buf(x[2]), gpu::int(rows), gpu::int(n), gpu::flag(false)])?;
+        }
+        let (lda, ldb) = (if self.ta { m } else { k }, if self.tb { k } else { n });
+        for bi in 0..self.batch {
+            let a = if self.ta { gpu::mat_t(x[0], bi * m * k, lda) } else { gpu::mat_n(x[0], bi * m * k, lda) };
+            let b = if self.tb { gpu::mat_t(x[1], bi * k * n, ldb) } else { gpu::mat_n(x[1], bi * k * n, ldb) };
+            be.gemm(m, n, k, a, b, &*c, bi * m * n, n, self.bias)?;
+        }
+        Ok(vec![c])
     }
     fn backward(&self, ctx: &BackwardCtx, grads: &[Option<Tensor>]) -> Result<Vec<Option<Tensor>>> {
         let g = grads[0].as_ref().expect("single-output op gets its gradient");

@@ -3,6 +3,9 @@
 //! (`Tensor::assign`). Formulas follow `torch.optim` exactly, so updates can be compared.
 
 use crate::autograd::{apply, Op};
+use crate::backend::{DeviceBuffer, GpuBackend};
+use crate::ops::gpu;
+use crate::storage::DType;
 use crate::error::{fmt_shape, Error, Result};
 use crate::float::Float;
 use crate::ops::elementwise::dispatch_float;
@@ -171,12 +174,79 @@ fn update_cpu<T: Float>(rule: Rule, inp: &[&CpuStorage]) -> Result<Vec<CpuStorag
     })
 }
 
+/// One kernel per parameter tensor: reads p, g and the state, writes new p and state buffers
+/// (absent state slots get a dummy pointer the kernel never touches).
+fn update_gpu(rule: Rule, be: &dyn GpuBackend, x: &[&dyn DeviceBuffer]) -> Result<Vec<Arc<dyn DeviceBuffer>>> {
+    let dt = x[0].dtype();
+    gpu::float_only(rule.name(), dt)?;
+    let n = x[0].len();
+    let (p, g) = (x[0], x[1]);
+    let mut outs: Vec<Arc<dyn DeviceBuffer>> = Vec::with_capacity(x.len() - 1);
+    for _ in 0..x.len() - 1 {
+        outs.push(be.alloc(dt, n)?);
+    }
+    let o = |k: usize| -> &dyn DeviceBuffer { &*outs[k.min(outs.len() - 1)] };
+    let base = match rule {
+        Rule::Sgd { .. } => "sgd",
+        Rule::Adam { .. } => "adam",
+        Rule::RmsProp { .. } => "rmsprop",
+        Rule::Adagrad { .. } => "adagrad",
+    };
+    let k = gpu::kname(base, dt);
+    match rule {
+        Rule::Sgd { lr, momentum, dampening, nesterov, weight_decay, first } => {
+            let has_m = momentum != 0.0;
+            let buf_in = if has_m { x[2] } else { p };
+            be.launch(
+                &k,
+                n,
+                &[gpu::buf(o(0)), gpu::buf(o(1)), gpu::buf(p), gpu::buf(g), gpu::buf(buf_in), gpu::int(n), gpu::real(lr), gpu::real(momentum), gpu::real(dampening), gpu::real(weight_decay), gpu::flag(nesterov), gpu::flag(first), gpu::flag(has_m)],
+            )?;
+        }
+        Rule::Adam { lr, beta1, beta2, eps, weight_decay, decoupled, step } => {
+            let bc1 = 1.0 - beta1.powi(step as i32);
+            let bc2 = 1.0 - beta2.powi(step as i32);
+            be.launch(
+                &k,
+                n,
+                &[
+                    gpu::buf(o(0)), gpu::buf(o(1)), gpu::buf(o(2)), gpu::buf(p), gpu::buf(g), gpu::buf(x[2]), gpu::buf(x[3]), gpu::int(n),
+                    gpu::real(lr / bc1), gpu::real(bc2.sqrt()), gpu::real(beta1), gpu::real(beta2), gpu::real(eps), gpu::real(weight_decay), gpu::real(lr), gpu::flag(decoupled),
+                ],
+            )?;
+        }
+        Rule::RmsProp { lr, alpha, eps, weight_decay, momentum, centered } => {
+            let has_m = momentum != 0.0;
+            // State order: square_avg, [momentum_buffer], [grad_avg]; outputs follow p.
+            let (buf_at, ga_at) = (if has_m { Some(1) } else { None }, if centered { Some(1 + has_m as usize) } else { None });
+            let sin = |at: Option<usize>| at.map(|a| x[2 + a]).unwrap_or(p);
+            let sout = |at: Option<usize>| at.map(|a| o(1 + a)).unwrap_or(o(0));
+            be.launch(
+                &k,
+                n,
+                &[
+                    gpu::buf(o(0)), gpu::buf(o(1)), gpu::buf(sout(buf_at)), gpu::buf(sout(ga_at)), gpu::buf(p), gpu::buf(g), gpu::buf(x[2]), gpu::buf(sin(buf_at)), gpu::buf(sin(ga_at)), gpu::int(n),
+                    gpu::real(lr), gpu::real(alpha), gpu::real(eps), gpu::real(weight_decay), gpu::real(momentum), gpu::flag(has_m), gpu::flag(centered),
+                ],
+            )?;
+        }
+        Rule::Adagrad { lr, lr_decay, weight_decay, eps, step } => {
+            let clr = lr / (1.0 + (step as f64 - 1.0) * lr_decay);
+            be.launch(&k, n, &[gpu::buf(o(0)), gpu::buf(o(1)), gpu::buf(p), gpu::buf(g), gpu::buf(x[2]), gpu::int(n), gpu::real(clr), gpu::real(weight_decay), gpu::real(eps)])?;
+        }
+    }
+    Ok(outs)
+}
+
 impl Op for Update {
     fn name(&self) -> &'static str {
         self.rule.name()
     }
     fn cpu(&self, inp: &[&CpuStorage]) -> Result<Vec<CpuStorage>> {
         dispatch_float!(self.name(), inp[0].dtype(), update_cpu(self.rule, inp))
+    }
+    fn gpu(&self, be: &dyn GpuBackend, x: &[&dyn DeviceBuffer]) -> Result<Vec<Arc<dyn DeviceBuffer>>> {
+        update_gpu(self.rule, be, x)
     }
 }
 
@@ -240,12 +310,43 @@ fn clip_norm_cpu<T: Float>(op: &ClipNorm, inp: &[&CpuStorage]) -> Result<Vec<Cpu
     Ok(out)
 }
 
+/// The global norm in double (per-tensor partial sums, one combining block), then one scaling
+/// kernel per tensor that reads the coefficient on the device: no host round trip.
+fn clip_norm_gpu(op: &ClipNorm, be: &dyn GpuBackend, x: &[&dyn DeviceBuffer]) -> Result<Vec<Arc<dyn DeviceBuffer>>> {
+    let dt = x[0].dtype();
+    gpu::float_only("clipGradNorm", dt)?;
+    let is_inf = op.norm_type.is_infinite();
+    let parts: Vec<usize> = x.iter().map(|t| (t.len() / (gpu::BLOCK * 16)).clamp(1, 64)).collect();
+    let total_parts: usize = parts.iter().sum();
+    let partials = be.alloc(DType::F64, total_parts)?;
+    let mut at = 0;
+    for (t, &np) in x.iter().zip(&parts) {
+        be.launch(&gpu::kname("norm_partial", dt), np * gpu::BLOCK, &[gpu::at(&*partials, at), gpu::buf(*t), gpu::int(t.len()), gpu::int(np), gpu::real(op.norm_type), gpu::flag(is_inf)])?;
+        at += np;
+    }
+    let coef = be.alloc(DType::F64, 2)?;
+    be.launch("clip_coef", gpu::BLOCK, &[gpu::buf(&*coef), gpu::buf(&*partials), gpu::int(total_parts), gpu::real(op.max_norm), gpu::real(op.norm_type), gpu::flag(is_inf)])?;
+    let mut outs: Vec<Arc<dyn DeviceBuffer>> = Vec::with_capacity(x.len() + 1);
+    for t in x {
+        let out = be.alloc(dt, t.len())?;
+        be.launch(&gpu::kname("clip_scale", dt), t.len(), &[gpu::buf(&*out), gpu::buf(*t), gpu::int(t.len()), gpu::buf(&*coef)])?;
+        outs.push(out);
+    }
+    let norm = be.alloc(dt, 1)?;
+    be.launch(&gpu::kname("clip_norm_out", dt), 1, &[gpu::buf(&*norm), gpu::buf(&*coef)])?;
+    outs.push(norm);
+    Ok(outs)
+}
+
 impl Op for ClipNorm {
     fn name(&self) -> &'static str {
         "clipGradNorm"
     }
     fn cpu(&self, inp: &[&CpuStorage]) -> Result<Vec<CpuStorage>> {
         dispatch_float!(self.name(), inp[0].dtype(), clip_norm_cpu(self, inp))
+    }
+    fn gpu(&self, be: &dyn GpuBackend, x: &[&dyn DeviceBuffer]) -> Result<Vec<Arc<dyn DeviceBuffer>>> {
+        clip_norm_gpu(self, be, x)
     }
 }
 
@@ -289,6 +390,14 @@ impl Op for ClipValue {
     }
     fn cpu(&self, inp: &[&CpuStorage]) -> Result<Vec<CpuStorage>> {
         dispatch_float!(self.name(), inp[0].dtype(), clip_value_cpu(self.limit, inp))
+    }
+    fn gpu(&self, be: &dyn GpuBackend, x: &[&dyn DeviceBuffer]) -> Result<Vec<Arc<dyn DeviceBuffer>>> {
+        let dt = x[0].dtype();
+        gpu::float_only(self.name(), dt)?;
+        let n = x[0].len();
+        let out = be.alloc(dt, n)?;
+        be.launch(&gpu::kname("clamp", dt), n, &[gpu::buf(&*out), gpu::buf(x[0]), gpu::int(n), gpu::real(-self.limit), gpu::real(self.limit)])?;
+        Ok(vec![out])
     }
 }
 

@@ -6,6 +6,8 @@
 //! the number of threads.
 
 use crate::autograd::{apply, BackwardCtx, Op};
+use crate::backend::{DeviceBuffer, GpuBackend};
+use crate::ops::gpu;
 use crate::error::{fmt_shape, Error, Result};
 use crate::float::Float;
 use crate::ops::elementwise::{broadcast_to, check_float, dispatch_float, scale};
@@ -179,6 +181,10 @@ impl Op for Sum {
     }
     fn cpu(&self, x: &[&CpuStorage]) -> Result<Vec<CpuStorage>> {
         dispatch_float!(self.name, x[0].dtype(), sum_cpu(self, x[0]))
+    }
+    fn gpu(&self, be: &dyn GpuBackend, x: &[&dyn DeviceBuffer]) -> Result<Vec<Arc<dyn DeviceBuffer>>> {
+        gpu::float_only(self.name, x[0].dtype())?;
+        Ok(vec![gpu::reduce_sum(be, self.name, x[0], &self.in_shape, &self.reduced, self.factor)?])
     }
     fn backward(&self, _ctx: &BackwardCtx, grads: &[Option<Tensor>]) -> Result<Vec<Option<Tensor>>> {
         let g = grads[0].as_ref().expect("single-output op gets its gradient");

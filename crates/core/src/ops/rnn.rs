@@ -18,6 +18,8 @@
 //! time order [t, b].
 
 use crate::autograd::{apply, BackwardCtx, Op};
+use crate::backend::{DeviceBuffer, GpuBackend};
+use crate::ops::gpu::{self, at, buf, flag, int, mat_n, mat_t};
 use crate::error::{fmt_shape, Error, Result};
 use crate::float::{gemm, Float, Mat};
 use crate::ops::elementwise::dispatch_float;
@@ -414,6 +416,9 @@ impl Op for RecurrentForward {
     fn cpu(&self, inp: &[&CpuStorage]) -> Result<Vec<CpuStorage>> {
         dispatch_float!(self.name(), inp[0].dtype(), forward_typed(&self.plan, inp))
     }
+    fn gpu(&self, be: &dyn GpuBackend, x: &[&dyn DeviceBuffer]) -> Result<Vec<Arc<dyn DeviceBuffer>>> {
+        forward_gpu(&self.plan, be, x)
+    }
     fn saves_outputs(&self) -> bool {
         true
     }
@@ -598,4 +603,227 @@ impl Op for RecurrentBackward {
     fn cpu(&self, inp: &[&CpuStorage]) -> Result<Vec<CpuStorage>> {
         dispatch_float!(self.name(), inp[0].dtype(), backward_typed(self, inp))
     }
+    fn gpu(&self, be: &dyn GpuBackend, x: &[&dyn DeviceBuffer]) -> Result<Vec<Arc<dyn DeviceBuffer>>> {
+        backward_gpu(self, be, x)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// CUDA: the same loop through the GpuBackend trait. Forward: one GEMM for the input projection
+// over all steps; per step one recurrent GEMM and one fused step kernel (the reset-before GRU
+// adds its mid-step GEMM and a second kernel). Backward: per step one fused kernel and one
+// GEMM (dh += dG · W_hh); the weight gradients are single GEMMs over all T·B rows, the bias
+// gradients GEMMs with a ones vector. Kernels: kernels/rnn.cu, lstm.cu, gru.cu.
+
+type Buf = Arc<dyn DeviceBuffer>;
+
+/// The cell's layout constants: (recurrent GEMM blocks, folds b_hh, saved blocks, mid block).
+fn cell_layout(kind: CellKind) -> (usize, bool, usize, usize) {
+    fn of<C: Cell>() -> (usize, bool, usize, usize) {
+        (C::HH_BLOCKS, C::FOLD_HH_BIAS, C::WS_BLOCKS, C::MID_WS_BLOCK)
+    }
+    match kind {
+        CellKind::RnnTanh | CellKind::RnnRelu => of::<Vanilla>(),
+        CellKind::Lstm => of::<crate::ops::lstm::Lstm>(),
+        CellKind::Gru => of::<crate::ops::gru::Gru>(),
+        CellKind::GruResetBefore => of::<crate::ops::gru::GruResetBefore>(),
+    }
+}
+
+fn upload_lengths(be: &dyn GpuBackend, p: &Plan) -> Result<Buf> {
+    be.upload(&CpuStorage::new_i32(p.lengths.iter().map(|&l| l as i32).collect()))
+}
+
+fn forward_gpu(p: &Plan, be: &dyn GpuBackend, inp: &[&dyn DeviceBuffer]) -> Result<Vec<Buf>> {
+    let op = p.kind.op_name();
+    let dt = inp[0].dtype();
+    gpu::float_only(op, dt)?;
+    let (t, b, i, h, g) = (p.t, p.b, p.i, p.h, p.g());
+    let gh = g * h;
+    let has_c = p.kind.has_c();
+    let mut k = 0;
+    let mut next = || {
+        k += 1;
+        inp[k - 1]
+    };
+    let x = next();
+    let h0 = next();
+    let c0 = if has_c { Some(next()) } else { None };
+    let w_ih = next();
+    let w_hh = next();
+    let (b_ih, b_hh) = if p.has_bias { (Some(next()), Some(next())) } else { (None, None) };
+    let (hh_blocks, fold, ws_blocks, mid_block) = cell_layout(p.kind);
+    let (ws_w, hh_w) = (ws_blocks * h, hh_blocks * h);
+    let lengths = upload_lengths(be, p)?;
+    let lens = &*lengths;
+    let rev = p.reverse;
+
+    // XP = X·W_ihᵀ + b_ih (+ b_hh when it folds), time order [t, b, G·H].
+    let xp = be.alloc(dt, t * b * gh)?;
+    if let (Some(bi), Some(bh)) = (b_ih, b_hh) {
+        be.launch(&gpu::kname("rnn_bias_rows", dt), t * b * gh, &[buf(&*xp), buf(bi), buf(bh), int(t * b), int(gh), flag(fold)])?;
+    }
+    be.gemm(t * b, gh, i, mat_n(x, 0, i), mat_t(w_ih, 0, i), &*xp, 0, gh, p.has_bias)?;
+
+    // Zeroed: outputs past a row's length stay zero, and saved rows of finished sequences
+    // must be finite (the weight-gradient GEMMs multiply them by zero gradients).
+    let y = be.zeros(dt, t * b * h)?;
+    let ws = be.zeros(dt, t * b * ws_w)?;
+    let hprev = be.alloc(dt, t * b * h)?;
+    let hs = gpu::copy(be, h0)?;
+    let cs = match c0 {
+        Some(c) => Some(gpu::copy(be, c)?),
+        None => None,
+    };
+    let hh = be.alloc(dt, b * hh_w)?;
+    let mid = if p.kind == CellKind::GruResetBefore { Some(be.alloc(dt, b * h)?) } else { None };
+    let n = b * h;
+    for s in 0..t {
+        be.gemm(b, hh_w, h, mat_n(&*hs, 0, h), mat_t(w_hh, 0, h), &*hh, 0, hh_w, false)?;
+        let (ws_s, hp_s) = (at(&*ws, s * b * ws_w), at(&*hprev, s * b * h));
+        match p.kind {
+            CellKind::RnnTanh | CellKind::RnnRelu => be.launch(
+                &gpu::kname("rnn_fwd_step", dt),
+                n,
+                &[buf(&*hs), ws_s, hp_s, buf(&*y), buf(&*xp), buf(&*hh), buf(lens), int(s), int(b), int(h), flag(rev), flag(p.kind == CellKind::RnnRelu)],
+            )?,
+            CellKind::Lstm => {
+                let cs = cs.as_deref().expect("an LSTM has c");
+                be.launch(&gpu::kname("lstm_fwd_step", dt), n, &[buf(&*hs), buf(cs), ws_s, hp_s, buf(&*y), buf(&*xp), buf(&*hh), buf(lens), int(s), int(b), int(h), flag(rev)])?
+            }
+            CellKind::Gru => be.launch(
+                &gpu::kname("gru_fwd_step", dt),
+                n,
+                &[buf(&*hs), ws_s, hp_s, buf(&*y), buf(&*xp), buf(&*hh), buf(b_hh.unwrap_or(&*hh)), flag(b_hh.is_some()), buf(lens), int(s), int(b), int(h), flag(rev)],
+            )?,
+            CellKind::GruResetBefore => {
+                let mid = mid.as_deref().expect("mid buffer");
+                be.launch(&gpu::kname("gru_rb_fwd_step1", dt), n, &[buf(&*hs), ws_s, hp_s, buf(&*xp), buf(&*hh), buf(lens), int(s), int(b), int(h), flag(rev)])?;
+                be.gemm(b, h, h, mat_n(&*ws, s * b * ws_w + mid_block * h, ws_w), mat_t(w_hh, hh_w * h, h), mid, 0, h, false)?;
+                be.launch(
+                    &gpu::kname("gru_rb_fwd_step2", dt),
+                    n,
+                    &[buf(&*hs), at(&*ws, s * b * ws_w), buf(&*y), buf(&*xp), buf(mid), buf(lens), int(s), int(b), int(h), flag(rev)],
+                )?;
+            }
+        }
+    }
+    let mut out = vec![y, hs];
+    out.extend(cs);
+    out.push(ws);
+    out.push(hprev);
+    Ok(out)
+}
+
+fn backward_gpu(rb: &RecurrentBackward, be: &dyn GpuBackend, inp: &[&dyn DeviceBuffer]) -> Result<Vec<Buf>> {
+    let p = &rb.plan;
+    let op = p.kind.op_name();
+    let dt = inp[0].dtype();
+    gpu::float_only(op, dt)?;
+    let (t, b, i, h, g) = (p.t, p.b, p.i, p.h, p.g());
+    let gh = g * h;
+    let has_c = p.kind.has_c();
+    let (x, w_ih, w_hh, ws, hprev) = (inp[0], inp[1], inp[2], inp[3], inp[4]);
+    let mut k = 5;
+    let mut grad = |present: bool| {
+        if present {
+            k += 1;
+            Some(inp[k - 1])
+        } else {
+            None
+        }
+    };
+    let dy = grad(rb.present[0]);
+    let dh_t = grad(rb.present[1]);
+    let dc_t = if has_c { grad(rb.present[2]) } else { None };
+    let (hh_blocks, _, ws_blocks, mid_block) = cell_layout(p.kind);
+    let (ws_w, hh_w) = (ws_blocks * h, hh_blocks * h);
+    let lengths = upload_lengths(be, p)?;
+    let lens = &*lengths;
+    let rev = p.reverse;
+
+    let state = |given: Option<&dyn DeviceBuffer>| -> Result<Buf> {
+        match given {
+            Some(v) => gpu::copy(be, v),
+            None => be.zeros(dt, b * h),
+        }
+    };
+    let dh = state(dh_t)?;
+    let dc = if has_c { Some(state(dc_t)?) } else { None };
+    // Processing order [s, b, G·H]; zero for rows past their length.
+    let dg = be.zeros(dt, t * b * gh)?;
+    let dxp = be.zeros(dt, t * b * gh)?;
+    let dmid = if p.kind == CellKind::GruResetBefore { Some(be.alloc(dt, b * h)?) } else { None };
+    let (dy_arg, has_dy) = (dy.unwrap_or(ws), dy.is_some());
+    let n = b * h;
+    for s in (0..t).rev() {
+        let (og, ows, ohp) = (s * b * gh, s * b * ws_w, s * b * h);
+        let (dg_s, dxp_s, ws_s, hp_s) = (at(&*dg, og), at(&*dxp, og), at(ws, ows), at(hprev, ohp));
+        match p.kind {
+            CellKind::RnnTanh | CellKind::RnnRelu => be.launch(
+                &gpu::kname("rnn_bwd_step", dt),
+                n,
+                &[buf(&*dh), dg_s, dxp_s, ws_s, buf(dy_arg), flag(has_dy), buf(lens), int(s), int(b), int(h), flag(rev), flag(p.kind == CellKind::RnnRelu)],
+            )?,
+            CellKind::Lstm => {
+                let dc = dc.as_deref().expect("an LSTM has dc");
+                be.launch(&gpu::kname("lstm_bwd_step", dt), n, &[buf(&*dh), buf(dc), dg_s, dxp_s, ws_s, buf(dy_arg), flag(has_dy), buf(lens), int(s), int(b), int(h), flag(rev)])?
+            }
+            CellKind::Gru => be.launch(&gpu::kname("gru_bwd_step", dt), n, &[buf(&*dh), dg_s, dxp_s, ws_s, hp_s, buf(dy_arg), flag(has_dy), buf(lens), int(s), int(b), int(h), flag(rev)])?,
+            CellKind::GruResetBefore => {
+                let dmid = dmid.as_deref().expect("dmid buffer");
+                be.launch(&gpu::kname("gru_rb_bwd_step1", dt), n, &[buf(&*dh), dg_s, dxp_s, ws_s, hp_s, buf(dy_arg), flag(has_dy), buf(lens), int(s), int(b), int(h), flag(rev)])?;
+                be.gemm(b, h, h, mat_n(&*dg, og + hh_w, gh), mat_n(w_hh, hh_w * h, h), dmid, 0, h, false)?;
+                be.launch(
+                    &gpu::kname("gru_rb_bwd_step2", dt),
+                    n,
+                    &[buf(&*dh), at(&*dg, og), at(&*dxp, og), at(ws, ows), at(hprev, ohp), buf(dmid), buf(lens), int(s), int(b), int(h), flag(rev)],
+                )?;
+            }
+        }
+        // dh_prev = direct part + dG_s · W_hh (the rows of W_hh that multiplied h)
+        be.gemm(b, h, hh_w, mat_n(&*dg, og, gh), mat_n(w_hh, 0, h), &*dh, 0, h, true)?;
+    }
+
+    // X in processing order, so that one GEMM covers every step.
+    let gathered;
+    let x_proc: &dyn DeviceBuffer = if p.identity_order() {
+        x
+    } else {
+        let xg = be.alloc(dt, t * b * i)?;
+        be.launch(&gpu::kname("rnn_time_gather", dt), t * b * i, &[buf(&*xg), buf(x), buf(lens), int(t), int(b), int(i), flag(rev), flag(false)])?;
+        gathered = xg;
+        &*gathered
+    };
+    let dw_ih = be.alloc(dt, gh * i)?;
+    be.gemm(gh, i, t * b, mat_t(&*dxp, 0, gh), mat_n(x_proc, 0, i), &*dw_ih, 0, i, false)?;
+    let dw_hh = be.alloc(dt, gh * h)?;
+    be.gemm(hh_w, h, t * b, mat_t(&*dg, 0, gh), mat_n(hprev, 0, h), &*dw_hh, 0, h, false)?;
+    if hh_w < gh {
+        be.gemm(gh - hh_w, h, t * b, mat_t(&*dg, hh_w, gh), mat_n(ws, mid_block * h, ws_w), &*dw_hh, hh_w * h, h, false)?;
+    }
+    let dx_proc = be.alloc(dt, t * b * i)?;
+    be.gemm(t * b, i, gh, mat_n(&*dxp, 0, gh), mat_n(w_ih, 0, i), &*dx_proc, 0, i, false)?;
+    let dx = if p.identity_order() {
+        dx_proc
+    } else {
+        let dx = be.alloc(dt, t * b * i)?;
+        be.launch(&gpu::kname("rnn_time_gather", dt), t * b * i, &[buf(&*dx), buf(&*dx_proc), buf(lens), int(t), int(b), int(i), flag(rev), flag(true)])?;
+        dx
+    };
+    let mut out = vec![dx, dh];
+    out.extend(dc);
+    out.push(dw_ih);
+    out.push(dw_hh);
+    if p.has_bias {
+        // Column sums of dXP and dG as GEMMs with a ones row.
+        let ones = be.alloc(dt, t * b)?;
+        gpu::fill(be, &*ones, t * b, 1.0)?;
+        for m in [&dxp, &dg] {
+            let db = be.alloc(dt, gh)?;
+            be.gemm(1, gh, t * b, mat_n(&*ones, 0, t * b), mat_n(&**m, 0, gh), &*db, 0, gh, false)?;
+            out.push(db);
+        }
+    }
+    Ok(out)
 }

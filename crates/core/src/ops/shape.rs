@@ -6,6 +6,8 @@
 //! splitting cuts them. That makes each the other's adjoint.
 
 use crate::autograd::{apply, is_grad_enabled, BackwardCtx, Op};
+use crate::backend::{DeviceBuffer, GpuBackend};
+use crate::ops::gpu;
 use crate::error::{fmt_shape, Error, Result};
 use crate::float::Float;
 use crate::ops::elementwise::check_same_dtype;
@@ -71,6 +73,9 @@ impl Op for Reshape {
     fn name(&self) -> &'static str { "reshape" }
     fn cpu(&self, x: &[&CpuStorage]) -> Result<Vec<CpuStorage>> {
         dispatch_any!(self.name(), x[0].dtype(), copy_cpu(x[0]))
+    }
+    fn gpu(&self, be: &dyn GpuBackend, x: &[&dyn DeviceBuffer]) -> Result<Vec<Arc<dyn DeviceBuffer>>> {
+        Ok(vec![gpu::copy(be, x[0])?])
     }
     fn backward(&self, _ctx: &BackwardCtx, grads: &[Option<Tensor>]) -> Result<Vec<Option<Tensor>>> {
         let g = grads[0].as_ref().expect("single-output op gets its gradient");
@@ -169,6 +174,13 @@ impl Op for Transpose {
     fn cpu(&self, x: &[&CpuStorage]) -> Result<Vec<CpuStorage>> {
         dispatch_any!(self.name(), x[0].dtype(), transpose_cpu(self, x[0]))
     }
+    fn gpu(&self, be: &dyn GpuBackend, x: &[&dyn DeviceBuffer]) -> Result<Vec<Arc<dyn DeviceBuffer>>> {
+        let mut out_shape = self.in_shape.clone();
+        out_shape.swap(self.d0, self.d1);
+        let mut strides = gpu::strides_of(&self.in_shape);
+        strides.swap(self.d0, self.d1);
+        Ok(vec![gpu::gather(be, self.name(), x[0], &out_shape, &strides)?])
+    }
     fn backward(&self, _ctx: &BackwardCtx, grads: &[Option<Tensor>]) -> Result<Vec<Option<Tensor>>> {
         let g = grads[0].as_ref().expect("single-output op gets its gradient");
         Ok(vec![Some(transpose(g, self.d0, self.d1)?)])
@@ -226,6 +238,16 @@ impl Op for Concat {
     fn cpu(&self, x: &[&CpuStorage]) -> Result<Vec<CpuStorage>> {
         dispatch_any!(self.name, x[0].dtype(), concat_cpu(self, x))
     }
+    fn gpu(&self, be: &dyn GpuBackend, x: &[&dyn DeviceBuffer]) -> Result<Vec<Arc<dyn DeviceBuffer>>> {
+        let total: usize = self.rows.iter().sum();
+        let out = be.alloc(x[0].dtype(), self.outer * total)?;
+        let mut at = 0;
+        for (xi, &r) in x.iter().zip(&self.rows) {
+            gpu::copy2d(be, &*out, at, total, *xi, 0, r, self.outer, r)?;
+            at += r;
+        }
+        Ok(vec![out])
+    }
     fn backward(&self, _ctx: &BackwardCtx, grads: &[Option<Tensor>]) -> Result<Vec<Option<Tensor>>> {
         let g = grads[0].as_ref().expect("single-output op gets its gradient");
         let op = Split { outer: self.outer, rows: self.rows.clone(), in_shape: g.shape().to_vec(), out_shapes: self.in_shapes.clone(), name: "concatGrad" };
@@ -267,14 +289,28 @@ impl Op for Split {
     fn cpu(&self, x: &[&CpuStorage]) -> Result<Vec<CpuStorage>> {
         dispatch_any!(self.name, x[0].dtype(), split_cpu(self, x[0]))
     }
+    fn gpu(&self, be: &dyn GpuBackend, x: &[&dyn DeviceBuffer]) -> Result<Vec<Arc<dyn DeviceBuffer>>> {
+        let total: usize = self.rows.iter().sum();
+        let mut at = 0;
+        let mut outs = Vec::with_capacity(self.rows.len());
+        for &r in &self.rows {
+            let out = be.alloc(x[0].dtype(), self.outer * r)?;
+            gpu::copy2d(be, &*out, 0, r, x[0], at, total, self.outer, r)?;
+            outs.push(out);
+            at += r;
+        }
+        Ok(outs)
+    }
     fn backward(&self, _ctx: &BackwardCtx, grads: &[Option<Tensor>]) -> Result<Vec<Option<Tensor>>> {
-        let dtype = grads.iter().flatten().next().expect("some output has a gradient").dtype();
+        let given = grads.iter().flatten().next().expect("some output has a gradient");
+        let (dtype, device) = (given.dtype(), given.device());
         let gs: Vec<Tensor> = grads
             .iter()
             .zip(&self.out_shapes)
             .map(|(g, s)| match g {
                 Some(g) => Ok(g.clone()),
-                None => Tensor::zeros(s, dtype),
+                // Zeros on the gradients' device (a no-op move on the CPU).
+                None => Tensor::zeros(s, dtype)?.to(device),
             })
             .collect::<Result<_>>()?;
         let refs: Vec<&Tensor> = gs.iter().collect();
@@ -397,6 +433,11 @@ impl Op for Narrow {
     fn cpu(&self, x: &[&CpuStorage]) -> Result<Vec<CpuStorage>> {
         dispatch_any!(self.name(), x[0].dtype(), narrow_cpu(self, x[0]))
     }
+    fn gpu(&self, be: &dyn GpuBackend, x: &[&dyn DeviceBuffer]) -> Result<Vec<Arc<dyn DeviceBuffer>>> {
+        let out = be.alloc(x[0].dtype(), self.outer * self.len)?;
+        gpu::copy2d(be, &*out, 0, self.len, x[0], self.start, self.row, self.outer, self.len)?;
+        Ok(vec![out])
+    }
     fn backward(&self, _ctx: &BackwardCtx, grads: &[Option<Tensor>]) -> Result<Vec<Option<Tensor>>> {
         let g = grads[0].as_ref().expect("single-output op gets its gradient");
         let op = Pad { outer: self.outer, row: self.row, start: self.start, len: self.len, in_shape: self.in_shape.clone(), out_shape: self.out_shape.clone() };
@@ -431,6 +472,11 @@ impl Op for Pad {
     fn name(&self) -> &'static str { "sliceGrad" }
     fn cpu(&self, x: &[&CpuStorage]) -> Result<Vec<CpuStorage>> {
         dispatch_any!(self.name(), x[0].dtype(), pad_cpu(self, x[0]))
+    }
+    fn gpu(&self, be: &dyn GpuBackend, x: &[&dyn DeviceBuffer]) -> Result<Vec<Arc<dyn DeviceBuffer>>> {
+        let out = be.zeros(x[0].dtype(), self.outer * self.row)?;
+        gpu::copy2d(be, &*out, self.start, self.row, x[0], 0, self.len, self.outer, self.len)?;
+        Ok(vec![out])
     }
     fn backward(&self, _ctx: &BackwardCtx, grads: &[Option<Tensor>]) -> Result<Vec<Option<Tensor>>> {
         let g = grads[0].as_ref().expect("single-output op gets its gradient");

@@ -6,6 +6,8 @@
 //! processed together so that the loops run over contiguous memory.
 
 use crate::autograd::{apply, BackwardCtx, Op};
+use crate::backend::{DeviceBuffer, GpuBackend};
+use crate::ops::gpu;
 use crate::error::{fmt_shape, Error, Result};
 use crate::float::Float;
 use crate::ops::elementwise::{check_float, dispatch_float};
@@ -120,6 +122,20 @@ impl Op for Softmax {
     fn cpu(&self, x: &[&CpuStorage]) -> Result<Vec<CpuStorage>> {
         dispatch_float!(self.name(), x[0].dtype(), softmax_cpu(self, x[0]))
     }
+    fn gpu(&self, be: &dyn GpuBackend, x: &[&dyn DeviceBuffer]) -> Result<Vec<Arc<dyn DeviceBuffer>>> {
+        let dt = x[0].dtype();
+        gpu::float_only(self.name(), dt)?;
+        let (n, inner) = (self.l.n, self.l.inner);
+        let outer = x[0].len() / (n * inner);
+        let log = gpu::flag(self.kind == Kind::LogSoftmax);
+        let y = be.alloc(dt, x[0].len())?;
+        if inner == 1 {
+            be.launch(&gpu::kname("softmax_rows", dt), outer * gpu::BLOCK, &[gpu::buf(&*y), gpu::buf(x[0]), gpu::int(outer), gpu::int(n), log])?;
+        } else {
+            be.launch(&gpu::kname("softmax_cols", dt), outer * inner, &[gpu::buf(&*y), gpu::buf(x[0]), gpu::int(outer), gpu::int(n), gpu::int(inner), log])?;
+        }
+        Ok(vec![y])
+    }
     fn saves_outputs(&self) -> bool {
         true
     }
@@ -175,6 +191,20 @@ impl Op for SoftmaxGrad {
     }
     fn cpu(&self, x: &[&CpuStorage]) -> Result<Vec<CpuStorage>> {
         dispatch_float!(self.name(), x[0].dtype(), softmax_grad_cpu(self, x[0], x[1]))
+    }
+    fn gpu(&self, be: &dyn GpuBackend, x: &[&dyn DeviceBuffer]) -> Result<Vec<Arc<dyn DeviceBuffer>>> {
+        let dt = x[0].dtype();
+        gpu::float_only(self.name(), dt)?;
+        let (n, inner) = (self.l.n, self.l.inner);
+        let outer = x[0].len() / (n * inner);
+        let log = gpu::flag(self.kind == Kind::LogSoftmax);
+        let gx = be.alloc(dt, x[0].len())?;
+        if inner == 1 {
+            be.launch(&gpu::kname("softmax_grad_rows", dt), outer * gpu::BLOCK, &[gpu::buf(&*gx), gpu::buf(x[0]), gpu::buf(x[1]), gpu::int(outer), gpu::int(n), log])?;
+        } else {
+            be.launch(&gpu::kname("softmax_grad_cols", dt), outer * inner, &[gpu::buf(&*gx), gpu::buf(x[0]), gpu::buf(x[1]), gpu::int(outer), gpu::int(n), gpu::int(inner), log])?;
+        }
+        Ok(vec![gx])
     }
 }
 

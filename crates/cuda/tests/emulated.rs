@@ -1,0 +1,85 @@
+//! The same parity cases as `tests/parity.rs`, on the host emulator of `kernels/*.cu`
+//! (tests/common/emu.rs): the ops' CUDA paths, the kernels' arithmetic and indexing, the GEMM
+//! translation to cuBLAS's column-major convention and the caching allocator are checked
+//! against the CPU on machines without a GPU. What only a GPU shows (cudarc, NVRTC-compiled
+//! code, cuBLAS itself, races between blocks, speed) is left to `tests/parity.rs`.
+//!
+//! Needs a C++ compiler (c++ or $CXX); without one every test prints SKIP and passes.
+
+mod common;
+
+use common::cases::{self, assert_all, CELLS};
+use common::emu;
+use recurrent_core::backend::register_cuda;
+use recurrent_core::{DType, Device, ErrorKind};
+use std::sync::Mutex;
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn device(test: &str) -> Option<Device> {
+    if let Some(reason) = emu::unavailable_reason() {
+        println!("SKIP: no kernel emulator ({reason}) [{test}]");
+        return None;
+    }
+    register_cuda(emu::open);
+    println!("device: {} [{test}]", recurrent_core::backend::cuda(0).expect("emulator").describe());
+    Some(Device::Cuda(0))
+}
+
+macro_rules! emu_test {
+    ($name:ident, |$dev:ident| $body:expr) => {
+        #[test]
+        fn $name() {
+            let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+            let Some($dev) = device(stringify!($name)) else { return };
+            let outcomes: Vec<cases::Outcome> = $body;
+            assert_all(&outcomes);
+        }
+    };
+}
+
+emu_test!(elementwise_f32, |dev| cases::elementwise(dev, DType::F32));
+emu_test!(elementwise_f64, |dev| cases::elementwise(dev, DType::F64));
+emu_test!(reductions_f32, |dev| cases::reductions(dev, DType::F32));
+emu_test!(reductions_f64, |dev| cases::reductions(dev, DType::F64));
+emu_test!(shape_ops, |dev| cases::shapes(dev));
+emu_test!(matmul_f32, |dev| cases::matmuls(dev, DType::F32));
+emu_test!(matmul_f64, |dev| cases::matmuls(dev, DType::F64));
+emu_test!(softmax_ops, |dev| cases::softmaxes(dev));
+emu_test!(loss_ops, |dev| cases::losses(dev));
+emu_test!(embedding_op, |dev| cases::embeddings(dev));
+emu_test!(dropout_same_mask_as_cpu, |dev| cases::dropouts(dev));
+emu_test!(optimizer_updates_and_clipping, |dev| cases::optimizers(dev));
+emu_test!(recurrent_cells_f32, |dev| CELLS.iter().flat_map(|&k| cases::recurrent(dev, k, DType::F32)).collect());
+emu_test!(recurrent_cells_f64, |dev| CELLS.iter().flat_map(|&k| cases::recurrent(dev, k, DType::F64)).collect());
+emu_test!(training_steps, |dev| CELLS
+    .iter()
+    .flat_map(|&k| [(false, false), (true, true)].into_iter().flat_map(move |(l, r)| cases::training(dev, k, l, r)))
+    .collect());
+
+#[test]
+fn tbptt_chunks_keep_device_memory_flat() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let Some(dev) = device("tbptt_chunks_keep_device_memory_flat") else { return };
+    let be = recurrent_core::backend::cuda(0).unwrap();
+    let before = emu::alloc_stats().unwrap();
+    let (warm_reserved, end_reserved, warm_used, end_used) = cases::tbptt_memory(dev, &|| be.memory());
+    let after = emu::alloc_stats().unwrap();
+    println!("TBPTT memory: reserved {warm_reserved} → {end_reserved} bytes, in use {warm_used} → {end_used}; raw mallocs {} → {}, cache reuses {}", before.mallocs, after.mallocs, after.reuses - before.reuses);
+    assert_eq!(warm_reserved, end_reserved, "reserved memory grew across TBPTT chunks");
+    assert!(after.reuses > before.reuses);
+}
+
+#[test]
+fn oom_is_a_clear_error_and_the_device_recovers() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let Some(dev) = device("oom_is_a_clear_error_and_the_device_recovers") else { return };
+    let be = recurrent_core::backend::cuda(0).unwrap();
+    let err = match be.alloc(DType::F32, 250_000_000_000) {
+        Err(e) => e,
+        Ok(_) => panic!("allocated 10^12 bytes"),
+    };
+    assert_eq!(err.kind(), ErrorKind::Memory);
+    assert!(err.to_string().contains("1000000000000 bytes") && err.to_string().contains("out of device memory"), "{err}");
+    assert_all(&cases::matmuls(dev, DType::F32));
+}

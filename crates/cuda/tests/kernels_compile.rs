@@ -1,0 +1,69 @@
+//! The CI compile check: every `kernels/*.cu` must compile with NVRTC for sm_90 (H100/H200)
+//! and sm_80 (A100) without errors or warnings, define every kernel its source declares, and
+//! stay within 255 registers per thread. Prints PTX/cubin sizes and per-kernel registers.
+//! Needs no GPU, only libnvrtc (`.ci/run` installs the `nvidia-cuda-nvrtc` 13.0 wheel).
+//! Without libnvrtc it skips, and says so, unless RECURRENT_REQUIRE_NVRTC=1 (CI), where a
+//! missing library fails.
+
+use recurrent_cuda::kernels;
+
+const ARCHS: [&str; 2] = ["sm_90", "sm_80"];
+
+fn nvrtc_or_skip() -> bool {
+    if kernels::nvrtc_present() {
+        return true;
+    }
+    let msg = "libnvrtc was not found (install the `nvidia-cuda-nvrtc>=13.0,<13.1` wheel and put its nvidia/cu13/lib folder on LD_LIBRARY_PATH)";
+    if std::env::var("RECURRENT_REQUIRE_NVRTC").is_ok_and(|v| v == "1") {
+        panic!("RECURRENT_REQUIRE_NVRTC=1 but {msg}");
+    }
+    eprintln!("SKIP: kernel compile check: {msg}");
+    false
+}
+
+#[test]
+fn every_kernel_file_compiles_without_warnings() {
+    if !nvrtc_or_skip() {
+        return;
+    }
+    let (major, minor) = kernels::nvrtc_version().expect("nvrtc version");
+    println!("NVRTC {major}.{minor}");
+    let sigs = kernels::signatures();
+    let mut failures = Vec::new();
+    for arch in ARCHS {
+        match kernels::check_all(arch) {
+            Err(e) => failures.push(e),
+            Ok(files) => {
+                println!("\n{arch}: {:<16} {:>8} {:>8} {:>7}  {:>5}", "file", "PTX B", "cubin B", "kernels", "max regs");
+                for (file, c) in &files {
+                    let res = c.cubin.as_deref().map(kernels::cubin_kernel_resources).unwrap_or_default();
+                    let max_regs = res.iter().map(|r| r.1).max().unwrap_or(0);
+                    let n_kernels = sigs.values().filter(|s| s.file == file).count();
+                    println!("{arch}: {file:<16} {:>8} {:>8} {:>7}  {:>5}", c.ptx.len(), c.cubin.as_ref().map_or(0, |b| b.len()), n_kernels, max_regs);
+                    for (kernel, regs, code) in &res {
+                        println!("    {kernel:<28} {regs:>3} registers, {code:>6} B of code");
+                        if *regs > 255 {
+                            failures.push(format!("{arch} {kernel}: {regs} registers"));
+                        }
+                    }
+                    if c.cubin.is_some() && res.len() != n_kernels {
+                        failures.push(format!("{arch} {file}: {} kernels in the cubin, {n_kernels} in the source", res.len()));
+                    }
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "kernel compile check failed:\n{}", failures.join("\n"));
+}
+
+#[test]
+fn a_broken_kernel_fails_the_check() {
+    // The check must catch both an error and a warning, or it guards nothing.
+    if !nvrtc_or_skip() {
+        return;
+    }
+    let err = kernels::compile("broken.cu", "extern \"C\" __global__ void k(float* x) { x[0] = undefined_thing; }", "sm_90", &[]).err().expect("a compile error");
+    assert!(err.contains("undefined_thing"), "{err}");
+    let warned = kernels::compile("warn.cu", "extern \"C\" __global__ void k(float* x) { int unused_variable = 3; x[0] = 1.0f; }", "sm_90", &[]).expect("compiles");
+    assert!(!kernels::log_problems(&warned.log).is_empty(), "NVRTC gave no warning for an unused variable; log: {:?}", warned.log);
+}
