@@ -444,6 +444,27 @@ test.serial('bad files: truncated weights, a weight the manifest lacks, no model
   t.regex(e3!.message, /cannot read '.*nowhere\/model\.json'/)
 })
 
+test.serial('Keras 3 style: a serialised mirrored backward_layer loads; a different one is refused', async (t) => {
+  const m = tf.sequential({ layers: [tf.layers.bidirectional({ layer: tfjsLayer('lstm', 3) as never, inputShape: [4, 2] } as never)] })
+  const dir = newDir('backward')
+  await saveTfjsFiles(m, dir)
+  editJson(dir, (j) => {
+    const bidi = j.modelTopology.config.layers[0]!.config
+    const fwd = bidi.layer as { class_name: string; config: Record<string, unknown> }
+    bidi.backward_layer = { class_name: fwd.class_name, config: { ...fwd.config, name: `backward_${String(fwd.config.name)}`, go_backwards: true } }
+  })
+  const ours = await loadTfjsModel(dir)
+  const x = randomArray(2 * 4 * 2, 21)
+  const e = relErr(await ours.forward(tensor(x, [2, 4, 2])).data(), (m.predict(tf.tensor3d(x, [2, 4, 2])) as tf.Tensor).dataSync())
+  t.true(e <= 1e-5, `relative error ${e}`)
+  editJson(dir, (j) => {
+    const b = j.modelTopology.config.layers[0]!.config.backward_layer as { config: Record<string, unknown> }
+    b.config.units = 4
+  })
+  const err = await t.throwsAsync(loadTfjsModel(dir), { instanceOf: ValueError })
+  t.regex(err!.message, /backward_layer that differs from its forward layer/)
+})
+
 test.serial("tfjs's default hardSigmoid gets a clear error naming the fix", async (t) => {
   const m = tf.sequential({ layers: [tf.layers.gru({ units: 3, inputShape: [4, 2] })] })
   const dir = newDir('hard')

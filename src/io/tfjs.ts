@@ -769,8 +769,16 @@ function buildModel(topology: unknown, weights: Map<string, NamedWeight>, where:
         throw new ValueError(op, `${where}: ${what} has merge_mode ${JSON.stringify(mm)}; supported: 'concat', 'sum', 'mul', 'ave'`)
       }
       mergeMode = (mm ?? 'concat') as MergeMode
-      if (cfg(c, 'backward_layer') !== undefined && cfg(c, 'backward_layer') !== null) {
-        throw new ValueError(op, `${where}: ${what} has a separate backward_layer; only the default mirrored backward layer is supported`)
+      // Keras 3 serialises the (mirrored) backward layer too; accept it when it mirrors the forward one.
+      const back = cfg<LayerJson | null>(c, 'backward_layer')
+      if (back !== undefined && back !== null) {
+        const same = back.class_name === wrapped.class_name && back.config && cfg(back.config, 'units') === cfg(wrapped.config, 'units') &&
+          normAct(cfg(back.config, 'activation') ?? 'tanh') === normAct(cfg(wrapped.config, 'activation') ?? 'tanh') &&
+          normAct(cfg(back.config, 'recurrent_activation') ?? 'hard_sigmoid') === normAct(cfg(wrapped.config, 'recurrent_activation') ?? 'hard_sigmoid') &&
+          cfg(back.config, 'use_bias') === cfg(wrapped.config, 'use_bias') && cfg(back.config, 'reset_after') === cfg(wrapped.config, 'reset_after')
+        if (!same) {
+          throw new ValueError(op, `${where}: ${what} has a backward_layer that differs from its forward layer; only a mirrored backward layer is supported`)
+        }
       }
       inner = wrapped
     }
