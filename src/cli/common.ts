@@ -1,0 +1,293 @@
+/**
+ * Shared pieces of the CLI commands: file access with one-line errors, the checkpoint layout of
+ * `train-char` (model config + vocabulary in the metadata), sampling, a seeded PRNG and number
+ * formatting.
+ */
+
+import { existsSync, readFileSync, statSync } from 'node:fs'
+import { readFile } from 'node:fs/promises'
+import { dirname, join, resolve } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import type { Tensor } from '../tensor.js'
+import { noGrad, tensor } from '../ops.js'
+import { RecurrentError } from '../errors.js'
+import { CharVocab, type VocabJSON } from '../data/vocab.js'
+import { RecurrentLM, type LMCell } from '../train/lm.js'
+import { loadCheckpoint, type Checkpoint } from '../train/checkpoint.js'
+import type { RecurrentState } from '../train/tbptt.js'
+import { CliError } from './args.js'
+
+/** The checkpoint file inside an `--out` folder. */
+export const CHECKPOINT_FILE = 'checkpoint.safetensors'
+/** The `kind` of the config that `train-char` stores in its checkpoints. */
+export const TRAIN_CHAR_KIND = 'recurrent.train-char'
+
+/** The model part of a `train-char` checkpoint config (RecurrentLM's options). */
+export interface CharModelConfig {
+  vocabSize: number
+  hiddenSize: number
+  embeddingDim: number
+  numLayers: number
+  cell: LMCell
+  dropout: number
+}
+
+/** The root of this package (the folder with its package.json), found from this file. */
+export function packageRoot(): string {
+  let dir = dirname(fileURLToPath(import.meta.url))
+  for (let i = 0; i < 6; i++) {
+    const pj = join(dir, 'package.json')
+    if (existsSync(pj)) {
+      try {
+        if ((JSON.parse(readFileSync(pj, 'utf8')) as { name?: string }).name === 'recurrent') return dir
+      } catch {
+        // not ours; keep looking
+      }
+    }
+    const up = dirname(dir)
+    if (up === dir) break
+    dir = up
+  }
+  return resolve(dirname(fileURLToPath(import.meta.url)), '..', '..')
+}
+
+/** The bundled corpus (KJV New Testament, public domain; see NOTICE). */
+export function bundledCorpus(): string {
+  return join(packageRoot(), 'data', 'kjv-new-testament.txt')
+}
+
+/** A short reason for a file-system error: "no such file", "permission denied", ... */
+export function fsReason(e: unknown): string {
+  const code = (e as { code?: string } | null)?.code
+  switch (code) {
+    case 'ENOENT':
+      return 'no such file'
+    case 'EACCES':
+    case 'EPERM':
+      return 'permission denied'
+    case 'EISDIR':
+      return 'is a directory'
+    case 'ENOTDIR':
+      return 'a part of the path is not a directory'
+    case 'ENOSPC':
+      return 'no space left on the device'
+    case 'EROFS':
+      return 'read-only file system'
+    case 'EEXIST':
+      return 'a file of that name is in the way'
+    default:
+      return oneLine(e instanceof Error ? e.message : String(e))
+  }
+}
+
+/** Reads a UTF-8 text file; failures become `cannot read <what> '<path>': <reason>`. */
+export async function readText(path: string, what: string): Promise<string> {
+  try {
+    return await readFile(path, 'utf8')
+  } catch (e) {
+    throw new CliError(`cannot read ${what} '${path}': ${fsReason(e)}`, { cause: e })
+  }
+}
+
+/** The first line of a message, with runs of whitespace collapsed. */
+export function oneLine(s: string): string {
+  const first = s.split(/\r?\n/).find((l) => l.trim() !== '') ?? s
+  return first.replace(/\s+/g, ' ').trim()
+}
+
+/** `--checkpoint` may name a folder (its checkpoint.safetensors) or a file. */
+export function resolveCheckpointPath(p: string): string {
+  let st
+  try {
+    st = statSync(p)
+  } catch (e) {
+    throw new CliError(`cannot read --checkpoint '${p}': ${fsReason(e)}`, { cause: e })
+  }
+  if (!st.isDirectory()) return p
+  const f = join(p, CHECKPOINT_FILE)
+  if (!existsSync(f)) throw new CliError(`no checkpoint in '${p}' (expected ${join(p, CHECKPOINT_FILE)}; train one with 'recurrent train-char --out ${p}')`)
+  return f
+}
+
+/** loadCheckpoint with a one-line error that names the file. */
+export async function readCheckpoint(file: string): Promise<Checkpoint> {
+  try {
+    return await loadCheckpoint(file)
+  } catch (e) {
+    if (e instanceof RecurrentError) {
+      // The library's message already names the file; drop the op prefix.
+      let msg = oneLine(e.op && e.message.startsWith(`${e.op}: `) ? e.message.slice(e.op.length + 2) : e.message)
+      if (msg.startsWith(`'${file}'`)) msg = msg.slice(file.length + 2).replace(/^[\s:]+/, '')
+      if (/^(is|has|holds|was) /.test(msg)) throw new CliError(`checkpoint '${file}' ${msg}`, { cause: e })
+      throw new CliError(`cannot load checkpoint '${file}': ${msg || 'unreadable'}`, { cause: e })
+    }
+    throw new CliError(`cannot load checkpoint '${file}': ${fsReason(e)}`, { cause: e })
+  }
+}
+
+/** The model config and vocabulary of a `train-char` checkpoint (checked). */
+export function charCheckpointParts(ck: Checkpoint): { model: CharModelConfig; vocab: CharVocab; config: Record<string, unknown> } {
+  const bad = (why: string) => new CliError(`'${ck.path}' is not a train-char checkpoint: ${why}`)
+  const config = ck.config as { kind?: string; model?: Partial<CharModelConfig> } | null
+  if (!config || typeof config !== 'object' || config.kind !== TRAIN_CHAR_KIND || !config.model) throw bad('its config has no char model (was it written by recurrent train-char?)')
+  const vj = (ck.metadata as { vocab?: VocabJSON } | null)?.vocab
+  if (!vj || vj.type !== 'char') throw bad('its metadata has no character vocabulary')
+  let vocab: CharVocab
+  try {
+    vocab = CharVocab.fromJSON(vj)
+  } catch (e) {
+    throw bad(`its vocabulary is invalid (${oneLine((e as Error).message)})`)
+  }
+  const m = config.model
+  const ints = ['vocabSize', 'hiddenSize', 'embeddingDim', 'numLayers'] as const
+  for (const k of ints) if (!Number.isInteger(m[k]) || (m[k] as number) < 1) throw bad(`model.${k} is ${String(m[k])}`)
+  if (m.cell !== 'lstm' && m.cell !== 'gru' && m.cell !== 'rnn') throw bad(`model.cell is ${String(m.cell)}`)
+  if (m.vocabSize !== vocab.size) throw bad(`the model has ${m.vocabSize} symbols but the vocabulary ${vocab.size}`)
+  return { model: { ...(m as CharModelConfig), dropout: typeof m.dropout === 'number' ? m.dropout : 0 }, vocab, config: config as Record<string, unknown> }
+}
+
+/** Builds the RecurrentLM of a config. */
+export function buildModel(m: CharModelConfig, seed?: number): RecurrentLM {
+  const o = { vocabSize: m.vocabSize, hiddenSize: m.hiddenSize, embeddingDim: m.embeddingDim, numLayers: m.numLayers, cell: m.cell, dropout: m.dropout }
+  return new RecurrentLM(seed === undefined ? o : { ...o, seed })
+}
+
+/** Loads a model and its vocabulary from a checkpoint file, with one-line errors. */
+export async function loadCharModel(file: string): Promise<{ model: RecurrentLM; vocab: CharVocab; ck: Checkpoint }> {
+  const ck = await readCheckpoint(file)
+  const { model: cfg, vocab } = charCheckpointParts(ck)
+  const model = buildModel(cfg)
+  try {
+    model.loadStateDict(ck.model, { strict: true })
+  } catch (e) {
+    throw new CliError(`cannot load checkpoint '${file}': its weights do not fit its config (${oneLine((e as Error).message)})`, { cause: e })
+  }
+  return { model, vocab, ck }
+}
+
+/** mulberry32: a small seeded PRNG returning floats in [0, 1). */
+export function mulberry32(seed: number): () => number {
+  let a = seed >>> 0
+  return () => {
+    a = (a + 0x6d2b79f5) | 0
+    let t = Math.imul(a ^ (a >>> 15), 1 | a)
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
+  }
+}
+
+/** Options of {@link generate}. */
+export interface GenerateOptions {
+  /** Text to condition on; it is not repeated in the result. */
+  prime: string
+  /** Characters to generate. */
+  length: number
+  /** Softmax temperature; 0 picks the most likely character every time. */
+  temperature: number
+  /** Seed of the sampling PRNG. */
+  seed: number
+  /** Called with each generated piece of text (for streaming output). */
+  onText?: (s: string) => void
+}
+
+/**
+ * Generates `length` characters after `prime`: runs the prime through the model (one forward
+ * over all its characters), then samples one character at a time from
+ * softmax(logits / temperature), feeding each back in with the carried state. The unknown
+ * character is never sampled. Without a prime the model starts after a newline.
+ */
+export async function generate(model: RecurrentLM, vocab: CharVocab, o: GenerateOptions): Promise<string> {
+  const rand = mulberry32(o.seed)
+  const V = vocab.size
+  let ids = vocab.encode(o.prime)
+  if (ids.length === 0) {
+    const nl = vocab.idOf(10)
+    ids = Int32Array.of(nl >= 0 && nl !== vocab.unkId ? nl : vocab.unkId === 0 && V > 1 ? 1 : 0)
+  }
+  const wasTraining = model.training
+  model.eval()
+  let state: RecurrentState | null = null
+  const probs = new Float64Array(V)
+  let out = ''
+  let pieces = ''
+  try {
+    let input: Tensor = tensor(ids, [ids.length, 1], { dtype: 'int32' })
+    for (let i = 0; i < o.length; i++) {
+      const r = noGrad(() => model.forward(input, state))
+      input.dispose()
+      for (const s of state ?? []) s.dispose()
+      state = r.state
+      const logits = await r.output.data()
+      r.output.dispose()
+      const base = logits.length - V
+      // softmax(logits / T) over the last step, without the unknown character
+      let best = -1
+      let bv = -Infinity
+      for (let v = 0; v < V; v++) {
+        if (v === vocab.unkId) continue
+        const x = Number(logits[base + v])
+        if (x > bv) {
+          bv = x
+          best = v
+        }
+      }
+      let next = best
+      if (o.temperature > 0) {
+        let sum = 0
+        for (let v = 0; v < V; v++) {
+          probs[v] = v === vocab.unkId ? 0 : Math.exp((Number(logits[base + v]) - bv) / o.temperature)
+          sum += probs[v]!
+        }
+        let u = rand() * sum
+        next = best
+        for (let v = 0; v < V; v++) {
+          u -= probs[v]!
+          if (u < 0 && probs[v]! > 0) {
+            next = v
+            break
+          }
+        }
+      }
+      const ch = vocab.chars[next]!
+      out += ch
+      if (o.onText) {
+        pieces += ch
+        if (pieces.length >= 64 || ch === '\n') {
+          o.onText(pieces)
+          pieces = ''
+        }
+      }
+      input = tensor(Int32Array.of(next), [1, 1], { dtype: 'int32' })
+    }
+    input.dispose()
+  } finally {
+    for (const s of state ?? []) s.dispose()
+    model.train(wasTraining)
+  }
+  if (o.onText && pieces) o.onText(pieces)
+  return out
+}
+
+/** 1234567 → "1,234,567". */
+export const fmtInt = (n: number) => Math.round(n).toLocaleString('en-US')
+
+/** 24123 → "24.1k". */
+export function fmtSI(n: number): string {
+  if (!Number.isFinite(n)) return '-'
+  const a = Math.abs(n)
+  if (a >= 1e9) return `${(n / 1e9).toFixed(2)}G`
+  if (a >= 1e6) return `${(n / 1e6).toFixed(2)}M`
+  if (a >= 1e3) return `${(n / 1e3).toFixed(1)}k`
+  return n.toFixed(0)
+}
+
+/** Seconds → "1:05" or "1:02:03". */
+export function fmtDuration(sec: number): string {
+  if (!Number.isFinite(sec) || sec < 0) return '--:--'
+  const s = Math.round(sec)
+  const h = Math.floor(s / 3600)
+  const m = Math.floor((s % 3600) / 60)
+  const r = s % 60
+  return h > 0 ? `${h}:${String(m).padStart(2, '0')}:${String(r).padStart(2, '0')}` : `${m}:${String(r).padStart(2, '0')}`
+}
+
