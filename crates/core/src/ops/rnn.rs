@@ -175,6 +175,9 @@ struct Plan {
     lengths: Arc<Vec<usize>>,
     reverse: bool,
     has_bias: bool,
+    /// Whether the workspace for backward is kept: only when history is recorded. Inference
+    /// reuses one step's workspace and skips the saved states, which saves memory traffic.
+    save: bool,
 }
 
 impl Plan {
@@ -267,7 +270,8 @@ pub fn recurrent_layer(kind: CellKind, x: &Tensor, h0: &Tensor, c0: Option<&Tens
         }
         None => vec![t; b],
     };
-    let plan = Plan { kind, t, b, i, h, lengths: Arc::new(lengths), reverse, has_bias };
+    let save = crate::is_grad_enabled() && inputs_require_grad(x, h0, c0, w);
+    let plan = Plan { kind, t, b, i, h, lengths: Arc::new(lengths), reverse, has_bias, save };
     let mut inputs: Vec<&Tensor> = vec![x, h0];
     if let Some(c) = c0 {
         inputs.push(c);
@@ -283,13 +287,19 @@ pub fn recurrent_layer(kind: CellKind, x: &Tensor, h0: &Tensor, c0: Option<&Tens
     if kind.has_c() {
         specs.push((vec![b, h], dt));
     }
-    specs.push((vec![t, b, plan.ws_blocks() * h], dt));
-    specs.push((vec![t, b, h], dt));
+    if save {
+        specs.push((vec![t, b, plan.ws_blocks() * h], dt));
+        specs.push((vec![t, b, h], dt));
+    }
     let mut outs = apply(Arc::new(RecurrentForward { plan }), &inputs, specs)?.into_iter();
     let y = outs.next().expect("y");
     let h_t = outs.next().expect("h_t");
     let c_t = if kind.has_c() { outs.next() } else { None };
     Ok(RecurrentOutput { y, h_t, c_t })
+}
+
+fn inputs_require_grad(x: &Tensor, h0: &Tensor, c0: Option<&Tensor>, w: &RecurrentWeights) -> bool {
+    [Some(x), Some(h0), c0, Some(w.w_ih), Some(w.w_hh), w.b_ih, w.b_hh].into_iter().flatten().any(|t| t.requires_grad())
 }
 
 struct RecurrentForward {
@@ -334,8 +344,8 @@ fn forward_cpu<T: Float, C: Cell>(cell: &C, p: &Plan, inp: &[&CpuStorage]) -> Re
     let ws_w = C::WS_BLOCKS * h;
     let hh_w = C::HH_BLOCKS * h;
     let mut y = vec![T::ZERO; t * b * h];
-    let mut ws = vec![T::ZERO; t * b * ws_w];
-    let mut hprev = vec![T::ZERO; t * b * h];
+    let mut ws = vec![T::ZERO; if p.save { t * b * ws_w } else { b * ws_w }];
+    let mut hprev = vec![T::ZERO; if p.save { t * b * h } else { 0 }];
     let mut hs = h0.to_vec();
     let mut cs = match c0 {
         Some(c) => c.to_vec(),
@@ -347,12 +357,14 @@ fn forward_cpu<T: Float, C: Cell>(cell: &C, p: &Plan, inp: &[&CpuStorage]) -> Re
     let hh_bias: Option<&[T]> = if C::FOLD_HH_BIAS { None } else { b_hh.map(|v| &v[..hh_w]) };
 
     for s in 0..t {
-        hprev[s * b * h..(s + 1) * b * h].copy_from_slice(&hs);
+        if p.save {
+            hprev[s * b * h..(s + 1) * b * h].copy_from_slice(&hs);
+        }
         if let Some(bias) = hh_bias {
             fill_rows(&mut hh, bias);
         }
         gemm(b, hh_w, h, Mat::n(&hs, h), Mat::t(&w_hh[..hh_w * h], h), &mut hh, hh_w, hh_bias.is_some());
-        let ws_s = &mut ws[s * b * ws_w..(s + 1) * b * ws_w];
+        let ws_s = if p.save { &mut ws[s * b * ws_w..(s + 1) * b * ws_w] } else { &mut ws[..] };
         let row = |(r, ((hr, cr), wr)): (usize, ((&mut [T], &mut [T]), &mut [T]))| {
             if let Some(tt) = p.time_of(s, r) {
                 let xr = &xp[(tt * b + r) * gh..][..gh];
@@ -388,8 +400,10 @@ fn forward_cpu<T: Float, C: Cell>(cell: &C, p: &Plan, inp: &[&CpuStorage]) -> Re
     if C::HAS_C {
         out.push(T::wrap(cs));
     }
-    out.push(T::wrap(ws));
-    out.push(T::wrap(hprev));
+    if p.save {
+        out.push(T::wrap(ws));
+        out.push(T::wrap(hprev));
+    }
     Ok(out)
 }
 
@@ -710,8 +724,10 @@ fn forward_gpu(p: &Plan, be: &dyn GpuBackend, inp: &[&dyn DeviceBuffer]) -> Resu
     }
     let mut out = vec![y, hs];
     out.extend(cs);
-    out.push(ws);
-    out.push(hprev);
+    if p.save {
+        out.push(ws);
+        out.push(hprev);
+    }
     Ok(out)
 }
 
