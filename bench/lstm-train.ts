@@ -1,7 +1,7 @@
 // LSTM training-step throughput (forward + backward) through the public API, against the
 // machine's SGEMM rate measured in the same run. Prints a table; writes JSON and an SVG chart.
 //
-//   npm run bench            (or: node --import @oxc-node/core/register bench/lstm-train.ts)
+//   npm run bench:lstm       (or: node --import @oxc-node/core/register bench/lstm-train.ts)
 //
 // FLOPs per step: 3 × 2·G·H·(I + H) · B·T with G = 4 (forward GEMMs, backward ≈ 2× forward).
 
