@@ -22,6 +22,18 @@ export {
 // tensor
 export { Tensor, type DType, type TypedArray, type NestedArray } from './src/tensor.js'
 
+// devices: CUDA availability and memory (tensors move with `t.to(device)`, `module.to(device)`
+// and the factories' `device` option)
+export {
+  cudaAvailable,
+  cudaUnavailableReason,
+  cudaDevices,
+  emptyCache,
+  type Device,
+  type CudaDeviceInfo,
+  type CudaMemoryInfo,
+} from './src/device.js'
+
 // ops and factories. `mse`, `crossEntropy` and their option types are exported at the top
 // level by `nn` (with a `reduction` option); the plain ops stay reachable as `ops.mse` etc.
 export * as ops from './src/ops.js'

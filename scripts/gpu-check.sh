@@ -5,7 +5,12 @@
 # our forward+backward times against cuDNN's (torch, if installed) with the ratio.
 #
 #   here:  scripts/build-gpu-bundle.sh
+#          scripts/build-gpu-js-bundle.sh [--with-node]   (optional: the JS spec, see below)
 #   there: bash scripts/gpu-check.sh          (device tool: carry [".gpu-bundle"])
+#
+# The JS step runs __test__/cuda.spec.ts (the TypeScript API on cuda:0 against the CPU) with
+# ava from .gpu-bundle/js/ when that was built, using the machine's `node`, or the one
+# carried with --with-node; otherwise it says why it did not run.
 #
 # Logs go to $OUT (the device tool's returned folder) or /tmp/gpu-check.
 set -uo pipefail
@@ -65,6 +70,39 @@ else
   echo "torch not importable: no cuDNN reference" | tee "$LOG/cudnn.err"
 fi
 
+echo "== JS API on CUDA (__test__/cuda.spec.ts with ava) =="
+# Decompresses an .xz file with xz, or with Python's lzma where xz is missing.
+unxz_to() {
+  if command -v xz >/dev/null 2>&1; then xz -dc "$1" >"$2"
+  else python3 -c 'import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2], "wb"))' "$1" "$2"; fi
+}
+JS=$B/js
+js_note=""
+if [ ! -f "$JS/app.tar.xz" ]; then
+  js_note="not run: no $JS/app.tar.xz (build it here with scripts/build-gpu-js-bundle.sh)"
+else
+  NODE=$(command -v node 2>/dev/null || true)
+  if [ -z "$NODE" ] && [ -f "$JS/node.xz" ]; then
+    mkdir -p /tmp/gpu-node && unxz_to "$JS/node.xz" /tmp/gpu-node/node && chmod +x /tmp/gpu-node/node && NODE=/tmp/gpu-node/node
+  fi
+  if [ -z "$NODE" ]; then
+    js_note="not run: no node on this machine and none carried (scripts/build-gpu-js-bundle.sh --with-node)"
+  elif ! "$NODE" --version >/dev/null 2>&1; then
+    js_note="not run: $NODE does not start here"
+  else
+    rm -rf /tmp/gpu-js && mkdir -p /tmp/gpu-js
+    unxz_to "$JS/app.tar.xz" /tmp/gpu-js/app.tar && tar -C /tmp/gpu-js -xf /tmp/gpu-js/app.tar
+    echo "node $("$NODE" --version) ($NODE)"
+    (cd /tmp/gpu-js/app && timeout 300 "$NODE" node_modules/ava/entrypoints/cli.mjs --verbose) >"$LOG/cuda-spec.log" 2>&1
+    echo "cuda.spec exit: $?"
+    grep -E "✘|SKIP|max rel diff|CUDA devices|tests? (passed|failed)|known failure|skipped" "$LOG/cuda-spec.log" | uniq | head -24
+    js_note=$(grep -E "tests? (passed|failed)" "$LOG/cuda-spec.log" | sed 's/^ *//' | paste -sd ';' -)
+    [ -n "$js_note" ] || js_note="no result line: see $LOG/cuda-spec.log"
+    grep -q "SKIP: no CUDA device" "$LOG/cuda-spec.log" && js_note="$js_note (GPU tests SKIPPED: no CUDA device)"
+  fi
+fi
+[ -f "$LOG/cuda-spec.log" ] || echo "$js_note" >"$LOG/cuda-spec.log"
+
 echo
 if command -v python3 >/dev/null 2>&1; then
   python3 scripts/gpu_check_summary.py "$LOG"
@@ -74,3 +112,4 @@ else
   grep -c "FAIL" "$LOG/parity.log"
   grep '^BENCH' "$LOG/bench.log"
 fi
+echo "JS API on CUDA (cuda.spec.ts): $js_note"

@@ -9,8 +9,10 @@
 import { DTypeError, ShapeError, ValueError, wrap, wrapAsync } from './errors.js'
 import { native } from './native.js'
 import { Tensor, handle, normAxes, normAxis, op, type DType, type TypedArray } from './tensor.js'
+import { requireDevice, type CudaMemoryInfo, type Device } from './device.js'
 
 export type { DType, TypedArray } from './tensor.js'
+export type { Device } from './device.js'
 
 /** Nested arrays of numbers (rectangular), as accepted by {@link tensor}. */
 export type NestedNumbers = number | readonly NestedNumbers[]
@@ -19,6 +21,12 @@ export type NestedNumbers = number | readonly NestedNumbers[]
 export interface DTypeOptions {
   /** Element type; default `'float32'` (or the typed array's own type). */
   dtype?: DType
+  /**
+   * Where to create the tensor: `'cpu'` (default), `'cuda'` (= `'cuda:0'`) or `'cuda:N'`. The
+   * values are made on the CPU (so a seed gives the same values on every device) and copied.
+   * A CUDA device without CUDA throws a `CudaUnavailableError` saying what is missing.
+   */
+  device?: Device
 }
 
 /** Options of the random factories. */
@@ -155,6 +163,7 @@ function checkedInt32(values: ArrayLike<number>): Int32Array {
  *   Float32Array / Float64Array / Int32Array (shape `[length]` unless `shape` is given).
  * - `shape`: the shape to give the row-major values; its product must equal their count.
  * - `dtype`: default `'float32'`, or the typed array's own type.
+ * - `device`: default `'cpu'`; `'cuda'` or `'cuda:N'` copies the values to that device.
  */
 export function tensor(data: NestedNumbers | TypedArray, shape?: readonly number[], options: DTypeOptions = {}): Tensor {
   let values: ArrayLike<number>
@@ -171,8 +180,9 @@ export function tensor(data: NestedNumbers | TypedArray, shape?: readonly number
     dtype = 'float32'
   }
   if (options.dtype !== undefined) dtype = checkDType('tensor', options.dtype)
+  const dev = deviceOption('tensor', options.device)
   const s = shape === undefined ? inferred : shapeArg('tensor', shape)
-  return wrap(() => {
+  return placed(dev, () => wrap(() => {
     switch (dtype) {
       case 'float32':
         return new Tensor(native.fromFloat32(values instanceof Float32Array ? values : Float32Array.from(values), s))
@@ -181,34 +191,42 @@ export function tensor(data: NestedNumbers | TypedArray, shape?: readonly number
       case 'int32':
         return new Tensor(native.fromInt32(values instanceof Int32Array ? values : checkedInt32(values), s))
     }
-  })
+  }))
 }
 
 /** A leaf tensor of `shape` filled with zeros. */
 export function zeros(shape: number | readonly number[], options: DTypeOptions = {}): Tensor {
-  const dtype = checkDType('zeros', options.dtype ?? 'float32')
-  return op(() => native.zeros(shapeArg('zeros', shape), dtype))
+  return filled('zeros', shape, 0, options)
 }
 
 /** A leaf tensor of `shape` filled with ones. */
 export function ones(shape: number | readonly number[], options: DTypeOptions = {}): Tensor {
-  return full(shape, 1, options)
+  return filled('ones', shape, 1, options)
 }
 
 /** A leaf tensor of `shape` filled with `value`. */
 export function full(shape: number | readonly number[], value: number, options: DTypeOptions = {}): Tensor {
-  const dtype = checkDType('full', options.dtype ?? 'float32')
-  return op(() => native.full(shapeArg('full', shape), value, dtype))
+  return filled('full', shape, value, options)
 }
 
-/** A leaf tensor of the shape and dtype of `t`, filled with zeros. */
-export function zerosLike(t: Tensor): Tensor {
-  return zeros(t.shape, { dtype: t.dtype })
+/** A leaf tensor of the shape of `t`, filled with zeros; dtype and device default to `t`'s. */
+export function zerosLike(t: Tensor, options: DTypeOptions = {}): Tensor {
+  handle('zerosLike', t)
+  return filled('zerosLike', t.shape, 0, { dtype: options.dtype ?? t.dtype, device: options.device ?? t.device })
 }
 
-/** A leaf tensor of the shape and dtype of `t`, filled with ones. */
-export function onesLike(t: Tensor): Tensor {
-  return ones(t.shape, { dtype: t.dtype })
+/** A leaf tensor of the shape of `t`, filled with ones; dtype and device default to `t`'s. */
+export function onesLike(t: Tensor, options: DTypeOptions = {}): Tensor {
+  handle('onesLike', t)
+  return filled('onesLike', t.shape, 1, { dtype: options.dtype ?? t.dtype, device: options.device ?? t.device })
+}
+
+/** `value` everywhere (native zeros for 0), on the requested device; errors name `opName`. */
+function filled(opName: string, shape: number | readonly number[], value: number, options: DTypeOptions): Tensor {
+  const dtype = checkDType(opName, options.dtype ?? 'float32')
+  const dev = deviceOption(opName, options.device)
+  const s = shapeArg(opName, shape)
+  return placed(dev, () => op(() => (value === 0 && !Object.is(value, -0) ? native.zeros(s, dtype) : native.full(s, value, dtype))))
 }
 
 /**
@@ -218,22 +236,43 @@ export function onesLike(t: Tensor): Tensor {
 export function randn(shape: number | readonly number[], options: RandomOptions = {}): Tensor {
   const dtype = checkDType('randn', options.dtype ?? 'float32')
   const s = shapeArg('randn', shape)
+  const dev = deviceOption('randn', options.device)
   const seed = seedOf('randn', options.seed)
-  return op(() => native.randn(s, dtype, seed))
+  return placed(dev, () => op(() => native.randn(s, dtype, seed)))
 }
 
 /** Samples of U(low, high), `shape`, float32 by default; seeded as {@link randn}. */
 export function randUniform(shape: number | readonly number[], low: number, high: number, options: RandomOptions = {}): Tensor {
   const dtype = checkDType('randUniform', options.dtype ?? 'float32')
   const s = shapeArg('randUniform', shape)
+  const dev = deviceOption('randUniform', options.device)
   const seed = seedOf('randUniform', options.seed)
-  return op(() => native.randUniform(s, low, high, dtype, seed))
+  return placed(dev, () => op(() => native.randUniform(s, low, high, dtype, seed)))
+}
+
+/**
+ * `make()` (a CPU tensor) placed on `device`: checked first (nothing is made when the device is
+ * invalid or CUDA is unavailable), then copied and the CPU copy released.
+ */
+function placed(device: string | undefined, make: () => Tensor): Tensor {
+  const t = make()
+  if (device === undefined || device === 'cpu') return t
+  try {
+    return t.to(device as Device)
+  } finally {
+    t.dispose()
+  }
+}
+
+/** The checked `device` option (before anything is made or a seed is drawn). */
+function deviceOption(opName: string, device: Device | undefined): string | undefined {
+  return device === undefined ? undefined : requireDevice(opName, device)
 }
 
 // ---- elementwise ----------------------------------------------------------------------------
 
 function scalarLike(x: Tensor, v: number): Tensor {
-  return full([1], v, { dtype: x.dtype })
+  return full([1], v, { dtype: x.dtype, device: x.device })
 }
 
 /** `a + b`, elementwise with NumPy broadcasting (either may be a number). */
@@ -601,12 +640,23 @@ export interface MemoryInfo {
   peakBytes: number
   /** Ops enqueued on the executor and not finished yet. */
   queued: number
+  /**
+   * Each CUDA device opened so far (the first CUDA tensor opens it): bytes in use by tensors
+   * and reserved by the caching allocator. Empty without CUDA.
+   */
+  cuda: CudaMemoryInfo[]
 }
 
-/** Live tensors, bytes, peak bytes and the executor's queue length. */
+/** Live tensors, host bytes, peak bytes, the executor's queue length and CUDA memory. */
 export function memory(): MemoryInfo {
   const m = native.memory()
-  return { tensors: m.tensors, bytes: m.bytes, peakBytes: m.peakBytes, queued: m.queued }
+  return {
+    tensors: m.tensors,
+    bytes: m.bytes,
+    peakBytes: m.peakBytes,
+    queued: m.queued,
+    cuda: m.cuda.map((c) => ({ device: c.device, inUse: c.inUse, reserved: c.reserved, peakReserved: c.peakReserved })),
+  }
 }
 
 /** Starts a new peak-memory window at the current live size. */

@@ -11,8 +11,9 @@
  * is garbage-collected.
  */
 
-import { ShapeError, ValueError, wrap, wrapAsync } from './errors.js'
+import { DeviceError, ShapeError, ValueError, wrap, wrapAsync } from './errors.js'
 import { native, type NativeTensor } from './native.js'
+import { requireDevice, type Device } from './device.js'
 
 /** Element types of tensors. */
 export type DType = 'float32' | 'float64' | 'int32'
@@ -48,20 +49,40 @@ export class Tensor {
   readonly shape: number[]
   /** Element type. */
   readonly dtype: DType
-  /** Where the data lives: `'cpu'` or `'cuda:N'`. */
-  readonly device: string
   /** Number of elements: the product of `shape`. */
   readonly size: number
-  /** @internal The native handle. Use the methods; its errors are not translated. */
-  readonly _native: NativeTensor
+  /**
+   * @internal The native handle. Use the methods; its errors are not translated. Replaced only
+   * by `Module.to()` (which moves parameters in place, keeping the Tensor objects).
+   */
+  _native: NativeTensor
+  #device: Device
 
   /** @internal Tensors are made by factories (`tensor`, `zeros`, `randn`...) and ops. */
   constructor(h: NativeTensor) {
     this._native = h
     this.shape = h.shape
     this.dtype = h.dtype as DType
-    this.device = h.device
+    this.#device = h.device as Device
     this.size = this.shape.reduce((a, b) => a * b, 1)
+  }
+
+  /** Where the data lives: `'cpu'` or `'cuda:N'`. */
+  get device(): Device {
+    return this.#device
+  }
+
+  /**
+   * @internal Makes this object the handle of `moved` (same shape and dtype, possibly another
+   * device), dropping its previous native handle. Used by `Module.to()`, so that a module's
+   * fields and users' references keep pointing at its (moved) parameters.
+   */
+  _replaceWith(moved: Tensor): void {
+    if (moved === this) return
+    const old = this._native
+    this._native = moved._native
+    this.#device = moved.#device
+    old.dispose()
   }
 
   /** Number of dimensions. */
@@ -132,17 +153,38 @@ export class Tensor {
     wrap(() => this._native.backward(grad ? handle('backward', grad) : null, options.retainGraph ?? false))
   }
 
+  /**
+   * A copy of this tensor on `device` (`'cpu'`, `'cuda'` = `'cuda:0'`, or `'cuda:N'`); this same
+   * tensor when it is already there. The copy is differentiable: `backward()` through it
+   * brings the gradient back to this tensor's device. Data moves between devices only through
+   * `to()` and reads (`data()`); an op whose inputs are on different devices throws a
+   * `DeviceError`.
+   *
+   * @throws CudaUnavailableError for a CUDA device when CUDA cannot be used here; the message
+   * says what is missing (the driver, a device, NVRTC or cuBLAS).
+   * @throws DeviceError for anything but `'cpu'`, `'cuda'` and `'cuda:N'`.
+   */
+  to(device: Device): Tensor {
+    const d = requireDevice('to', device)
+    if (d === this.#device && !this._native.isDisposed) return this
+    return new Tensor(wrap(() => this._native.to(d)))
+  }
+
   /** A new leaf sharing this tensor's data, without history (`requiresGrad` false). */
   detach(): Tensor {
     return new Tensor(wrap(() => this._native.detach()))
   }
 
   /**
-   * Replaces this tensor's data with `src`'s (same shape and dtype), in place. Ops enqueued
-   * earlier still see the old data. This is how optimizers update parameters.
+   * Replaces this tensor's data with `src`'s (same shape, dtype and device), in place. Ops
+   * enqueued earlier still see the old data. This is how optimizers update parameters.
    */
   assign(src: Tensor): this {
-    wrap(() => this._native.assign(handle('assign', src)))
+    const h = handle('assign', src)
+    if (src.device !== this.device) {
+      throw new DeviceError('assign', `expected a source tensor on ${this.device}, got one on ${src.device} (move it first with .to('${this.device}'))`)
+    }
+    wrap(() => this._native.assign(h))
     return this
   }
 

@@ -11,6 +11,8 @@
 
 import { Tensor } from '../tensor.js'
 import { ShapeError, ValueError } from '../errors.js'
+import { requireDevice, type Device } from '../device.js'
+import { noGrad } from '../ops.js'
 
 /** Options of {@link Module.loadStateDict}. */
 export interface LoadStateDictOptions {
@@ -62,6 +64,7 @@ export abstract class Module {
   /** True in training mode (the default), false after {@link eval}. Read by Dropout and RNN dropout. */
   training = true
   readonly #parameters = new Map<string, Tensor | null>()
+  readonly #buffers = new Map<string, Tensor | null>()
   readonly #modules = new Map<string, Module>()
 
   /**
@@ -89,6 +92,88 @@ export abstract class Module {
     return tensor
   }
 
+  /**
+   * Registers `tensor` as the buffer `name`: a tensor the module computes with but does not
+   * train (a constant, a running statistic). Buffers move with {@link to}; they are not in
+   * {@link parameters} and not in {@link stateDict} (PyTorch's non-persistent buffers).
+   * `null` registers an absent one. Returns `tensor`.
+   */
+  registerBuffer<T extends Tensor | null>(name: string, tensor: T): T {
+    this.#checkName(name)
+    if (tensor !== null && !(tensor instanceof Tensor)) {
+      throw new ValueError(`registerBuffer`, `'${name}' must be a Tensor or null`)
+    }
+    this.#buffers.set(name, tensor)
+    return tensor
+  }
+
+  /** Every buffer of this module and its descendants with its dotted name (see {@link registerBuffer}). */
+  namedBuffers(prefix = ''): Array<[string, Tensor]> {
+    const seen = new Set<Tensor>()
+    const out: Array<[string, Tensor]> = []
+    for (const [path, m] of this.namedModules(prefix)) {
+      for (const [name, t] of m.#buffers) {
+        if (t !== null && !seen.has(t)) {
+          seen.add(t)
+          out.push([path ? `${path}.${name}` : name, t])
+        }
+      }
+    }
+    return out
+  }
+
+  /** Every buffer, in {@link namedBuffers} order. */
+  buffers(): Tensor[] {
+    return this.namedBuffers().map(([, t]) => t)
+  }
+
+  /**
+   * Moves every parameter and buffer of this module and its descendants to `device`
+   * (`'cpu'`, `'cuda'` = `'cuda:0'`, or `'cuda:N'`), with their gradients, and returns `this`;
+   * as PyTorch's `module.to(device)`.
+   *
+   * The tensors are moved in place: each parameter stays the same `Tensor` object (so the
+   * module's fields, `stateDict()` and your own references follow it), now holding a copy on
+   * `device` that is a leaf with the same `requiresGrad`. Tensors already there are untouched.
+   *
+   * Create optimizers after `.to()`, as in PyTorch: an optimizer that has already stepped keeps
+   * its state (moments, momentum) on the old device, and its next step throws a `DeviceError`.
+   * Inputs must be moved too (`x.to(device)`); the recurrent modules make their default zero
+   * states on the input's device.
+   *
+   * @throws CudaUnavailableError (with what is missing) before anything moves, when CUDA cannot
+   * be used; DeviceError for a malformed device name.
+   */
+  to(device: Device): this {
+    const d = requireDevice(`${this.constructor.name}.to`, device) as Device
+    const seen = new Set<Tensor>()
+    const moves: Array<[Tensor, Tensor]> = []
+    try {
+      noGrad(() => {
+        for (const m of this.modules()) {
+          for (const t of [...m.#parameters.values(), ...m.#buffers.values()]) {
+            if (t === null || seen.has(t)) continue
+            seen.add(t)
+            if (t.device === d) continue
+            const moved = t.to(d)
+            moves.push([t, moved])
+            const g = t.grad
+            if (g !== null) {
+              moved.grad = g.to(d)
+              g.dispose()
+            }
+            if (t.requiresGrad) moved.requiresGrad = true
+          }
+        }
+      })
+    } catch (e) {
+      for (const [, moved] of moves) moved.dispose()
+      throw e
+    }
+    for (const [t, moved] of moves) t._replaceWith(moved)
+    return this
+  }
+
   /** Registers `module` as the child `name` of this module and returns it. */
   registerModule<M extends Module>(name: string, module: M): M {
     this.#checkName(name)
@@ -103,7 +188,7 @@ export abstract class Module {
     if (typeof name !== 'string' || !NAME_RE.test(name)) {
       throw new ValueError(`register`, `a module or parameter name must be a non-empty string of letters, digits and '_'; got '${String(name)}'`)
     }
-    if (this.#parameters.has(name) || this.#modules.has(name)) {
+    if (this.#parameters.has(name) || this.#buffers.has(name) || this.#modules.has(name)) {
       throw new ValueError(`register`, `'${name}' is already registered in ${this.constructor.name}`)
     }
   }
@@ -213,7 +298,9 @@ export abstract class Module {
    *   not a Tensor, or of another dtype.
    *
    * The values are copied by {@link Tensor.assign}: the module keeps its own tensor objects, so
-   * optimizers holding them stay valid. Returns the missing and unexpected keys.
+   * optimizers holding them stay valid. A value on another device than its parameter (a CPU
+   * checkpoint loaded into a module moved to CUDA) is copied to the parameter's device.
+   * Returns the missing and unexpected keys.
    */
   loadStateDict(dict: Record<string, Tensor>, options: LoadStateDictOptions = {}): LoadStateDictResult {
     const strict = options.strict ?? true
@@ -250,7 +337,14 @@ export abstract class Module {
       throw new ShapeError(`loadStateDict`, `size mismatch in ${this.constructor.name}: ${shapeErrors.join('; ')}`)
     }
     for (const [param, src] of todo) {
-      if (param !== src) param.assign(src)
+      if (param === src) continue
+      if (src.device === param.device) {
+        param.assign(src)
+      } else {
+        const moved = noGrad(() => src.to(param.device))
+        param.assign(moved)
+        moved.dispose()
+      }
     }
     return { missingKeys, unexpectedKeys }
   }

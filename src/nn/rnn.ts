@@ -263,8 +263,9 @@ export class RNNBase extends Module {
       const ys: Tensor[] = []
       for (let dir = 0; dir < D; dir++) {
         const i = layer * D + dir
-        const h0 = input.h0 !== undefined ? row(input.h0, i) : zeros([B, H])
-        const c0 = isLstm ? (input.c0 !== undefined ? row(input.c0, i) : zeros([B, H])) : null
+        // Default states on the input's device (a mismatch with the weights is the op's DeviceError).
+        const h0 = input.h0 !== undefined ? row(input.h0, i) : zeros([B, H], { device: x.device })
+        const c0 = isLstm ? (input.c0 !== undefined ? row(input.c0, i) : zeros([B, H], { device: x.device })) : null
         const w = this.#weights[i]!
         const opts: { lengths?: Int32Array; reverse: boolean } = { reverse: dir === 1 }
         if (lengths !== undefined) opts.lengths = lengths

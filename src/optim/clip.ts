@@ -19,6 +19,12 @@ function gradsOf(op: string, params: Iterable<Tensor> | Tensor): Tensor[] {
   return grads
 }
 
+/** The device of the first parameter (where the norm is made when there is no gradient). */
+function firstDevice(params: Iterable<Tensor> | Tensor): Tensor['device'] {
+  const first = params instanceof Tensor ? params : [...params][0]
+  return first instanceof Tensor ? first.device : 'cpu'
+}
+
 /**
  * Scales the gradients of `params` in place so that their global norm (all gradients taken
  * as one vector) is at most `maxNorm`, as PyTorch's `clip_grad_norm_`: with N the norm, every
@@ -38,7 +44,7 @@ export function clipGradNorm(params: Iterable<Tensor> | Tensor, maxNorm: number,
   }
   const grads = gradsOf(op, params)
   try {
-    if (grads.length === 0) return zeros([])
+    if (grads.length === 0) return zeros([], { device: firstDevice(params) })
     return new Tensor(wrap(() => native.clipGradNorm(grads.map((g) => g._native), maxNorm, p)))
   } finally {
     for (const g of grads) g.dispose()

@@ -12,6 +12,7 @@
 import { Tensor } from '../tensor.js'
 import { crossEntropy as opsCrossEntropy, noGrad, reshape, seedState, tensor } from '../ops.js'
 import { ValueError } from '../errors.js'
+import { deviceOfFirst, modelDevice, type Device } from '../device.js'
 import { crossEntropy } from '../nn/loss.js'
 import { clipGradNorm } from '../optim/clip.js'
 import type { EpochSource } from '../data/loader.js'
@@ -436,6 +437,7 @@ export async function evaluate(
 ): Promise<Metrics> {
   const fwd = options.forward ?? ((x: Tensor) => model.forward(x))
   const wantAcc = options.accuracy ?? true
+  const device = modelDevice(model)
   const acc = new Accumulator()
   const wasTraining = (model as { training?: boolean }).training
   model.eval?.()
@@ -456,8 +458,13 @@ export async function evaluate(
     for await (const b of data) {
       if (options.signal?.aborted) break
       const { out, l } = noGrad(() => {
-        const out = outputOf(fwd(b.x), 'evaluate')
-        return { out, l: loss(out, b.y) }
+        const x = onDevice(b.x, device)
+        const y = onDevice(b.y, device)
+        const out = outputOf(fwd(x), 'evaluate')
+        const l = loss(out, y)
+        if (x !== b.x) x.dispose()
+        if (y !== b.y) y.dispose()
+        return { out, l }
       })
       if (pending) await settle(pending)
       pending = { loss: l, out, y: b.y }
@@ -493,17 +500,22 @@ function resetRows(state: RecurrentState | null, reset: Uint8Array | null, axis:
   return state.map((s) => {
     const shape = s.shape.map((_, i) => (i === axis ? reset.length : 1))
     const keep = Array.from(reset, (r) => (r ? 0 : 1))
-    return s.mul(tensor(s.dtype === 'float64' ? Float64Array.from(keep) : Float32Array.from(keep), shape))
+    return s.mul(tensor(s.dtype === 'float64' ? Float64Array.from(keep) : Float32Array.from(keep), shape, { device: s.device }))
   })
 }
 
-/** A {@link TokenChunk} as tensors: `x`, `y` int32 `[steps, B]`. */
-export function chunkTensors(c: TokenChunk): { x: Tensor; y: Tensor; reset: Uint8Array | null } {
+/** A {@link TokenChunk} as tensors: `x`, `y` int32 `[steps, B]`, on `device` (default `'cpu'`). */
+export function chunkTensors(c: TokenChunk, device: Device = 'cpu'): { x: Tensor; y: Tensor; reset: Uint8Array | null } {
   return {
-    x: tensor(c.x, [c.steps, c.batchSize], { dtype: 'int32' }),
-    y: tensor(c.y, [c.steps, c.batchSize], { dtype: 'int32' }),
+    x: tensor(c.x, [c.steps, c.batchSize], { dtype: 'int32', device }),
+    y: tensor(c.y, [c.steps, c.batchSize], { dtype: 'int32', device }),
     reset: c.reset,
   }
+}
+
+/** `t` on `device`: itself when already there, else a copy (without history). */
+function onDevice(t: Tensor, device: Device): Tensor {
+  return t.device === device ? t : noGrad(() => t.to(device))
 }
 
 /**
@@ -518,6 +530,7 @@ export async function evaluateStream(
 ): Promise<Metrics> {
   const wantAcc = options.accuracy ?? true
   const axis = options.stateBatchAxis ?? 1
+  const device = modelDevice(model)
   const acc = new Accumulator()
   const wasTraining = (model as { training?: boolean }).training
   model.eval?.()
@@ -538,7 +551,7 @@ export async function evaluateStream(
   try {
     for await (const c of stream.chunks(0)) {
       if (options.signal?.aborted) break
-      const { x, y, reset } = chunkTensors(c)
+      const { x, y, reset } = chunkTensors(c, device)
       const r = noGrad(() => {
         const r = model.forward(x, resetRows(state, reset, axis))
         return { out: r.output, state: r.state, l: loss(r.output, y) }
@@ -894,7 +907,8 @@ function checkSource(what: string, src: unknown): void {
  * `backward`, optional gradient clipping, `await optimizer.step()`. Epochs, validation at each
  * epoch end, metrics (loss, perplexity and accuracy for int32 targets, targets/s), callbacks,
  * progress events, early stopping, periodic checkpoints and resuming, and cancellation by
- * AbortSignal (between steps: the model stays usable).
+ * AbortSignal (between steps: the model stays usable). Batches on another device than the
+ * model's parameters (a `DataLoader` makes them on the CPU) are copied to it for each step.
  *
  * ```ts
  * const run = fit(model, { data: loader, loss: crossEntropy, optimizer: opt, epochs: 10, validation: valBatches })
@@ -917,8 +931,14 @@ export function fit(model: FitModel, options: FitOptions): FitRun {
     startEpoch: () => {},
     trainStep: (b) => {
       if (!b || !(b.x instanceof Tensor) || !(b.y instanceof Tensor)) throw new ValueError('fit', 'each batch must be { x: Tensor, y: Tensor }')
-      const out = outputOf(fwd(b.x), 'fit')
-      const l = options.loss(out, b.y)
+      // Batches go to the parameters' device (a DataLoader makes them on the CPU).
+      const device = deviceOfFirst(task.params)
+      const x = onDevice(b.x, device)
+      const y = onDevice(b.y, device)
+      const out = outputOf(fwd(x), 'fit')
+      const l = options.loss(out, y)
+      if (x !== b.x) x.dispose()
+      if (y !== b.y) y.dispose()
       if (!(l instanceof Tensor) || l.size !== 1) throw new ValueError('fit', 'the loss must return a one-element Tensor')
       l.backward()
       const r: StepOut = { loss: l.detach(), count: b.y.size, output: options.trainAccuracy ? out.detach() : null, target: b.y }
@@ -968,7 +988,7 @@ export function fitTBPTT(model: FitTBPTTModel, options: FitTBPTTOptions): FitRun
     items: (_e, skip) => stream.chunks(skip),
     startEpoch: () => tbptt.reset(),
     trainStep: (c) => {
-      const { x, y, reset } = chunkTensors(c)
+      const { x, y, reset } = chunkTensors(c, deviceOfFirst(task.params))
       const r = tbptt.backward({ x, y, reset })
       x.dispose()
       return {

@@ -120,8 +120,9 @@ export class RecurrentLM extends Module implements StatefulModel {
     const hs: Tensor[] = []
     const cs: Tensor[] = []
     for (let k = 0; k < L; k++) {
-      const h0 = state !== null ? row(state[0]!, k) : zeros([B, H])
-      const c0 = isLstm ? (state !== null ? row(state[1]!, k) : zeros([B, H])) : null
+      // Zero states on the device of the layer's input (the embedding's output).
+      const h0 = state !== null ? row(state[0]!, k) : zeros([B, H], { device: input.device })
+      const c0 = isLstm ? (state !== null ? row(state[1]!, k) : zeros([B, H], { device: input.device })) : null
       const r = recurrentLayer(this.rnn.mode, input, h0, c0, this.rnn.layerWeights(k))
       h0.dispose()
       c0?.dispose()

@@ -27,6 +27,7 @@
 import { Tensor } from '../tensor.js'
 import { concat, noGrad, slice, tensor } from '../ops.js'
 import { ShapeError, ValueError } from '../errors.js'
+import { modelDevice } from '../device.js'
 
 /**
  * The recurrent state of a model: a list of tensors, each with the batch axis at
@@ -358,7 +359,7 @@ export class TBPTT {
       }
       const shape = s.shape.map((_, i) => (i === ax ? reset.length : 1))
       const data = s.dtype === 'float64' ? reset : Float32Array.from(reset)
-      const mask = tensor(data, shape)
+      const mask = tensor(data, shape, { device: s.device })
       return s.mul(mask)
     })
   }
@@ -391,16 +392,20 @@ export class TBPTT {
     return { tensors, meta }
   }
 
-  /** Restores what {@link stateDict} returned (k1 and k2 must match). */
+  /**
+   * Restores what {@link stateDict} returned (k1 and k2 must match). The tensors are copied to
+   * the device of the model's parameters when they are elsewhere (a checkpoint is read on the CPU).
+   */
   loadStateDict(dict: { tensors: Record<string, Tensor>; meta: TBPTTMeta }): void {
     const { tensors, meta } = dict
     if (meta.k1 !== this.k1 || meta.k2 !== this.k2) {
       throw new ValueError('TBPTT.loadStateDict', `saved with k1 = ${meta.k1}, k2 = ${meta.k2}; this trainer has k1 = ${this.k1}, k2 = ${this.k2}`)
     }
+    const device = modelDevice(this.model)
     const get = (k: string): Tensor => {
       const t = tensors[k]
       if (!(t instanceof Tensor)) throw new ValueError('TBPTT.loadStateDict', `missing tensor '${k}'`)
-      return t
+      return t.device === device ? t : noGrad(() => t.to(device))
     }
     const list = (p: string, n: number) => (n < 0 ? null : Array.from({ length: n }, (_, i) => get(`${p}.${i}`)))
     const before = [...(this.#saved ?? []), ...(this.#last ?? []), ...this.#history.map((e) => e.x)]

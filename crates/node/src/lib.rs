@@ -12,6 +12,7 @@
 #![deny(clippy::all)]
 
 mod convert;
+mod cuda;
 mod factories;
 mod io;
 mod ops;
@@ -19,6 +20,7 @@ mod optim;
 mod tensor;
 
 pub use tensor::NativeTensor;
+pub use cuda::{CudaDeviceInfo, CudaMemoryInfo};
 
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
@@ -49,12 +51,17 @@ fn lower_this_thread_priority(nice: i32) {
     let _ = nice;
 }
 
-/// Configures the global rayon pool (named threads, lowered priority) once, before any kernel
-/// can use it. Called whenever a tensor handle is made: every op needs a handle as input, so
-/// this runs before the first op is enqueued. (Not at module load: spawning threads while the
-/// dynamic loader holds its lock deadlocks.) If something else already built the pool, it is
-/// kept as it is.
-pub(crate) fn ensure_worker_pool() {
+/// Lazy start-up of the engine, once, before the first op can run: configures the global rayon
+/// pool (named threads, lowered priority) and registers the CUDA backend. Called whenever a
+/// tensor handle is made: every op needs a handle as input, so this runs before the first op is
+/// enqueued. Not at module load: spawning threads while the dynamic loader holds its lock
+/// deadlocks, and the design forbids touching CUDA while the addon loads. If something else
+/// already built the pool, it is kept as it is.
+///
+/// Registering CUDA only stores a function pointer: no library is loaded and no device is
+/// probed until a tensor is first sent to 'cuda' (then `recurrent_cuda::open` probes inside
+/// `catch_unwind`, and a missing driver or library is a `CudaUnavailableError` naming it).
+pub(crate) fn ensure_runtime() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         let nice = worker_nice();
@@ -64,7 +71,19 @@ pub(crate) fn ensure_worker_pool() {
                 .start_handler(move |_| lower_this_thread_priority(nice))
                 .build_global()
         });
+        recurrent_core::backend::register_cuda(recurrent_cuda::open);
     });
+}
+
+/// A panic payload as text.
+pub(crate) fn panic_text(p: &Box<dyn std::any::Any + Send>) -> String {
+    if let Some(s) = p.downcast_ref::<&str>() {
+        s.to_string()
+    } else if let Some(s) = p.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "panic".to_string()
+    }
 }
 
 /// Maps a core error to a JS error: `[ShapeError] matmul: expected ..., got ...`.
@@ -91,14 +110,7 @@ impl<T> IntoJs<T> for recurrent_core::Result<T> {
 
 /// A panic payload as an InternalError naming the op.
 pub(crate) fn panic_err(op: &str, p: Box<dyn std::any::Any + Send>) -> napi::Error {
-    let msg = if let Some(s) = p.downcast_ref::<&str>() {
-        s.to_string()
-    } else if let Some(s) = p.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "panic".to_string()
-    };
-    js_err(recurrent_core::Error::internal(op, msg))
+    js_err(recurrent_core::Error::internal(op, panic_text(&p)))
 }
 
 /// Host bytes already reported to V8 with `adjust_external_memory`.
@@ -129,9 +141,11 @@ pub struct MemoryInfo {
     pub queued: i64,
     /// Live data buffers.
     pub buffers: i64,
+    /// Each CUDA device opened so far (empty before the first CUDA tensor, and without CUDA).
+    pub cuda: Vec<CudaMemoryInfo>,
 }
 
-/// Live tensors and host memory, and the executor's queue length.
+/// Live tensors and host memory, the executor's queue length, and CUDA memory per opened device.
 #[napi(catch_unwind)]
 pub fn memory(env: Env) -> MemoryInfo {
     sync_external_memory(&env);
@@ -142,6 +156,7 @@ pub fn memory(env: Env) -> MemoryInfo {
         peak_bytes: m.peak_bytes,
         queued: executor::queued() as i64,
         buffers: m.buffers,
+        cuda: cuda::cuda_memory(),
     }
 }
 

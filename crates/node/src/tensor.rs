@@ -17,7 +17,7 @@ pub struct NativeTensor {
 
 impl NativeTensor {
     pub(crate) fn new(t: Tensor) -> Self {
-        crate::ensure_worker_pool();
+        crate::ensure_runtime();
         NativeTensor { inner: Some(t) }
     }
 

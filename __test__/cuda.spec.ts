@@ -1,0 +1,448 @@
+/**
+ * Devices from the TypeScript API: `cudaAvailable()`, `cudaDevices()`, `Tensor.to()`, the
+ * factories' `device` option, `Module.to()`, `memory().cuda`, `emptyCache()`.
+ *
+ * One file for both kinds of machine:
+ * - WITHOUT CUDA (no GPU, or no driver/NVRTC/cuBLAS): every CUDA request throws a
+ *   `CudaUnavailableError` that says what is missing, nothing is created or moved, and CPU
+ *   work goes on. The GPU tests log `SKIP: no CUDA device: <reason>` and pass.
+ * - WITH CUDA (`cudaAvailable()` true): the same training code runs on 'cuda' with only the
+ *   device changed and must match the CPU (the CPU is the oracle), and cross-device mixing is a
+ *   DeviceError. The no-CUDA tests log a SKIP line and pass.
+ *
+ * `scripts/gpu-check.sh` runs this file on the lent GPU machine when Node.js is there.
+ */
+
+import test, { type ExecutionContext } from 'ava'
+
+import {
+  Adam,
+  CudaUnavailableError,
+  DeviceError,
+  LSTM,
+  Linear,
+  Module,
+  RecurrentLM,
+  Tensor,
+  arrayStream,
+  clipGradNorm,
+  crossEntropy,
+  cudaAvailable,
+  cudaDevices,
+  cudaUnavailableReason,
+  emptyCache,
+  fit,
+  fitTBPTT,
+  full,
+  manualSeed,
+  memory,
+  mse,
+  noGrad,
+  ones,
+  onesLike,
+  randUniform,
+  randn,
+  seedState,
+  tensor,
+  zeros,
+  zerosLike,
+  type Device,
+} from '../index.js'
+
+const HAS_CUDA = cudaAvailable()
+const REASON = cudaUnavailableReason()
+
+/** Largest |a − b| / max(|b|, floor) over two arrays of the same length. */
+function maxRel(a: ArrayLike<number>, b: ArrayLike<number>, floor = 1e-3): number {
+  if (a.length !== b.length) return Infinity
+  let m = 0
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]! - b[i]!) / Math.max(Math.abs(b[i]!), floor))
+  return m
+}
+
+/** The accepted device forms, as the DeviceError names them. */
+const FORMS = /'cpu', 'cuda' or 'cuda:N'/
+
+// ---- on every machine -------------------------------------------------------------------------
+
+test('cudaAvailable, cudaUnavailableReason and cudaDevices agree with each other', (t) => {
+  const devs = cudaDevices()
+  t.true(Array.isArray(devs))
+  t.is(HAS_CUDA, REASON === null)
+  t.is(HAS_CUDA, devs.length > 0)
+  devs.forEach((d, i) => {
+    t.is(d.ordinal, i)
+    t.is(typeof d.name, 'string')
+    t.true(d.name.length > 0)
+    t.true(Number.isInteger(d.memory) && d.memory > 0, `memory ${d.memory}`)
+    t.is(d.computeCapability.length, 2)
+    t.true(d.computeCapability.every((v) => Number.isInteger(v) && v >= 0))
+  })
+  t.log(HAS_CUDA ? `CUDA devices: ${devs.map((d) => `${d.name} (sm_${d.computeCapability.join('')}, ${(d.memory / 2 ** 30).toFixed(1)} GiB)`).join(', ')}` : `no CUDA: ${REASON}`)
+})
+
+test("to('gpu') and other malformed devices: DeviceError naming the accepted forms; nothing is made", (t) => {
+  const x = randn([2, 2], { seed: 1 })
+  for (const bad of ['gpu', 'CUDA', 'cuda:', 'cuda:-1', 'cuda:x', 'cuda0', ' cpu', '', 'mps']) {
+    const e = t.throws(() => x.to(bad as Device), { instanceOf: DeviceError }, bad)!
+    t.is(e.code, 'ERR_DEVICE')
+    t.is(e.op, 'to')
+    t.regex(e.message, FORMS)
+    t.true(e.message.includes(`'${bad}'`), e.message)
+  }
+  t.throws(() => x.to(null as unknown as Device), { instanceOf: DeviceError, message: FORMS })
+  const lin = new Linear(2, 2, { seed: 1 })
+  // No tensor is made by a refused call (≤: the GC may free others meanwhile).
+  const before = memory().tensors
+  t.throws(() => zeros([2], { device: 'gpu' as Device }), { instanceOf: DeviceError, message: /^zeros: .*'gpu'/ })
+  t.throws(() => randn([2], { device: 'gpu' as Device }), { instanceOf: DeviceError, message: /^randn: / })
+  t.throws(() => tensor([1, 2], undefined, { device: 'gpu' as Device }), { instanceOf: DeviceError, message: /^tensor: / })
+  t.throws(() => lin.to('gpu' as Device), { instanceOf: DeviceError, message: /^Linear\.to: .*'cpu', 'cuda' or 'cuda:N'/ })
+  t.throws(() => emptyCache('gpu' as Device), { instanceOf: DeviceError, message: FORMS })
+  t.true(memory().tensors <= before)
+  t.true(lin.parameters().every((p) => p.device === 'cpu'))
+})
+
+test("to('cpu') on a CPU tensor is the same tensor; the factories take device 'cpu'", async (t) => {
+  const x = randn([3], { seed: 2 })
+  t.is(x.to('cpu'), x)
+  t.is(x.device, 'cpu')
+  for (const y of [
+    zeros([2], { device: 'cpu' }),
+    ones([2], { device: 'cpu' }),
+    full([2], 3, { device: 'cpu' }),
+    randn([2], { device: 'cpu', seed: 1 }),
+    randUniform([2], 0, 1, { device: 'cpu', seed: 1 }),
+    tensor([1, 2], undefined, { device: 'cpu' }),
+    zerosLike(x),
+    onesLike(x, { dtype: 'float64' }),
+  ]) {
+    t.is(y.device, 'cpu')
+  }
+  t.deepEqual(Array.from(await full([2], 3, { device: 'cpu' }).data()), [3, 3])
+  t.is(onesLike(x, { dtype: 'float64' }).dtype, 'float64')
+})
+
+test("Module.to('cpu') keeps every parameter object, its data and requiresGrad; buffers move with it", async (t) => {
+  class WithBuffer extends Module {
+    readonly lin = this.registerModule('lin', new Linear(2, 2, { seed: 3 }))
+    readonly scale = this.registerBuffer('scale', full([2], 2))
+    readonly none = this.registerBuffer('none', null)
+    forward(x: Tensor): Tensor {
+      return this.lin.forward(x).mul(this.scale)
+    }
+  }
+  const m = new WithBuffer()
+  const ps = m.parameters()
+  const before = await Promise.all(ps.map((p) => p.data()))
+  t.is(m.to('cpu'), m)
+  t.deepEqual(m.parameters(), ps)
+  t.true(ps.every((p) => p.requiresGrad && p.device === 'cpu'))
+  t.deepEqual(await Promise.all(ps.map((p) => p.data())), before)
+  t.deepEqual(m.namedBuffers().map(([n]) => n), ['scale'])
+  t.deepEqual(m.buffers(), [m.scale])
+  t.false('scale' in m.stateDict())
+  t.throws(() => m.registerBuffer('scale', zeros([1])), { message: /already registered/ })
+})
+
+// ---- without CUDA: a clear CudaUnavailableError, nothing moved, CPU work goes on --------------
+
+/** Runs `body` only on a machine without CUDA; elsewhere logs a SKIP line and passes. */
+function withoutCuda(title: string, body: (t: ExecutionContext) => void | Promise<void>) {
+  test(`no CUDA: ${title}`, async (t) => {
+    if (HAS_CUDA) {
+      t.log('SKIP: CUDA is available here; this test is for machines without it')
+      t.pass()
+      return
+    }
+    await body(t)
+  })
+}
+
+/** The CUDA-unavailable error: the class, its code, the op, and what is missing. */
+function checkUnavailable(t: ExecutionContext, e: Error | undefined, op: string) {
+  t.true(e instanceof CudaUnavailableError, String(e))
+  const err = e as CudaUnavailableError
+  t.is(err.code, 'ERR_CUDA_UNAVAILABLE')
+  t.is(err.op, op)
+  t.true(err.message.startsWith(`${op}: CUDA is unavailable`), err.message)
+  // It says what is missing: the reason recurrent-cuda found (the driver library, a device, NVRTC or cuBLAS).
+  t.true(REASON !== null && err.message.includes(REASON), err.message)
+  t.regex(err.message, /libcuda|driver|no CUDA device|libnvrtc|libcublas/)
+}
+
+withoutCuda('cudaAvailable() is false, cudaDevices() is [], and the reason names what is missing', (t) => {
+  t.false(cudaAvailable())
+  t.deepEqual(cudaDevices(), [])
+  t.is(typeof REASON, 'string')
+  t.regex(REASON!, /libcuda|driver|no CUDA device|libnvrtc|libcublas/)
+  t.log(`reason: ${REASON}`)
+  t.deepEqual(memory().cuda, [])
+  t.is(emptyCache(), 0)
+  t.is(emptyCache('cuda'), 0)
+  t.is(emptyCache('cpu'), 0)
+})
+
+withoutCuda("randn([2, 2]).to('cuda'): CudaUnavailableError naming what is missing", (t) => {
+  const x = randn([2, 2], { seed: 4 })
+  for (const d of ['cuda', 'cuda:0', 'cuda:1'] as const) checkUnavailable(t, t.throws(() => x.to(d)), 'to')
+  t.is(x.device, 'cpu')
+  t.false(x.isDisposed)
+})
+
+withoutCuda("zeros([2], { device: 'cuda' }) and every other factory: CudaUnavailableError, nothing made, no seed drawn", (t) => {
+  const tensors = memory().tensors
+  const seeds = seedState()
+  checkUnavailable(t, t.throws(() => zeros([2], { device: 'cuda' })), 'zeros')
+  checkUnavailable(t, t.throws(() => ones([2], { device: 'cuda' })), 'ones')
+  checkUnavailable(t, t.throws(() => full([2], 1, { device: 'cuda:0' })), 'full')
+  checkUnavailable(t, t.throws(() => tensor([[1, 2]], undefined, { device: 'cuda' })), 'tensor')
+  checkUnavailable(t, t.throws(() => randn([2], { device: 'cuda' })), 'randn')
+  checkUnavailable(t, t.throws(() => randUniform([2], 0, 1, { device: 'cuda' })), 'randUniform')
+  const x = zeros([2])
+  checkUnavailable(t, t.throws(() => zerosLike(x, { device: 'cuda' })), 'zerosLike')
+  checkUnavailable(t, t.throws(() => onesLike(x, { device: 'cuda:2' })), 'onesLike')
+  x.dispose()
+  t.true(memory().tensors <= tensors)
+  t.deepEqual(seedState(), seeds)
+})
+
+withoutCuda("new LSTM(2, 3).to('cuda'): CudaUnavailableError, and the module is untouched and still trains on the CPU", async (t) => {
+  const lstm = new LSTM(2, 3, { seed: 5 })
+  const ps = lstm.parameters()
+  const before = await Promise.all(ps.map((p) => p.data()))
+  checkUnavailable(t, t.throws(() => lstm.to('cuda')), 'LSTM.to')
+  checkUnavailable(t, t.throws(() => lstm.to('cuda:1')), 'LSTM.to')
+  t.deepEqual(lstm.parameters(), ps)
+  t.true(ps.every((p) => p.device === 'cpu' && p.requiresGrad && !p.isDisposed))
+  t.deepEqual(await Promise.all(ps.map((p) => p.data())), before)
+
+  // CPU work continues: forward, backward and an optimizer step.
+  const opt = new Adam(lstm.parameters(), { lr: 0.01 })
+  const x = randn([4, 2, 2], { seed: 6 })
+  const loss = lstm.forward(x).output.square().mean()
+  const l0 = await loss.item()
+  loss.backward()
+  await opt.step()
+  const l1 = await lstm.forward(x).output.square().mean().item()
+  t.true(Number.isFinite(l0) && Number.isFinite(l1))
+  t.not(l1, l0)
+  t.true(ps.every((p) => p.device === 'cpu'))
+})
+
+// ---- with CUDA: the GPU branch ----------------------------------------------------------------
+// Everything below needs a CUDA device; on a machine without one each test logs
+// `SKIP: no CUDA device: <reason>` and passes. It was written before any run on a GPU: it is
+// exercised by scripts/gpu-check.sh on the lent GPU machine.
+
+/** Runs `body` only with CUDA; elsewhere logs `SKIP: no CUDA device: <reason>` and passes. */
+function withCuda(title: string, body: (t: ExecutionContext) => void | Promise<void>) {
+  test.serial(`CUDA: ${title}`, async (t) => {
+    if (!HAS_CUDA) {
+      t.log(`SKIP: no CUDA device: ${REASON}`)
+      t.pass()
+      return
+    }
+    await body(t)
+  })
+}
+
+withCuda("randn → to('cuda') → ops → data() matches the CPU", async (t) => {
+  const xc = randn([8, 5], { seed: 11 })
+  const wc = randn([5, 7], { seed: 12 })
+  const bc = randn([7], { seed: 13 })
+  const x = xc.to('cuda')
+  const w = wc.to('cuda:0')
+  const b = bc.to('cuda')
+  t.is(x.device, 'cuda:0')
+  t.is(x.to('cuda'), x)
+  t.is(x.to('cuda:0'), x)
+  const chain = (x: Tensor, w: Tensor, b: Tensor) =>
+    x.matmul(w).add(b).tanh().mul(x.matmul(w).sigmoid()).softmax(-1).log().sum(1).div(3).addScalar(0.5)
+  const cpu = await chain(xc, wc, bc).data()
+  const gpuT = chain(x, w, b)
+  t.is(gpuT.device, 'cuda:0')
+  const gpu = await gpuT.data()
+  const err = maxRel(gpu, cpu)
+  t.log(`ops chain: max rel diff ${err.toExponential(2)}`)
+  t.true(err < 1e-5, `max rel diff ${err}`)
+  // Round trip and reads: exact.
+  t.deepEqual(await x.to('cpu').data(), await xc.data())
+  t.deepEqual(x.dataSync(), xc.dataSync())
+  t.deepEqual(await x.array(), await xc.array())
+})
+
+withCuda('the factories make the same values on CUDA as on the CPU for a seed', async (t) => {
+  t.deepEqual(await randn([3, 4], { seed: 21, device: 'cuda' }).data(), await randn([3, 4], { seed: 21 }).data())
+  t.deepEqual(await randUniform([5], -1, 1, { seed: 22, device: 'cuda' }).data(), await randUniform([5], -1, 1, { seed: 22 }).data())
+  const z = zeros([2, 3], { device: 'cuda' })
+  t.is(z.device, 'cuda:0')
+  t.deepEqual(Array.from(await z.data()), [0, 0, 0, 0, 0, 0])
+  t.deepEqual(Array.from(await full([2], 2.5, { device: 'cuda' }).data()), [2.5, 2.5])
+  t.deepEqual(Array.from(await ones([2], { device: 'cuda', dtype: 'float64' }).data()), [1, 1])
+  const ids = tensor([1, 2, 3], undefined, { dtype: 'int32', device: 'cuda' })
+  t.is(ids.dtype, 'int32')
+  t.is(ids.device, 'cuda:0')
+  t.deepEqual(Array.from(await ids.data()), [1, 2, 3])
+  t.is(zerosLike(z).device, 'cuda:0')
+  t.is(onesLike(z, { device: 'cpu' }).device, 'cpu')
+  const m = memory().cuda.find((c) => c.device === 'cuda:0')
+  t.truthy(m, JSON.stringify(memory()))
+  t.true(m!.inUse > 0 && m!.reserved >= m!.inUse && m!.peakReserved >= m!.reserved)
+  t.true(emptyCache('cuda') >= 0)
+  t.true(emptyCache() >= 0)
+})
+
+withCuda('mixing a CPU and a CUDA tensor throws DeviceError (no silent copies)', (t) => {
+  const a = randn([2, 2], { seed: 31 })
+  const b = a.to('cuda')
+  for (const f of [() => a.add(b), () => b.mul(a), () => a.matmul(b), () => b.matmul(a)]) {
+    const e = t.throws(f, { instanceOf: DeviceError })!
+    t.regex(e.message, /cpu/)
+    t.regex(e.message, /cuda:0/)
+  }
+  t.throws(() => a.assign(b), { instanceOf: DeviceError, message: /^assign: / })
+  const lstm = new LSTM(2, 3, { seed: 32 }).to('cuda')
+  t.throws(() => lstm.forward(randn([4, 1, 2], { seed: 33 })), { instanceOf: DeviceError })
+  // The right device works.
+  t.is(lstm.forward(randn([4, 1, 2], { seed: 33, device: 'cuda' })).output.device, 'cuda:0')
+})
+
+withCuda("to() is differentiable: the gradient comes back to the CPU leaf", async (t) => {
+  const x = randn([3, 4], { seed: 41 })
+  x.requiresGrad = true
+  const y = x.to('cuda').square().sum()
+  t.is(y.device, 'cuda:0')
+  y.backward()
+  const g = x.grad!
+  t.is(g.device, 'cpu')
+  const want = Array.from(await x.data(), (v) => 2 * v)
+  t.true(maxRel(await g.data(), want) < 1e-6)
+})
+
+withCuda("Module.to('cuda') moves every parameter in place, keeps requiresGrad, and loadStateDict takes CPU tensors", async (t) => {
+  const lstm = new LSTM(3, 4, { numLayers: 2, seed: 51 })
+  const w = lstm.layerWeights(0).wIh
+  const cpuState = Object.fromEntries(await Promise.all(Object.entries(lstm.stateDict()).map(async ([k, v]) => [k, await v.data()] as const)))
+  t.is(lstm.to('cuda'), lstm)
+  t.is(w.device, 'cuda:0')
+  t.is(lstm.layerWeights(0).wIh, w)
+  for (const [k, p] of lstm.namedParameters()) {
+    t.is(p.device, 'cuda:0', k)
+    t.true(p.requiresGrad, k)
+    t.true(p.isLeaf, k)
+    t.deepEqual(await p.data(), cpuState[k], k)
+  }
+  // A CPU state dict (a checkpoint) loads into the CUDA module.
+  const other = new LSTM(3, 4, { numLayers: 2, seed: 52 })
+  lstm.loadStateDict(other.stateDict())
+  t.is(w.device, 'cuda:0')
+  t.deepEqual(await w.data(), await other.layerWeights(0).wIh.data())
+  // And back.
+  lstm.to('cpu')
+  t.is(w.device, 'cpu')
+})
+
+withCuda('an optimizer that stepped before Module.to() throws DeviceError at its next step: create it after .to()', async (t) => {
+  const lin = new Linear(3, 2, { seed: 81 })
+  const opt = new Adam(lin.parameters(), { lr: 0.01 })
+  lin.forward(randn([4, 3], { seed: 82 })).sum().backward()
+  await opt.step()
+  lin.to('cuda')
+  opt.zeroGrad()
+  lin.forward(randn([4, 3], { seed: 83, device: 'cuda' })).sum().backward()
+  await t.throwsAsync(async () => opt.step(), { instanceOf: DeviceError })
+  // Created after .to(), it steps on the device.
+  const opt2 = new Adam(lin.parameters(), { lr: 0.01 })
+  await opt2.step()
+  await opt2.step()
+  t.true(lin.parameters().every((p) => p.device === 'cuda:0'))
+})
+
+/** A 2-layer LSTM with a linear head on every step. */
+class Forecaster extends Module {
+  readonly rnn = this.registerModule('rnn', new LSTM(2, 16, { numLayers: 2, seed: 61 }))
+  readonly head = this.registerModule('head', new Linear(16, 1, { seed: 62 }))
+  forward(x: Tensor): Tensor {
+    return this.head.forward(this.rnn.forward(x).output)
+  }
+}
+
+/** The same training code on either device: only `device` changes. Returns the losses. */
+async function trainLosses(device: Device, steps: number): Promise<number[]> {
+  manualSeed(1234)
+  const model = new Forecaster().to(device)
+  const opt = new Adam(model.parameters(), { lr: 0.01 }) // after .to(), as in PyTorch
+  const losses: number[] = []
+  for (let s = 0; s < steps; s++) {
+    const x = randn([12, 4, 2], { seed: 100 + s, device })
+    const y = randn([12, 4, 1], { seed: 200 + s, device }).scale(0.5)
+    opt.zeroGrad()
+    const loss = mse(model.forward(x), y)
+    loss.backward()
+    clipGradNorm(model.parameters(), 1.0)
+    await opt.step()
+    losses.push(await loss.item())
+  }
+  return losses
+}
+
+withCuda('a 2-layer LSTM trained for 20 Adam steps on CUDA gives the CPU losses within 1e-4 relative', async (t) => {
+  const cpu = await trainLosses('cpu', 20)
+  const gpu = await trainLosses('cuda', 20)
+  const err = maxRel(gpu, cpu, 1e-6)
+  t.log(`losses cpu ${cpu[0]!.toFixed(5)} → ${cpu[19]!.toFixed(5)}, cuda ${gpu[0]!.toFixed(5)} → ${gpu[19]!.toFixed(5)}; max rel diff ${err.toExponential(2)}`)
+  t.true(cpu[19]! < cpu[0]!, 'the loss goes down')
+  t.true(err < 1e-4, `max rel diff ${err} (cpu ${cpu.join(', ')}; cuda ${gpu.join(', ')})`)
+})
+
+withCuda('fit() and fitTBPTT() train a CUDA model from CPU data, matching the CPU', async (t) => {
+  const batches = Array.from({ length: 4 }, (_, i) => ({ x: randn([10, 3, 2], { seed: 300 + i }), y: randn([10, 3, 1], { seed: 400 + i }) }))
+  const runFit = async (device: Device) => {
+    manualSeed(7)
+    const model = new Forecaster().to(device)
+    const r = await fit(model, { data: batches, loss: (o, y) => mse(o, y), optimizer: new Adam(model.parameters(), { lr: 0.01 }), epochs: 2, clipGradNorm: 1 })
+    return r.history.map((h) => h.train.loss)
+  }
+  const fc = await runFit('cpu')
+  const fg = await runFit('cuda')
+  t.true(maxRel(fg, fc, 1e-6) < 1e-4, `fit: cpu ${fc}, cuda ${fg}`)
+
+  const toks = Int32Array.from({ length: 2000 }, (_, i) => (i * 7 + (i >> 3)) % 11)
+  let val = NaN
+  const runTbptt = async (device: Device) => {
+    val = NaN
+    manualSeed(8)
+    const model = new RecurrentLM({ vocabSize: 11, hiddenSize: 16, numLayers: 2, seed: 9 }).to(device)
+    const r = await fitTBPTT(model, {
+      stream: arrayStream(toks, { batchSize: 4, seqLen: 16 }),
+      k2: 24,
+      optimizer: new Adam(model.parameters(), { lr: 0.01 }),
+      maxSteps: 12,
+      validation: arrayStream(toks.slice(0, 400), { batchSize: 2, seqLen: 20 }),
+      validateEverySteps: 12,
+      onValidation: (ev) => {
+        val = ev.metrics.loss
+      },
+    })
+    return [r.lastLoss!, val]
+  }
+  const tc = await runTbptt('cpu')
+  const tg = await runTbptt('cuda')
+  t.log(`fit epoch losses cpu ${fc.map((v) => v.toFixed(5))}, cuda ${fg.map((v) => v.toFixed(5))}; TBPTT last loss cpu ${tc[0]!.toFixed(5)}, cuda ${tg[0]!.toFixed(5)}`)
+  t.true(maxRel(tg, tc, 1e-6) < 1e-4, `fitTBPTT: cpu ${tc}, cuda ${tg}`)
+})
+
+withCuda('crossEntropy and noGrad inference on CUDA match the CPU', async (t) => {
+  const logits = randn([6, 5], { seed: 71 })
+  const targets = tensor([0, 1, 2, 3, 4, 0], undefined, { dtype: 'int32' })
+  const cpu = await crossEntropy(logits, targets).item()
+  const gpu = await crossEntropy(logits.to('cuda'), targets.to('cuda')).item()
+  t.true(Math.abs(gpu - cpu) <= 1e-5 * Math.abs(cpu))
+  const m = new Forecaster()
+  const x = randn([5, 2, 2], { seed: 72 })
+  const outCpu = await noGrad(() => m.forward(x)).data()
+  m.to('cuda')
+  const outGpu = await noGrad(() => m.forward(x.to('cuda'))).data()
+  t.true(maxRel(outGpu, outCpu) < 1e-5)
+})

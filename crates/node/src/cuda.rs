@@ -1,0 +1,97 @@
+//! CUDA availability, devices and memory, from `recurrent-cuda`. Nothing here runs while the
+//! addon loads: the first call probes the libraries (inside `catch_unwind`, once; the result
+//! is cached by `recurrent-cuda`), and on a machine without a GPU or CUDA libraries every
+//! function answers (false, the reason, no devices, zero bytes) instead of failing.
+
+use crate::IntoJs;
+use napi::bindgen_prelude::*;
+use napi_derive::napi;
+use recurrent_core::Device;
+
+/// Ordinals looked at for opened devices (`alloc_stats` only reads a list; it never probes).
+const MAX_DEVICES: usize = 64;
+
+/// A CUDA device as the driver describes it.
+#[napi(object)]
+pub struct CudaDeviceInfo {
+    /// N in `cuda:N`.
+    pub ordinal: u32,
+    /// e.g. "NVIDIA H100 80GB HBM3".
+    pub name: String,
+    /// Total device memory in bytes.
+    pub memory: i64,
+    /// [major, minor], e.g. [9, 0] for an H100.
+    pub compute_capability: (u32, u32),
+}
+
+/// Memory of one opened CUDA device, as the caching allocator counts it.
+#[napi(object)]
+pub struct CudaMemoryInfo {
+    /// 'cuda:N'.
+    pub device: String,
+    pub ordinal: u32,
+    /// Bytes held by live tensors (rounded to the allocator's block sizes).
+    pub in_use: i64,
+    /// Bytes taken from the driver: in use plus cached for reuse.
+    pub reserved: i64,
+    /// Highest `reserved` seen.
+    pub peak_reserved: i64,
+}
+
+/// True when a CUDA device and every library the backend needs (driver, NVRTC, cuBLAS) can be
+/// used. Never throws; false on machines without a GPU or CUDA libraries.
+#[napi(catch_unwind)]
+pub fn cuda_available() -> bool {
+    std::panic::catch_unwind(recurrent_cuda::available).unwrap_or(false)
+}
+
+/// Why CUDA cannot be used (what is missing), or null when it can.
+#[napi(catch_unwind)]
+pub fn cuda_unavailable_reason() -> Option<String> {
+    std::panic::catch_unwind(recurrent_cuda::unavailable_reason).unwrap_or_else(|p| Some(format!("probing CUDA panicked: {}", crate::panic_text(&p))))
+}
+
+/// The CUDA devices; empty when CUDA is unavailable.
+#[napi(catch_unwind)]
+pub fn cuda_devices() -> Vec<CudaDeviceInfo> {
+    std::panic::catch_unwind(recurrent_cuda::devices)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|d| CudaDeviceInfo {
+            ordinal: d.ordinal as u32,
+            name: d.name,
+            memory: d.memory.min(i64::MAX as u64) as i64,
+            compute_capability: d.compute_capability,
+        })
+        .collect()
+}
+
+/// The memory of every CUDA device opened so far (none before the first CUDA tensor).
+pub(crate) fn cuda_memory() -> Vec<CudaMemoryInfo> {
+    let clamp = |b: u64| b.min(i64::MAX as u64) as i64;
+    (0..MAX_DEVICES)
+        .filter_map(|n| recurrent_cuda::alloc_stats(n).map(|s| (n, s)))
+        .map(|(n, s)| CudaMemoryInfo {
+            device: Device::Cuda(n).to_string(),
+            ordinal: n as u32,
+            in_use: clamp(s.in_use),
+            reserved: clamp(s.in_use + s.cached),
+            peak_reserved: clamp(s.peak_reserved),
+        })
+        .collect()
+}
+
+/// Returns the cached (unused) memory of the caching allocator to the driver, on `device`
+/// ('cuda', 'cuda:N'; 'cpu' has no cache) or, without one, on every opened CUDA device.
+/// Returns the bytes released. Live tensors are untouched. Waits for the device's queued work.
+#[napi(catch_unwind)]
+pub fn empty_cache(device: Option<String>) -> Result<i64> {
+    let released = match device {
+        None => (0..MAX_DEVICES).map(recurrent_cuda::empty_cache).sum::<u64>(),
+        Some(d) => match Device::parse(&d).js()? {
+            Device::Cpu => 0,
+            Device::Cuda(n) => recurrent_cuda::empty_cache(n),
+        },
+    };
+    Ok(released.min(i64::MAX as u64) as i64)
+}
