@@ -451,7 +451,8 @@ test.serial('memory() reports live tensors and bytes; dispose frees them', async
   t.is(r.memory().peakBytes, r.memory().bytes)
 })
 
-test('data() of pending work resolves after the executor runs it', async (t) => {
+// Serial: concurrent tests in this file would enqueue work of their own.
+test.serial('data() of pending work resolves after the executor runs it', async (t) => {
   let m = r.randn([256, 256], { seed: 1 })
   const w = r.randn([256, 256], { seed: 2 }).scale(1 / 16)
   for (let i = 0; i < 8; i++) m = m.matmul(w)

@@ -638,7 +638,7 @@ export interface MemoryInfo {
   bytes: number
   /** Peak of `bytes` since the start or the last {@link resetPeakMemory}. */
   peakBytes: number
-  /** Ops enqueued on the executor and not finished yet. */
+  /** Ops enqueued on the executor and not started yet (the queue depth). */
   queued: number
   /**
    * Each CUDA device opened so far (the first CUDA tensor opens it): bytes in use by tensors

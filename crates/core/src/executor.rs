@@ -98,9 +98,11 @@ fn spawn_executor(name: String) -> Executor {
         .name(name)
         .spawn(move || {
             while let Ok(job) = rx.recv() {
+                // Counted down when taken off the queue, so `queued()` is the depth still
+                // waiting, and a finished `synchronize()` no longer counts its own barrier.
+                q.fetch_sub(1, Ordering::AcqRel);
                 // Jobs catch their own panics; this guard keeps the worker alive regardless.
                 let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
-                q.fetch_sub(1, Ordering::Release);
             }
         })
         .expect("spawn an executor thread");
@@ -129,7 +131,7 @@ pub(crate) fn submit_on(device: Device, job: Job) {
     }
 }
 
-/// Number of jobs enqueued and not finished yet.
+/// Number of jobs enqueued and not started yet (the queue depth).
 pub fn queued() -> usize {
     cpu_executor().queued.load(Ordering::Acquire)
 }
