@@ -34,32 +34,9 @@ import {
   tensor,
   toOnnx,
 } from '../index.js'
+import { randomArray, relErr } from './helpers/numeric.js'
 import { decodeFields } from '../src/io/protobuf.js'
 
-function relErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  if (a.length !== b.length) throw new Error(`length mismatch: ${a.length} vs ${b.length}`)
-  let num = 0
-  let den = 0
-  for (let i = 0; i < a.length; i++) {
-    num += (a[i]! - b[i]!) ** 2
-    den += b[i]! ** 2
-  }
-  return Math.sqrt(num) / Math.sqrt(den)
-}
-
-function randomArray(n: number, seed: number): Float32Array {
-  let s = seed >>> 0
-  const out = new Float32Array(n)
-  for (let i = 0; i < n; i++) {
-    s = (s + 0x6d2b79f5) >>> 0
-    let t = s
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    const u = ((t ^ (t >>> 14)) >>> 0) / 4294967296
-    out[i] = u < 0.5 ? u * 2 - 1.0001 : u * 2 - 0.9999
-  }
-  return out
-}
 
 async function runOnnx(bytes: Uint8Array, feeds: Record<string, ort.Tensor>): Promise<Record<string, ort.Tensor>> {
   const s = await ort.InferenceSession.create(bytes, { intraOpNumThreads: 1, graphOptimizationLevel: 'all' })
