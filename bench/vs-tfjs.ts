@@ -26,6 +26,8 @@ import ort from 'onnxruntime-node'
 
 import { Adam, GRU, LSTM, RNN, RNNBase, mse, noGrad, tensor, toOnnx, torchToKerasRecurrent, type Tensor } from '../index.js'
 import { barChartSvg, median } from './chart.js'
+// The same seeded inputs as the parity specs, so benches and tests draw identical data.
+import { randomArray } from '../__test__/helpers/numeric.js'
 
 const require = createRequire(import.meta.url)
 const QUICK = process.env.BENCH_QUICK === '1'
@@ -60,20 +62,6 @@ const LAT: Size = QUICK ? { B: 1, T: 10, I: 16, H: 16 } : { B: 1, T: 100, I: 256
 const fwdFlops = (c: Cell, s: Size) => 2 * G[c] * s.H * (s.I + s.H) * s.B * s.T
 const sizeLabel = (s: Size) => `B=${s.B} T=${s.T} I=${s.I} H=${s.H}`
 
-/** Seeded uniform values in [-1, 1], no zeros. */
-function randomArray(n: number, seed: number): Float32Array {
-  let s = seed >>> 0
-  const out = new Float32Array(n)
-  for (let i = 0; i < n; i++) {
-    s = (s + 0x6d2b79f5) >>> 0
-    let t = s
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    const u = ((t ^ (t >>> 14)) >>> 0) / 4294967296
-    out[i] = u < 0.5 ? u * 2 - 1.0001 : u * 2 - 0.9999
-  }
-  return out
-}
 
 // ---- measurements ------------------------------------------------------------------------------
 
