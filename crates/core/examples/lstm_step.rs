@@ -25,7 +25,13 @@ fn main() {
     }
     let sgemm = 2.0 * (n as f64).powi(3) / median(ts) / 1e9;
     println!("SGEMM {n}: {sgemm:.1} GFLOP/s");
-    let sizes: Vec<(usize, usize, usize, usize)> = std::env::args().nth(1).map(|s| { let v: Vec<usize> = s.split(',').map(|x| x.parse().unwrap()).collect(); vec![(v[0], v[1], v[2], v[3])] }).unwrap_or(vec![(32, 50, 64, 256), (64, 100, 512, 512)]);
+    let sizes: Vec<(usize, usize, usize, usize)> = std::env::args()
+        .nth(1)
+        .map(|s| {
+            let v: Vec<usize> = s.split(',').map(|x| x.parse().unwrap()).collect();
+            vec![(v[0], v[1], v[2], v[3])]
+        })
+        .unwrap_or(vec![(32, 50, 64, 256), (64, 100, 512, 512)]);
     for &(b, t, i, h) in &sizes {
         let x = Tensor::randn(&[t, b, i], DType::F32, 1).unwrap();
         let h0 = Tensor::zeros(&[b, h], DType::F32).unwrap();
@@ -60,7 +66,10 @@ fn main() {
         let med = median(times);
         println!(
             "LSTM B={b} T={t} I={i} H={h}: fwd {:.1} ms, fwd+bwd {:.1} ms, {:.1} GFLOP/s ({:.0}% of SGEMM)",
-            median(fwd) * 1e3, med * 1e3, flops / med / 1e9, 100.0 * flops / med / 1e9 / sgemm
+            median(fwd) * 1e3,
+            med * 1e3,
+            flops / med / 1e9,
+            100.0 * flops / med / 1e9 / sgemm
         );
     }
 }

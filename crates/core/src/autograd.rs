@@ -97,7 +97,11 @@ pub fn no_grad<R>(f: impl FnOnce() -> R) -> R {
 pub fn apply(op: Arc<dyn Op>, inputs: &[&Tensor], outputs: Vec<(Vec<usize>, DType)>) -> Result<Vec<Tensor>> {
     let device = inputs.first().map(|t| t.device()).unwrap_or(Device::Cpu);
     if let Some(bad) = inputs.iter().find(|t| t.device() != device) {
-        return Err(Error::Device { op: op.name().into(), expected: device.to_string(), got: bad.device().to_string() });
+        return Err(Error::Device {
+            op: op.name().into(),
+            expected: device.to_string(),
+            got: bad.device().to_string(),
+        });
     }
     let out_device = op.output_device().unwrap_or(device);
     // The device that runs the op: the source for downloads, the destination otherwise.
@@ -113,7 +117,11 @@ pub fn apply(op: Arc<dyn Op>, inputs: &[&Tensor], outputs: Vec<(Vec<usize>, DTyp
     let slots: Vec<Arc<DataSlot>> = outputs.iter().map(|_| DataSlot::pending()).collect();
     let node = track.then(|| {
         let saved_outputs = if op.saves_outputs() {
-            outputs.iter().zip(&slots).map(|((s, d), slot)| Tensor::from_parts(s.clone(), *d, out_device, slot.clone(), None)).collect()
+            outputs
+                .iter()
+                .zip(&slots)
+                .map(|((s, d), slot)| Tensor::from_parts(s.clone(), *d, out_device, slot.clone(), None))
+                .collect()
         } else {
             Vec::new()
         };
@@ -141,14 +149,23 @@ fn check_outputs(op: &dyn Op, out: &[(usize, DType)], specs: &[(Vec<usize>, DTyp
     }
     for (&(len, dt), (shape, dtype)) in out.iter().zip(specs) {
         if len != shape.iter().product::<usize>() || dt != *dtype {
-            return Err(Error::internal(op.name(), format!("produced {len} {dt} values, promised {} {}", fmt_shape(shape), dtype)));
+            return Err(Error::internal(
+                op.name(),
+                format!("produced {len} {dt} values, promised {} {}", fmt_shape(shape), dtype),
+            ));
         }
     }
     Ok(())
 }
 
 /// Runs one op on the executor thread: host math, device math, or a copy between the two.
-fn run_job(op: &dyn Op, backend: Option<&dyn GpuBackend>, in_slots: &[Arc<DataSlot>], out_slots: &[Arc<DataSlot>], specs: &[(Vec<usize>, DType)]) {
+fn run_job(
+    op: &dyn Op,
+    backend: Option<&dyn GpuBackend>,
+    in_slots: &[Arc<DataSlot>],
+    out_slots: &[Arc<DataSlot>],
+    specs: &[(Vec<usize>, DType)],
+) {
     let outcome = (|| -> Result<Vec<Stored>> {
         let mut held = Vec::with_capacity(in_slots.len());
         for s in in_slots {
@@ -156,19 +173,26 @@ fn run_job(op: &dyn Op, backend: Option<&dyn GpuBackend>, in_slots: &[Arc<DataSl
             held.push(s.wait_stored()?);
         }
         let caught = |f: &mut dyn FnMut() -> Result<Vec<Stored>>| {
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|p| Error::internal(op.name(), panic_message(&p)))?
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
+                .map_err(|p| Error::internal(op.name(), panic_message(&p)))?
         };
-        let host: Vec<&CpuStorage> = held.iter().filter_map(|s| if let Stored::Host(h) = s { Some(&**h) } else { None }).collect();
-        let dev: Vec<&dyn DeviceBuffer> = held.iter().filter_map(|s| if let Stored::Device(d) = s { Some(&**d) } else { None }).collect();
+        let host: Vec<&CpuStorage> =
+            held.iter().filter_map(|s| if let Stored::Host(h) = s { Some(&**h) } else { None }).collect();
+        let dev: Vec<&dyn DeviceBuffer> =
+            held.iter().filter_map(|s| if let Stored::Device(d) = s { Some(&**d) } else { None }).collect();
         let out = match (backend, op.output_device()) {
-            (None, _) if host.len() == held.len() => caught(&mut || Ok(op.cpu(&host)?.into_iter().map(|s| Stored::Host(Arc::new(s))).collect()))?,
+            (None, _) if host.len() == held.len() => {
+                caught(&mut || Ok(op.cpu(&host)?.into_iter().map(|s| Stored::Host(Arc::new(s))).collect()))?
+            }
             (Some(be), Some(Device::Cuda(_))) if host.len() == held.len() => {
                 caught(&mut || host.iter().map(|h| Ok(Stored::Device(be.upload(h)?))).collect())?
             }
             (Some(be), Some(Device::Cpu)) if dev.len() == held.len() => {
                 caught(&mut || dev.iter().map(|d| Ok(Stored::Host(Arc::new(be.download(*d)?)))).collect())?
             }
-            (Some(be), None) if dev.len() == held.len() => caught(&mut || Ok(op.gpu(be, &dev)?.into_iter().map(Stored::Device).collect()))?,
+            (Some(be), None) if dev.len() == held.len() => {
+                caught(&mut || Ok(op.gpu(be, &dev)?.into_iter().map(Stored::Device).collect()))?
+            }
             _ => return Err(Error::internal(op.name(), "inputs are not on the device that runs the op")),
         };
         let shapes: Vec<(usize, DType)> = out
@@ -220,13 +244,21 @@ pub fn backward_with(root: &Tensor, grad: Option<Tensor>, retain_graph: bool) ->
     let seed = match grad {
         Some(g) => {
             if g.shape() != root.shape() {
-                return Err(Error::shape("backward", format!("a gradient of shape {}", fmt_shape(root.shape())), fmt_shape(g.shape())));
+                return Err(Error::shape(
+                    "backward",
+                    format!("a gradient of shape {}", fmt_shape(root.shape())),
+                    fmt_shape(g.shape()),
+                ));
             }
             g
         }
         None => {
             if root.numel() != 1 {
-                return Err(Error::shape("backward", "a one-element tensor (or pass a gradient)", fmt_shape(root.shape())));
+                return Err(Error::shape(
+                    "backward",
+                    "a one-element tensor (or pass a gradient)",
+                    fmt_shape(root.shape()),
+                ));
             }
             // On the root's device, so that a CUDA graph's backward stays on CUDA.
             Tensor::full(root.shape(), 1.0, root.dtype())?.to(root.device())?
@@ -294,10 +326,17 @@ fn run_backward(root: &Tensor, seed: Tensor, retain_graph: bool) -> Result<()> {
         }
         let saved = {
             let mut guard = node.saved.lock().unwrap_or_else(|p| p.into_inner());
-            if retain_graph { guard.as_ref().map(|s| Saved { inputs: s.inputs.clone(), outputs: s.outputs.clone() }) } else { guard.take() }
+            if retain_graph {
+                guard.as_ref().map(|s| Saved { inputs: s.inputs.clone(), outputs: s.outputs.clone() })
+            } else {
+                guard.take()
+            }
         };
         let Some(saved) = saved else {
-            return Err(Error::value("backward", format!("the graph through '{}' was already freed by an earlier backward()", node.op.name())));
+            return Err(Error::value(
+                "backward",
+                format!("the graph through '{}' was already freed by an earlier backward()", node.op.name()),
+            ));
         };
         let ctx = BackwardCtx { inputs: saved.inputs.iter().map(|t| t.detach()).collect(), outputs: saved.outputs };
         let in_grads = node.op.backward(&ctx, &grads)?;
@@ -310,7 +349,14 @@ fn run_backward(root: &Tensor, seed: Tensor, retain_graph: bool) -> Result<()> {
                 continue;
             }
             if g.shape() != inp.shape() {
-                return Err(Error::internal(node.op.name(), format!("backward gave a gradient of shape {} for an input of shape {}", fmt_shape(g.shape()), fmt_shape(inp.shape()))));
+                return Err(Error::internal(
+                    node.op.name(),
+                    format!(
+                        "backward gave a gradient of shape {} for an input of shape {}",
+                        fmt_shape(g.shape()),
+                        fmt_shape(inp.shape())
+                    ),
+                ));
             }
             match &inp.0.grad_fn {
                 Some(gf) => {

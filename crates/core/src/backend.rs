@@ -50,7 +50,18 @@ pub trait GpuBackend: Send + Sync + 'static {
     fn download(&self, buf: &dyn DeviceBuffer) -> Result<CpuStorage>;
     /// `c[m×n] (+)= a[m×k] · b[k×n]` in the buffers' dtype (FP32 without TF32).
     #[allow(clippy::too_many_arguments)]
-    fn gemm(&self, m: usize, n: usize, k: usize, a: GpuMat, b: GpuMat, c: &dyn DeviceBuffer, c_offset: usize, ldc: usize, accumulate: bool) -> Result<()>;
+    fn gemm(
+        &self,
+        m: usize,
+        n: usize,
+        k: usize,
+        a: GpuMat,
+        b: GpuMat,
+        c: &dyn DeviceBuffer,
+        c_offset: usize,
+        ldc: usize,
+        accumulate: bool,
+    ) -> Result<()>;
     /// Launches `kernel` (a name like `lstm_fwd_step_f32`) over at least `threads` threads.
     fn launch(&self, kernel: &str, threads: usize, args: &[KernelArg]) -> Result<()>;
     /// Blocks until all queued device work is done; device errors surface here.
@@ -75,14 +86,20 @@ pub fn register_cuda(factory: GpuFactory) {
 /// probed once). Panics inside the factory become errors.
 pub fn cuda(ordinal: usize) -> Result<Arc<dyn GpuBackend>> {
     let Some(factory) = FACTORY.get().copied() else {
-        return Err(Error::CudaUnavailable { op: format!("cuda:{ordinal}"), reason: "this build of recurrent has no CUDA backend".into() });
+        return Err(Error::CudaUnavailable {
+            op: format!("cuda:{ordinal}"),
+            reason: "this build of recurrent has no CUDA backend".into(),
+        });
     };
     let mut opened = OPENED.get_or_init(Default::default).lock().unwrap_or_else(|p| p.into_inner());
     opened
         .entry(ordinal)
         .or_insert_with(|| {
             std::panic::catch_unwind(|| factory(ordinal)).unwrap_or_else(|p| {
-                Err(Error::CudaUnavailable { op: format!("cuda:{ordinal}"), reason: crate::autograd::panic_message(&p) })
+                Err(Error::CudaUnavailable {
+                    op: format!("cuda:{ordinal}"),
+                    reason: crate::autograd::panic_message(&p),
+                })
             })
         })
         .clone()

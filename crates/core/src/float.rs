@@ -32,7 +32,11 @@ pub trait Float:
     fn tanh(self) -> Self;
     fn sigmoid(self) -> Self;
     fn max(self, other: Self) -> Self {
-        if self > other { self } else { other }
+        if self > other {
+            self
+        } else {
+            other
+        }
     }
     fn wrap(v: Vec<Self>) -> CpuStorage;
     fn view(s: &CpuStorage) -> &[Self];
@@ -41,14 +45,30 @@ pub trait Float:
 impl Float for f64 {
     const ZERO: Self = 0.0;
     const ONE: Self = 1.0;
-    fn from_f64(x: f64) -> Self { x }
-    fn to_f64(self) -> f64 { self }
-    fn exp(self) -> Self { f64::exp(self) }
-    fn ln(self) -> Self { f64::ln(self) }
-    fn sqrt(self) -> Self { f64::sqrt(self) }
-    fn tanh(self) -> Self { f64::tanh(self) }
-    fn sigmoid(self) -> Self { 1.0 / (1.0 + f64::exp(-self)) }
-    fn wrap(v: Vec<Self>) -> CpuStorage { CpuStorage::new_f64(v) }
+    fn from_f64(x: f64) -> Self {
+        x
+    }
+    fn to_f64(self) -> f64 {
+        self
+    }
+    fn exp(self) -> Self {
+        f64::exp(self)
+    }
+    fn ln(self) -> Self {
+        f64::ln(self)
+    }
+    fn sqrt(self) -> Self {
+        f64::sqrt(self)
+    }
+    fn tanh(self) -> Self {
+        f64::tanh(self)
+    }
+    fn sigmoid(self) -> Self {
+        1.0 / (1.0 + f64::exp(-self))
+    }
+    fn wrap(v: Vec<Self>) -> CpuStorage {
+        CpuStorage::new_f64(v)
+    }
     fn view(s: &CpuStorage) -> &[Self] {
         match s {
             CpuStorage::F64(v) => v,
@@ -61,14 +81,30 @@ impl Float for f64 {
 impl Float for f32 {
     const ZERO: Self = 0.0;
     const ONE: Self = 1.0;
-    fn from_f64(x: f64) -> Self { x as f32 }
-    fn to_f64(self) -> f64 { self as f64 }
-    fn exp(self) -> Self { fast_exp_f32(self) }
-    fn ln(self) -> Self { f32::ln(self) }
-    fn sqrt(self) -> Self { f32::sqrt(self) }
-    fn tanh(self) -> Self { fast_tanh_f32(self) }
-    fn sigmoid(self) -> Self { 1.0 / (1.0 + fast_exp_f32(-self)) }
-    fn wrap(v: Vec<Self>) -> CpuStorage { CpuStorage::new_f32(v) }
+    fn from_f64(x: f64) -> Self {
+        x as f32
+    }
+    fn to_f64(self) -> f64 {
+        self as f64
+    }
+    fn exp(self) -> Self {
+        fast_exp_f32(self)
+    }
+    fn ln(self) -> Self {
+        f32::ln(self)
+    }
+    fn sqrt(self) -> Self {
+        f32::sqrt(self)
+    }
+    fn tanh(self) -> Self {
+        fast_tanh_f32(self)
+    }
+    fn sigmoid(self) -> Self {
+        1.0 / (1.0 + fast_exp_f32(-self))
+    }
+    fn wrap(v: Vec<Self>) -> CpuStorage {
+        CpuStorage::new_f32(v)
+    }
     fn view(s: &CpuStorage) -> &[Self] {
         match s {
             CpuStorage::F32(v) => v,
@@ -112,7 +148,11 @@ pub fn fast_tanh_f32(x: f32) -> f32 {
     let small = x + x * z * p;
     let e = fast_exp_f32(2.0 * ax.min(9.0));
     let large = (1.0 - 2.0 / (e + 1.0)).copysign(x);
-    if ax < 0.625 { small } else { large }
+    if ax < 0.625 {
+        small
+    } else {
+        large
+    }
 }
 
 /// Row-major matrix view for [`gemm`]: `data[r * ld + c]`, or transposed when `trans`.
@@ -124,11 +164,19 @@ pub struct Mat<'a, T> {
 }
 
 impl<'a, T> Mat<'a, T> {
-    pub fn n(data: &'a [T], ld: usize) -> Self { Mat { data, ld, trans: false } }
-    pub fn t(data: &'a [T], ld: usize) -> Self { Mat { data, ld, trans: true } }
+    pub fn n(data: &'a [T], ld: usize) -> Self {
+        Mat { data, ld, trans: false }
+    }
+    pub fn t(data: &'a [T], ld: usize) -> Self {
+        Mat { data, ld, trans: true }
+    }
     fn strides(&self) -> (isize, isize) {
         // (row stride, column stride) of the logical (possibly transposed) matrix
-        if self.trans { (1, self.ld as isize) } else { (self.ld as isize, 1) }
+        if self.trans {
+            (1, self.ld as isize)
+        } else {
+            (self.ld as isize, 1)
+        }
     }
 }
 
@@ -163,12 +211,24 @@ pub fn gemm<T: Float>(m: usize, n: usize, k: usize, a: Mat<T>, b: Mat<T>, c: &mu
     // SAFETY: the asserts above bound every index the kernel touches; c is uniquely borrowed.
     unsafe {
         gemm::gemm(
-            m, n, k,
-            c.as_mut_ptr(), 1, ldc as isize, accumulate,
-            a.data.as_ptr(), a_cs, a_rs,
-            b.data.as_ptr(), b_cs, b_rs,
-            T::ONE, T::ONE,
-            false, false, false,
+            m,
+            n,
+            k,
+            c.as_mut_ptr(),
+            1,
+            ldc as isize,
+            accumulate,
+            a.data.as_ptr(),
+            a_cs,
+            a_rs,
+            b.data.as_ptr(),
+            b_cs,
+            b_rs,
+            T::ONE,
+            T::ONE,
+            false,
+            false,
+            false,
             par,
         );
     }
@@ -203,14 +263,28 @@ mod tests {
         let a: Vec<f64> = (0..m * k).map(|i| (i as f64 * 0.37).sin()).collect();
         let b: Vec<f64> = (0..k * n).map(|i| (i as f64 * 0.11).cos()).collect();
         let mut want = vec![0.0; m * n];
-        for i in 0..m { for j in 0..n { for p in 0..k { want[i * n + j] += a[i * k + p] * b[p * n + j]; } } }
+        for i in 0..m {
+            for j in 0..n {
+                for p in 0..k {
+                    want[i * n + j] += a[i * k + p] * b[p * n + j];
+                }
+            }
+        }
         let mut c = vec![0.0; m * n];
         gemm(m, n, k, Mat::n(&a, k), Mat::n(&b, n), &mut c, n, false);
         // aᵀ stored [k×m]
         let mut at = vec![0.0; k * m];
-        for i in 0..m { for p in 0..k { at[p * m + i] = a[i * k + p]; } }
+        for i in 0..m {
+            for p in 0..k {
+                at[p * m + i] = a[i * k + p];
+            }
+        }
         let mut bt = vec![0.0; n * k];
-        for p in 0..k { for j in 0..n { bt[j * k + p] = b[p * n + j]; } }
+        for p in 0..k {
+            for j in 0..n {
+                bt[j * k + p] = b[p * n + j];
+            }
+        }
         let mut c2 = vec![1.0; m * n];
         gemm(m, n, k, Mat::t(&at, m), Mat::t(&bt, k), &mut c2, n, true);
         for i in 0..m * n {

@@ -31,7 +31,9 @@ pub fn to_safetensors_bytes(tensors: &[(String, Tensor)], metadata: &HashMap<Str
     }
     let views: Vec<(String, TensorView)> = owned
         .iter()
-        .map(|(n, d, s, b)| TensorView::new(*d, s.clone(), b).map(|v| (n.clone(), v)).map_err(|e| ck(format!("tensor '{n}': {e}"))))
+        .map(|(n, d, s, b)| {
+            TensorView::new(*d, s.clone(), b).map(|v| (n.clone(), v)).map_err(|e| ck(format!("tensor '{n}': {e}")))
+        })
         .collect::<Result<_>>()?;
     let meta = if metadata.is_empty() { None } else { Some(metadata.clone()) };
     safetensors::serialize(views, meta).map_err(|e| ck(format!("cannot serialise: {e}")))
@@ -42,7 +44,8 @@ pub fn to_safetensors_bytes(tensors: &[(String, Tensor)], metadata: &HashMap<Str
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let name = path.file_name().ok_or_else(|| ck(format!("'{}' is not a file path", path.display())))?;
-    let tmp = dir.join(format!(".{}.tmp-{}-{}", name.to_string_lossy(), std::process::id(), crate::tensor::live_tensors()));
+    let tmp =
+        dir.join(format!(".{}.tmp-{}-{}", name.to_string_lossy(), std::process::id(), crate::tensor::live_tensors()));
     let result = (|| -> std::io::Result<()> {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(bytes)?;
@@ -77,9 +80,13 @@ pub fn from_safetensors_bytes(bytes: &[u8], what: &str) -> Result<Loaded> {
     }
     let header_len = u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes"));
     if header_len > (bytes.len() - 8) as u64 {
-        return Err(ck(format!("{what} is truncated or corrupt: its header claims {header_len} bytes but only {} follow", bytes.len() - 8)));
+        return Err(ck(format!(
+            "{what} is truncated or corrupt: its header claims {header_len} bytes but only {} follow",
+            bytes.len() - 8
+        )));
     }
-    let (_, meta) = SafeTensors::read_metadata(bytes).map_err(|e| ck(format!("{what} is not a valid safetensors file: {e}")))?;
+    let (_, meta) =
+        SafeTensors::read_metadata(bytes).map_err(|e| ck(format!("{what} is not a valid safetensors file: {e}")))?;
     let st = SafeTensors::deserialize(bytes).map_err(|e| ck(format!("{what} is not a valid safetensors file: {e}")))?;
     let mut tensors = Vec::new();
     let mut names: Vec<String> = st.names().into_iter().map(|s| s.to_string()).collect();
@@ -89,22 +96,34 @@ pub fn from_safetensors_bytes(bytes: &[u8], what: &str) -> Result<Loaded> {
         let shape = v.shape().to_vec();
         let data = v.data();
         let storage = match v.dtype() {
-            StDtype::F32 => CpuStorage::new_f32(data.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().expect("4"))).collect()),
-            StDtype::F64 => CpuStorage::new_f64(data.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().expect("8"))).collect()),
-            StDtype::I32 => CpuStorage::new_i32(data.chunks_exact(4).map(|c| i32::from_le_bytes(c.try_into().expect("4"))).collect()),
+            StDtype::F32 => CpuStorage::new_f32(
+                data.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().expect("4"))).collect(),
+            ),
+            StDtype::F64 => CpuStorage::new_f64(
+                data.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().expect("8"))).collect(),
+            ),
+            StDtype::I32 => CpuStorage::new_i32(
+                data.chunks_exact(4).map(|c| i32::from_le_bytes(c.try_into().expect("4"))).collect(),
+            ),
             StDtype::I64 => {
                 let mut v = Vec::with_capacity(data.len() / 8);
                 for c in data.chunks_exact(8) {
                     let x = i64::from_le_bytes(c.try_into().expect("8"));
-                    v.push(i32::try_from(x).map_err(|_| ck(format!("{what}: tensor '{name}' holds the int64 {x}, outside the int32 range")))?);
+                    v.push(i32::try_from(x).map_err(|_| {
+                        ck(format!("{what}: tensor '{name}' holds the int64 {x}, outside the int32 range"))
+                    })?);
                 }
                 CpuStorage::new_i32(v)
             }
-            other => return Err(ck(format!("{what}: tensor '{name}' has dtype {other:?}; supported: F32, F64, I32, I64"))),
+            other => {
+                return Err(ck(format!("{what}: tensor '{name}' has dtype {other:?}; supported: F32, F64, I32, I64")))
+            }
         };
         // Zero-size tensors are valid safetensors but not recurrent tensors; 0-d loads as shape [].
         if storage.is_empty() {
-            return Err(ck(format!("{what}: tensor '{name}' is empty (shape {shape:?}), which recurrent does not support")));
+            return Err(ck(format!(
+                "{what}: tensor '{name}' is empty (shape {shape:?}), which recurrent does not support"
+            )));
         }
         let t = Tensor::from_storage(storage, &shape).map_err(|e| ck(format!("{what}: tensor '{name}': {e}")))?;
         tensors.push((name, t));

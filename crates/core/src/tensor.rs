@@ -23,7 +23,11 @@ impl Device {
             "cuda" => Ok(Device::Cuda(0)),
             _ => match s.strip_prefix("cuda:").and_then(|n| n.parse().ok()) {
                 Some(n) => Ok(Device::Cuda(n)),
-                None => Err(Error::Device { op: "device".into(), expected: "'cpu', 'cuda' or 'cuda:N'".into(), got: format!("'{s}'") }),
+                None => Err(Error::Device {
+                    op: "device".into(),
+                    expected: "'cpu', 'cuda' or 'cuda:N'".into(),
+                    got: format!("'{s}'"),
+                }),
             },
         }
     }
@@ -75,7 +79,11 @@ pub fn numel_of(shape: &[usize]) -> usize {
 /// Checks a requested shape: every dimension positive and the total within [`MAX_ELEMENTS`].
 pub fn check_shape(op: &str, shape: &[usize]) -> Result<usize> {
     if shape.iter().any(|&d| d == 0) {
-        return Err(Error::shape(op, "a shape with every dimension ≥ 1 (empty tensors are not supported)", fmt_shape(shape)));
+        return Err(Error::shape(
+            op,
+            "a shape with every dimension ≥ 1 (empty tensors are not supported)",
+            fmt_shape(shape),
+        ));
     }
     let mut n: usize = 1;
     for &d in shape {
@@ -88,7 +96,13 @@ pub fn check_shape(op: &str, shape: &[usize]) -> Result<usize> {
 }
 
 impl Tensor {
-    pub(crate) fn from_parts(shape: Vec<usize>, dtype: DType, device: Device, slot: Arc<DataSlot>, grad_fn: Option<GradFn>) -> Tensor {
+    pub(crate) fn from_parts(
+        shape: Vec<usize>,
+        dtype: DType,
+        device: Device,
+        slot: Arc<DataSlot>,
+        grad_fn: Option<GradFn>,
+    ) -> Tensor {
         LIVE_TENSORS.fetch_add(1, Ordering::Relaxed);
         let requires_grad = grad_fn.is_some();
         Tensor(Arc::new(TensorImpl {
@@ -107,7 +121,11 @@ impl Tensor {
     pub fn from_storage(storage: CpuStorage, shape: &[usize]) -> Result<Tensor> {
         let n = check_shape("tensor", shape)?;
         if storage.len() != n {
-            return Err(Error::shape("tensor", format!("{n} values for shape {}", fmt_shape(shape)), format!("{} values", storage.len())));
+            return Err(Error::shape(
+                "tensor",
+                format!("{n} values for shape {}", fmt_shape(shape)),
+                format!("{} values", storage.len()),
+            ));
         }
         let dtype = storage.dtype();
         Ok(Tensor::from_parts(shape.to_vec(), dtype, Device::Cpu, DataSlot::ready(storage), None))
@@ -158,19 +176,38 @@ impl Tensor {
         }
     }
 
-    pub fn id(&self) -> u64 { self.0.id }
-    pub fn shape(&self) -> &[usize] { &self.0.shape }
-    pub fn dims(&self) -> usize { self.0.shape.len() }
-    pub fn numel(&self) -> usize { numel_of(&self.0.shape) }
-    pub fn dtype(&self) -> DType { self.0.dtype }
-    pub fn device(&self) -> Device { self.0.device }
-    pub fn is_leaf(&self) -> bool { self.0.grad_fn.is_none() }
-    pub fn requires_grad(&self) -> bool { self.0.requires_grad.load(Ordering::Relaxed) }
+    pub fn id(&self) -> u64 {
+        self.0.id
+    }
+    pub fn shape(&self) -> &[usize] {
+        &self.0.shape
+    }
+    pub fn dims(&self) -> usize {
+        self.0.shape.len()
+    }
+    pub fn numel(&self) -> usize {
+        numel_of(&self.0.shape)
+    }
+    pub fn dtype(&self) -> DType {
+        self.0.dtype
+    }
+    pub fn device(&self) -> Device {
+        self.0.device
+    }
+    pub fn is_leaf(&self) -> bool {
+        self.0.grad_fn.is_none()
+    }
+    pub fn requires_grad(&self) -> bool {
+        self.0.requires_grad.load(Ordering::Relaxed)
+    }
 
     /// Marks a leaf as a parameter whose gradient `backward()` accumulates into `.grad()`.
     pub fn set_requires_grad(&self, on: bool) -> Result<()> {
         if !self.is_leaf() {
-            return Err(Error::value("requiresGrad", "only leaf tensors can change requiresGrad; use detach() for a new leaf"));
+            return Err(Error::value(
+                "requiresGrad",
+                "only leaf tensors can change requiresGrad; use detach() for a new leaf",
+            ));
         }
         if on && !self.dtype().is_float() {
             return Err(Error::dtype("requiresGrad", "float32 or float64", self.dtype()));
@@ -238,7 +275,11 @@ impl Tensor {
             return Ok(self.clone());
         }
         if device != Device::Cpu && self.device() != Device::Cpu {
-            return Err(Error::Device { op: "to".into(), expected: "a copy through the host between two CUDA devices".into(), got: format!("{} → {device}", self.device()) });
+            return Err(Error::Device {
+                op: "to".into(),
+                expected: "a copy through the host between two CUDA devices".into(),
+                got: format!("{} → {device}", self.device()),
+            });
         }
         let spec = vec![(self.shape().to_vec(), self.dtype())];
         Ok(crate::autograd::apply(Arc::new(ToDevice { from: self.device(), to: device }), &[self], spec)?.remove(0))

@@ -28,7 +28,10 @@ fn round_trip_is_bit_exact_with_metadata() {
         let (_, got) = loaded.tensors.iter().find(|(n, _)| n == name).unwrap();
         assert_eq!(got.shape(), t.shape());
         assert_eq!(got.dtype(), t.dtype());
-        assert_eq!(got.to_vec_f64().unwrap().iter().map(|x| x.to_bits()).collect::<Vec<_>>(), t.to_vec_f64().unwrap().iter().map(|x| x.to_bits()).collect::<Vec<_>>());
+        assert_eq!(
+            got.to_vec_f64().unwrap().iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+            t.to_vec_f64().unwrap().iter().map(|x| x.to_bits()).collect::<Vec<_>>()
+        );
     }
     // No temporary files are left behind.
     assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1);

@@ -65,7 +65,13 @@ fn matmul_values() {
 #[test]
 fn matmul_gradients() {
     assert_grads("matmul 2-D", |x| Ok(vec![matmul(&x[0], &x[1])?]), &[rnd(&[3, 4], 1), rnd(&[4, 5], 2)], &[0, 1], TOL);
-    assert_grads("matmul batched", |x| Ok(vec![matmul(&x[0], &x[1])?]), &[rnd(&[2, 3, 4], 3), rnd(&[2, 4, 2], 4)], &[0, 1], TOL);
+    assert_grads(
+        "matmul batched",
+        |x| Ok(vec![matmul(&x[0], &x[1])?]),
+        &[rnd(&[2, 3, 4], 3), rnd(&[2, 4, 2], 4)],
+        &[0, 1],
+        TOL,
+    );
     // A product of products: the backward GEMMs feed other GEMMs' gradients.
     assert_grads(
         "matmul chain",
@@ -112,10 +118,34 @@ fn linear_values() {
 
 #[test]
 fn linear_gradients() {
-    assert_grads("linear 2-D + bias", |x| Ok(vec![linear(&x[0], &x[1], Some(&x[2]))?]), &[rnd(&[4, 3], 1), rnd(&[5, 3], 2), rnd(&[5], 3)], &[0, 1, 2], TOL);
-    assert_grads("linear 3-D + bias", |x| Ok(vec![linear(&x[0], &x[1], Some(&x[2]))?]), &[rnd(&[2, 3, 4], 4), rnd(&[2, 4], 5), rnd(&[2], 6)], &[0, 1, 2], TOL);
-    assert_grads("linear no bias", |x| Ok(vec![linear(&x[0], &x[1], None)?]), &[rnd(&[3, 4], 7), rnd(&[6, 4], 8)], &[0, 1], TOL);
-    assert_grads("linear 1-D + bias", |x| Ok(vec![linear(&x[0], &x[1], Some(&x[2]))?]), &[rnd(&[4], 9), rnd(&[3, 4], 10), rnd(&[3], 11)], &[0, 1, 2], TOL);
+    assert_grads(
+        "linear 2-D + bias",
+        |x| Ok(vec![linear(&x[0], &x[1], Some(&x[2]))?]),
+        &[rnd(&[4, 3], 1), rnd(&[5, 3], 2), rnd(&[5], 3)],
+        &[0, 1, 2],
+        TOL,
+    );
+    assert_grads(
+        "linear 3-D + bias",
+        |x| Ok(vec![linear(&x[0], &x[1], Some(&x[2]))?]),
+        &[rnd(&[2, 3, 4], 4), rnd(&[2, 4], 5), rnd(&[2], 6)],
+        &[0, 1, 2],
+        TOL,
+    );
+    assert_grads(
+        "linear no bias",
+        |x| Ok(vec![linear(&x[0], &x[1], None)?]),
+        &[rnd(&[3, 4], 7), rnd(&[6, 4], 8)],
+        &[0, 1],
+        TOL,
+    );
+    assert_grads(
+        "linear 1-D + bias",
+        |x| Ok(vec![linear(&x[0], &x[1], Some(&x[2]))?]),
+        &[rnd(&[4], 9), rnd(&[3, 4], 10), rnd(&[3], 11)],
+        &[0, 1, 2],
+        TOL,
+    );
 }
 
 #[test]
@@ -209,9 +239,29 @@ fn reduce_values_and_shapes() {
 #[test]
 fn reduce_gradients() {
     let x = rnd(&[2, 3, 4], 1);
-    for (axes, keep) in [(vec![1], false), (vec![1], true), (vec![0, 2], false), (vec![0, 2], true), (vec![2], false), (vec![0], true), (vec![], false)] {
-        assert_grads(&format!("sum {axes:?} keepdim={keep}"), |x| Ok(vec![sum(&x[0], &axes, keep)?]), std::slice::from_ref(&x), &[0], TOL);
-        assert_grads(&format!("mean {axes:?} keepdim={keep}"), |x| Ok(vec![mean(&x[0], &axes, keep)?]), std::slice::from_ref(&x), &[0], TOL);
+    for (axes, keep) in [
+        (vec![1], false),
+        (vec![1], true),
+        (vec![0, 2], false),
+        (vec![0, 2], true),
+        (vec![2], false),
+        (vec![0], true),
+        (vec![], false),
+    ] {
+        assert_grads(
+            &format!("sum {axes:?} keepdim={keep}"),
+            |x| Ok(vec![sum(&x[0], &axes, keep)?]),
+            std::slice::from_ref(&x),
+            &[0],
+            TOL,
+        );
+        assert_grads(
+            &format!("mean {axes:?} keepdim={keep}"),
+            |x| Ok(vec![mean(&x[0], &axes, keep)?]),
+            std::slice::from_ref(&x),
+            &[0],
+            TOL,
+        );
     }
     assert_grads("sum_all", |x| Ok(vec![sum_all(&x[0])?]), std::slice::from_ref(&x), &[0], TOL);
     assert_grads("mean_all", |x| Ok(vec![mean_all(&x[0])?]), std::slice::from_ref(&x), &[0], TOL);
@@ -256,7 +306,10 @@ fn reduce_large_matches_naive_and_is_deterministic() {
         let got = f64s(&sum(&x, &axes, false).unwrap());
         close(&got, &naive_sum(&xv, &shape, &axes), 1e-10);
         let again = f64s(&sum(&x, &axes, false).unwrap());
-        assert!(got.iter().zip(&again).all(|(a, b)| a.to_bits() == b.to_bits()), "sum {shape:?} {axes:?} not deterministic");
+        assert!(
+            got.iter().zip(&again).all(|(a, b)| a.to_bits() == b.to_bits()),
+            "sum {shape:?} {axes:?} not deterministic"
+        );
     }
 }
 
@@ -285,7 +338,13 @@ fn reshape_values_grads_and_errors() {
     let i = Tensor::from_i32(vec![1, 2, 3, 4], &[4]).unwrap();
     assert_eq!(reshape(&i, &[2, 2]).unwrap().to_vec_i32().unwrap(), vec![1, 2, 3, 4]);
     assert_grads("reshape", |x| Ok(vec![reshape(&x[0], &[4, -1])?]), &[rnd(&[2, 3, 2], 1)], &[0], TOL);
-    assert_grads("reshape then reduce", |x| Ok(vec![sum(&reshape(&x[0], &[3, 4])?, &[0], false)?]), &[rnd(&[2, 6], 2)], &[0], TOL);
+    assert_grads(
+        "reshape then reduce",
+        |x| Ok(vec![sum(&reshape(&x[0], &[3, 4])?, &[0], false)?]),
+        &[rnd(&[2, 6], 2)],
+        &[0],
+        TOL,
+    );
 
     let x = rnd(&[2, 3], 3);
     assert_mentions(&err_text(reshape(&x, &[4, 2])), &["reshape", "[2, 3]", "[4, 2]"]);
@@ -346,12 +405,36 @@ fn concat_split_values_and_grads() {
     assert_eq!(f64s(&parts[0]), f64s(&a));
     assert_eq!(f64s(&parts[1]), f64s(&b));
 
-    assert_grads("concat axis 1", |x| Ok(vec![concat(&[&x[0], &x[1], &x[2]], 1)?]), &[rnd(&[2, 1, 3], 1), rnd(&[2, 2, 3], 2), rnd(&[2, 3, 3], 3)], &[0, 1, 2], TOL);
-    assert_grads("concat axis 0", |x| Ok(vec![concat(&[&x[0], &x[1]], 0)?]), &[rnd(&[1, 4], 4), rnd(&[3, 4], 5)], &[0, 1], TOL);
-    assert_grads("concat last axis", |x| Ok(vec![concat(&[&x[0], &x[1]], 2)?]), &[rnd(&[2, 2, 1], 6), rnd(&[2, 2, 3], 7)], &[0, 1], TOL);
+    assert_grads(
+        "concat axis 1",
+        |x| Ok(vec![concat(&[&x[0], &x[1], &x[2]], 1)?]),
+        &[rnd(&[2, 1, 3], 1), rnd(&[2, 2, 3], 2), rnd(&[2, 3, 3], 3)],
+        &[0, 1, 2],
+        TOL,
+    );
+    assert_grads(
+        "concat axis 0",
+        |x| Ok(vec![concat(&[&x[0], &x[1]], 0)?]),
+        &[rnd(&[1, 4], 4), rnd(&[3, 4], 5)],
+        &[0, 1],
+        TOL,
+    );
+    assert_grads(
+        "concat last axis",
+        |x| Ok(vec![concat(&[&x[0], &x[1]], 2)?]),
+        &[rnd(&[2, 2, 1], 6), rnd(&[2, 2, 3], 7)],
+        &[0, 1],
+        TOL,
+    );
     assert_grads("split", |x| split(&x[0], 1, &[1, 3, 1]), &[rnd(&[2, 5, 2], 8)], &[0], TOL);
     // Only one piece used: the others get no gradient and are filled with zeros.
-    assert_grads("split one piece used", |x| Ok(vec![split(&x[0], 0, &[2, 1])?.remove(1)]), &[rnd(&[3, 2], 9)], &[0], TOL);
+    assert_grads(
+        "split one piece used",
+        |x| Ok(vec![split(&x[0], 0, &[2, 1])?.remove(1)]),
+        &[rnd(&[3, 2], 9)],
+        &[0],
+        TOL,
+    );
 
     assert_mentions(&err_text(concat(&[&a, &rnd(&[3, 3], 1)], 1)), &["concat", "[2, 2]", "[3, 3]"]);
     assert_mentions(&err_text(concat(&[&a, &b], 2)), &["concat", "[2, 2]", "axis 2"]);
@@ -391,7 +474,13 @@ fn stack_values_and_grads() {
     assert_eq!(s1.shape(), &[3, 2]);
     assert_eq!(f64s(&s1), vec![1., 4., 2., 5., 3., 6.]);
     for axis in 0..=2 {
-        assert_grads(&format!("stack axis {axis}"), |x| Ok(vec![stack(&[&x[0], &x[1], &x[2]], axis)?]), &[rnd(&[2, 3], 1), rnd(&[2, 3], 2), rnd(&[2, 3], 3)], &[0, 1, 2], TOL);
+        assert_grads(
+            &format!("stack axis {axis}"),
+            |x| Ok(vec![stack(&[&x[0], &x[1], &x[2]], axis)?]),
+            &[rnd(&[2, 3], 1), rnd(&[2, 3], 2), rnd(&[2, 3], 3)],
+            &[0, 1, 2],
+            TOL,
+        );
     }
     assert_mentions(&err_text(stack(&[&a, &rnd(&[4], 1)], 0)), &["stack", "[3]", "[4]"]);
     assert_mentions(&err_text(stack(&[&a, &b], 2)), &["stack", "[3]", "axis 2"]);
@@ -516,12 +605,30 @@ fn cross_entropy_values() {
 fn cross_entropy_gradients() {
     let logits = rnd(&[4, 5], 1);
     let t = Tensor::from_i32(vec![1, 0, 4, 2], &[4]).unwrap();
-    assert_grads("cross_entropy", |x| Ok(vec![cross_entropy(&x[0], &t, None)?]), std::slice::from_ref(&logits), &[0], TOL);
+    assert_grads(
+        "cross_entropy",
+        |x| Ok(vec![cross_entropy(&x[0], &t, None)?]),
+        std::slice::from_ref(&logits),
+        &[0],
+        TOL,
+    );
     let t = Tensor::from_i32(vec![1, -100, 4, 2], &[4]).unwrap();
-    assert_grads("cross_entropy ignored row", |x| Ok(vec![cross_entropy(&x[0], &t, Some(-100))?]), std::slice::from_ref(&logits), &[0], TOL);
+    assert_grads(
+        "cross_entropy ignored row",
+        |x| Ok(vec![cross_entropy(&x[0], &t, Some(-100))?]),
+        std::slice::from_ref(&logits),
+        &[0],
+        TOL,
+    );
     // ignore_index may be a valid class: those rows drop out.
     let t = Tensor::from_i32(vec![1, 3, 3, 2], &[4]).unwrap();
-    assert_grads("cross_entropy ignore a class", |x| Ok(vec![cross_entropy(&scale(&x[0], 2.0)?, &t, Some(3))?]), std::slice::from_ref(&logits), &[0], TOL);
+    assert_grads(
+        "cross_entropy ignore a class",
+        |x| Ok(vec![cross_entropy(&scale(&x[0], 2.0)?, &t, Some(3))?]),
+        std::slice::from_ref(&logits),
+        &[0],
+        TOL,
+    );
     // Ignored rows get exactly zero gradient.
     let leaf = rnd(&[3, 2], 2);
     leaf.set_requires_grad(true).unwrap();
@@ -552,7 +659,8 @@ fn cross_entropy_errors() {
     let neg = Tensor::from_i32(vec![-1, 0], &[2]).unwrap();
     assert_mentions(&err_text(cross_entropy(&x, &neg, Some(-100))), &["crossEntropy", "-1", "[0, 3)"]);
     // Targets still being computed: the error surfaces at the read instead.
-    let lazy = concat(&[&Tensor::from_i32(vec![1], &[1]).unwrap(), &Tensor::from_i32(vec![7], &[1]).unwrap()], 0).unwrap();
+    let lazy =
+        concat(&[&Tensor::from_i32(vec![1], &[1]).unwrap(), &Tensor::from_i32(vec![7], &[1]).unwrap()], 0).unwrap();
     let msg = match cross_entropy(&x, &lazy, None) {
         Err(e) => e.to_string(),
         Ok(l) => l.item().unwrap_err().to_string(),
@@ -633,7 +741,13 @@ fn dropout_values_and_determinism() {
 #[test]
 fn dropout_gradients_use_the_same_mask() {
     assert_grads("dropout p=0.3", |x| Ok(vec![dropout(&x[0], 0.3, 7, true)?]), &[rnd(&[4, 5], 1)], &[0], TOL);
-    assert_grads("dropout then mul", |x| Ok(vec![mul(&dropout(&x[0], 0.5, 9, true)?, &x[1])?]), &[rnd(&[3, 4], 2), rnd(&[3, 4], 3)], &[0, 1], TOL);
+    assert_grads(
+        "dropout then mul",
+        |x| Ok(vec![mul(&dropout(&x[0], 0.5, 9, true)?, &x[1])?]),
+        &[rnd(&[3, 4], 2), rnd(&[3, 4], 3)],
+        &[0, 1],
+        TOL,
+    );
     // Gradient is zero exactly where the output was dropped.
     let leaf = rnd(&[6, 6], 4);
     leaf.set_requires_grad(true).unwrap();

@@ -32,7 +32,8 @@ fn close(a: &[f64], b: &[f64]) {
 fn sgd_with_momentum_nesterov_and_weight_decay() {
     let (lr, mo, damp, wd) = (0.1, 0.9, 0.1, 0.01);
     for nesterov in [false, true] {
-        let got = run(|s| Rule::Sgd { lr, momentum: mo, dampening: damp, nesterov, weight_decay: wd, first: s == 1 }, 5);
+        let got =
+            run(|s| Rule::Sgd { lr, momentum: mo, dampening: damp, nesterov, weight_decay: wd, first: s == 1 }, 5);
         let mut p = P0.to_vec();
         let mut buf = [0.0; 4];
         for s in 1..=5 {
@@ -46,7 +47,10 @@ fn sgd_with_momentum_nesterov_and_weight_decay() {
         }
         close(&got, &p);
     }
-    let plain = run(|_| Rule::Sgd { lr: 0.5, momentum: 0.0, dampening: 0.0, nesterov: false, weight_decay: 0.0, first: false }, 1);
+    let plain = run(
+        |_| Rule::Sgd { lr: 0.5, momentum: 0.0, dampening: 0.0, nesterov: false, weight_decay: 0.0, first: false },
+        1,
+    );
     let g = grad_at(1);
     close(&plain, &(0..4).map(|j| P0[j] - 0.5 * g[j]).collect::<Vec<_>>());
 }
@@ -136,7 +140,13 @@ fn large_parameters_update_identically_on_the_parallel_path() {
     let (m, v) = (Tensor::zeros(&[n], DType::F32).unwrap(), Tensor::zeros(&[n], DType::F32).unwrap());
     let p0 = p.to_vec_f32().unwrap();
     let gv = g.to_vec_f32().unwrap();
-    update(Rule::Adam { lr: 0.1, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.0, decoupled: false, step: 1 }, &p, &g, &[&m, &v]).unwrap();
+    update(
+        Rule::Adam { lr: 0.1, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.0, decoupled: false, step: 1 },
+        &p,
+        &g,
+        &[&m, &v],
+    )
+    .unwrap();
     let got = p.to_vec_f32().unwrap();
     for j in (0..n).step_by(997) {
         // First Adam step moves each weight by lr·sign(g) (up to eps).
@@ -163,6 +173,8 @@ fn clipping_by_norm_and_value() {
     let e = clip_grad_norm(&[&c], -1.0, 2.0).unwrap_err().to_string();
     assert!(e.contains("clipGradNorm") && e.contains("-1"), "{e}");
     let st = Tensor::zeros(&[3], DType::F64).unwrap();
-    let e = update(Rule::Adagrad { lr: 0.1, lr_decay: 0.0, weight_decay: 0.0, eps: 1e-10, step: 1 }, &a, &a, &[&st]).unwrap_err().to_string();
+    let e = update(Rule::Adagrad { lr: 0.1, lr_decay: 0.0, weight_decay: 0.0, eps: 1e-10, step: 1 }, &a, &a, &[&st])
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("adagrad") && e.contains("[2]") && e.contains("[3]"), "{e}");
 }

@@ -5,7 +5,8 @@ use recurrent_core::gradcheck::assert_grads;
 use recurrent_core::ops::rnn::{parse_lengths, recurrent_layer, CellKind, RecurrentWeights};
 use recurrent_core::{DType, Result, Tensor};
 
-const KINDS: [CellKind; 5] = [CellKind::RnnTanh, CellKind::RnnRelu, CellKind::Lstm, CellKind::Gru, CellKind::GruResetBefore];
+const KINDS: [CellKind; 5] =
+    [CellKind::RnnTanh, CellKind::RnnRelu, CellKind::Lstm, CellKind::Gru, CellKind::GruResetBefore];
 
 fn rnd(shape: &[usize], seed: u64, dtype: DType) -> Tensor {
     // Scaled so that gates sit in their curved region, not saturated.
@@ -58,7 +59,9 @@ fn run(kind: CellKind, x: &[Tensor], lengths: Option<&[usize]>, reverse: bool) -
 #[test]
 fn every_cell_has_correct_gradients_with_masking_and_both_directions() {
     for kind in KINDS {
-        for (lengths, reverse) in [(None, false), (None, true), (Some(vec![4, 2, 3]), false), (Some(vec![1, 4, 3]), true)] {
+        for (lengths, reverse) in
+            [(None, false), (None, true), (Some(vec![4, 2, 3]), false), (Some(vec![1, 4, 3]), true)]
+        {
             for bias in [true, false] {
                 let case = Case { kind, t: 4, b: 3, i: 3, h: 4, bias };
                 let inputs = case.inputs(11, DType::F64);
@@ -73,7 +76,13 @@ fn every_cell_has_correct_gradients_with_masking_and_both_directions() {
 }
 
 /// Straightforward per-step reference in f64, written from the PyTorch equations.
-fn reference(kind: CellKind, x: &[Vec<f64>], shapes: (usize, usize, usize, usize), lengths: &[usize], reverse: bool) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+fn reference(
+    kind: CellKind,
+    x: &[Vec<f64>],
+    shapes: (usize, usize, usize, usize),
+    lengths: &[usize],
+    reverse: bool,
+) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
     let (t, b, i, h) = shapes;
     let c_off = kind.has_c() as usize;
     let (xs, h0) = (&x[0], &x[1]);
@@ -90,8 +99,10 @@ fn reference(kind: CellKind, x: &[Vec<f64>], shapes: (usize, usize, usize, usize
         for s in 0..lengths[r] {
             let tt = if reverse { lengths[r] - 1 - s } else { s };
             let xv = &xs[(tt * b + r) * i..(tt * b + r + 1) * i];
-            let gi: Vec<f64> = (0..g * h).map(|q| b_ih[q] + (0..i).map(|k| w_ih[q * i + k] * xv[k]).sum::<f64>()).collect();
-            let gh: Vec<f64> = (0..g * h).map(|q| b_hh[q] + (0..h).map(|k| w_hh[q * h + k] * hs[k]).sum::<f64>()).collect();
+            let gi: Vec<f64> =
+                (0..g * h).map(|q| b_ih[q] + (0..i).map(|k| w_ih[q * i + k] * xv[k]).sum::<f64>()).collect();
+            let gh: Vec<f64> =
+                (0..g * h).map(|q| b_hh[q] + (0..h).map(|k| w_hh[q * h + k] * hs[k]).sum::<f64>()).collect();
             let new_h: Vec<f64> = match kind {
                 CellKind::RnnTanh => (0..h).map(|j| (gi[j] + gh[j]).tanh()).collect(),
                 CellKind::RnnRelu => (0..h).map(|j| (gi[j] + gh[j]).max(0.0)).collect(),
@@ -118,7 +129,8 @@ fn reference(kind: CellKind, x: &[Vec<f64>], shapes: (usize, usize, usize, usize
                     (0..h)
                         .map(|j| {
                             let zg = sig(gi[h + j] + gh[h + j]);
-                            let rec: f64 = b_hh[2 * h + j] + (0..h).map(|k| w_hh[(2 * h + j) * h + k] * rg[k] * hs[k]).sum::<f64>();
+                            let rec: f64 = b_hh[2 * h + j]
+                                + (0..h).map(|k| w_hh[(2 * h + j) * h + k] * rg[k] * hs[k]).sum::<f64>();
                             let ng = (gi[2 * h + j] + rec).tanh();
                             (1.0 - zg) * ng + zg * hs[j]
                         })
@@ -149,7 +161,8 @@ fn forward_matches_naive_reference_in_f64_and_f32() {
             let raw: Vec<Vec<f64>> = inputs.iter().map(|x| x.to_vec_f64().unwrap()).collect();
             let (y_ref, h_ref, c_ref) = reference(kind, &raw, (t, b, i, h), &lengths, reverse);
             let out = run(kind, &inputs, Some(&lengths), reverse).unwrap();
-            let d = max_diff(&out[0].to_vec_f64().unwrap(), &y_ref).max(max_diff(&out[1].to_vec_f64().unwrap(), &h_ref));
+            let d =
+                max_diff(&out[0].to_vec_f64().unwrap(), &y_ref).max(max_diff(&out[1].to_vec_f64().unwrap(), &h_ref));
             assert!(d < 1e-12, "{kind:?} reverse={reverse}: f64 max diff {d:e}");
             if kind.has_c() {
                 assert!(max_diff(&out[2].to_vec_f64().unwrap(), &c_ref) < 1e-12);
@@ -193,7 +206,9 @@ fn fixed_seed_gives_bit_identical_results() {
             t.set_requires_grad(true).unwrap();
         }
         let out = run(CellKind::Lstm, &inputs, None, false).unwrap();
-        let loss = recurrent_core::ops::elementwise::sum_to(&recurrent_core::ops::elementwise::square(&out[0]).unwrap(), &[]).unwrap();
+        let loss =
+            recurrent_core::ops::elementwise::sum_to(&recurrent_core::ops::elementwise::square(&out[0]).unwrap(), &[])
+                .unwrap();
         recurrent_core::backward(&loss, None).unwrap();
         let mut v = out[0].to_vec_f32().unwrap();
         for t in &inputs {
@@ -213,7 +228,10 @@ fn bad_inputs_get_clear_errors() {
     let mut bad = x.clone();
     bad[3] = rnd(&[16, 5], 1, DType::F32);
     let msg = e(run(CellKind::Lstm, &bad, None, false));
-    assert!(msg.contains("lstm") && msg.contains("w_ih") && msg.contains("[16, 3]") && msg.contains("[16, 5]"), "{msg}");
+    assert!(
+        msg.contains("lstm") && msg.contains("w_ih") && msg.contains("[16, 3]") && msg.contains("[16, 5]"),
+        "{msg}"
+    );
 
     let mut bad = x.clone();
     bad[1] = rnd(&[3, 4], 1, DType::F32);

@@ -50,7 +50,10 @@ fn main() {
         Size { cell: CellKind::Lstm, h: 256, b: 32, t: 150 },
         Size { cell: CellKind::Gru, h: 1024, b: 32, t: 100 },
     ];
-    println!("{:<5} {:>5} {:>4} {:>4}  {:>9} {:>12}  {:>10} {:>10}", "cell", "H", "B", "T", "fwd ms", "fwd+bwd ms", "fwd GF/s", "train GF/s");
+    println!(
+        "{:<5} {:>5} {:>4} {:>4}  {:>9} {:>12}  {:>10} {:>10}",
+        "cell", "H", "B", "T", "fwd ms", "fwd+bwd ms", "fwd GF/s", "train GF/s"
+    );
     for s in sizes {
         let (g, i, h, b, t) = (s.cell.gates(), s.h, s.h, s.b, s.t);
         let rnd = |shape: &[usize], seed: u64, scale: f64| -> Tensor {
@@ -102,6 +105,11 @@ fn main() {
         println!("BENCH {{\"impl\":\"recurrent\",\"device\":\"{dev}\",\"cell\":\"{name}\",\"H\":{h},\"B\":{b},\"T\":{t},\"fwd_ms\":{f_ms:.4},\"fwdbwd_ms\":{t_ms:.4}}}");
     }
     if let Some(st) = recurrent_cuda::alloc_stats(0) {
-        println!("allocator: {} driver mallocs, {} reuses, peak reserved {:.1} MiB", st.mallocs, st.reuses, st.peak_reserved as f64 / (1 << 20) as f64);
+        println!(
+            "allocator: {} driver mallocs, {} reuses, peak reserved {:.1} MiB",
+            st.mallocs,
+            st.reuses,
+            st.peak_reserved as f64 / (1 << 20) as f64
+        );
     }
 }

@@ -91,7 +91,8 @@ impl Pool {
 
     /// A buffer of `n` elements of `dtype`, from the cache when a block of its bucket is free.
     pub fn alloc(self: &Arc<Self>, dtype: DType, n: usize) -> Result<DevBuffer> {
-        let bytes = n.checked_mul(dtype.size_of()).ok_or_else(|| self.refuse(dtype, n, usize::MAX, "the size overflows"))?;
+        let bytes =
+            n.checked_mul(dtype.size_of()).ok_or_else(|| self.refuse(dtype, n, usize::MAX, "the size overflows"))?;
         let size = bucket(bytes);
         {
             let mut st = self.lock();
@@ -253,7 +254,8 @@ mod tests {
     #[test]
     fn steady_state_reuses_blocks_and_oom_is_a_clear_error() {
         let used = Arc::new(AtomicU64::new(0));
-        let pool = Pool::new(Box::new(Fake { cap: 64 << 20, used: used.clone(), next: AtomicU64::new(0) }), "cuda:9".into());
+        let pool =
+            Pool::new(Box::new(Fake { cap: 64 << 20, used: used.clone(), next: AtomicU64::new(0) }), "cuda:9".into());
         for _ in 0..5 {
             let a = pool.alloc(DType::F32, 1000).unwrap();
             let b = pool.alloc(DType::F64, 300_000).unwrap();
@@ -270,7 +272,10 @@ mod tests {
         };
         assert_eq!(err.kind(), recurrent_core::ErrorKind::Memory);
         let msg = err.to_string();
-        assert!(msg.contains("cuda:9") && msg.contains("out of device memory") && msg.contains("1000000000000 bytes"), "{msg}");
+        assert!(
+            msg.contains("cuda:9") && msg.contains("out of device memory") && msg.contains("1000000000000 bytes"),
+            "{msg}"
+        );
         // The cache was released for the retry; the pool still serves requests.
         assert_eq!(pool.stats().cached, 0);
         assert!(pool.alloc(DType::F32, 10).is_ok());

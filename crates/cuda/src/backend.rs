@@ -75,7 +75,8 @@ impl CudaBackend {
         let unavailable = |reason: String| Error::CudaUnavailable { op: format!("cuda:{ordinal}"), reason };
         let ctx = CudaContext::new(ordinal).map_err(|e| unavailable(format!("cannot open the device: {e:?}")))?;
         let name = ctx.name().unwrap_or_else(|_| "CUDA device".into());
-        let cc = ctx.compute_capability().map_err(|e| unavailable(format!("cannot read the compute capability: {e:?}")))?;
+        let cc =
+            ctx.compute_capability().map_err(|e| unavailable(format!("cannot read the compute capability: {e:?}")))?;
         let stream = ctx.new_stream().map_err(|e| unavailable(format!("cannot create a stream: {e:?}")))?;
         // One stream and buffers that are not cudarc slices: no event tracking needed.
         unsafe { ctx.disable_event_tracking() };
@@ -84,7 +85,8 @@ impl CudaBackend {
         unsafe { blas_sys::cublasSetMathMode(*blas.handle(), blas_sys::cublasMath_t::CUBLAS_DEFAULT_MATH) }
             .result()
             .map_err(|e| unavailable(format!("cublasSetMathMode: {e:?}")))?;
-        let pool = Pool::new(Box::new(DriverAlloc { ctx: ctx.clone(), stream: stream.clone() }), format!("cuda:{ordinal}"));
+        let pool =
+            Pool::new(Box::new(DriverAlloc { ctx: ctx.clone(), stream: stream.clone() }), format!("cuda:{ordinal}"));
         let sync_each = std::env::var("RECURRENT_CUDA_SYNC").is_ok_and(|v| v == "1");
         Ok(CudaBackend {
             ordinal,
@@ -115,9 +117,14 @@ impl CudaBackend {
     }
 
     fn buffer<'a>(&self, b: &'a dyn DeviceBuffer) -> Result<&'a DevBuffer> {
-        let d = downcast::<DevBuffer>(b).ok_or_else(|| Error::internal("cuda", "a device buffer from another backend"))?;
+        let d =
+            downcast::<DevBuffer>(b).ok_or_else(|| Error::internal("cuda", "a device buffer from another backend"))?;
         if !Arc::ptr_eq(d.pool(), &self.pool) {
-            return Err(Error::Device { op: "cuda".into(), expected: format!("cuda:{}", self.ordinal), got: d.pool().device().to_string() });
+            return Err(Error::Device {
+                op: "cuda".into(),
+                expected: format!("cuda:{}", self.ordinal),
+                got: d.pool().device().to_string(),
+            });
         }
         Ok(d)
     }
@@ -144,8 +151,14 @@ impl CudaBackend {
                     Ok(c) => c.cubin.unwrap_or_else(|| nul_terminated(c.ptx)),
                     Err(first) => {
                         let fallback = "compute_90";
-                        let c = kernels::compile(file, src, fallback, &[])
-                            .map_err(|e| Error::internal("cuda", format!("NVRTC could not compile kernels/{file} for {arch} ({first}) nor {fallback}: {e}")))?;
+                        let c = kernels::compile(file, src, fallback, &[]).map_err(|e| {
+                            Error::internal(
+                                "cuda",
+                                format!(
+                                    "NVRTC could not compile kernels/{file} for {arch} ({first}) nor {fallback}: {e}"
+                                ),
+                            )
+                        })?;
                         nul_terminated(c.ptx)
                     }
                 };
@@ -155,7 +168,10 @@ impl CudaBackend {
             }
         };
         self.bind()?;
-        let module = self.ctx.load_module(Ptx::from_binary(image.to_vec())).map_err(|e| driver_err(&format!("loading kernels/{file}"), e))?;
+        let module = self
+            .ctx
+            .load_module(Ptx::from_binary(image.to_vec()))
+            .map_err(|e| driver_err(&format!("loading kernels/{file}"), e))?;
         self.modules.lock().unwrap_or_else(|p| p.into_inner()).insert(file, module.clone());
         Ok(module)
     }
@@ -164,7 +180,8 @@ impl CudaBackend {
         if let Some(f) = self.functions.lock().unwrap_or_else(|p| p.into_inner()).get(kernel) {
             return Ok(f.clone());
         }
-        let file = kernels::file_of(kernel).ok_or_else(|| Error::internal(kernel, "no such kernel in crates/cuda/kernels/*.cu"))?;
+        let file = kernels::file_of(kernel)
+            .ok_or_else(|| Error::internal(kernel, "no such kernel in crates/cuda/kernels/*.cu"))?;
         let f = self.module(file)?.load_function(kernel).map_err(|e| driver_err(&format!("kernel {kernel}"), e))?;
         self.functions.lock().unwrap_or_else(|p| p.into_inner()).insert(kernel.to_string(), f.clone());
         Ok(f)
@@ -196,7 +213,8 @@ impl GpuBackend for CudaBackend {
     fn zeros(&self, dtype: DType, n: usize) -> Result<Arc<dyn DeviceBuffer>> {
         let b = self.pool.alloc(dtype, n)?;
         self.bind()?;
-        unsafe { drv::memset_d8_async(b.ptr_at(0), 0, b.bytes(), self.stream.cu_stream()) }.map_err(|e| driver_err("cuMemsetD8Async", e))?;
+        unsafe { drv::memset_d8_async(b.ptr_at(0), 0, b.bytes(), self.stream.cu_stream()) }
+            .map_err(|e| driver_err("cuMemsetD8Async", e))?;
         Ok(Arc::new(b))
     }
 
@@ -246,10 +264,27 @@ impl GpuBackend for CudaBackend {
         Ok(host)
     }
 
-    fn gemm(&self, m: usize, n: usize, k: usize, a: GpuMat, b: GpuMat, c: &dyn DeviceBuffer, c_offset: usize, ldc: usize, accumulate: bool) -> Result<()> {
+    fn gemm(
+        &self,
+        m: usize,
+        n: usize,
+        k: usize,
+        a: GpuMat,
+        b: GpuMat,
+        c: &dyn DeviceBuffer,
+        c_offset: usize,
+        ldc: usize,
+        accumulate: bool,
+    ) -> Result<()> {
         let g = plan::column_major(m, n, k, &a, &b, c, c_offset, ldc, accumulate)?;
         let (da, db, dc) = (self.buffer(b.buf)?, self.buffer(a.buf)?, self.buffer(c)?);
-        let op = |t: bool| if t { blas_sys::cublasOperation_t::CUBLAS_OP_T } else { blas_sys::cublasOperation_t::CUBLAS_OP_N };
+        let op = |t: bool| {
+            if t {
+                blas_sys::cublasOperation_t::CUBLAS_OP_T
+            } else {
+                blas_sys::cublasOperation_t::CUBLAS_OP_N
+            }
+        };
         self.bind()?;
         let blas = self.blas.lock().unwrap_or_else(|p| p.into_inner());
         let h = *blas.handle();
@@ -258,17 +293,39 @@ impl GpuBackend for CudaBackend {
                 DType::F32 => {
                     let (alpha, beta) = (1f32, if g.accumulate { 1f32 } else { 0f32 });
                     blas_result::sgemm(
-                        h, op(g.transa), op(g.transb), g.m, g.n, g.k, &alpha,
-                        da.ptr_at(g.a_off) as *const f32, g.lda, db.ptr_at(g.b_off) as *const f32, g.ldb,
-                        &beta, dc.ptr_at(g.c_off) as *mut f32, g.ldc,
+                        h,
+                        op(g.transa),
+                        op(g.transb),
+                        g.m,
+                        g.n,
+                        g.k,
+                        &alpha,
+                        da.ptr_at(g.a_off) as *const f32,
+                        g.lda,
+                        db.ptr_at(g.b_off) as *const f32,
+                        g.ldb,
+                        &beta,
+                        dc.ptr_at(g.c_off) as *mut f32,
+                        g.ldc,
                     )
                 }
                 _ => {
                     let (alpha, beta) = (1f64, if g.accumulate { 1f64 } else { 0f64 });
                     blas_result::dgemm(
-                        h, op(g.transa), op(g.transb), g.m, g.n, g.k, &alpha,
-                        da.ptr_at(g.a_off) as *const f64, g.lda, db.ptr_at(g.b_off) as *const f64, g.ldb,
-                        &beta, dc.ptr_at(g.c_off) as *mut f64, g.ldc,
+                        h,
+                        op(g.transa),
+                        op(g.transb),
+                        g.m,
+                        g.n,
+                        g.k,
+                        &alpha,
+                        da.ptr_at(g.a_off) as *const f64,
+                        g.lda,
+                        db.ptr_at(g.b_off) as *const f64,
+                        g.ldb,
+                        &beta,
+                        dc.ptr_at(g.c_off) as *mut f64,
+                        g.ldc,
                     )
                 }
             }
@@ -279,7 +336,9 @@ impl GpuBackend for CudaBackend {
     }
 
     fn launch(&self, kernel: &str, threads: usize, args: &[KernelArg]) -> Result<()> {
-        let sig = kernels::signatures().get(kernel).ok_or_else(|| Error::internal(kernel, "no such kernel in crates/cuda/kernels/*.cu"))?;
+        let sig = kernels::signatures()
+            .get(kernel)
+            .ok_or_else(|| Error::internal(kernel, "no such kernel in crates/cuda/kernels/*.cu"))?;
         let mut packed = plan::pack(sig, args, |b, off| Ok(self.buffer(b)?.ptr_at(off)))?;
         if threads == 0 {
             return Ok(());
@@ -288,8 +347,10 @@ impl GpuBackend for CudaBackend {
         let f = self.function(kernel)?;
         self.bind()?;
         let mut params = packed.pointers();
-        unsafe { drv::launch_kernel(f.cu_function(), (grid, 1, 1), (BLOCK, 1, 1), 0, self.stream.cu_stream(), &mut params) }
-            .map_err(|e| driver_err(&format!("launching {kernel}"), e))?;
+        unsafe {
+            drv::launch_kernel(f.cu_function(), (grid, 1, 1), (BLOCK, 1, 1), 0, self.stream.cu_stream(), &mut params)
+        }
+        .map_err(|e| driver_err(&format!("launching {kernel}"), e))?;
         self.after_work(kernel)
     }
 

@@ -66,7 +66,8 @@ pub struct Signature {
 fn parse_param(text: &str) -> Result<(Param, String), String> {
     let t = text.trim();
     // The name is the trailing identifier; the rest is the type.
-    let split = t.rfind(|c: char| !(c.is_alphanumeric() || c == '_')).ok_or_else(|| format!("parameter '{t}' has no type"))?;
+    let split =
+        t.rfind(|c: char| !(c.is_alphanumeric() || c == '_')).ok_or_else(|| format!("parameter '{t}' has no type"))?;
     let ty: String = t[..=split].split_whitespace().collect::<Vec<_>>().join(" ").replace(" *", "*");
     let param = match ty.as_str() {
         "float*" => Param::Ptr { elem: Elem::F32, mutable: true },
@@ -93,7 +94,8 @@ pub fn parse_signatures(file: &'static str, src: &str) -> Result<Vec<Signature>,
         rest = &rest[pos + MARK.len()..];
         let open = rest.find('(').ok_or_else(|| format!("{file}: kernel without a parameter list"))?;
         let name = rest[..open].trim().to_string();
-        let close = rest[open..].find(')').ok_or_else(|| format!("{file}: kernel {name}: unclosed parameter list"))? + open;
+        let close =
+            rest[open..].find(')').ok_or_else(|| format!("{file}: kernel {name}: unclosed parameter list"))? + open;
         let mut params = Vec::new();
         let mut c_types = Vec::new();
         for p in rest[open + 1..close].split(',').filter(|p| !p.trim().is_empty()) {
@@ -179,7 +181,8 @@ pub fn compile(file: &str, src: &str, arch: &str, extra: &[&str]) -> Result<Comp
     use cudarc::nvrtc::{result, sys};
     let text = CString::new(program_source(file, src)).map_err(|_| format!("{file}: NUL byte in source"))?;
     let name = CString::new(file).expect("file name");
-    let prog = Program(result::create_program(&text, Some(&name)).map_err(|e| format!("{file}: nvrtcCreateProgram: {e:?}"))?);
+    let prog =
+        Program(result::create_program(&text, Some(&name)).map_err(|e| format!("{file}: nvrtcCreateProgram: {e:?}"))?);
     let mut opts = base_options(arch);
     opts.extend(extra.iter().map(|s| s.to_string()));
     let compiled = unsafe { result::compile_program(prog.0, &opts) };
@@ -187,7 +190,9 @@ pub fn compile(file: &str, src: &str, arch: &str, extra: &[&str]) -> Result<Comp
     if let Err(e) = compiled {
         return Err(format!("{file} ({arch}): {e:?}\n{log}"));
     }
-    let ptx = unsafe { result::get_ptx(prog.0) }.map(|v| c_buf_to_string(&v)).map_err(|e| format!("{file}: nvrtcGetPTX: {e:?}"))?;
+    let ptx = unsafe { result::get_ptx(prog.0) }
+        .map(|v| c_buf_to_string(&v))
+        .map_err(|e| format!("{file}: nvrtcGetPTX: {e:?}"))?;
     let cubin = if arch.starts_with("sm_") {
         let mut size = 0usize;
         let r = unsafe { sys::nvrtcGetCUBINSize(prog.0, &mut size) };
@@ -215,13 +220,16 @@ pub fn cubin_kernel_resources(cubin: &[u8]) -> Vec<(String, u32, u64)> {
     if cubin.len() < 64 || &cubin[..4] != b"\x7fELF" || cubin[4] != 2 {
         return out;
     }
-    let (Some(shoff), Some(shentsize), Some(shnum), Some(shstrndx)) = (rd64(0x28), rd16(0x3a), rd16(0x3c), rd16(0x3e)) else {
+    let (Some(shoff), Some(shentsize), Some(shnum), Some(shstrndx)) = (rd64(0x28), rd16(0x3a), rd16(0x3c), rd16(0x3e))
+    else {
         return out;
     };
     let sh = |i: usize| shoff as usize + i * shentsize;
     let Some(strtab_off) = rd64(sh(shstrndx) + 0x18) else { return out };
     for i in 0..shnum {
-        let (Some(name_off), Some(info), Some(size)) = (rd32(sh(i)), rd32(sh(i) + 0x2c), rd64(sh(i) + 0x20)) else { continue };
+        let (Some(name_off), Some(info), Some(size)) = (rd32(sh(i)), rd32(sh(i) + 0x2c), rd64(sh(i) + 0x20)) else {
+            continue;
+        };
         let start = strtab_off as usize + name_off as usize;
         let Some(tail) = cubin.get(start..) else { continue };
         let end = tail.iter().position(|&c| c == 0).unwrap_or(tail.len());

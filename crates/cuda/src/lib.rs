@@ -91,7 +91,10 @@ fn list_devices() -> std::result::Result<Vec<DeviceInfo>, String> {
 }
 
 fn panic_text(p: &Box<dyn std::any::Any + Send>) -> String {
-    p.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| p.downcast_ref::<String>().cloned()).unwrap_or_else(|| "panic".into())
+    p.downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "panic".into())
 }
 
 /// True when a CUDA device and every library the backend needs can be used. Never panics;
@@ -123,9 +126,14 @@ pub fn open(ordinal: usize) -> Result<Arc<dyn GpuBackend>> {
     let unavailable = |reason: String| Error::CudaUnavailable { op: format!("cuda:{ordinal}"), reason };
     let devs = probe().as_ref().map_err(|r| unavailable(r.clone()))?;
     if ordinal >= devs.len() {
-        return Err(unavailable(format!("cuda:{ordinal} does not exist: {} device(s) visible (cuda:0 to cuda:{})", devs.len(), devs.len() - 1)));
+        return Err(unavailable(format!(
+            "cuda:{ordinal} does not exist: {} device(s) visible (cuda:0 to cuda:{})",
+            devs.len(),
+            devs.len() - 1
+        )));
     }
-    let be = catch_unwind(|| CudaBackend::new(ordinal)).unwrap_or_else(|p| Err(unavailable(format!("opening the device panicked: {}", panic_text(&p)))))?;
+    let be = catch_unwind(|| CudaBackend::new(ordinal))
+        .unwrap_or_else(|p| Err(unavailable(format!("opening the device panicked: {}", panic_text(&p)))))?;
     let be = Arc::new(be);
     let mut list = opened().lock().unwrap_or_else(|p| p.into_inner());
     if list.len() <= ordinal {

@@ -30,11 +30,22 @@ fn check_operand(what: &str, m: &GpuMat, rows: usize, cols: usize) -> Result<()>
     // The stored matrix is (rows × cols) or its transpose, row-major with leading dimension ld.
     let (sr, sc) = if m.trans { (cols, rows) } else { (rows, cols) };
     if m.ld < sc.max(1) {
-        return Err(Error::internal("gemm", format!("{what}: leading dimension {} is smaller than the {sc} columns it stores", m.ld)));
+        return Err(Error::internal(
+            "gemm",
+            format!("{what}: leading dimension {} is smaller than the {sc} columns it stores", m.ld),
+        ));
     }
     let need = m.offset + (sr - 1) * m.ld + sc;
     if need > m.buf.len() {
-        return Err(Error::internal("gemm", format!("{what}: a {sr}×{sc} matrix at offset {} with ld {} needs {need} elements, the buffer has {}", m.offset, m.ld, m.buf.len())));
+        return Err(Error::internal(
+            "gemm",
+            format!(
+                "{what}: a {sr}×{sc} matrix at offset {} with ld {} needs {need} elements, the buffer has {}",
+                m.offset,
+                m.ld,
+                m.buf.len()
+            ),
+        ));
     }
     Ok(())
 }
@@ -46,10 +57,23 @@ fn i32_of(v: usize, what: &str) -> Result<i32> {
 /// Translates `c[m×n] (+)= a[m×k] · b[k×n]` (row-major views) into one column-major cuBLAS
 /// call, checking every operand against its buffer and the dtypes against each other.
 #[allow(clippy::too_many_arguments)]
-pub fn column_major(m: usize, n: usize, k: usize, a: &GpuMat, b: &GpuMat, c: &dyn DeviceBuffer, c_off: usize, ldc: usize, accumulate: bool) -> Result<ColGemm> {
+pub fn column_major(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &GpuMat,
+    b: &GpuMat,
+    c: &dyn DeviceBuffer,
+    c_off: usize,
+    ldc: usize,
+    accumulate: bool,
+) -> Result<ColGemm> {
     let dt = c.dtype();
     if a.buf.dtype() != dt || b.buf.dtype() != dt || !dt.is_float() {
-        return Err(Error::internal("gemm", format!("operands {} × {} → {}: expected one float dtype", a.buf.dtype(), b.buf.dtype(), dt)));
+        return Err(Error::internal(
+            "gemm",
+            format!("operands {} × {} → {}: expected one float dtype", a.buf.dtype(), b.buf.dtype(), dt),
+        ));
     }
     if m == 0 || n == 0 || k == 0 {
         return Err(Error::internal("gemm", format!("empty product {m}×{n}×{k}")));
@@ -121,7 +145,11 @@ fn elem_of(dt: DType) -> Elem {
 
 /// Checks `args` against `sig` (count, kinds, pointer element types, offsets inside their
 /// buffers) and packs them; `addr(buf, offset)` gives a buffer element's device address.
-pub fn pack(sig: &Signature, args: &[KernelArg], addr: impl Fn(&dyn DeviceBuffer, usize) -> Result<u64>) -> Result<Packed> {
+pub fn pack(
+    sig: &Signature,
+    args: &[KernelArg],
+    addr: impl Fn(&dyn DeviceBuffer, usize) -> Result<u64>,
+) -> Result<Packed> {
     let bad = |msg: String| Error::internal(&sig.name, format!("launch does not match kernels/{}: {msg}", sig.file));
     if args.len() != sig.params.len() {
         return Err(bad(format!("{} arguments for {} parameters", args.len(), sig.params.len())));
@@ -131,7 +159,11 @@ pub fn pack(sig: &Signature, args: &[KernelArg], addr: impl Fn(&dyn DeviceBuffer
         let slot = match (arg, param) {
             (KernelArg::Buf(b, off), Param::Ptr { elem, .. }) => {
                 if elem_of(b.dtype()) != *elem {
-                    return Err(bad(format!("argument {i} ({}) is a {} buffer for a {elem:?} pointer", sig.c_types[i], b.dtype())));
+                    return Err(bad(format!(
+                        "argument {i} ({}) is a {} buffer for a {elem:?} pointer",
+                        sig.c_types[i],
+                        b.dtype()
+                    )));
                 }
                 if *off > b.len() {
                     return Err(bad(format!("argument {i}: offset {off} past the end of a buffer of {}", b.len())));
@@ -163,5 +195,8 @@ pub const BLOCK: u32 = recurrent_core::ops::gpu::BLOCK as u32;
 
 pub fn grid_for(threads: usize) -> Result<u32> {
     let blocks = threads.div_ceil(BLOCK as usize);
-    u32::try_from(blocks).ok().filter(|&b| b < (1u32 << 31)).ok_or_else(|| Error::internal("launch", format!("{threads} threads exceed the grid limit")))
+    u32::try_from(blocks)
+        .ok()
+        .filter(|&b| b < (1u32 << 31))
+        .ok_or_else(|| Error::internal("launch", format!("{threads} threads exceed the grid limit")))
 }

@@ -80,6 +80,9 @@ fn oom_is_a_clear_error_and_the_device_recovers() {
         Ok(_) => panic!("allocated 10^12 bytes"),
     };
     assert_eq!(err.kind(), ErrorKind::Memory);
-    assert!(err.to_string().contains("1000000000000 bytes") && err.to_string().contains("out of device memory"), "{err}");
+    assert!(
+        err.to_string().contains("1000000000000 bytes") && err.to_string().contains("out of device memory"),
+        "{err}"
+    );
     assert_all(&cases::matmuls(dev, DType::F32));
 }

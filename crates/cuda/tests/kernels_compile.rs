@@ -34,12 +34,21 @@ fn every_kernel_file_compiles_without_warnings() {
         match kernels::check_all(arch) {
             Err(e) => failures.push(e),
             Ok(files) => {
-                println!("\n{arch}: {:<16} {:>8} {:>8} {:>7}  {:>5}", "file", "PTX B", "cubin B", "kernels", "max regs");
+                println!(
+                    "\n{arch}: {:<16} {:>8} {:>8} {:>7}  {:>5}",
+                    "file", "PTX B", "cubin B", "kernels", "max regs"
+                );
                 for (file, c) in &files {
                     let res = c.cubin.as_deref().map(kernels::cubin_kernel_resources).unwrap_or_default();
                     let max_regs = res.iter().map(|r| r.1).max().unwrap_or(0);
                     let n_kernels = sigs.values().filter(|s| s.file == file).count();
-                    println!("{arch}: {file:<16} {:>8} {:>8} {:>7}  {:>5}", c.ptx.len(), c.cubin.as_ref().map_or(0, |b| b.len()), n_kernels, max_regs);
+                    println!(
+                        "{arch}: {file:<16} {:>8} {:>8} {:>7}  {:>5}",
+                        c.ptx.len(),
+                        c.cubin.as_ref().map_or(0, |b| b.len()),
+                        n_kernels,
+                        max_regs
+                    );
                     for (kernel, regs, code) in &res {
                         println!("    {kernel:<28} {regs:>3} registers, {code:>6} B of code");
                         if *regs > 255 {
@@ -47,7 +56,10 @@ fn every_kernel_file_compiles_without_warnings() {
                         }
                     }
                     if c.cubin.is_some() && res.len() != n_kernels {
-                        failures.push(format!("{arch} {file}: {} kernels in the cubin, {n_kernels} in the source", res.len()));
+                        failures.push(format!(
+                            "{arch} {file}: {} kernels in the cubin, {n_kernels} in the source",
+                            res.len()
+                        ));
                     }
                 }
             }
@@ -62,8 +74,25 @@ fn a_broken_kernel_fails_the_check() {
     if !nvrtc_or_skip() {
         return;
     }
-    let err = kernels::compile("broken.cu", "extern \"C\" __global__ void k(float* x) { x[0] = undefined_thing; }", "sm_90", &[]).err().expect("a compile error");
+    let err = kernels::compile(
+        "broken.cu",
+        "extern \"C\" __global__ void k(float* x) { x[0] = undefined_thing; }",
+        "sm_90",
+        &[],
+    )
+    .err()
+    .expect("a compile error");
     assert!(err.contains("undefined_thing"), "{err}");
-    let warned = kernels::compile("warn.cu", "extern \"C\" __global__ void k(float* x) { int unused_variable = 3; x[0] = 1.0f; }", "sm_90", &[]).expect("compiles");
-    assert!(!kernels::log_problems(&warned.log).is_empty(), "NVRTC gave no warning for an unused variable; log: {:?}", warned.log);
+    let warned = kernels::compile(
+        "warn.cu",
+        "extern \"C\" __global__ void k(float* x) { int unused_variable = 3; x[0] = 1.0f; }",
+        "sm_90",
+        &[],
+    )
+    .expect("compiles");
+    assert!(
+        !kernels::log_problems(&warned.log).is_empty(),
+        "NVRTC gave no warning for an unused variable; log: {:?}",
+        warned.log
+    );
 }

@@ -48,7 +48,8 @@ pub fn cuda_available() -> bool {
 /// Why CUDA cannot be used (what is missing), or null when it can.
 #[napi(catch_unwind)]
 pub fn cuda_unavailable_reason() -> Option<String> {
-    std::panic::catch_unwind(recurrent_cuda::unavailable_reason).unwrap_or_else(|p| Some(format!("probing CUDA panicked: {}", crate::panic_text(&p))))
+    std::panic::catch_unwind(recurrent_cuda::unavailable_reason)
+        .unwrap_or_else(|p| Some(format!("probing CUDA panicked: {}", crate::panic_text(&p))))
 }
 
 /// The CUDA devices; empty when CUDA is unavailable.

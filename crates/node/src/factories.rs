@@ -11,7 +11,11 @@ use recurrent_core::Tensor;
 
 fn check_len(op: &str, n: usize, len: usize, shape: &[usize]) -> Result<()> {
     if n != len {
-        return Err(crate::js_err(CoreError::shape(op, format!("{n} values for shape {}", fmt_shape(shape)), format!("{len} values"))));
+        return Err(crate::js_err(CoreError::shape(
+            op,
+            format!("{n} values for shape {}", fmt_shape(shape)),
+            format!("{len} values"),
+        )));
     }
     Ok(())
 }
@@ -78,7 +82,10 @@ pub fn rand_uniform(env: Env, shape: Vec<f64>, low: f64, high: f64, dtype: Strin
     let d = convert::dtype(&dtype).js()?;
     let seed = convert::seed("randUniform", seed).js()?;
     if !low.is_finite() || !high.is_finite() || low > high {
-        return Err(crate::js_err(CoreError::value("randUniform", format!("need finite low ≤ high, got low={low}, high={high}"))));
+        return Err(crate::js_err(CoreError::value(
+            "randUniform",
+            format!("need finite low ≤ high, got low={low}, high={high}"),
+        )));
     }
     made(&env, Tensor::rand_uniform(&s, low, high, d, seed))
 }

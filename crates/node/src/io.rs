@@ -17,7 +17,11 @@ fn ck_err(op: &str, path: &str, e: CoreError) -> napi::Error {
     match e {
         CoreError::Checkpoint { msg } => {
             let quoted = format!("'{path}'");
-            let msg = if msg.contains(&quoted) { msg } else { format!("cannot {} {quoted}: {msg}", if op == "saveSafetensors" { "save" } else { "load" }) };
+            let msg = if msg.contains(&quoted) {
+                msg
+            } else {
+                format!("cannot {} {quoted}: {msg}", if op == "saveSafetensors" { "save" } else { "load" })
+            };
             napi::Error::new(Status::GenericFailure, format!("[CheckpointError] {op}: {msg}"))
         }
         other => js_err(other),
@@ -56,7 +60,12 @@ impl Task for SaveTask {
 /// tensors are captured as they are at this call: later in-place updates (optimizer steps)
 /// do not reach the file. Resolves once the file is on disk; never blocks the JS thread.
 #[napi(catch_unwind)]
-pub fn save_safetensors(path: String, names: Vec<String>, tensors: Vec<&NativeTensor>, metadata: HashMap<String, String>) -> Result<AsyncTask<SaveTask>> {
+pub fn save_safetensors(
+    path: String,
+    names: Vec<String>,
+    tensors: Vec<&NativeTensor>,
+    metadata: HashMap<String, String>,
+) -> Result<AsyncTask<SaveTask>> {
     let op = "saveSafetensors";
     if names.len() != tensors.len() {
         return Err(js_err(CoreError::value(op, format!("{} names for {} tensors", names.len(), tensors.len()))));
@@ -94,7 +103,8 @@ impl Task for LoadTask {
     }
 
     fn resolve(&mut self, env: Env, out: io::Loaded) -> Result<LoadedSafetensors> {
-        let (names, tensors): (Vec<String>, Vec<NativeTensor>) = out.tensors.into_iter().map(|(n, t)| (n, NativeTensor::new(t))).unzip();
+        let (names, tensors): (Vec<String>, Vec<NativeTensor>) =
+            out.tensors.into_iter().map(|(n, t)| (n, NativeTensor::new(t))).unzip();
         sync_external_memory(&env);
         Ok(LoadedSafetensors { names, tensors, metadata: out.metadata })
     }

@@ -19,8 +19,8 @@ mod ops;
 mod optim;
 mod tensor;
 
-pub use tensor::NativeTensor;
 pub use cuda::{CudaDeviceInfo, CudaMemoryInfo};
+pub use tensor::NativeTensor;
 
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
@@ -34,7 +34,11 @@ use std::sync::atomic::{AtomicI64, Ordering};
 const DEFAULT_WORKER_NICE: i32 = 10;
 
 fn worker_nice() -> i32 {
-    std::env::var("RECURRENT_WORKER_NICE").ok().and_then(|v| v.trim().parse::<i32>().ok()).map(|n| n.clamp(0, 19)).unwrap_or(DEFAULT_WORKER_NICE)
+    std::env::var("RECURRENT_WORKER_NICE")
+        .ok()
+        .and_then(|v| v.trim().parse::<i32>().ok())
+        .map(|n| n.clamp(0, 19))
+        .unwrap_or(DEFAULT_WORKER_NICE)
 }
 
 /// Lowers the calling thread's scheduling priority (Linux: nice is per thread).
@@ -202,7 +206,9 @@ impl Task for ReadyTask {
 
     fn compute(&mut self) -> Result<()> {
         let t = self.tensor.take();
-        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| t.as_ref().map(|t| t.storage().map(|_| ())).unwrap_or(Ok(()))));
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            t.as_ref().map(|t| t.storage().map(|_| ())).unwrap_or(Ok(()))
+        }));
         // Drop the handle here, on the pool thread, once the data is there.
         drop(t);
         r.map_err(|p| panic_err("ready", p))?.js()

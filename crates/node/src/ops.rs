@@ -6,7 +6,10 @@ use crate::tensor::NativeTensor;
 use crate::{sync_external_memory, IntoJs};
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
-use recurrent_core::ops::{dropout as dr, elementwise as ew, embedding as emb, loss, matmul as mm, reduce as red, rnn, shape as sh, softmax as sm};
+use recurrent_core::ops::{
+    dropout as dr, elementwise as ew, embedding as emb, loss, matmul as mm, reduce as red, rnn, shape as sh,
+    softmax as sm,
+};
 use recurrent_core::Tensor;
 
 fn out(env: &Env, r: recurrent_core::Result<Tensor>) -> Result<NativeTensor> {
@@ -148,7 +151,8 @@ fn unwrap_all<'a>(ts: &'a [&'a NativeTensor], op: &str) -> Result<Vec<&'a Tensor
 #[napi(catch_unwind)]
 pub fn split(env: Env, x: &NativeTensor, axis: f64, sizes: Vec<f64>) -> Result<Vec<NativeTensor>> {
     let a = convert::index("split", "axis", axis).js()?;
-    let s: Vec<usize> = sizes.iter().map(|&v| convert::index("split", "size", v)).collect::<recurrent_core::Result<_>>().js()?;
+    let s: Vec<usize> =
+        sizes.iter().map(|&v| convert::index("split", "size", v)).collect::<recurrent_core::Result<_>>().js()?;
     let parts = sh::split(x.get("split")?, a, &s).js()?;
     sync_external_memory(&env);
     Ok(parts.into_iter().map(NativeTensor::new).collect())
@@ -195,7 +199,12 @@ pub fn log_softmax(env: Env, x: &NativeTensor, axis: f64) -> Result<NativeTensor
 
 /// Mean negative log-likelihood of integer targets under softmax(logits).
 #[napi(catch_unwind)]
-pub fn cross_entropy(env: Env, logits: &NativeTensor, targets: &NativeTensor, ignore_index: Option<i32>) -> Result<NativeTensor> {
+pub fn cross_entropy(
+    env: Env,
+    logits: &NativeTensor,
+    targets: &NativeTensor,
+    ignore_index: Option<i32>,
+) -> Result<NativeTensor> {
     out(&env, loss::cross_entropy(logits.get("crossEntropy")?, targets.get("crossEntropy")?, ignore_index))
 }
 
@@ -249,8 +258,13 @@ pub fn recurrent_layer(
         }
         None => None,
     };
-    let weights = rnn::RecurrentWeights { w_ih: w_ih.get(OP)?, w_hh: w_hh.get(OP)?, b_ih: opt(b_ih, OP)?, b_hh: opt(b_hh, OP)? };
+    let weights =
+        rnn::RecurrentWeights { w_ih: w_ih.get(OP)?, w_hh: w_hh.get(OP)?, b_ih: opt(b_ih, OP)?, b_hh: opt(b_hh, OP)? };
     let r = rnn::recurrent_layer(kind, x, h0.get(OP)?, opt(c0, OP)?, &weights, lengths.as_deref(), reverse).js()?;
     sync_external_memory(&env);
-    Ok(RecurrentLayerOutput { y: NativeTensor::new(r.y), h_t: NativeTensor::new(r.h_t), c_t: r.c_t.map(NativeTensor::new) })
+    Ok(RecurrentLayerOutput {
+        y: NativeTensor::new(r.y),
+        h_t: NativeTensor::new(r.h_t),
+        c_t: r.c_t.map(NativeTensor::new),
+    })
 }

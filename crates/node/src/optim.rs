@@ -92,7 +92,10 @@ fn to_rule(r: &OptimizerRule) -> recurrent_core::Result<Rule> {
             step: step_count(OP, r.step)?,
         },
         other => {
-            return Err(CoreError::value(OP, format!("unknown rule kind '{other}' (expected 'sgd', 'adam', 'adamw', 'rmsprop' or 'adagrad')")))
+            return Err(CoreError::value(
+                OP,
+                format!("unknown rule kind '{other}' (expected 'sgd', 'adam', 'adamw', 'rmsprop' or 'adagrad')"),
+            ))
         }
     })
 }
@@ -100,7 +103,13 @@ fn to_rule(r: &OptimizerRule) -> recurrent_core::Result<Rule> {
 /// Updates `param` and its `state` tensors in place by one step of `rule`, as one fused op
 /// enqueued on the executor. Returns at once; shape, dtype and state-count errors throw here.
 #[napi(catch_unwind)]
-pub fn optimizer_update(env: Env, rule: OptimizerRule, param: &NativeTensor, grad: &NativeTensor, state: Vec<&NativeTensor>) -> Result<()> {
+pub fn optimizer_update(
+    env: Env,
+    rule: OptimizerRule,
+    param: &NativeTensor,
+    grad: &NativeTensor,
+    state: Vec<&NativeTensor>,
+) -> Result<()> {
     let r = to_rule(&rule).js()?;
     let op = "optimizerUpdate";
     let p = param.get(op)?;

@@ -256,7 +256,11 @@ impl NativeTensor {
     pub fn item(&self) -> Result<AsyncTask<ItemTask>> {
         let t = self.get("item")?;
         if t.numel() != 1 {
-            return Err(crate::js_err(CoreError::shape("item", "a tensor with one element", recurrent_core::error::fmt_shape(t.shape()))));
+            return Err(crate::js_err(CoreError::shape(
+                "item",
+                "a tensor with one element",
+                recurrent_core::error::fmt_shape(t.shape()),
+            )));
         }
         Ok(AsyncTask::new(ItemTask { tensor: t.clone() }))
     }

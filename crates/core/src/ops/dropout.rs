@@ -6,13 +6,13 @@
 
 use crate::autograd::{apply, BackwardCtx, Op};
 use crate::backend::{DeviceBuffer, GpuBackend};
-use crate::ops::gpu;
-use crate::storage::DType;
 use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::ops::elementwise::{check_float, dispatch_float};
+use crate::ops::gpu;
 use crate::rng::Rng;
 use crate::storage::CpuStorage;
+use crate::storage::DType;
 use crate::tensor::Tensor;
 use rayon::prelude::*;
 use std::sync::Arc;
@@ -36,7 +36,11 @@ fn dropout_cpu<T: Float>(op: &Dropout, x: &CpuStorage) -> Result<Vec<CpuStorage>
     let mask = keep_mask(x.len(), op.p, op.seed);
     let s = T::from_f64(1.0 / (1.0 - op.p));
     let f = |(&v, &keep): (&T, &bool)| if keep { v * s } else { T::ZERO };
-    let out: Vec<T> = if x.len() >= PAR_MIN { x.par_iter().zip(mask.par_iter()).map(f).collect() } else { x.iter().zip(&mask).map(f).collect() };
+    let out: Vec<T> = if x.len() >= PAR_MIN {
+        x.par_iter().zip(mask.par_iter()).map(f).collect()
+    } else {
+        x.iter().zip(&mask).map(f).collect()
+    };
     Ok(vec![T::wrap(out)])
 }
 

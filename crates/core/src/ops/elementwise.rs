@@ -3,9 +3,9 @@
 
 use crate::autograd::{apply, BackwardCtx, Op};
 use crate::backend::{DeviceBuffer, GpuBackend, KernelArg};
-use crate::ops::gpu;
 use crate::error::{fmt_shape, Error, Result};
 use crate::float::Float;
+use crate::ops::gpu;
 use crate::storage::CpuStorage;
 use crate::tensor::Tensor;
 use rayon::prelude::*;
@@ -26,11 +26,19 @@ macro_rules! dispatch_float {
 pub(crate) use dispatch_float;
 
 pub(crate) fn check_float(op: &str, t: &Tensor) -> Result<()> {
-    if t.dtype().is_float() { Ok(()) } else { Err(Error::dtype(op, "float32 or float64", t.dtype())) }
+    if t.dtype().is_float() {
+        Ok(())
+    } else {
+        Err(Error::dtype(op, "float32 or float64", t.dtype()))
+    }
 }
 
 pub(crate) fn check_same_dtype(op: &str, a: &Tensor, b: &Tensor) -> Result<()> {
-    if a.dtype() == b.dtype() { Ok(()) } else { Err(Error::dtype(op, a.dtype(), b.dtype())) }
+    if a.dtype() == b.dtype() {
+        Ok(())
+    } else {
+        Err(Error::dtype(op, a.dtype(), b.dtype()))
+    }
 }
 
 /// NumPy broadcasting of two shapes.
@@ -40,8 +48,16 @@ pub fn broadcast_shape(op: &str, a: &[usize], b: &[usize]) -> Result<Vec<usize>>
     for i in 0..n {
         let da = if i + a.len() >= n { a[i + a.len() - n] } else { 1 };
         let db = if i + b.len() >= n { b[i + b.len() - n] } else { 1 };
-        out[i] = if da == db || db == 1 { da } else if da == 1 { db } else {
-            return Err(Error::shape(op, format!("shapes that broadcast (got {} and {})", fmt_shape(a), fmt_shape(b)), format!("dimension {i}: {da} vs {db}")));
+        out[i] = if da == db || db == 1 {
+            da
+        } else if da == 1 {
+            db
+        } else {
+            return Err(Error::shape(
+                op,
+                format!("shapes that broadcast (got {} and {})", fmt_shape(a), fmt_shape(b)),
+                format!("dimension {i}: {da} vs {db}"),
+            ));
         };
     }
     Ok(out)
@@ -60,7 +76,12 @@ fn broadcast_strides(shape: &[usize], out: &[usize]) -> Vec<usize> {
 }
 
 /// Calls `f(out_row_start, a_offset, a_step, b_offset, b_step, len)` for each last-dim row.
-fn for_each_broadcast_row(out: &[usize], sa: &[usize], sb: &[usize], mut f: impl FnMut(usize, usize, usize, usize, usize, usize)) {
+fn for_each_broadcast_row(
+    out: &[usize],
+    sa: &[usize],
+    sb: &[usize],
+    mut f: impl FnMut(usize, usize, usize, usize, usize, usize),
+) {
     let nd = out.len();
     if nd == 0 {
         f(0, 0, 0, 0, 0, 1);
@@ -78,16 +99,28 @@ fn for_each_broadcast_row(out: &[usize], sa: &[usize], sb: &[usize], mut f: impl
         f(r * inner, oa, sa[nd - 1], ob, sb[nd - 1], inner);
         for d in (0..nd - 1).rev() {
             idx[d] += 1;
-            if idx[d] < out[d] { break; }
+            if idx[d] < out[d] {
+                break;
+            }
             idx[d] = 0;
         }
     }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum BinaryKind { Add, Sub, Mul, Div }
+pub enum BinaryKind {
+    Add,
+    Sub,
+    Mul,
+    Div,
+}
 
-struct Binary { kind: BinaryKind, a_shape: Vec<usize>, b_shape: Vec<usize>, out: Vec<usize> }
+struct Binary {
+    kind: BinaryKind,
+    a_shape: Vec<usize>,
+    b_shape: Vec<usize>,
+    out: Vec<usize>,
+}
 
 fn binary_cpu<T: Float>(op: &Binary, a: &CpuStorage, b: &CpuStorage) -> Result<Vec<CpuStorage>> {
     let (a, b) = (T::view(a), T::view(b));
@@ -103,7 +136,9 @@ fn binary_cpu<T: Float>(op: &Binary, a: &CpuStorage, b: &CpuStorage) -> Result<V
         if n >= PAR_MIN {
             out.par_iter_mut().zip(a.par_iter().zip(b.par_iter())).for_each(|(o, (&x, &y))| *o = f(x, y));
         } else {
-            for i in 0..n { out[i] = f(a[i], b[i]); }
+            for i in 0..n {
+                out[i] = f(a[i], b[i]);
+            }
         }
     } else {
         let sa = broadcast_strides(&op.a_shape, &op.out);
@@ -119,14 +154,24 @@ fn binary_cpu<T: Float>(op: &Binary, a: &CpuStorage, b: &CpuStorage) -> Result<V
 
 impl Op for Binary {
     fn name(&self) -> &'static str {
-        match self.kind { BinaryKind::Add => "add", BinaryKind::Sub => "sub", BinaryKind::Mul => "mul", BinaryKind::Div => "div" }
+        match self.kind {
+            BinaryKind::Add => "add",
+            BinaryKind::Sub => "sub",
+            BinaryKind::Mul => "mul",
+            BinaryKind::Div => "div",
+        }
     }
     fn cpu(&self, x: &[&CpuStorage]) -> Result<Vec<CpuStorage>> {
         dispatch_float!(self.name(), x[0].dtype(), binary_cpu(self, x[0], x[1]))
     }
     fn gpu(&self, be: &dyn GpuBackend, x: &[&dyn DeviceBuffer]) -> Result<Vec<Arc<dyn DeviceBuffer>>> {
         gpu::float_only(self.name(), x[0].dtype())?;
-        let code = match self.kind { BinaryKind::Add => 0, BinaryKind::Sub => 1, BinaryKind::Mul => 2, BinaryKind::Div => 3 };
+        let code = match self.kind {
+            BinaryKind::Add => 0,
+            BinaryKind::Sub => 1,
+            BinaryKind::Mul => 2,
+            BinaryKind::Div => 3,
+        };
         Ok(vec![gpu::binary_broadcast(be, self.name(), code, x[0], &self.a_shape, x[1], &self.b_shape, &self.out)?])
     }
     fn backward(&self, ctx: &BackwardCtx, grads: &[Option<Tensor>]) -> Result<Vec<Option<Tensor>>> {
@@ -159,18 +204,39 @@ fn binary(kind: BinaryKind, a: &Tensor, b: &Tensor) -> Result<Tensor> {
 }
 
 /// `a + b` with NumPy broadcasting.
-pub fn add(a: &Tensor, b: &Tensor) -> Result<Tensor> { binary(BinaryKind::Add, a, b) }
+pub fn add(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    binary(BinaryKind::Add, a, b)
+}
 /// `a − b` with NumPy broadcasting.
-pub fn sub(a: &Tensor, b: &Tensor) -> Result<Tensor> { binary(BinaryKind::Sub, a, b) }
+pub fn sub(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    binary(BinaryKind::Sub, a, b)
+}
 /// `a ⊙ b` with NumPy broadcasting.
-pub fn mul(a: &Tensor, b: &Tensor) -> Result<Tensor> { binary(BinaryKind::Mul, a, b) }
+pub fn mul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    binary(BinaryKind::Mul, a, b)
+}
 /// `a / b` with NumPy broadcasting.
-pub fn div(a: &Tensor, b: &Tensor) -> Result<Tensor> { binary(BinaryKind::Div, a, b) }
+pub fn div(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    binary(BinaryKind::Div, a, b)
+}
 
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub enum UnaryKind { Neg, Exp, Log, Tanh, Sigmoid, Relu, Scale(f64), AddScalar(f64), Square, Sqrt }
+pub enum UnaryKind {
+    Neg,
+    Exp,
+    Log,
+    Tanh,
+    Sigmoid,
+    Relu,
+    Scale(f64),
+    AddScalar(f64),
+    Square,
+    Sqrt,
+}
 
-struct Unary { kind: UnaryKind }
+struct Unary {
+    kind: UnaryKind,
+}
 
 fn unary_map<T: Float>(kind: UnaryKind, x: T) -> T {
     match kind {
@@ -179,7 +245,13 @@ fn unary_map<T: Float>(kind: UnaryKind, x: T) -> T {
         UnaryKind::Log => x.ln(),
         UnaryKind::Tanh => x.tanh(),
         UnaryKind::Sigmoid => x.sigmoid(),
-        UnaryKind::Relu => if x > T::ZERO { x } else { T::ZERO },
+        UnaryKind::Relu => {
+            if x > T::ZERO {
+                x
+            } else {
+                T::ZERO
+            }
+        }
         UnaryKind::Scale(c) => x * T::from_f64(c),
         UnaryKind::AddScalar(c) => x + T::from_f64(c),
         UnaryKind::Square => x * x,
@@ -200,9 +272,16 @@ fn unary_cpu<T: Float>(kind: UnaryKind, x: &CpuStorage) -> Result<Vec<CpuStorage
 impl Op for Unary {
     fn name(&self) -> &'static str {
         match self.kind {
-            UnaryKind::Neg => "neg", UnaryKind::Exp => "exp", UnaryKind::Log => "log", UnaryKind::Tanh => "tanh",
-            UnaryKind::Sigmoid => "sigmoid", UnaryKind::Relu => "relu", UnaryKind::Scale(_) => "scale",
-            UnaryKind::AddScalar(_) => "addScalar", UnaryKind::Square => "square", UnaryKind::Sqrt => "sqrt",
+            UnaryKind::Neg => "neg",
+            UnaryKind::Exp => "exp",
+            UnaryKind::Log => "log",
+            UnaryKind::Tanh => "tanh",
+            UnaryKind::Sigmoid => "sigmoid",
+            UnaryKind::Relu => "relu",
+            UnaryKind::Scale(_) => "scale",
+            UnaryKind::AddScalar(_) => "addScalar",
+            UnaryKind::Square => "square",
+            UnaryKind::Sqrt => "sqrt",
         }
     }
     fn cpu(&self, x: &[&CpuStorage]) -> Result<Vec<CpuStorage>> {
@@ -214,7 +293,11 @@ impl Op for Unary {
         let (code, c) = unary_code(self.kind);
         let n = x[0].len();
         let out = be.alloc(dt, n)?;
-        be.launch(&gpu::kname("unary", dt), n, &[gpu::buf(&*out), gpu::buf(x[0]), gpu::int(n), KernelArg::I32(code), gpu::real(c)])?;
+        be.launch(
+            &gpu::kname("unary", dt),
+            n,
+            &[gpu::buf(&*out), gpu::buf(x[0]), gpu::int(n), KernelArg::I32(code), gpu::real(c)],
+        )?;
         Ok(vec![out])
     }
     fn saves_outputs(&self) -> bool {
@@ -257,24 +340,46 @@ fn unary(kind: UnaryKind, x: &Tensor) -> Result<Tensor> {
     Ok(apply(Arc::new(op), &[x], spec)?.remove(0))
 }
 
-pub fn neg(x: &Tensor) -> Result<Tensor> { unary(UnaryKind::Neg, x) }
-pub fn exp(x: &Tensor) -> Result<Tensor> { unary(UnaryKind::Exp, x) }
-pub fn log(x: &Tensor) -> Result<Tensor> { unary(UnaryKind::Log, x) }
+pub fn neg(x: &Tensor) -> Result<Tensor> {
+    unary(UnaryKind::Neg, x)
+}
+pub fn exp(x: &Tensor) -> Result<Tensor> {
+    unary(UnaryKind::Exp, x)
+}
+pub fn log(x: &Tensor) -> Result<Tensor> {
+    unary(UnaryKind::Log, x)
+}
 /// tanh(x); f32 uses a vectorisable polynomial accurate to a few ulp.
-pub fn tanh(x: &Tensor) -> Result<Tensor> { unary(UnaryKind::Tanh, x) }
+pub fn tanh(x: &Tensor) -> Result<Tensor> {
+    unary(UnaryKind::Tanh, x)
+}
 /// σ(x) = 1 / (1 + e^−x)
-pub fn sigmoid(x: &Tensor) -> Result<Tensor> { unary(UnaryKind::Sigmoid, x) }
+pub fn sigmoid(x: &Tensor) -> Result<Tensor> {
+    unary(UnaryKind::Sigmoid, x)
+}
 /// max(x, 0)
-pub fn relu(x: &Tensor) -> Result<Tensor> { unary(UnaryKind::Relu, x) }
+pub fn relu(x: &Tensor) -> Result<Tensor> {
+    unary(UnaryKind::Relu, x)
+}
 /// c · x
-pub fn scale(x: &Tensor, c: f64) -> Result<Tensor> { unary(UnaryKind::Scale(c), x) }
+pub fn scale(x: &Tensor, c: f64) -> Result<Tensor> {
+    unary(UnaryKind::Scale(c), x)
+}
 /// x + c
-pub fn add_scalar(x: &Tensor, c: f64) -> Result<Tensor> { unary(UnaryKind::AddScalar(c), x) }
-pub fn square(x: &Tensor) -> Result<Tensor> { unary(UnaryKind::Square, x) }
-pub fn sqrt(x: &Tensor) -> Result<Tensor> { unary(UnaryKind::Sqrt, x) }
+pub fn add_scalar(x: &Tensor, c: f64) -> Result<Tensor> {
+    unary(UnaryKind::AddScalar(c), x)
+}
+pub fn square(x: &Tensor) -> Result<Tensor> {
+    unary(UnaryKind::Square, x)
+}
+pub fn sqrt(x: &Tensor) -> Result<Tensor> {
+    unary(UnaryKind::Sqrt, x)
+}
 
 /// The fused gradient of an activation from its output y: one pass instead of three ops.
-struct UnaryGrad { kind: UnaryKind }
+struct UnaryGrad {
+    kind: UnaryKind,
+}
 
 fn unary_grad_cpu<T: Float>(kind: UnaryKind, g: &CpuStorage, y: &CpuStorage) -> Result<Vec<CpuStorage>> {
     let (g, y) = (T::view(g), T::view(y));
@@ -284,17 +389,29 @@ fn unary_grad_cpu<T: Float>(kind: UnaryKind, g: &CpuStorage, y: &CpuStorage) -> 
             UnaryKind::Exp => g * y,
             UnaryKind::Tanh => g * (T::ONE - y * y),
             UnaryKind::Sigmoid => g * y * (T::ONE - y),
-            UnaryKind::Relu => if y > T::ZERO { g } else { T::ZERO },
+            UnaryKind::Relu => {
+                if y > T::ZERO {
+                    g
+                } else {
+                    T::ZERO
+                }
+            }
             UnaryKind::Sqrt => g / (two * y),
             _ => unreachable!("no fused gradient for {kind:?}"),
         }
     };
-    let out: Vec<T> = if g.len() >= PAR_MIN { g.par_iter().zip(y.par_iter()).map(f).collect() } else { g.iter().zip(y.iter()).map(f).collect() };
+    let out: Vec<T> = if g.len() >= PAR_MIN {
+        g.par_iter().zip(y.par_iter()).map(f).collect()
+    } else {
+        g.iter().zip(y.iter()).map(f).collect()
+    };
     Ok(vec![T::wrap(out)])
 }
 
 impl Op for UnaryGrad {
-    fn name(&self) -> &'static str { "activationGrad" }
+    fn name(&self) -> &'static str {
+        "activationGrad"
+    }
     fn cpu(&self, x: &[&CpuStorage]) -> Result<Vec<CpuStorage>> {
         dispatch_float!(self.name(), x[0].dtype(), unary_grad_cpu(self.kind, x[0], x[1]))
     }
@@ -304,7 +421,11 @@ impl Op for UnaryGrad {
         let n = x[0].len();
         let out = be.alloc(dt, n)?;
         let code = unary_code(self.kind).0;
-        be.launch(&gpu::kname("unary_grad", dt), n, &[gpu::buf(&*out), gpu::buf(x[0]), gpu::buf(x[1]), gpu::int(n), KernelArg::I32(code)])?;
+        be.launch(
+            &gpu::kname("unary_grad", dt),
+            n,
+            &[gpu::buf(&*out), gpu::buf(x[0]), gpu::buf(x[1]), gpu::int(n), KernelArg::I32(code)],
+        )?;
         Ok(vec![out])
     }
 }
@@ -321,7 +442,11 @@ pub fn sum_to(x: &Tensor, shape: &[usize]) -> Result<Tensor> {
     }
     let out = broadcast_shape("sumTo", shape, x.shape())?;
     if out != x.shape() {
-        return Err(Error::shape("sumTo", format!("a shape that broadcasts to {}", fmt_shape(x.shape())), fmt_shape(shape)));
+        return Err(Error::shape(
+            "sumTo",
+            format!("a shape that broadcasts to {}", fmt_shape(x.shape())),
+            fmt_shape(shape),
+        ));
     }
     let op = SumTo { in_shape: x.shape().to_vec(), out_shape: shape.to_vec() };
     Ok(apply(Arc::new(op), &[x], vec![(shape.to_vec(), x.dtype())])?.remove(0))
@@ -334,13 +459,20 @@ pub fn broadcast_to(x: &Tensor, shape: &[usize]) -> Result<Tensor> {
     }
     let out = broadcast_shape("broadcastTo", x.shape(), shape)?;
     if out != shape {
-        return Err(Error::shape("broadcastTo", format!("a shape that {} broadcasts to", fmt_shape(x.shape())), fmt_shape(shape)));
+        return Err(Error::shape(
+            "broadcastTo",
+            format!("a shape that {} broadcasts to", fmt_shape(x.shape())),
+            fmt_shape(shape),
+        ));
     }
     let op = BroadcastTo { in_shape: x.shape().to_vec(), out_shape: shape.to_vec() };
     Ok(apply(Arc::new(op), &[x], vec![(shape.to_vec(), x.dtype())])?.remove(0))
 }
 
-struct SumTo { in_shape: Vec<usize>, out_shape: Vec<usize> }
+struct SumTo {
+    in_shape: Vec<usize>,
+    out_shape: Vec<usize>,
+}
 
 fn sum_to_cpu<T: Float>(op: &SumTo, x: &CpuStorage) -> Result<Vec<CpuStorage>> {
     let x = T::view(x);
@@ -351,17 +483,23 @@ fn sum_to_cpu<T: Float>(op: &SumTo, x: &CpuStorage) -> Result<Vec<CpuStorage>> {
     for_each_broadcast_row(&op.in_shape, &ident, &so, |_, ox, dx, oo, doo, len| {
         if doo == 0 {
             let mut acc = T::ZERO;
-            for j in 0..len { acc += x[ox + j * dx]; }
+            for j in 0..len {
+                acc += x[ox + j * dx];
+            }
             out[oo] += acc;
         } else {
-            for j in 0..len { out[oo + j] += x[ox + j * dx]; }
+            for j in 0..len {
+                out[oo + j] += x[ox + j * dx];
+            }
         }
     });
     Ok(vec![T::wrap(out)])
 }
 
 impl Op for SumTo {
-    fn name(&self) -> &'static str { "sumTo" }
+    fn name(&self) -> &'static str {
+        "sumTo"
+    }
     fn cpu(&self, x: &[&CpuStorage]) -> Result<Vec<CpuStorage>> {
         dispatch_float!(self.name(), x[0].dtype(), sum_to_cpu(self, x[0]))
     }
@@ -377,7 +515,10 @@ impl Op for SumTo {
     }
 }
 
-struct BroadcastTo { in_shape: Vec<usize>, out_shape: Vec<usize> }
+struct BroadcastTo {
+    in_shape: Vec<usize>,
+    out_shape: Vec<usize>,
+}
 
 fn broadcast_to_cpu<T: Float>(op: &BroadcastTo, x: &CpuStorage) -> Result<Vec<CpuStorage>> {
     let x = T::view(x);
@@ -385,13 +526,17 @@ fn broadcast_to_cpu<T: Float>(op: &BroadcastTo, x: &CpuStorage) -> Result<Vec<Cp
     let mut out = vec![T::ZERO; n];
     let sx = broadcast_strides(&op.in_shape, &op.out_shape);
     for_each_broadcast_row(&op.out_shape, &sx, &sx, |o, ox, dx, _, _, len| {
-        for j in 0..len { out[o + j] = x[ox + j * dx]; }
+        for j in 0..len {
+            out[o + j] = x[ox + j * dx];
+        }
     });
     Ok(vec![T::wrap(out)])
 }
 
 impl Op for BroadcastTo {
-    fn name(&self) -> &'static str { "broadcastTo" }
+    fn name(&self) -> &'static str {
+        "broadcastTo"
+    }
     fn cpu(&self, x: &[&CpuStorage]) -> Result<Vec<CpuStorage>> {
         dispatch_float!(self.name(), x[0].dtype(), broadcast_to_cpu(self, x[0]))
     }

@@ -3,10 +3,10 @@
 
 use crate::autograd::{apply, BackwardCtx, Op};
 use crate::backend::{DeviceBuffer, GpuBackend};
-use crate::ops::gpu;
 use crate::error::{fmt_shape, Error, Result};
 use crate::float::Float;
 use crate::ops::elementwise::{check_float, dispatch_float};
+use crate::ops::gpu;
 use crate::storage::{CpuStorage, DType};
 use crate::tensor::{check_shape, Tensor};
 use rayon::prelude::*;
@@ -61,7 +61,11 @@ impl Op for Embedding {
         }
         let n = idx.len();
         let out = be.alloc(dt, n * self.e)?;
-        be.launch(&gpu::kname("embedding_fwd", dt), n * self.e, &[gpu::buf(&*out), gpu::buf(w), gpu::buf(idx), gpu::int(n), gpu::int(self.e)])?;
+        be.launch(
+            &gpu::kname("embedding_fwd", dt),
+            n * self.e,
+            &[gpu::buf(&*out), gpu::buf(w), gpu::buf(idx), gpu::int(n), gpu::int(self.e)],
+        )?;
         Ok(vec![out])
     }
     fn backward(&self, ctx: &BackwardCtx, grads: &[Option<Tensor>]) -> Result<Vec<Option<Tensor>>> {
@@ -106,7 +110,11 @@ impl Op for EmbeddingGrad {
         let (g, idx) = (x[0], x[1]);
         let n = idx.len();
         let gw = be.zeros(dt, self.v * self.e)?;
-        be.launch(&gpu::kname("embedding_bwd", dt), n * self.e, &[gpu::buf(&*gw), gpu::buf(g), gpu::buf(idx), gpu::int(n), gpu::int(self.e)])?;
+        be.launch(
+            &gpu::kname("embedding_bwd", dt),
+            n * self.e,
+            &[gpu::buf(&*gw), gpu::buf(g), gpu::buf(idx), gpu::int(n), gpu::int(self.e)],
+        )?;
         Ok(vec![gw])
     }
 }

@@ -35,7 +35,11 @@ pub(crate) fn kname(base: &str, dt: DType) -> String {
 
 /// Checks that a float kernel exists for `dt`.
 pub(crate) fn float_only(op: &str, dt: DType) -> Result<()> {
-    if dt.is_float() { Ok(()) } else { Err(Error::dtype(op, "float32 or float64", dt)) }
+    if dt.is_float() {
+        Ok(())
+    } else {
+        Err(Error::dtype(op, "float32 or float64", dt))
+    }
 }
 
 pub(crate) fn buf(b: &dyn DeviceBuffer) -> KernelArg<'_> {
@@ -71,14 +75,35 @@ pub(crate) fn copy(be: &dyn GpuBackend, src: &dyn DeviceBuffer) -> Result<Buf> {
 }
 
 /// `dst[dst_off..][..n] = src[src_off..][..n]`.
-pub(crate) fn copy_into(be: &dyn GpuBackend, dst: &dyn DeviceBuffer, dst_off: usize, src: &dyn DeviceBuffer, src_off: usize, n: usize) -> Result<()> {
+pub(crate) fn copy_into(
+    be: &dyn GpuBackend,
+    dst: &dyn DeviceBuffer,
+    dst_off: usize,
+    src: &dyn DeviceBuffer,
+    src_off: usize,
+    n: usize,
+) -> Result<()> {
     be.launch(&kname("copy", src.dtype()), n, &[at(dst, dst_off), at(src, src_off), int(n)])
 }
 
 /// Copies a `rows × cols` block between two row-major matrices.
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn copy2d(be: &dyn GpuBackend, dst: &dyn DeviceBuffer, dst_off: usize, dst_ld: usize, src: &dyn DeviceBuffer, src_off: usize, src_ld: usize, rows: usize, cols: usize) -> Result<()> {
-    be.launch(&kname("copy2d", src.dtype()), rows * cols, &[at(dst, dst_off), int(dst_ld), at(src, src_off), int(src_ld), int(rows), int(cols)])
+pub(crate) fn copy2d(
+    be: &dyn GpuBackend,
+    dst: &dyn DeviceBuffer,
+    dst_off: usize,
+    dst_ld: usize,
+    src: &dyn DeviceBuffer,
+    src_off: usize,
+    src_ld: usize,
+    rows: usize,
+    cols: usize,
+) -> Result<()> {
+    be.launch(
+        &kname("copy2d", src.dtype()),
+        rows * cols,
+        &[at(dst, dst_off), int(dst_ld), at(src, src_off), int(src_ld), int(rows), int(cols)],
+    )
 }
 
 /// Sets `n` elements of `dst` to `v` (converted to the buffer's dtype).
@@ -96,7 +121,8 @@ fn coalesce_strided(op: &str, dims: &[usize], strides: &[Vec<usize>]) -> Result<
         if size == 1 {
             continue;
         }
-        let mergeable = !d.is_empty() && strides.iter().enumerate().all(|(k, st)| s[k].last().copied() == Some(st[i] * size));
+        let mergeable =
+            !d.is_empty() && strides.iter().enumerate().all(|(k, st)| s[k].last().copied() == Some(st[i] * size));
         if mergeable {
             *d.last_mut().expect("non-empty") *= size;
             for (k, st) in strides.iter().enumerate() {
@@ -110,7 +136,10 @@ fn coalesce_strided(op: &str, dims: &[usize], strides: &[Vec<usize>]) -> Result<
         }
     }
     if d.len() > MAX_DIMS {
-        return Err(Error::internal(op, format!("CUDA strided kernels take at most {MAX_DIMS} dimensions after merging, got {}", d.len())));
+        return Err(Error::internal(
+            op,
+            format!("CUDA strided kernels take at most {MAX_DIMS} dimensions after merging, got {}", d.len()),
+        ));
     }
     while d.len() < MAX_DIMS {
         d.insert(0, 1);
@@ -143,7 +172,13 @@ pub(crate) fn broadcast_strides(shape: &[usize], out: &[usize]) -> Vec<usize> {
 
 /// `out[i] = x[Σ idx_k · strides_k]` with `idx` the row-major multi-index of `i` over `shape`:
 /// materialises transposes and broadcasts.
-pub(crate) fn gather(be: &dyn GpuBackend, op: &str, x: &dyn DeviceBuffer, shape: &[usize], strides: &[usize]) -> Result<Buf> {
+pub(crate) fn gather(
+    be: &dyn GpuBackend,
+    op: &str,
+    x: &dyn DeviceBuffer,
+    shape: &[usize],
+    strides: &[usize],
+) -> Result<Buf> {
     let n: usize = shape.iter().product();
     let out = be.alloc(x.dtype(), n)?;
     let (d, s) = coalesce_strided(op, shape, &[strides.to_vec()])?;
@@ -156,7 +191,16 @@ pub(crate) fn gather(be: &dyn GpuBackend, op: &str, x: &dyn DeviceBuffer, shape:
 
 /// Broadcasting binary op over `out_shape` with each operand's broadcast strides.
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn binary_broadcast(be: &dyn GpuBackend, op: &str, code: i32, a: &dyn DeviceBuffer, a_shape: &[usize], b: &dyn DeviceBuffer, b_shape: &[usize], out_shape: &[usize]) -> Result<Buf> {
+pub(crate) fn binary_broadcast(
+    be: &dyn GpuBackend,
+    op: &str,
+    code: i32,
+    a: &dyn DeviceBuffer,
+    a_shape: &[usize],
+    b: &dyn DeviceBuffer,
+    b_shape: &[usize],
+    out_shape: &[usize],
+) -> Result<Buf> {
     let n: usize = out_shape.iter().product();
     let out = be.alloc(a.dtype(), n)?;
     if a_shape == b_shape {
@@ -176,7 +220,14 @@ pub(crate) fn binary_broadcast(be: &dyn GpuBackend, op: &str, code: i32, a: &dyn
 
 /// Sums `x` (row-major `shape`) over the dimensions flagged in `reduced`, times `factor`.
 /// The result holds the kept dimensions in order (row-major), as the CPU's.
-pub(crate) fn reduce_sum(be: &dyn GpuBackend, op: &str, x: &dyn DeviceBuffer, shape: &[usize], reduced: &[bool], factor: f64) -> Result<Buf> {
+pub(crate) fn reduce_sum(
+    be: &dyn GpuBackend,
+    op: &str,
+    x: &dyn DeviceBuffer,
+    shape: &[usize],
+    reduced: &[bool],
+    factor: f64,
+) -> Result<Buf> {
     let dt = x.dtype();
     let strides = strides_of(shape);
     // Coalesce into (size, stride) runs of kept and reduced dimensions.
@@ -252,13 +303,22 @@ pub(crate) fn reduce_sum(be: &dyn GpuBackend, op: &str, x: &dyn DeviceBuffer, sh
 
 /// Runs `index_check` over int32 indices; returns true when some index is outside
 /// `[0, limit)` (and not `ignore`). Reads one int back: a synchronisation point.
-pub(crate) fn indices_bad(be: &dyn GpuBackend, idx: &dyn DeviceBuffer, limit: usize, ignore: Option<i32>) -> Result<bool> {
+pub(crate) fn indices_bad(
+    be: &dyn GpuBackend,
+    idx: &dyn DeviceBuffer,
+    limit: usize,
+    ignore: Option<i32>,
+) -> Result<bool> {
     let n = idx.len();
     if n >= i32::MAX as usize {
         return Err(Error::internal("index_check", "more than 2^31 indices"));
     }
     let bad = be.zeros(DType::I32, 1)?;
-    be.launch("index_check", n, &[buf(&*bad), buf(idx), int(n), int(limit), KernelArg::I32(ignore.unwrap_or(0)), flag(ignore.is_some())])?;
+    be.launch(
+        "index_check",
+        n,
+        &[buf(&*bad), buf(idx), int(n), int(limit), KernelArg::I32(ignore.unwrap_or(0)), flag(ignore.is_some())],
+    )?;
     let flag = be.download(&*bad)?;
     Ok(flag.as_i32().map(|v| v[0] != 0).unwrap_or(true))
 }

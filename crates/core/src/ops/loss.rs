@@ -7,10 +7,10 @@
 
 use crate::autograd::{apply, BackwardCtx, Op};
 use crate::backend::{DeviceBuffer, GpuBackend, KernelArg};
-use crate::ops::gpu;
 use crate::error::{fmt_shape, Error, Result};
 use crate::float::Float;
 use crate::ops::elementwise::{check_float, check_same_dtype, dispatch_float};
+use crate::ops::gpu;
 use crate::storage::{CpuStorage, DType};
 use crate::tensor::Tensor;
 use rayon::prelude::*;
@@ -83,7 +83,11 @@ fn mse_grad_cpu<T: Float>(op: &MseGrad, g: &CpuStorage, p: &CpuStorage, t: &CpuS
     let (g, p, t) = (T::view(g), T::view(p), T::view(t));
     let c = g[0] * T::from_f64(2.0 / op.n as f64);
     let f = |(&a, &b): (&T, &T)| c * (a - b);
-    let gp: Vec<T> = if p.len() >= PAR_MIN { p.par_iter().zip(t.par_iter()).map(f).collect() } else { p.iter().zip(t).map(f).collect() };
+    let gp: Vec<T> = if p.len() >= PAR_MIN {
+        p.par_iter().zip(t.par_iter()).map(f).collect()
+    } else {
+        p.iter().zip(t).map(f).collect()
+    };
     let gt: Vec<T> = gp.iter().map(|&v| -v).collect();
     Ok(vec![T::wrap(gp), T::wrap(gt)])
 }
@@ -100,7 +104,19 @@ impl Op for MseGrad {
         gpu::float_only(self.name(), dt)?;
         let n = x[1].len();
         let (gp, gt) = (be.alloc(dt, n)?, be.alloc(dt, n)?);
-        be.launch(&gpu::kname("mse_grad", dt), n, &[gpu::buf(&*gp), gpu::buf(&*gt), gpu::buf(x[0]), gpu::buf(x[1]), gpu::buf(x[2]), gpu::int(n), gpu::real(2.0 / self.n as f64)])?;
+        be.launch(
+            &gpu::kname("mse_grad", dt),
+            n,
+            &[
+                gpu::buf(&*gp),
+                gpu::buf(&*gt),
+                gpu::buf(x[0]),
+                gpu::buf(x[1]),
+                gpu::buf(x[2]),
+                gpu::int(n),
+                gpu::real(2.0 / self.n as f64),
+            ],
+        )?;
         Ok(vec![gp, gt])
     }
 }
@@ -111,7 +127,11 @@ pub fn mse(pred: &Tensor, target: &Tensor) -> Result<Tensor> {
     check_float(OP, pred)?;
     check_same_dtype(OP, pred, target)?;
     if pred.shape() != target.shape() {
-        return Err(Error::shape(OP, format!("a target of the prediction's shape {}", fmt_shape(pred.shape())), fmt_shape(target.shape())));
+        return Err(Error::shape(
+            OP,
+            format!("a target of the prediction's shape {}", fmt_shape(pred.shape())),
+            fmt_shape(target.shape()),
+        ));
     }
     let op = Mse { n: pred.numel() };
     Ok(apply(Arc::new(op), &[pred, target], vec![(vec![], pred.dtype())])?.remove(0))
@@ -136,7 +156,10 @@ fn check_targets(targets: &[i32], c: usize, ignore: Option<i32>) -> Result<usize
         }
         if t < 0 || t as usize >= c {
             let ig = ignore.map(|v| format!(" or the ignore index {v}")).unwrap_or_default();
-            return Err(Error::value(CE, format!("target {t} at row {i} is out of range: expected a class in [0, {c}) (C = {c}){ig}")));
+            return Err(Error::value(
+                CE,
+                format!("target {t} at row {i} is out of range: expected a class in [0, {c}) (C = {c}){ig}"),
+            ));
         }
         count += 1;
     }
@@ -159,7 +182,11 @@ fn ce_cpu<T: Float>(op: &CrossEntropy, logits: &CpuStorage, targets: &CpuStorage
     let count = check_targets(tg, op.c, op.ignore)?;
     let c = op.c;
     let f = |(row, &t): (&[T], &i32)| if Some(t) == op.ignore { T::ZERO } else { row_nll(row, t as usize) };
-    let losses: Vec<T> = if x.len() >= PAR_MIN { x.par_chunks(c).zip(tg.par_iter()).map(f).collect() } else { x.chunks(c).zip(tg).map(f).collect() };
+    let losses: Vec<T> = if x.len() >= PAR_MIN {
+        x.par_chunks(c).zip(tg.par_iter()).map(f).collect()
+    } else {
+        x.chunks(c).zip(tg).map(f).collect()
+    };
     let mut total = T::ZERO;
     for v in losses {
         total += v;
@@ -199,7 +226,12 @@ struct CrossEntropyGrad {
     ignore: Option<i32>,
 }
 
-fn ce_grad_cpu<T: Float>(op: &CrossEntropyGrad, g: &CpuStorage, logits: &CpuStorage, targets: &CpuStorage) -> Result<Vec<CpuStorage>> {
+fn ce_grad_cpu<T: Float>(
+    op: &CrossEntropyGrad,
+    g: &CpuStorage,
+    logits: &CpuStorage,
+    targets: &CpuStorage,
+) -> Result<Vec<CpuStorage>> {
     let (g, x) = (T::view(g), T::view(logits));
     let tg = targets.as_i32().expect("targets are int32");
     let count = check_targets(tg, op.c, op.ignore)?;
@@ -247,7 +279,17 @@ impl Op for CrossEntropyGrad {
         be.launch(
             &gpu::kname("ce_grad", dt),
             rows * gpu::BLOCK,
-            &[gpu::buf(&*gx), gpu::buf(g), gpu::buf(&*sums), gpu::buf(logits), gpu::buf(targets), gpu::int(rows), gpu::int(self.c), KernelArg::I32(self.ignore.unwrap_or(0)), gpu::flag(self.ignore.is_some())],
+            &[
+                gpu::buf(&*gx),
+                gpu::buf(g),
+                gpu::buf(&*sums),
+                gpu::buf(logits),
+                gpu::buf(targets),
+                gpu::int(rows),
+                gpu::int(self.c),
+                KernelArg::I32(self.ignore.unwrap_or(0)),
+                gpu::flag(self.ignore.is_some()),
+            ],
         )?;
         Ok(vec![gx])
     }
@@ -255,7 +297,13 @@ impl Op for CrossEntropyGrad {
 
 /// On the device: checks the targets (an out-of-range one gives the CPU's error), then returns
 /// `[Σ loss, count]` over the rows.
-fn ce_sums_gpu(be: &dyn GpuBackend, logits: &dyn DeviceBuffer, targets: &dyn DeviceBuffer, c: usize, ignore: Option<i32>) -> Result<Arc<dyn DeviceBuffer>> {
+fn ce_sums_gpu(
+    be: &dyn GpuBackend,
+    logits: &dyn DeviceBuffer,
+    targets: &dyn DeviceBuffer,
+    c: usize,
+    ignore: Option<i32>,
+) -> Result<Arc<dyn DeviceBuffer>> {
     if gpu::indices_bad(be, targets, c, ignore)? {
         let host = be.download(targets)?;
         check_targets(host.as_i32().expect("int32 targets"), c, ignore)?;
@@ -267,7 +315,15 @@ fn ce_sums_gpu(be: &dyn GpuBackend, logits: &dyn DeviceBuffer, targets: &dyn Dev
     be.launch(
         &gpu::kname("ce_rows", dt),
         rows * gpu::BLOCK,
-        &[gpu::buf(&*acc), gpu::buf(logits), gpu::buf(targets), gpu::int(rows), gpu::int(c), KernelArg::I32(ignore.unwrap_or(0)), gpu::flag(ignore.is_some())],
+        &[
+            gpu::buf(&*acc),
+            gpu::buf(logits),
+            gpu::buf(targets),
+            gpu::int(rows),
+            gpu::int(c),
+            KernelArg::I32(ignore.unwrap_or(0)),
+            gpu::flag(ignore.is_some()),
+        ],
     )?;
     gpu::reduce_sum(be, CE, &*acc, &[rows, 2], &[true, false], 1.0)
 }
@@ -287,7 +343,11 @@ pub fn cross_entropy(logits: &Tensor, targets: &Tensor, ignore_index: Option<i32
     }
     let (n, c) = (sl[0], sl[1]);
     if targets.shape() != [n] {
-        return Err(Error::shape(CE, format!("targets of shape [{n}] for logits of shape {}", fmt_shape(sl)), fmt_shape(targets.shape())));
+        return Err(Error::shape(
+            CE,
+            format!("targets of shape [{n}] for logits of shape {}", fmt_shape(sl)),
+            fmt_shape(targets.shape()),
+        ));
     }
     if targets.is_ready() {
         // A poisoned target surfaces when the op runs; only check values we can read now.

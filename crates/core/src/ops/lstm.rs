@@ -42,7 +42,8 @@ impl Cell for Lstm {
     }
 
     fn bwd<T: Float>(&self, h: usize, _hprev: &[T], ws: &[T], dh: &mut [T], dc: &mut [T], dg: &mut [T], dxp: &mut [T]) {
-        let (wi, wf, wg, wo, wc, wt) = (&ws[..h], &ws[h..2 * h], &ws[2 * h..3 * h], &ws[3 * h..4 * h], &ws[4 * h..5 * h], &ws[5 * h..6 * h]);
+        let (wi, wf, wg, wo, wc, wt) =
+            (&ws[..h], &ws[h..2 * h], &ws[2 * h..3 * h], &ws[3 * h..4 * h], &ws[4 * h..5 * h], &ws[5 * h..6 * h]);
         for j in 0..h {
             let (i, f, g, o, c, tc) = (wi[j], wf[j], wg[j], wo[j], wc[j], wt[j]);
             let d_h = dh[j];

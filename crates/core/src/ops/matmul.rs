@@ -4,10 +4,10 @@
 
 use crate::autograd::{apply, BackwardCtx, Op};
 use crate::backend::{DeviceBuffer, GpuBackend};
-use crate::ops::gpu;
 use crate::error::{fmt_shape, Error, Result};
 use crate::float::{gemm, Float, Mat};
 use crate::ops::elementwise::{check_float, check_same_dtype, dispatch_float};
+use crate::ops::gpu;
 use crate::ops::reduce::sum;
 use crate::storage::CpuStorage;
 use crate::tensor::{check_shape, Tensor};
@@ -42,7 +42,11 @@ fn gemm_cpu<T: Float>(op: &Gemm, x: &[&CpuStorage]) -> Result<Vec<CpuStorage>> {
     if op.bias {
         let bias = T::view(x[2]);
         let fill = |row: &mut [T]| row.copy_from_slice(bias);
-        if c.len() >= 1 << 15 { c.par_chunks_mut(n).for_each(fill) } else { c.chunks_mut(n).for_each(fill) }
+        if c.len() >= 1 << 15 {
+            c.par_chunks_mut(n).for_each(fill)
+        } else {
+            c.chunks_mut(n).for_each(fill)
+        }
     }
     let (lda, ldb) = (if op.ta { m } else { k }, if op.tb { k } else { n });
     let one = |(bi, c): (usize, &mut [T])| {
@@ -77,7 +81,11 @@ impl Op for Gemm {
         if self.bias {
             // Every row of every C starts as the bias: a [rows, n] broadcast of x[2].
             let rows = self.batch * m;
-            be.launch(&gpu::kname("rnn_bias_rows", dt), rows * n, &[gpu::buf(&*c), gpu::buf(x[2]), gpu::buf(x[2]), gpu::int(rows), gpu::int(n), gpu::flag(false)])?;
+            be.launch(
+                &gpu::kname("rnn_bias_rows", dt),
+                rows * n,
+                &[gpu::buf(&*c), gpu::buf(x[2]), gpu::buf(x[2]), gpu::int(rows), gpu::int(n), gpu::flag(false)],
+            )?;
         }
         let (lda, ldb) = (if self.ta { m } else { k }, if self.tb { k } else { n });
         for bi in 0..self.batch {
@@ -128,7 +136,19 @@ fn gemm_op(
 ) -> Result<Tensor> {
     debug_assert_eq!(a.numel(), batch * m * k);
     debug_assert_eq!(b.numel(), batch * k * n);
-    let op = Gemm { batch, m, n, k, ta, tb, bias: bias.is_some(), a_shape: a.shape().to_vec(), b_shape: b.shape().to_vec(), out_shape: out_shape.clone(), name };
+    let op = Gemm {
+        batch,
+        m,
+        n,
+        k,
+        ta,
+        tb,
+        bias: bias.is_some(),
+        a_shape: a.shape().to_vec(),
+        b_shape: b.shape().to_vec(),
+        out_shape: out_shape.clone(),
+        name,
+    };
     let dtype = a.dtype();
     let mut inputs = vec![a, b];
     inputs.extend(bias);
@@ -144,19 +164,36 @@ pub fn matmul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     match (sa.len(), sb.len()) {
         (2, 2) => {
             if sa[1] != sb[0] {
-                return Err(Error::shape(OP, format!("[{}, N] as the right operand of {} (inner dimensions must match)", sa[1], fmt_shape(sa)), fmt_shape(sb)));
+                return Err(Error::shape(
+                    OP,
+                    format!("[{}, N] as the right operand of {} (inner dimensions must match)", sa[1], fmt_shape(sa)),
+                    fmt_shape(sb),
+                ));
             }
             let (m, k, n) = (sa[0], sa[1], sb[1]);
             gemm_op(OP, a, b, None, 1, m, n, k, false, false, vec![m, n])
         }
         (3, 3) => {
             if sa[0] != sb[0] || sa[2] != sb[1] {
-                return Err(Error::shape(OP, format!("[{}, {}, N] as the right operand of {} (equal batch, matching inner dimensions)", sa[0], sa[2], fmt_shape(sa)), fmt_shape(sb)));
+                return Err(Error::shape(
+                    OP,
+                    format!(
+                        "[{}, {}, N] as the right operand of {} (equal batch, matching inner dimensions)",
+                        sa[0],
+                        sa[2],
+                        fmt_shape(sa)
+                    ),
+                    fmt_shape(sb),
+                ));
             }
             let (bt, m, k, n) = (sa[0], sa[1], sa[2], sb[2]);
             gemm_op(OP, a, b, None, bt, m, n, k, false, false, vec![bt, m, n])
         }
-        _ => Err(Error::shape(OP, format!("two 2-D or two 3-D tensors (got {} and {})", fmt_shape(sa), fmt_shape(sb)), format!("{}-D × {}-D", sa.len(), sb.len()))),
+        _ => Err(Error::shape(
+            OP,
+            format!("two 2-D or two 3-D tensors (got {} and {})", fmt_shape(sa), fmt_shape(sb)),
+            format!("{}-D × {}-D", sa.len(), sb.len()),
+        )),
     }
 }
 
@@ -172,13 +209,21 @@ pub fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
     }
     let in_f = sx[sx.len() - 1];
     if sw.len() != 2 || sw[1] != in_f {
-        return Err(Error::shape(OP, format!("a weight of shape [Out, {in_f}] for an input of shape {}", fmt_shape(sx)), fmt_shape(sw)));
+        return Err(Error::shape(
+            OP,
+            format!("a weight of shape [Out, {in_f}] for an input of shape {}", fmt_shape(sx)),
+            fmt_shape(sw),
+        ));
     }
     let out_f = sw[0];
     if let Some(b) = b {
         check_same_dtype(OP, x, b)?;
         if b.shape() != [out_f] {
-            return Err(Error::shape(OP, format!("a bias of shape [{out_f}] for a weight of shape {}", fmt_shape(sw)), fmt_shape(b.shape())));
+            return Err(Error::shape(
+                OP,
+                format!("a bias of shape [{out_f}] for a weight of shape {}", fmt_shape(sw)),
+                fmt_shape(b.shape()),
+            ));
         }
     }
     let rows = x.numel() / in_f;

@@ -4,12 +4,12 @@
 
 use crate::autograd::{apply, Op};
 use crate::backend::{DeviceBuffer, GpuBackend};
-use crate::ops::gpu;
-use crate::storage::DType;
 use crate::error::{fmt_shape, Error, Result};
 use crate::float::Float;
 use crate::ops::elementwise::dispatch_float;
+use crate::ops::gpu;
 use crate::storage::CpuStorage;
+use crate::storage::DType;
 use crate::tensor::Tensor;
 use rayon::prelude::*;
 use std::sync::Arc;
@@ -57,7 +57,10 @@ struct Update {
 }
 
 /// Applies `f(p, g, state)` to every element; `state` holds this element's state values.
-fn map_elements<T: Float, const S: usize>(inp: &[&CpuStorage], f: impl Fn(&mut T, T, &mut [T; S]) + Sync) -> Vec<CpuStorage> {
+fn map_elements<T: Float, const S: usize>(
+    inp: &[&CpuStorage],
+    f: impl Fn(&mut T, T, &mut [T; S]) + Sync,
+) -> Vec<CpuStorage> {
     let mut p = T::view(inp[0]).to_vec();
     let g = T::view(inp[1]);
     let mut states: Vec<Vec<T>> = (0..S).map(|k| T::view(inp[2 + k]).to_vec()).collect();
@@ -200,7 +203,21 @@ fn update_gpu(rule: Rule, be: &dyn GpuBackend, x: &[&dyn DeviceBuffer]) -> Resul
             be.launch(
                 &k,
                 n,
-                &[gpu::buf(o(0)), gpu::buf(o(1)), gpu::buf(p), gpu::buf(g), gpu::buf(buf_in), gpu::int(n), gpu::real(lr), gpu::real(momentum), gpu::real(dampening), gpu::real(weight_decay), gpu::flag(nesterov), gpu::flag(first), gpu::flag(has_m)],
+                &[
+                    gpu::buf(o(0)),
+                    gpu::buf(o(1)),
+                    gpu::buf(p),
+                    gpu::buf(g),
+                    gpu::buf(buf_in),
+                    gpu::int(n),
+                    gpu::real(lr),
+                    gpu::real(momentum),
+                    gpu::real(dampening),
+                    gpu::real(weight_decay),
+                    gpu::flag(nesterov),
+                    gpu::flag(first),
+                    gpu::flag(has_m),
+                ],
             )?;
         }
         Rule::Adam { lr, beta1, beta2, eps, weight_decay, decoupled, step } => {
@@ -210,29 +227,73 @@ fn update_gpu(rule: Rule, be: &dyn GpuBackend, x: &[&dyn DeviceBuffer]) -> Resul
                 &k,
                 n,
                 &[
-                    gpu::buf(o(0)), gpu::buf(o(1)), gpu::buf(o(2)), gpu::buf(p), gpu::buf(g), gpu::buf(x[2]), gpu::buf(x[3]), gpu::int(n),
-                    gpu::real(lr / bc1), gpu::real(bc2.sqrt()), gpu::real(beta1), gpu::real(beta2), gpu::real(eps), gpu::real(weight_decay), gpu::real(lr), gpu::flag(decoupled),
+                    gpu::buf(o(0)),
+                    gpu::buf(o(1)),
+                    gpu::buf(o(2)),
+                    gpu::buf(p),
+                    gpu::buf(g),
+                    gpu::buf(x[2]),
+                    gpu::buf(x[3]),
+                    gpu::int(n),
+                    gpu::real(lr / bc1),
+                    gpu::real(bc2.sqrt()),
+                    gpu::real(beta1),
+                    gpu::real(beta2),
+                    gpu::real(eps),
+                    gpu::real(weight_decay),
+                    gpu::real(lr),
+                    gpu::flag(decoupled),
                 ],
             )?;
         }
         Rule::RmsProp { lr, alpha, eps, weight_decay, momentum, centered } => {
             let has_m = momentum != 0.0;
             // State order: square_avg, [momentum_buffer], [grad_avg]; outputs follow p.
-            let (buf_at, ga_at) = (if has_m { Some(1) } else { None }, if centered { Some(1 + has_m as usize) } else { None });
+            let (buf_at, ga_at) =
+                (if has_m { Some(1) } else { None }, if centered { Some(1 + has_m as usize) } else { None });
             let sin = |at: Option<usize>| at.map(|a| x[2 + a]).unwrap_or(p);
             let sout = |at: Option<usize>| at.map(|a| o(1 + a)).unwrap_or(o(0));
             be.launch(
                 &k,
                 n,
                 &[
-                    gpu::buf(o(0)), gpu::buf(o(1)), gpu::buf(sout(buf_at)), gpu::buf(sout(ga_at)), gpu::buf(p), gpu::buf(g), gpu::buf(x[2]), gpu::buf(sin(buf_at)), gpu::buf(sin(ga_at)), gpu::int(n),
-                    gpu::real(lr), gpu::real(alpha), gpu::real(eps), gpu::real(weight_decay), gpu::real(momentum), gpu::flag(has_m), gpu::flag(centered),
+                    gpu::buf(o(0)),
+                    gpu::buf(o(1)),
+                    gpu::buf(sout(buf_at)),
+                    gpu::buf(sout(ga_at)),
+                    gpu::buf(p),
+                    gpu::buf(g),
+                    gpu::buf(x[2]),
+                    gpu::buf(sin(buf_at)),
+                    gpu::buf(sin(ga_at)),
+                    gpu::int(n),
+                    gpu::real(lr),
+                    gpu::real(alpha),
+                    gpu::real(eps),
+                    gpu::real(weight_decay),
+                    gpu::real(momentum),
+                    gpu::flag(has_m),
+                    gpu::flag(centered),
                 ],
             )?;
         }
         Rule::Adagrad { lr, lr_decay, weight_decay, eps, step } => {
             let clr = lr / (1.0 + (step as f64 - 1.0) * lr_decay);
-            be.launch(&k, n, &[gpu::buf(o(0)), gpu::buf(o(1)), gpu::buf(p), gpu::buf(g), gpu::buf(x[2]), gpu::int(n), gpu::real(clr), gpu::real(weight_decay), gpu::real(eps)])?;
+            be.launch(
+                &k,
+                n,
+                &[
+                    gpu::buf(o(0)),
+                    gpu::buf(o(1)),
+                    gpu::buf(p),
+                    gpu::buf(g),
+                    gpu::buf(x[2]),
+                    gpu::int(n),
+                    gpu::real(clr),
+                    gpu::real(weight_decay),
+                    gpu::real(eps),
+                ],
+            )?;
         }
     }
     Ok(outs)
@@ -262,7 +323,11 @@ pub fn update(rule: Rule, param: &Tensor, grad: &Tensor, state: &[&Tensor]) -> R
     }
     for (name, t) in std::iter::once(("grad", grad)).chain(state.iter().map(|t| ("state", *t))) {
         if t.shape() != param.shape() {
-            return Err(Error::shape(op, format!("{name} of shape {} (the parameter's)", fmt_shape(param.shape())), fmt_shape(t.shape())));
+            return Err(Error::shape(
+                op,
+                format!("{name} of shape {} (the parameter's)", fmt_shape(param.shape())),
+                fmt_shape(t.shape()),
+            ));
         }
         if t.dtype() != param.dtype() {
             return Err(Error::dtype(op, param.dtype(), t.dtype()));
@@ -321,15 +386,41 @@ fn clip_norm_gpu(op: &ClipNorm, be: &dyn GpuBackend, x: &[&dyn DeviceBuffer]) ->
     let partials = be.alloc(DType::F64, total_parts)?;
     let mut at = 0;
     for (t, &np) in x.iter().zip(&parts) {
-        be.launch(&gpu::kname("norm_partial", dt), np * gpu::BLOCK, &[gpu::at(&*partials, at), gpu::buf(*t), gpu::int(t.len()), gpu::int(np), gpu::real(op.norm_type), gpu::flag(is_inf)])?;
+        be.launch(
+            &gpu::kname("norm_partial", dt),
+            np * gpu::BLOCK,
+            &[
+                gpu::at(&*partials, at),
+                gpu::buf(*t),
+                gpu::int(t.len()),
+                gpu::int(np),
+                gpu::real(op.norm_type),
+                gpu::flag(is_inf),
+            ],
+        )?;
         at += np;
     }
     let coef = be.alloc(DType::F64, 2)?;
-    be.launch("clip_coef", gpu::BLOCK, &[gpu::buf(&*coef), gpu::buf(&*partials), gpu::int(total_parts), gpu::real(op.max_norm), gpu::real(op.norm_type), gpu::flag(is_inf)])?;
+    be.launch(
+        "clip_coef",
+        gpu::BLOCK,
+        &[
+            gpu::buf(&*coef),
+            gpu::buf(&*partials),
+            gpu::int(total_parts),
+            gpu::real(op.max_norm),
+            gpu::real(op.norm_type),
+            gpu::flag(is_inf),
+        ],
+    )?;
     let mut outs: Vec<Arc<dyn DeviceBuffer>> = Vec::with_capacity(x.len() + 1);
     for t in x {
         let out = be.alloc(dt, t.len())?;
-        be.launch(&gpu::kname("clip_scale", dt), t.len(), &[gpu::buf(&*out), gpu::buf(*t), gpu::int(t.len()), gpu::buf(&*coef)])?;
+        be.launch(
+            &gpu::kname("clip_scale", dt),
+            t.len(),
+            &[gpu::buf(&*out), gpu::buf(*t), gpu::int(t.len()), gpu::buf(&*coef)],
+        )?;
         outs.push(out);
     }
     let norm = be.alloc(dt, 1)?;
@@ -381,7 +472,20 @@ struct ClipValue {
 
 fn clip_value_cpu<T: Float>(limit: f64, inp: &[&CpuStorage]) -> Result<Vec<CpuStorage>> {
     let (lo, hi) = (T::from_f64(-limit), T::from_f64(limit));
-    Ok(vec![T::wrap(T::view(inp[0]).iter().map(|&v| if v < lo { lo } else if v > hi { hi } else { v }).collect())])
+    Ok(vec![T::wrap(
+        T::view(inp[0])
+            .iter()
+            .map(|&v| {
+                if v < lo {
+                    lo
+                } else if v > hi {
+                    hi
+                } else {
+                    v
+                }
+            })
+            .collect(),
+    )])
 }
 
 impl Op for ClipValue {
@@ -396,7 +500,11 @@ impl Op for ClipValue {
         gpu::float_only(self.name(), dt)?;
         let n = x[0].len();
         let out = be.alloc(dt, n)?;
-        be.launch(&gpu::kname("clamp", dt), n, &[gpu::buf(&*out), gpu::buf(x[0]), gpu::int(n), gpu::real(-self.limit), gpu::real(self.limit)])?;
+        be.launch(
+            &gpu::kname("clamp", dt),
+            n,
+            &[gpu::buf(&*out), gpu::buf(x[0]), gpu::int(n), gpu::real(-self.limit), gpu::real(self.limit)],
+        )?;
         Ok(vec![out])
     }
 }

@@ -7,10 +7,10 @@
 
 use crate::autograd::{apply, BackwardCtx, Op};
 use crate::backend::{DeviceBuffer, GpuBackend};
-use crate::ops::gpu;
 use crate::error::{fmt_shape, Error, Result};
 use crate::float::Float;
 use crate::ops::elementwise::{broadcast_to, check_float, dispatch_float, scale};
+use crate::ops::gpu;
 use crate::ops::shape::reshape;
 use crate::storage::CpuStorage;
 use crate::tensor::Tensor;
@@ -35,7 +35,11 @@ pub(crate) fn det_sum<T: Float>(x: &[T]) -> T {
     if x.len() <= SUM_CHUNK {
         return seq(x);
     }
-    let partials: Vec<T> = if x.len() >= PAR_MIN { x.par_chunks(SUM_CHUNK).map(seq).collect() } else { x.chunks(SUM_CHUNK).map(seq).collect() };
+    let partials: Vec<T> = if x.len() >= PAR_MIN {
+        x.par_chunks(SUM_CHUNK).map(seq).collect()
+    } else {
+        x.chunks(SUM_CHUNK).map(seq).collect()
+    };
     seq(&partials)
 }
 
@@ -188,7 +192,8 @@ impl Op for Sum {
     }
     fn backward(&self, _ctx: &BackwardCtx, grads: &[Option<Tensor>]) -> Result<Vec<Option<Tensor>>> {
         let g = grads[0].as_ref().expect("single-output op gets its gradient");
-        let g = if g.shape() == self.keep_shape.as_slice() { g.clone() } else { reshape(g, &to_isize(&self.keep_shape))? };
+        let g =
+            if g.shape() == self.keep_shape.as_slice() { g.clone() } else { reshape(g, &to_isize(&self.keep_shape))? };
         let mut gx = broadcast_to(&g, &self.in_shape)?;
         if self.factor != 1.0 {
             gx = scale(&gx, self.factor)?;
@@ -208,7 +213,11 @@ fn reduce(name: &'static str, x: &Tensor, axes: &[usize], keepdim: bool, is_mean
     let mut reduced = vec![axes.is_empty(); nd];
     for &a in axes {
         if a >= nd {
-            return Err(Error::shape(name, format!("axes in [0, {nd}) for a tensor of shape {}", fmt_shape(shape)), format!("axis {a}")));
+            return Err(Error::shape(
+                name,
+                format!("axes in [0, {nd}) for a tensor of shape {}", fmt_shape(shape)),
+                format!("axis {a}"),
+            ));
         }
         if reduced[a] {
             return Err(Error::value(name, format!("axis {a} appears more than once in the axes {axes:?}")));
@@ -216,7 +225,11 @@ fn reduce(name: &'static str, x: &Tensor, axes: &[usize], keepdim: bool, is_mean
         reduced[a] = true;
     }
     let keep_shape: Vec<usize> = shape.iter().zip(&reduced).map(|(&d, &r)| if r { 1 } else { d }).collect();
-    let out_shape: Vec<usize> = if keepdim { keep_shape.clone() } else { shape.iter().zip(&reduced).filter(|(_, &r)| !r).map(|(&d, _)| d).collect() };
+    let out_shape: Vec<usize> = if keepdim {
+        keep_shape.clone()
+    } else {
+        shape.iter().zip(&reduced).filter(|(_, &r)| !r).map(|(&d, _)| d).collect()
+    };
     let count: usize = shape.iter().zip(&reduced).filter(|(_, &r)| r).map(|(&d, _)| d).product();
     let factor = if is_mean { 1.0 / count as f64 } else { 1.0 };
     let op = Sum { in_shape: shape.to_vec(), reduced, keep_shape, out_shape: out_shape.clone(), factor, name };

@@ -19,10 +19,10 @@
 
 use crate::autograd::{apply, BackwardCtx, Op};
 use crate::backend::{DeviceBuffer, GpuBackend};
-use crate::ops::gpu::{self, at, buf, flag, int, mat_n, mat_t};
 use crate::error::{fmt_shape, Error, Result};
 use crate::float::{gemm, Float, Mat};
 use crate::ops::elementwise::dispatch_float;
+use crate::ops::gpu::{self, at, buf, flag, int, mat_n, mat_t};
 use crate::storage::CpuStorage;
 use crate::tensor::Tensor;
 use rayon::prelude::*;
@@ -58,7 +58,17 @@ pub(crate) trait Cell: Sync {
     fn bwd<T: Float>(&self, h: usize, hprev: &[T], ws: &[T], dh: &mut [T], dc: &mut [T], dg: &mut [T], dxp: &mut [T]);
     /// Second half of the backward step for mid-GEMM cells; `dmid` = dg[mid]·W_hh[mid].
     #[allow(clippy::too_many_arguments)]
-    fn bwd_mid<T: Float>(&self, _h: usize, _hprev: &[T], _ws: &[T], _dmid: &[T], _dh: &mut [T], _dg: &mut [T], _dxp: &mut [T]) {}
+    fn bwd_mid<T: Float>(
+        &self,
+        _h: usize,
+        _hprev: &[T],
+        _ws: &[T],
+        _dmid: &[T],
+        _dh: &mut [T],
+        _dg: &mut [T],
+        _dxp: &mut [T],
+    ) {
+    }
 }
 
 /// Vanilla RNN: h' = act(W_ih x + b_ih + W_hh h + b_hh). Saves h' to differentiate act.
@@ -72,15 +82,40 @@ impl Cell for Vanilla {
     fn fwd<T: Float>(&self, h: usize, xp: &[T], hh: &[T], hs: &mut [T], _cs: &mut [T], ws: &mut [T]) {
         for j in 0..h {
             let pre = xp[j] + hh[j];
-            let v = if self.relu { if pre > T::ZERO { pre } else { T::ZERO } } else { pre.tanh() };
+            let v = if self.relu {
+                if pre > T::ZERO {
+                    pre
+                } else {
+                    T::ZERO
+                }
+            } else {
+                pre.tanh()
+            };
             hs[j] = v;
             ws[j] = v;
         }
     }
-    fn bwd<T: Float>(&self, h: usize, _hprev: &[T], ws: &[T], dh: &mut [T], _dc: &mut [T], dg: &mut [T], dxp: &mut [T]) {
+    fn bwd<T: Float>(
+        &self,
+        h: usize,
+        _hprev: &[T],
+        ws: &[T],
+        dh: &mut [T],
+        _dc: &mut [T],
+        dg: &mut [T],
+        dxp: &mut [T],
+    ) {
         for j in 0..h {
             let y = ws[j];
-            let d = if self.relu { if y > T::ZERO { dh[j] } else { T::ZERO } } else { dh[j] * (T::ONE - y * y) };
+            let d = if self.relu {
+                if y > T::ZERO {
+                    dh[j]
+                } else {
+                    T::ZERO
+                }
+            } else {
+                dh[j] * (T::ONE - y * y)
+            };
             dg[j] = d;
             dxp[j] = d;
             dh[j] = T::ZERO;
@@ -106,7 +141,10 @@ impl CellKind {
             "lstm" => Ok(CellKind::Lstm),
             "gru" => Ok(CellKind::Gru),
             "gru_reset_before" => Ok(CellKind::GruResetBefore),
-            other => Err(Error::value("recurrentLayer", format!("cell must be one of rnn_tanh, rnn_relu, lstm, gru, gru_reset_before; got '{other}'"))),
+            other => Err(Error::value(
+                "recurrentLayer",
+                format!("cell must be one of rnn_tanh, rnn_relu, lstm, gru, gru_reset_before; got '{other}'"),
+            )),
         }
     }
     pub fn op_name(self) -> &'static str {
@@ -154,9 +192,17 @@ pub fn parse_lengths(op: &str, raw: &[f64], t: usize, b: usize) -> Result<Vec<us
             if !l.is_finite() || l.fract() != 0.0 {
                 Err(Error::value(op, format!("lengths[{i}] is {l}; expected an integer in [1, {t}]")))
             } else if l < 1.0 {
-                Err(Error::value(op, format!("lengths[{i}] is {l}: zero-length sequences are not supported; expected an integer in [1, {t}]")))
+                Err(Error::value(
+                    op,
+                    format!(
+                        "lengths[{i}] is {l}: zero-length sequences are not supported; expected an integer in [1, {t}]"
+                    ),
+                ))
             } else if l > t as f64 {
-                Err(Error::value(op, format!("lengths[{i}] is {l}, longer than the sequence (T = {t}); expected an integer in [1, {t}]")))
+                Err(Error::value(
+                    op,
+                    format!("lengths[{i}] is {l}, longer than the sequence (T = {t}); expected an integer in [1, {t}]"),
+                ))
             } else {
                 Ok(l as usize)
             }
@@ -213,7 +259,15 @@ impl Plan {
 /// One layer, one direction, over a whole sequence: x [T, B, I], h0 [B, H], c0 [B, H] (LSTM
 /// only), lengths per row in [1, T] (see [`parse_lengths`]). Returns at once; the work is
 /// enqueued as one op with one fused backward.
-pub fn recurrent_layer(kind: CellKind, x: &Tensor, h0: &Tensor, c0: Option<&Tensor>, w: &RecurrentWeights, lengths: Option<&[usize]>, reverse: bool) -> Result<RecurrentOutput> {
+pub fn recurrent_layer(
+    kind: CellKind,
+    x: &Tensor,
+    h0: &Tensor,
+    c0: Option<&Tensor>,
+    w: &RecurrentWeights,
+    lengths: Option<&[usize]>,
+    reverse: bool,
+) -> Result<RecurrentOutput> {
     let op = kind.op_name();
     let g = kind.gates();
     for (name, t) in [("x", x), ("h0", h0), ("w_ih", w.w_ih), ("w_hh", w.w_hh)] {
@@ -233,14 +287,22 @@ pub fn recurrent_layer(kind: CellKind, x: &Tensor, h0: &Tensor, c0: Option<&Tens
     }
     let h = w.w_hh.shape()[1];
     if w.w_ih.shape() != [g * h, i] {
-        return Err(Error::shape(op, format!("w_ih of shape {} ({g}·H × I with H = {h}, I = {i})", fmt_shape(&[g * h, i])), fmt_shape(w.w_ih.shape())));
+        return Err(Error::shape(
+            op,
+            format!("w_ih of shape {} ({g}·H × I with H = {h}, I = {i})", fmt_shape(&[g * h, i])),
+            fmt_shape(w.w_ih.shape()),
+        ));
     }
     if h0.shape() != [b, h] {
         return Err(Error::shape(op, format!("h0 of shape {} (B × H)", fmt_shape(&[b, h])), fmt_shape(h0.shape())));
     }
     match (kind.has_c(), c0) {
         (true, Some(c)) if c.shape() != [b, h] || c.dtype() != x.dtype() => {
-            return Err(Error::shape(op, format!("c0 of shape {} {}", fmt_shape(&[b, h]), x.dtype()), format!("{} {}", fmt_shape(c.shape()), c.dtype())));
+            return Err(Error::shape(
+                op,
+                format!("c0 of shape {} {}", fmt_shape(&[b, h]), x.dtype()),
+                format!("{} {}", fmt_shape(c.shape()), c.dtype()),
+            ));
         }
         (true, None) => return Err(Error::value(op, "an LSTM needs an initial cell state c0 of shape [B, H]")),
         (false, Some(_)) => return Err(Error::value(op, "only an LSTM takes a cell state c0")),
@@ -250,7 +312,11 @@ pub fn recurrent_layer(kind: CellKind, x: &Tensor, h0: &Tensor, c0: Option<&Tens
         (Some(bi), Some(bh)) => {
             for (name, bias) in [("b_ih", bi), ("b_hh", bh)] {
                 if bias.shape() != [g * h] || bias.dtype() != x.dtype() {
-                    return Err(Error::shape(op, format!("{name} of shape [{}] {}", g * h, x.dtype()), format!("{} {}", fmt_shape(bias.shape()), bias.dtype())));
+                    return Err(Error::shape(
+                        op,
+                        format!("{name} of shape [{}] {}", g * h, x.dtype()),
+                        format!("{} {}", fmt_shape(bias.shape()), bias.dtype()),
+                    ));
                 }
             }
             true
@@ -484,7 +550,8 @@ fn backward_cpu<T: Float, C: Cell>(cell: &C, rb: &RecurrentBackward, inp: &[&Cpu
     let p = &rb.plan;
     let (t, b, i, h, g) = (p.t, p.b, p.i, p.h, p.g());
     let gh = g * h;
-    let (x, w_ih, w_hh, ws, hprev) = (T::view(inp[0]), T::view(inp[1]), T::view(inp[2]), T::view(inp[3]), T::view(inp[4]));
+    let (x, w_ih, w_hh, ws, hprev) =
+        (T::view(inp[0]), T::view(inp[1]), T::view(inp[2]), T::view(inp[3]), T::view(inp[4]));
     let mut k = 5;
     let mut grad = |present: bool| {
         if present {
@@ -529,9 +596,19 @@ fn backward_cpu<T: Float, C: Cell>(cell: &C, rb: &RecurrentBackward, inp: &[&Cpu
             }
         };
         if par {
-            dh.par_chunks_mut(h).zip(dc.par_chunks_mut(h)).zip(dg_s.par_chunks_mut(gh)).zip(dxp_s.par_chunks_mut(gh)).enumerate().for_each(row);
+            dh.par_chunks_mut(h)
+                .zip(dc.par_chunks_mut(h))
+                .zip(dg_s.par_chunks_mut(gh))
+                .zip(dxp_s.par_chunks_mut(gh))
+                .enumerate()
+                .for_each(row);
         } else {
-            dh.chunks_mut(h).zip(dc.chunks_mut(h)).zip(dg_s.chunks_mut(gh)).zip(dxp_s.chunks_mut(gh)).enumerate().for_each(row);
+            dh.chunks_mut(h)
+                .zip(dc.chunks_mut(h))
+                .zip(dg_s.chunks_mut(gh))
+                .zip(dxp_s.chunks_mut(gh))
+                .enumerate()
+                .for_each(row);
         }
         if C::HH_BLOCKS < C::G {
             gemm(b, h, h, Mat::n(&dg_s[hh_w..], gh), Mat::n(&w_hh[hh_w * h..], h), &mut dmid, h, false);
@@ -541,7 +618,11 @@ fn backward_cpu<T: Float, C: Cell>(cell: &C, rb: &RecurrentBackward, inp: &[&Cpu
                 }
             };
             if par {
-                dh.par_chunks_mut(h).zip(dg_s.par_chunks_mut(gh)).zip(dxp_s.par_chunks_mut(gh)).enumerate().for_each(row2);
+                dh.par_chunks_mut(h)
+                    .zip(dg_s.par_chunks_mut(gh))
+                    .zip(dxp_s.par_chunks_mut(gh))
+                    .enumerate()
+                    .for_each(row2);
             } else {
                 dh.chunks_mut(h).zip(dg_s.chunks_mut(gh)).zip(dxp_s.chunks_mut(gh)).enumerate().for_each(row2);
             }
@@ -675,7 +756,11 @@ fn forward_gpu(p: &Plan, be: &dyn GpuBackend, inp: &[&dyn DeviceBuffer]) -> Resu
     // XP = X·W_ihᵀ + b_ih (+ b_hh when it folds), time order [t, b, G·H].
     let xp = be.alloc(dt, t * b * gh)?;
     if let (Some(bi), Some(bh)) = (b_ih, b_hh) {
-        be.launch(&gpu::kname("rnn_bias_rows", dt), t * b * gh, &[buf(&*xp), buf(bi), buf(bh), int(t * b), int(gh), flag(fold)])?;
+        be.launch(
+            &gpu::kname("rnn_bias_rows", dt),
+            t * b * gh,
+            &[buf(&*xp), buf(bi), buf(bh), int(t * b), int(gh), flag(fold)],
+        )?;
     }
     be.gemm(t * b, gh, i, mat_n(x, 0, i), mat_t(w_ih, 0, i), &*xp, 0, gh, p.has_bias)?;
 
@@ -699,25 +784,94 @@ fn forward_gpu(p: &Plan, be: &dyn GpuBackend, inp: &[&dyn DeviceBuffer]) -> Resu
             CellKind::RnnTanh | CellKind::RnnRelu => be.launch(
                 &gpu::kname("rnn_fwd_step", dt),
                 n,
-                &[buf(&*hs), ws_s, hp_s, buf(&*y), buf(&*xp), buf(&*hh), buf(lens), int(s), int(b), int(h), flag(rev), flag(p.kind == CellKind::RnnRelu)],
+                &[
+                    buf(&*hs),
+                    ws_s,
+                    hp_s,
+                    buf(&*y),
+                    buf(&*xp),
+                    buf(&*hh),
+                    buf(lens),
+                    int(s),
+                    int(b),
+                    int(h),
+                    flag(rev),
+                    flag(p.kind == CellKind::RnnRelu),
+                ],
             )?,
             CellKind::Lstm => {
                 let cs = cs.as_deref().expect("an LSTM has c");
-                be.launch(&gpu::kname("lstm_fwd_step", dt), n, &[buf(&*hs), buf(cs), ws_s, hp_s, buf(&*y), buf(&*xp), buf(&*hh), buf(lens), int(s), int(b), int(h), flag(rev)])?
+                be.launch(
+                    &gpu::kname("lstm_fwd_step", dt),
+                    n,
+                    &[
+                        buf(&*hs),
+                        buf(cs),
+                        ws_s,
+                        hp_s,
+                        buf(&*y),
+                        buf(&*xp),
+                        buf(&*hh),
+                        buf(lens),
+                        int(s),
+                        int(b),
+                        int(h),
+                        flag(rev),
+                    ],
+                )?
             }
             CellKind::Gru => be.launch(
                 &gpu::kname("gru_fwd_step", dt),
                 n,
-                &[buf(&*hs), ws_s, hp_s, buf(&*y), buf(&*xp), buf(&*hh), buf(b_hh.unwrap_or(&*hh)), flag(b_hh.is_some()), buf(lens), int(s), int(b), int(h), flag(rev)],
+                &[
+                    buf(&*hs),
+                    ws_s,
+                    hp_s,
+                    buf(&*y),
+                    buf(&*xp),
+                    buf(&*hh),
+                    buf(b_hh.unwrap_or(&*hh)),
+                    flag(b_hh.is_some()),
+                    buf(lens),
+                    int(s),
+                    int(b),
+                    int(h),
+                    flag(rev),
+                ],
             )?,
             CellKind::GruResetBefore => {
                 let mid = mid.as_deref().expect("mid buffer");
-                be.launch(&gpu::kname("gru_rb_fwd_step1", dt), n, &[buf(&*hs), ws_s, hp_s, buf(&*xp), buf(&*hh), buf(lens), int(s), int(b), int(h), flag(rev)])?;
-                be.gemm(b, h, h, mat_n(&*ws, s * b * ws_w + mid_block * h, ws_w), mat_t(w_hh, hh_w * h, h), mid, 0, h, false)?;
+                be.launch(
+                    &gpu::kname("gru_rb_fwd_step1", dt),
+                    n,
+                    &[buf(&*hs), ws_s, hp_s, buf(&*xp), buf(&*hh), buf(lens), int(s), int(b), int(h), flag(rev)],
+                )?;
+                be.gemm(
+                    b,
+                    h,
+                    h,
+                    mat_n(&*ws, s * b * ws_w + mid_block * h, ws_w),
+                    mat_t(w_hh, hh_w * h, h),
+                    mid,
+                    0,
+                    h,
+                    false,
+                )?;
                 be.launch(
                     &gpu::kname("gru_rb_fwd_step2", dt),
                     n,
-                    &[buf(&*hs), at(&*ws, s * b * ws_w), buf(&*y), buf(&*xp), buf(mid), buf(lens), int(s), int(b), int(h), flag(rev)],
+                    &[
+                        buf(&*hs),
+                        at(&*ws, s * b * ws_w),
+                        buf(&*y),
+                        buf(&*xp),
+                        buf(mid),
+                        buf(lens),
+                        int(s),
+                        int(b),
+                        int(h),
+                        flag(rev),
+                    ],
                 )?;
             }
         }
@@ -779,21 +933,97 @@ fn backward_gpu(rb: &RecurrentBackward, be: &dyn GpuBackend, inp: &[&dyn DeviceB
             CellKind::RnnTanh | CellKind::RnnRelu => be.launch(
                 &gpu::kname("rnn_bwd_step", dt),
                 n,
-                &[buf(&*dh), dg_s, dxp_s, ws_s, buf(dy_arg), flag(has_dy), buf(lens), int(s), int(b), int(h), flag(rev), flag(p.kind == CellKind::RnnRelu)],
+                &[
+                    buf(&*dh),
+                    dg_s,
+                    dxp_s,
+                    ws_s,
+                    buf(dy_arg),
+                    flag(has_dy),
+                    buf(lens),
+                    int(s),
+                    int(b),
+                    int(h),
+                    flag(rev),
+                    flag(p.kind == CellKind::RnnRelu),
+                ],
             )?,
             CellKind::Lstm => {
                 let dc = dc.as_deref().expect("an LSTM has dc");
-                be.launch(&gpu::kname("lstm_bwd_step", dt), n, &[buf(&*dh), buf(dc), dg_s, dxp_s, ws_s, buf(dy_arg), flag(has_dy), buf(lens), int(s), int(b), int(h), flag(rev)])?
+                be.launch(
+                    &gpu::kname("lstm_bwd_step", dt),
+                    n,
+                    &[
+                        buf(&*dh),
+                        buf(dc),
+                        dg_s,
+                        dxp_s,
+                        ws_s,
+                        buf(dy_arg),
+                        flag(has_dy),
+                        buf(lens),
+                        int(s),
+                        int(b),
+                        int(h),
+                        flag(rev),
+                    ],
+                )?
             }
-            CellKind::Gru => be.launch(&gpu::kname("gru_bwd_step", dt), n, &[buf(&*dh), dg_s, dxp_s, ws_s, hp_s, buf(dy_arg), flag(has_dy), buf(lens), int(s), int(b), int(h), flag(rev)])?,
+            CellKind::Gru => be.launch(
+                &gpu::kname("gru_bwd_step", dt),
+                n,
+                &[
+                    buf(&*dh),
+                    dg_s,
+                    dxp_s,
+                    ws_s,
+                    hp_s,
+                    buf(dy_arg),
+                    flag(has_dy),
+                    buf(lens),
+                    int(s),
+                    int(b),
+                    int(h),
+                    flag(rev),
+                ],
+            )?,
             CellKind::GruResetBefore => {
                 let dmid = dmid.as_deref().expect("dmid buffer");
-                be.launch(&gpu::kname("gru_rb_bwd_step1", dt), n, &[buf(&*dh), dg_s, dxp_s, ws_s, hp_s, buf(dy_arg), flag(has_dy), buf(lens), int(s), int(b), int(h), flag(rev)])?;
+                be.launch(
+                    &gpu::kname("gru_rb_bwd_step1", dt),
+                    n,
+                    &[
+                        buf(&*dh),
+                        dg_s,
+                        dxp_s,
+                        ws_s,
+                        hp_s,
+                        buf(dy_arg),
+                        flag(has_dy),
+                        buf(lens),
+                        int(s),
+                        int(b),
+                        int(h),
+                        flag(rev),
+                    ],
+                )?;
                 be.gemm(b, h, h, mat_n(&*dg, og + hh_w, gh), mat_n(w_hh, hh_w * h, h), dmid, 0, h, false)?;
                 be.launch(
                     &gpu::kname("gru_rb_bwd_step2", dt),
                     n,
-                    &[buf(&*dh), at(&*dg, og), at(&*dxp, og), at(ws, ows), at(hprev, ohp), buf(dmid), buf(lens), int(s), int(b), int(h), flag(rev)],
+                    &[
+                        buf(&*dh),
+                        at(&*dg, og),
+                        at(&*dxp, og),
+                        at(ws, ows),
+                        at(hprev, ohp),
+                        buf(dmid),
+                        buf(lens),
+                        int(s),
+                        int(b),
+                        int(h),
+                        flag(rev),
+                    ],
                 )?;
             }
         }
@@ -807,7 +1037,11 @@ fn backward_gpu(rb: &RecurrentBackward, be: &dyn GpuBackend, inp: &[&dyn DeviceB
         x
     } else {
         let xg = be.alloc(dt, t * b * i)?;
-        be.launch(&gpu::kname("rnn_time_gather", dt), t * b * i, &[buf(&*xg), buf(x), buf(lens), int(t), int(b), int(i), flag(rev), flag(false)])?;
+        be.launch(
+            &gpu::kname("rnn_time_gather", dt),
+            t * b * i,
+            &[buf(&*xg), buf(x), buf(lens), int(t), int(b), int(i), flag(rev), flag(false)],
+        )?;
         gathered = xg;
         &*gathered
     };
@@ -816,7 +1050,17 @@ fn backward_gpu(rb: &RecurrentBackward, be: &dyn GpuBackend, inp: &[&dyn DeviceB
     let dw_hh = be.alloc(dt, gh * h)?;
     be.gemm(hh_w, h, t * b, mat_t(&*dg, 0, gh), mat_n(hprev, 0, h), &*dw_hh, 0, h, false)?;
     if hh_w < gh {
-        be.gemm(gh - hh_w, h, t * b, mat_t(&*dg, hh_w, gh), mat_n(ws, mid_block * h, ws_w), &*dw_hh, hh_w * h, h, false)?;
+        be.gemm(
+            gh - hh_w,
+            h,
+            t * b,
+            mat_t(&*dg, hh_w, gh),
+            mat_n(ws, mid_block * h, ws_w),
+            &*dw_hh,
+            hh_w * h,
+            h,
+            false,
+        )?;
     }
     let dx_proc = be.alloc(dt, t * b * i)?;
     be.gemm(t * b, i, gh, mat_n(&*dxp, 0, gh), mat_n(w_ih, 0, i), &*dx_proc, 0, i, false)?;
@@ -824,7 +1068,11 @@ fn backward_gpu(rb: &RecurrentBackward, be: &dyn GpuBackend, inp: &[&dyn DeviceB
         dx_proc
     } else {
         let dx = be.alloc(dt, t * b * i)?;
-        be.launch(&gpu::kname("rnn_time_gather", dt), t * b * i, &[buf(&*dx), buf(&*dx_proc), buf(lens), int(t), int(b), int(i), flag(rev), flag(true)])?;
+        be.launch(
+            &gpu::kname("rnn_time_gather", dt),
+            t * b * i,
+            &[buf(&*dx), buf(&*dx_proc), buf(lens), int(t), int(b), int(i), flag(rev), flag(true)],
+        )?;
         dx
     };
     let mut out = vec![dx, dh];

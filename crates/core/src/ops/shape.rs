@@ -7,10 +7,10 @@
 
 use crate::autograd::{apply, is_grad_enabled, BackwardCtx, Op};
 use crate::backend::{DeviceBuffer, GpuBackend};
-use crate::ops::gpu;
 use crate::error::{fmt_shape, Error, Result};
 use crate::float::Float;
 use crate::ops::elementwise::check_same_dtype;
+use crate::ops::gpu;
 use crate::storage::{CpuStorage, DType};
 use crate::tensor::{check_shape, Tensor};
 use rayon::prelude::*;
@@ -36,18 +36,28 @@ trait Elem: Copy + Send + Sync + Default + 'static {
     fn wrap(v: Vec<Self>) -> CpuStorage;
 }
 impl Elem for f32 {
-    fn view(s: &CpuStorage) -> &[Self] { <f32 as Float>::view(s) }
-    fn wrap(v: Vec<Self>) -> CpuStorage { <f32 as Float>::wrap(v) }
+    fn view(s: &CpuStorage) -> &[Self] {
+        <f32 as Float>::view(s)
+    }
+    fn wrap(v: Vec<Self>) -> CpuStorage {
+        <f32 as Float>::wrap(v)
+    }
 }
 impl Elem for f64 {
-    fn view(s: &CpuStorage) -> &[Self] { <f64 as Float>::view(s) }
-    fn wrap(v: Vec<Self>) -> CpuStorage { <f64 as Float>::wrap(v) }
+    fn view(s: &CpuStorage) -> &[Self] {
+        <f64 as Float>::view(s)
+    }
+    fn wrap(v: Vec<Self>) -> CpuStorage {
+        <f64 as Float>::wrap(v)
+    }
 }
 impl Elem for i32 {
     fn view(s: &CpuStorage) -> &[Self] {
         s.as_i32().unwrap_or_else(|| panic!("storage is {}, kernel expected int32", s.dtype()))
     }
-    fn wrap(v: Vec<Self>) -> CpuStorage { CpuStorage::new_i32(v) }
+    fn wrap(v: Vec<Self>) -> CpuStorage {
+        CpuStorage::new_i32(v)
+    }
 }
 
 fn same_dtype_all(op: &str, xs: &[&Tensor]) -> Result<()> {
@@ -70,7 +80,9 @@ fn copy_cpu<T: Elem>(x: &CpuStorage) -> Result<Vec<CpuStorage>> {
 }
 
 impl Op for Reshape {
-    fn name(&self) -> &'static str { "reshape" }
+    fn name(&self) -> &'static str {
+        "reshape"
+    }
     fn cpu(&self, x: &[&CpuStorage]) -> Result<Vec<CpuStorage>> {
         dispatch_any!(self.name(), x[0].dtype(), copy_cpu(x[0]))
     }
@@ -99,18 +111,32 @@ pub fn reshape(x: &Tensor, shape: &[isize]) -> Result<Tensor> {
         } else if d < 1 {
             return Err(Error::shape(OP, "a shape of positive sizes (and at most one -1)", fmt_req()));
         } else {
-            known = known.checked_mul(d as usize).ok_or_else(|| Error::shape(OP, format!("a shape with {} elements like {}", x.numel(), fmt_shape(x.shape())), fmt_req()))?;
+            known = known.checked_mul(d as usize).ok_or_else(|| {
+                Error::shape(
+                    OP,
+                    format!("a shape with {} elements like {}", x.numel(), fmt_shape(x.shape())),
+                    fmt_req(),
+                )
+            })?;
         }
     }
     let n = x.numel();
     let mut out: Vec<usize> = shape.iter().map(|&d| d.max(1) as usize).collect();
     if let Some(i) = infer {
         if !n.is_multiple_of(known) {
-            return Err(Error::shape(OP, format!("a shape whose known sizes divide the {n} elements of {}", fmt_shape(x.shape())), fmt_req()));
+            return Err(Error::shape(
+                OP,
+                format!("a shape whose known sizes divide the {n} elements of {}", fmt_shape(x.shape())),
+                fmt_req(),
+            ));
         }
         out[i] = n / known;
     } else if known != n {
-        return Err(Error::shape(OP, format!("a shape with {n} elements like {}", fmt_shape(x.shape())), format!("{} ({known} elements)", fmt_req())));
+        return Err(Error::shape(
+            OP,
+            format!("a shape with {n} elements like {}", fmt_shape(x.shape())),
+            format!("{} ({known} elements)", fmt_req()),
+        ));
     }
     if out == x.shape() {
         return Ok(x.clone());
@@ -170,7 +196,9 @@ fn transpose_cpu<T: Elem>(op: &Transpose, x: &CpuStorage) -> Result<Vec<CpuStora
 }
 
 impl Op for Transpose {
-    fn name(&self) -> &'static str { "transpose" }
+    fn name(&self) -> &'static str {
+        "transpose"
+    }
     fn cpu(&self, x: &[&CpuStorage]) -> Result<Vec<CpuStorage>> {
         dispatch_any!(self.name(), x[0].dtype(), transpose_cpu(self, x[0]))
     }
@@ -192,7 +220,11 @@ pub fn transpose(x: &Tensor, d0: usize, d1: usize) -> Result<Tensor> {
     const OP: &str = "transpose";
     let nd = x.dims();
     if d0 >= nd || d1 >= nd {
-        return Err(Error::shape(OP, format!("dimensions in [0, {nd}) for a tensor of shape {}", fmt_shape(x.shape())), format!("dimensions {d0} and {d1}")));
+        return Err(Error::shape(
+            OP,
+            format!("dimensions in [0, {nd}) for a tensor of shape {}", fmt_shape(x.shape())),
+            format!("dimensions {d0} and {d1}"),
+        ));
     }
     if d0 == d1 || x.shape()[d0] == 1 && x.shape()[d1] == 1 {
         return Ok(x.clone());
@@ -234,7 +266,9 @@ fn concat_cpu<T: Elem>(op: &Concat, xs: &[&CpuStorage]) -> Result<Vec<CpuStorage
 }
 
 impl Op for Concat {
-    fn name(&self) -> &'static str { self.name }
+    fn name(&self) -> &'static str {
+        self.name
+    }
     fn cpu(&self, x: &[&CpuStorage]) -> Result<Vec<CpuStorage>> {
         dispatch_any!(self.name, x[0].dtype(), concat_cpu(self, x))
     }
@@ -250,7 +284,13 @@ impl Op for Concat {
     }
     fn backward(&self, _ctx: &BackwardCtx, grads: &[Option<Tensor>]) -> Result<Vec<Option<Tensor>>> {
         let g = grads[0].as_ref().expect("single-output op gets its gradient");
-        let op = Split { outer: self.outer, rows: self.rows.clone(), in_shape: g.shape().to_vec(), out_shapes: self.in_shapes.clone(), name: "concatGrad" };
+        let op = Split {
+            outer: self.outer,
+            rows: self.rows.clone(),
+            in_shape: g.shape().to_vec(),
+            out_shapes: self.in_shapes.clone(),
+            name: "concatGrad",
+        };
         let specs = self.in_shapes.iter().map(|s| (s.clone(), g.dtype())).collect();
         Ok(apply(Arc::new(op), &[g], specs)?.into_iter().map(Some).collect())
     }
@@ -285,7 +325,9 @@ fn split_cpu<T: Elem>(op: &Split, x: &CpuStorage) -> Result<Vec<CpuStorage>> {
 }
 
 impl Op for Split {
-    fn name(&self) -> &'static str { self.name }
+    fn name(&self) -> &'static str {
+        self.name
+    }
     fn cpu(&self, x: &[&CpuStorage]) -> Result<Vec<CpuStorage>> {
         dispatch_any!(self.name, x[0].dtype(), split_cpu(self, x[0]))
     }
@@ -314,7 +356,12 @@ impl Op for Split {
             })
             .collect::<Result<_>>()?;
         let refs: Vec<&Tensor> = gs.iter().collect();
-        let op = Concat { outer: self.outer, rows: self.rows.clone(), in_shapes: self.out_shapes.clone(), name: "splitGrad" };
+        let op = Concat {
+            outer: self.outer,
+            rows: self.rows.clone(),
+            in_shapes: self.out_shapes.clone(),
+            name: "splitGrad",
+        };
         Ok(vec![Some(apply(Arc::new(op), &refs, vec![(self.in_shape.clone(), dtype)])?.remove(0))])
     }
 }
@@ -329,14 +376,26 @@ pub fn concat(xs: &[&Tensor], axis: usize) -> Result<Tensor> {
     let s0 = first.shape();
     let nd = s0.len();
     if axis >= nd {
-        return Err(Error::shape(OP, format!("an axis in [0, {nd}) for tensors of shape {}", fmt_shape(s0)), format!("axis {axis}")));
+        return Err(Error::shape(
+            OP,
+            format!("an axis in [0, {nd}) for tensors of shape {}", fmt_shape(s0)),
+            format!("axis {axis}"),
+        ));
     }
     for (i, x) in xs.iter().enumerate() {
         let s = x.shape();
         if s.len() != nd || s.iter().zip(s0).enumerate().any(|(d, (a, b))| d != axis && a != b) {
             let mut want: Vec<String> = s0.iter().map(|d| d.to_string()).collect();
             want[axis] = "*".into();
-            return Err(Error::shape(OP, format!("tensor {i} to have the shape [{}] of tensor 0 {} (all dimensions equal except axis {axis})", want.join(", "), fmt_shape(s0)), fmt_shape(s)));
+            return Err(Error::shape(
+                OP,
+                format!(
+                    "tensor {i} to have the shape [{}] of tensor 0 {} (all dimensions equal except axis {axis})",
+                    want.join(", "),
+                    fmt_shape(s0)
+                ),
+                fmt_shape(s),
+            ));
         }
     }
     if xs.len() == 1 {
@@ -362,11 +421,19 @@ pub fn stack(xs: &[&Tensor], axis: usize) -> Result<Tensor> {
     let s0 = first.shape();
     let nd = s0.len();
     if axis > nd {
-        return Err(Error::shape(OP, format!("an axis in [0, {}] for tensors of shape {}", nd, fmt_shape(s0)), format!("axis {axis}")));
+        return Err(Error::shape(
+            OP,
+            format!("an axis in [0, {}] for tensors of shape {}", nd, fmt_shape(s0)),
+            format!("axis {axis}"),
+        ));
     }
     for (i, x) in xs.iter().enumerate() {
         if x.shape() != s0 {
-            return Err(Error::shape(OP, format!("tensor {i} to have the shape of tensor 0, {}", fmt_shape(s0)), fmt_shape(x.shape())));
+            return Err(Error::shape(
+                OP,
+                format!("tensor {i} to have the shape of tensor 0, {}", fmt_shape(s0)),
+                fmt_shape(x.shape()),
+            ));
         }
     }
     let outer: usize = s0[..axis].iter().product();
@@ -384,10 +451,18 @@ pub fn split(x: &Tensor, axis: usize, sizes: &[usize]) -> Result<Vec<Tensor>> {
     let s = x.shape();
     let nd = s.len();
     if axis >= nd {
-        return Err(Error::shape(OP, format!("an axis in [0, {nd}) for a tensor of shape {}", fmt_shape(s)), format!("axis {axis}")));
+        return Err(Error::shape(
+            OP,
+            format!("an axis in [0, {nd}) for a tensor of shape {}", fmt_shape(s)),
+            format!("axis {axis}"),
+        ));
     }
     if sizes.is_empty() || sizes.contains(&0) || sizes.iter().sum::<usize>() != s[axis] {
-        return Err(Error::shape(OP, format!("positive sizes adding up to {} (axis {axis} of {})", s[axis], fmt_shape(s)), format!("{sizes:?}")));
+        return Err(Error::shape(
+            OP,
+            format!("positive sizes adding up to {} (axis {axis} of {})", s[axis], fmt_shape(s)),
+            format!("{sizes:?}"),
+        ));
     }
     let outer: usize = s[..axis].iter().product();
     let inner: usize = s[axis + 1..].iter().product();
@@ -399,7 +474,13 @@ pub fn split(x: &Tensor, axis: usize, sizes: &[usize]) -> Result<Vec<Tensor>> {
             o
         })
         .collect();
-    let op = Split { outer, rows: sizes.iter().map(|&n| n * inner).collect(), in_shape: s.to_vec(), out_shapes: out_shapes.clone(), name: OP };
+    let op = Split {
+        outer,
+        rows: sizes.iter().map(|&n| n * inner).collect(),
+        in_shape: s.to_vec(),
+        out_shapes: out_shapes.clone(),
+        name: OP,
+    };
     apply(Arc::new(op), &[x], out_shapes.into_iter().map(|o| (o, x.dtype())).collect())
 }
 
@@ -419,7 +500,8 @@ struct Narrow {
 fn narrow_cpu<T: Elem>(op: &Narrow, x: &CpuStorage) -> Result<Vec<CpuStorage>> {
     let x = T::view(x);
     let mut out = vec![T::default(); op.outer * op.len];
-    let fill = |(o, dst): (usize, &mut [T])| dst.copy_from_slice(&x[o * op.row + op.start..o * op.row + op.start + op.len]);
+    let fill =
+        |(o, dst): (usize, &mut [T])| dst.copy_from_slice(&x[o * op.row + op.start..o * op.row + op.start + op.len]);
     if out.len() >= PAR_MIN && op.outer > 1 {
         out.par_chunks_mut(op.len).enumerate().for_each(fill);
     } else {
@@ -429,7 +511,9 @@ fn narrow_cpu<T: Elem>(op: &Narrow, x: &CpuStorage) -> Result<Vec<CpuStorage>> {
 }
 
 impl Op for Narrow {
-    fn name(&self) -> &'static str { "slice" }
+    fn name(&self) -> &'static str {
+        "slice"
+    }
     fn cpu(&self, x: &[&CpuStorage]) -> Result<Vec<CpuStorage>> {
         dispatch_any!(self.name(), x[0].dtype(), narrow_cpu(self, x[0]))
     }
@@ -440,7 +524,14 @@ impl Op for Narrow {
     }
     fn backward(&self, _ctx: &BackwardCtx, grads: &[Option<Tensor>]) -> Result<Vec<Option<Tensor>>> {
         let g = grads[0].as_ref().expect("single-output op gets its gradient");
-        let op = Pad { outer: self.outer, row: self.row, start: self.start, len: self.len, in_shape: self.in_shape.clone(), out_shape: self.out_shape.clone() };
+        let op = Pad {
+            outer: self.outer,
+            row: self.row,
+            start: self.start,
+            len: self.len,
+            in_shape: self.in_shape.clone(),
+            out_shape: self.out_shape.clone(),
+        };
         Ok(vec![Some(apply(Arc::new(op), &[g], vec![(self.in_shape.clone(), g.dtype())])?.remove(0))])
     }
 }
@@ -459,7 +550,9 @@ struct Pad {
 fn pad_cpu<T: Elem>(op: &Pad, g: &CpuStorage) -> Result<Vec<CpuStorage>> {
     let g = T::view(g);
     let mut out = vec![T::default(); op.outer * op.row];
-    let fill = |(o, dst): (usize, &mut [T])| dst[op.start..op.start + op.len].copy_from_slice(&g[o * op.len..(o + 1) * op.len]);
+    let fill = |(o, dst): (usize, &mut [T])| {
+        dst[op.start..op.start + op.len].copy_from_slice(&g[o * op.len..(o + 1) * op.len])
+    };
     if out.len() >= PAR_MIN && op.outer > 1 {
         out.par_chunks_mut(op.row).enumerate().for_each(fill);
     } else {
@@ -469,7 +562,9 @@ fn pad_cpu<T: Elem>(op: &Pad, g: &CpuStorage) -> Result<Vec<CpuStorage>> {
 }
 
 impl Op for Pad {
-    fn name(&self) -> &'static str { "sliceGrad" }
+    fn name(&self) -> &'static str {
+        "sliceGrad"
+    }
     fn cpu(&self, x: &[&CpuStorage]) -> Result<Vec<CpuStorage>> {
         dispatch_any!(self.name(), x[0].dtype(), pad_cpu(self, x[0]))
     }
@@ -480,7 +575,14 @@ impl Op for Pad {
     }
     fn backward(&self, _ctx: &BackwardCtx, grads: &[Option<Tensor>]) -> Result<Vec<Option<Tensor>>> {
         let g = grads[0].as_ref().expect("single-output op gets its gradient");
-        let op = Narrow { outer: self.outer, row: self.row, start: self.start, len: self.len, in_shape: self.in_shape.clone(), out_shape: self.out_shape.clone() };
+        let op = Narrow {
+            outer: self.outer,
+            row: self.row,
+            start: self.start,
+            len: self.len,
+            in_shape: self.in_shape.clone(),
+            out_shape: self.out_shape.clone(),
+        };
         Ok(vec![Some(apply(Arc::new(op), &[g], vec![(self.out_shape.clone(), g.dtype())])?.remove(0))])
     }
 }
@@ -491,10 +593,18 @@ pub fn slice(x: &Tensor, axis: usize, start: usize, len: usize) -> Result<Tensor
     let s = x.shape();
     let nd = s.len();
     if axis >= nd {
-        return Err(Error::shape(OP, format!("an axis in [0, {nd}) for a tensor of shape {}", fmt_shape(s)), format!("axis {axis}")));
+        return Err(Error::shape(
+            OP,
+            format!("an axis in [0, {nd}) for a tensor of shape {}", fmt_shape(s)),
+            format!("axis {axis}"),
+        ));
     }
     if len == 0 || start.checked_add(len).is_none_or(|end| end > s[axis]) {
-        return Err(Error::shape(OP, format!("a range of length ≥ 1 within [0, {}) on axis {axis} of {}", s[axis], fmt_shape(s)), format!("start {start}, length {len}")));
+        return Err(Error::shape(
+            OP,
+            format!("a range of length ≥ 1 within [0, {}) on axis {axis} of {}", s[axis], fmt_shape(s)),
+            format!("start {start}, length {len}"),
+        ));
     }
     if len == s[axis] {
         return Ok(x.clone());
@@ -503,6 +613,13 @@ pub fn slice(x: &Tensor, axis: usize, start: usize, len: usize) -> Result<Tensor
     let inner: usize = s[axis + 1..].iter().product();
     let mut out = s.to_vec();
     out[axis] = len;
-    let op = Narrow { outer, row: s[axis] * inner, start: start * inner, len: len * inner, in_shape: s.to_vec(), out_shape: out.clone() };
+    let op = Narrow {
+        outer,
+        row: s[axis] * inner,
+        start: start * inner,
+        len: len * inner,
+        in_shape: s.to_vec(),
+        out_shape: out.clone(),
+    };
     Ok(apply(Arc::new(op), &[x], vec![(out, x.dtype())])?.remove(0))
 }

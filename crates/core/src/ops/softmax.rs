@@ -7,10 +7,10 @@
 
 use crate::autograd::{apply, BackwardCtx, Op};
 use crate::backend::{DeviceBuffer, GpuBackend};
-use crate::ops::gpu;
 use crate::error::{fmt_shape, Error, Result};
 use crate::float::Float;
 use crate::ops::elementwise::{check_float, dispatch_float};
+use crate::ops::gpu;
 use crate::storage::CpuStorage;
 use crate::tensor::Tensor;
 use rayon::prelude::*;
@@ -93,7 +93,11 @@ fn block_forward<T: Float>(kind: Kind, l: Layout, x: &[T], y: &mut [T]) {
             s.iter_mut().for_each(|a| *a = a.ln());
             for j in 0..n {
                 let r = j * inner..(j + 1) * inner;
-                y[r.clone()].iter_mut().zip(&x[r]).zip(s.iter().zip(&m)).for_each(|((o, &v), (&ls, &mx))| *o = (v - mx) - ls);
+                y[r.clone()]
+                    .iter_mut()
+                    .zip(&x[r])
+                    .zip(s.iter().zip(&m))
+                    .for_each(|((o, &v), (&ls, &mx))| *o = (v - mx) - ls);
             }
         }
     }
@@ -130,9 +134,17 @@ impl Op for Softmax {
         let log = gpu::flag(self.kind == Kind::LogSoftmax);
         let y = be.alloc(dt, x[0].len())?;
         if inner == 1 {
-            be.launch(&gpu::kname("softmax_rows", dt), outer * gpu::BLOCK, &[gpu::buf(&*y), gpu::buf(x[0]), gpu::int(outer), gpu::int(n), log])?;
+            be.launch(
+                &gpu::kname("softmax_rows", dt),
+                outer * gpu::BLOCK,
+                &[gpu::buf(&*y), gpu::buf(x[0]), gpu::int(outer), gpu::int(n), log],
+            )?;
         } else {
-            be.launch(&gpu::kname("softmax_cols", dt), outer * inner, &[gpu::buf(&*y), gpu::buf(x[0]), gpu::int(outer), gpu::int(n), gpu::int(inner), log])?;
+            be.launch(
+                &gpu::kname("softmax_cols", dt),
+                outer * inner,
+                &[gpu::buf(&*y), gpu::buf(x[0]), gpu::int(outer), gpu::int(n), gpu::int(inner), log],
+            )?;
         }
         Ok(vec![y])
     }
@@ -166,7 +178,9 @@ fn softmax_grad_cpu<T: Float>(op: &SoftmaxGrad, g: &CpuStorage, y: &CpuStorage) 
         for j in 0..n {
             let r = j * inner..(j + 1) * inner;
             match kind {
-                Kind::Softmax => acc.iter_mut().zip(&gb[r.clone()]).zip(&yb[r]).for_each(|((a, &gv), &yv)| *a += gv * yv),
+                Kind::Softmax => {
+                    acc.iter_mut().zip(&gb[r.clone()]).zip(&yb[r]).for_each(|((a, &gv), &yv)| *a += gv * yv)
+                }
                 Kind::LogSoftmax => acc.iter_mut().zip(&gb[r]).for_each(|(a, &gv)| *a += gv),
             }
         }
@@ -200,9 +214,17 @@ impl Op for SoftmaxGrad {
         let log = gpu::flag(self.kind == Kind::LogSoftmax);
         let gx = be.alloc(dt, x[0].len())?;
         if inner == 1 {
-            be.launch(&gpu::kname("softmax_grad_rows", dt), outer * gpu::BLOCK, &[gpu::buf(&*gx), gpu::buf(x[0]), gpu::buf(x[1]), gpu::int(outer), gpu::int(n), log])?;
+            be.launch(
+                &gpu::kname("softmax_grad_rows", dt),
+                outer * gpu::BLOCK,
+                &[gpu::buf(&*gx), gpu::buf(x[0]), gpu::buf(x[1]), gpu::int(outer), gpu::int(n), log],
+            )?;
         } else {
-            be.launch(&gpu::kname("softmax_grad_cols", dt), outer * inner, &[gpu::buf(&*gx), gpu::buf(x[0]), gpu::buf(x[1]), gpu::int(outer), gpu::int(n), gpu::int(inner), log])?;
+            be.launch(
+                &gpu::kname("softmax_grad_cols", dt),
+                outer * inner,
+                &[gpu::buf(&*gx), gpu::buf(x[0]), gpu::buf(x[1]), gpu::int(outer), gpu::int(n), gpu::int(inner), log],
+            )?;
         }
         Ok(vec![gx])
     }
@@ -212,7 +234,11 @@ fn build(kind: Kind, name: &'static str, x: &Tensor, axis: usize) -> Result<Tens
     check_float(name, x)?;
     let nd = x.dims();
     if axis >= nd {
-        return Err(Error::shape(name, format!("an axis in [0, {nd}) for a tensor of shape {}", fmt_shape(x.shape())), format!("axis {axis}")));
+        return Err(Error::shape(
+            name,
+            format!("an axis in [0, {nd}) for a tensor of shape {}", fmt_shape(x.shape())),
+            format!("axis {axis}"),
+        ));
     }
     let op = Softmax { kind, l: layout(x.shape(), axis) };
     Ok(apply(Arc::new(op), &[x], vec![(x.shape().to_vec(), x.dtype())])?.remove(0))

@@ -6,7 +6,9 @@
 //! RECURRENT_PARITY_SEED to replay one).
 
 use recurrent_core::ops::dropout::dropout;
-use recurrent_core::ops::elementwise::{add, add_scalar, broadcast_to, div, exp, log, mul, neg, relu, scale, sigmoid, sqrt, square, sub, tanh};
+use recurrent_core::ops::elementwise::{
+    add, add_scalar, broadcast_to, div, exp, log, mul, neg, relu, scale, sigmoid, sqrt, square, sub, tanh,
+};
 use recurrent_core::ops::embedding::embedding;
 use recurrent_core::ops::loss::{cross_entropy, mse};
 use recurrent_core::ops::matmul::{linear, matmul};
@@ -23,13 +25,17 @@ pub const F32_TOL: (f64, f64) = (1e-5, 1e-4);
 /// For float64.
 pub const F64_TOL: (f64, f64) = (1e-10, 1e-9);
 
-pub const CELLS: [CellKind; 5] = [CellKind::RnnTanh, CellKind::RnnRelu, CellKind::Lstm, CellKind::Gru, CellKind::GruResetBefore];
+pub const CELLS: [CellKind; 5] =
+    [CellKind::RnnTanh, CellKind::RnnRelu, CellKind::Lstm, CellKind::Gru, CellKind::GruResetBefore];
 
 pub fn base_seed() -> u64 {
     static SEED: OnceLock<u64> = OnceLock::new();
     *SEED.get_or_init(|| {
         let s = std::env::var("RECURRENT_PARITY_SEED").ok().and_then(|v| v.parse().ok()).unwrap_or_else(|| {
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64 % 1_000_000).unwrap_or(1)
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64 % 1_000_000)
+                .unwrap_or(1)
         });
         println!("parity inputs: base seed {s} (RECURRENT_PARITY_SEED={s} replays it)");
         s
@@ -69,13 +75,24 @@ pub fn compare(name: &str, cpu: &[f64], dev: &[f64], tol: f64) -> Outcome {
     let scale = cpu.iter().filter(|v| v.is_finite()).fold(0.0f64, |m, v| m.max(v.abs()));
     let rel = if max_abs == 0.0 { 0.0 } else { max_abs / scale.max(1e-300) };
     let o = Outcome { name: name.to_string(), max_abs, rel, tol };
-    println!("PARITY {:<44} max_abs {:>9.2e}  rel {:>9.2e}  tol {:.0e}  {}", o.name, o.max_abs, o.rel, o.tol, if o.ok() { "ok" } else { "FAIL" });
+    println!(
+        "PARITY {:<44} max_abs {:>9.2e}  rel {:>9.2e}  tol {:.0e}  {}",
+        o.name,
+        o.max_abs,
+        o.rel,
+        o.tol,
+        if o.ok() { "ok" } else { "FAIL" }
+    );
     o
 }
 
 /// Asserts every outcome passed, listing the failures.
 pub fn assert_all(outcomes: &[Outcome]) {
-    let bad: Vec<String> = outcomes.iter().filter(|o| !o.ok()).map(|o| format!("{} (rel {:.2e} > {:.0e})", o.name, o.rel, o.tol)).collect();
+    let bad: Vec<String> = outcomes
+        .iter()
+        .filter(|o| !o.ok())
+        .map(|o| format!("{} (rel {:.2e} > {:.0e})", o.name, o.rel, o.tol))
+        .collect();
     assert!(!outcomes.is_empty(), "no comparisons ran");
     assert!(bad.is_empty(), "parity failures (base seed {}):\n{}", base_seed(), bad.join("\n"));
 }
@@ -83,7 +100,12 @@ pub fn assert_all(outcomes: &[Outcome]) {
 /// N(0,1)·scale values with |v| ≥ 0.05 (never zero), as `dt`.
 pub fn rnd(shape: &[usize], seed: u64, dt: DType, scale_by: f64) -> Tensor {
     let t = Tensor::randn(shape, DType::F64, base_seed().wrapping_mul(1000).wrapping_add(seed)).unwrap();
-    let v: Vec<f64> = t.to_vec_f64().unwrap().into_iter().map(|x| scale_by * if x.abs() < 0.05 { 0.05f64.copysign(x) } else { x }).collect();
+    let v: Vec<f64> = t
+        .to_vec_f64()
+        .unwrap()
+        .into_iter()
+        .map(|x| scale_by * if x.abs() < 0.05 { 0.05f64.copysign(x) } else { x })
+        .collect();
     cast(v, shape, dt)
 }
 
@@ -110,7 +132,13 @@ type Values = Vec<Vec<f64>>;
 
 /// Runs `f` on `dev` with fresh leaves; returns (outputs, gradients of the inputs in `wrt` of
 /// Σ_k Σ out_k ⊙ w_k with fixed random w_k).
-fn run_on(dev: Device, inputs: &[Tensor], wrt: &[usize], seed: u64, f: &dyn Fn(&[Tensor]) -> Result<Vec<Tensor>>) -> Result<(Values, Values)> {
+fn run_on(
+    dev: Device,
+    inputs: &[Tensor],
+    wrt: &[usize],
+    seed: u64,
+    f: &dyn Fn(&[Tensor]) -> Result<Vec<Tensor>>,
+) -> Result<(Values, Values)> {
     let leaves: Vec<Tensor> = inputs.iter().map(|t| t.to(dev).map(|d| d.detach())).collect::<Result<_>>()?;
     for &i in wrt {
         leaves[i].set_requires_grad(true)?;
@@ -148,7 +176,14 @@ fn run_on(dev: Device, inputs: &[Tensor], wrt: &[usize], seed: u64, f: &dyn Fn(&
 }
 
 /// Compares `f` on the CPU and on `dev`: outputs with tol.0, gradients of inputs `wrt` with tol.1.
-pub fn parity(case: &str, dev: Device, inputs: &[Tensor], wrt: &[usize], tol: (f64, f64), f: impl Fn(&[Tensor]) -> Result<Vec<Tensor>>) -> Vec<Outcome> {
+pub fn parity(
+    case: &str,
+    dev: Device,
+    inputs: &[Tensor],
+    wrt: &[usize],
+    tol: (f64, f64),
+    f: impl Fn(&[Tensor]) -> Result<Vec<Tensor>>,
+) -> Vec<Outcome> {
     let seed = base_seed() ^ 0x5eed;
     let (cv, cg) = run_on(Device::Cpu, inputs, wrt, seed, &f).unwrap_or_else(|e| panic!("{case} on the CPU: {e}"));
     let (dv, dg) = run_on(dev, inputs, wrt, seed, &f).unwrap_or_else(|e| panic!("{case} on {dev}: {e}"));
@@ -163,7 +198,11 @@ pub fn parity(case: &str, dev: Device, inputs: &[Tensor], wrt: &[usize], tol: (f
 }
 
 fn tol_of(dt: DType) -> (f64, f64) {
-    if dt == DType::F64 { F64_TOL } else { F32_TOL }
+    if dt == DType::F64 {
+        F64_TOL
+    } else {
+        F32_TOL
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -173,15 +212,24 @@ pub fn elementwise(dev: Device, dt: DType) -> Vec<Outcome> {
     let tol = tol_of(dt);
     let mut out = Vec::new();
     let d = if dt == DType::F64 { "f64" } else { "f32" };
-    let pairs: [(&[usize], &[usize]); 5] = [(&[3, 4], &[3, 4]), (&[2, 3, 4], &[4]), (&[2, 1, 4], &[3, 1]), (&[5, 1], &[1, 6]), (&[], &[2, 3])];
+    let pairs: [(&[usize], &[usize]); 5] =
+        [(&[3, 4], &[3, 4]), (&[2, 3, 4], &[4]), (&[2, 1, 4], &[3, 1]), (&[5, 1], &[1, 6]), (&[], &[2, 3])];
     for (pi, (sa, sb)) in pairs.iter().enumerate() {
         let a = rnd(sa, 10 + pi as u64, dt, 1.0);
         let b = rnd(sb, 20 + pi as u64, dt, 1.0);
         let bp = uni(sb, 30 + pi as u64, dt, 0.5, 2.0);
-        out.extend(parity(&format!("add{pi}_{d}"), dev, &[a.clone(), b.clone()], &[0, 1], tol, |x| Ok(vec![add(&x[0], &x[1])?])));
-        out.extend(parity(&format!("sub{pi}_{d}"), dev, &[a.clone(), b.clone()], &[0, 1], tol, |x| Ok(vec![sub(&x[0], &x[1])?])));
-        out.extend(parity(&format!("mul{pi}_{d}"), dev, &[a.clone(), b.clone()], &[0, 1], tol, |x| Ok(vec![mul(&x[0], &x[1])?])));
-        out.extend(parity(&format!("div{pi}_{d}"), dev, &[a.clone(), bp], &[0, 1], tol, |x| Ok(vec![div(&x[0], &x[1])?])));
+        out.extend(parity(&format!("add{pi}_{d}"), dev, &[a.clone(), b.clone()], &[0, 1], tol, |x| {
+            Ok(vec![add(&x[0], &x[1])?])
+        }));
+        out.extend(parity(&format!("sub{pi}_{d}"), dev, &[a.clone(), b.clone()], &[0, 1], tol, |x| {
+            Ok(vec![sub(&x[0], &x[1])?])
+        }));
+        out.extend(parity(&format!("mul{pi}_{d}"), dev, &[a.clone(), b.clone()], &[0, 1], tol, |x| {
+            Ok(vec![mul(&x[0], &x[1])?])
+        }));
+        out.extend(parity(&format!("div{pi}_{d}"), dev, &[a.clone(), bp], &[0, 1], tol, |x| {
+            Ok(vec![div(&x[0], &x[1])?])
+        }));
     }
     let x = rnd(&[7, 9], 40, dt, 1.0);
     let pos = uni(&[7, 9], 41, dt, 0.2, 3.0);
@@ -203,7 +251,9 @@ pub fn elementwise(dev: Device, dt: DType) -> Vec<Outcome> {
         out.extend(parity(&format!("{name}_{d}"), dev, &[input], &[0], tol, move |x| Ok(vec![f(&x[0])?])));
     }
     let small = rnd(&[3, 1], 42, dt, 1.0);
-    out.extend(parity(&format!("broadcastTo_{d}"), dev, &[small], &[0], tol, |x| Ok(vec![broadcast_to(&x[0], &[2, 3, 4])?])));
+    out.extend(parity(&format!("broadcastTo_{d}"), dev, &[small], &[0], tol, |x| {
+        Ok(vec![broadcast_to(&x[0], &[2, 3, 4])?])
+    }));
     out
 }
 
@@ -212,16 +262,21 @@ pub fn reductions(dev: Device, dt: DType) -> Vec<Outcome> {
     let d = if dt == DType::F64 { "f64" } else { "f32" };
     let mut out = Vec::new();
     let x = rnd(&[4, 5, 6], 50, dt, 1.0);
-    let axes: [(&[usize], bool); 6] = [(&[], false), (&[0], false), (&[1], true), (&[0, 2], false), (&[2], false), (&[0, 1, 2], true)];
+    let axes: [(&[usize], bool); 6] =
+        [(&[], false), (&[0], false), (&[1], true), (&[0, 2], false), (&[2], false), (&[0, 1, 2], true)];
     for (k, (ax, keep)) in axes.iter().enumerate() {
         out.extend(parity(&format!("sum{k}_{d}"), dev, &[x.clone()], &[0], tol, |x| Ok(vec![sum(&x[0], ax, *keep)?])));
-        out.extend(parity(&format!("mean{k}_{d}"), dev, &[x.clone()], &[0], tol, |x| Ok(vec![mean(&x[0], ax, *keep)?])));
+        out.extend(parity(&format!("mean{k}_{d}"), dev, &[x.clone()], &[0], tol, |x| {
+            Ok(vec![mean(&x[0], ax, *keep)?])
+        }));
     }
     // The block paths: long reductions into one output (split into parts) and into a few.
     // Positive inputs: a sum of zero-mean values is ill-conditioned, and the CPU oracle's own
     // rounding (relative to a small total) would approach the tolerance.
     let long = uni(&[200_000], 51, dt, 0.5, 1.5);
-    out.extend(parity(&format!("sumAll_long_{d}"), dev, &[long], &[0], tol, |x| Ok(vec![sum_all(&x[0])?, mean_all(&x[0])?])));
+    out.extend(parity(&format!("sumAll_long_{d}"), dev, &[long], &[0], tol, |x| {
+        Ok(vec![sum_all(&x[0])?, mean_all(&x[0])?])
+    }));
     let tall = uni(&[3000, 3], 52, dt, 0.5, 1.5);
     out.extend(parity(&format!("sum_columns_{d}"), dev, &[tall], &[0], tol, |x| Ok(vec![sum(&x[0], &[0], false)?])));
     let wide = rnd(&[4096, 5], 53, dt, 1.0);
@@ -239,7 +294,9 @@ pub fn shapes(dev: Device) -> Vec<Outcome> {
     out.extend(parity("transpose12", dev, &[x.clone()], &[0], tol, |x| Ok(vec![transpose(&x[0], 1, 2)?])));
     let y = rnd(&[2, 5, 4], 61, dt, 1.0);
     let z = rnd(&[2, 1, 4], 62, dt, 1.0);
-    out.extend(parity("concat", dev, &[x.clone(), y, z], &[0, 1, 2], tol, |x| Ok(vec![concat(&[&x[0], &x[1], &x[2]], 1)?])));
+    out.extend(parity("concat", dev, &[x.clone(), y, z], &[0, 1, 2], tol, |x| {
+        Ok(vec![concat(&[&x[0], &x[1], &x[2]], 1)?])
+    }));
     let w = rnd(&[2, 3, 4], 63, dt, 1.0);
     out.extend(parity("stack", dev, &[x.clone(), w], &[0, 1], tol, |x| Ok(vec![stack(&[&x[0], &x[1]], 1)?])));
     // Only two of three pieces reach the loss: the third gets zeros on the device.
@@ -266,8 +323,12 @@ pub fn matmuls(dev: Device, dt: DType) -> Vec<Outcome> {
     let (a, b) = (rnd(&[4, 5, 6], 72, dt, 1.0), rnd(&[4, 6, 2], 73, dt, 1.0));
     out.extend(parity(&format!("matmul3d_{d}"), dev, &[a, b], &[0, 1], tol, |x| Ok(vec![matmul(&x[0], &x[1])?])));
     let (x, w, bias) = (rnd(&[3, 4, 6], 74, dt, 1.0), rnd(&[5, 6], 75, dt, 1.0), rnd(&[5], 76, dt, 1.0));
-    out.extend(parity(&format!("linear_{d}"), dev, &[x.clone(), w.clone(), bias], &[0, 1, 2], tol, |x| Ok(vec![linear(&x[0], &x[1], Some(&x[2]))?])));
-    out.extend(parity(&format!("linear_nobias_{d}"), dev, &[x, w], &[0, 1], tol, |x| Ok(vec![linear(&x[0], &x[1], None)?])));
+    out.extend(parity(&format!("linear_{d}"), dev, &[x.clone(), w.clone(), bias], &[0, 1, 2], tol, |x| {
+        Ok(vec![linear(&x[0], &x[1], Some(&x[2]))?])
+    }));
+    out.extend(parity(&format!("linear_nobias_{d}"), dev, &[x, w], &[0, 1], tol, |x| {
+        Ok(vec![linear(&x[0], &x[1], None)?])
+    }));
     out
 }
 
@@ -296,20 +357,29 @@ pub fn losses(dev: Device) -> Vec<Outcome> {
     out.extend(parity("mse", dev, &[p, t], &[0, 1], tol, |x| Ok(vec![mse(&x[0], &x[1])?])));
     let logits = rnd(&[8, 5], 92, dt, 2.0);
     let targets = classes(8, 5, 93);
-    out.extend(parity("crossEntropy", dev, &[logits.clone(), targets.clone()], &[0], tol, |x| Ok(vec![cross_entropy(&x[0], &x[1], None)?])));
+    out.extend(parity("crossEntropy", dev, &[logits.clone(), targets.clone()], &[0], tol, |x| {
+        Ok(vec![cross_entropy(&x[0], &x[1], None)?])
+    }));
     let mut tv = targets.to_vec_i32().unwrap();
     tv[1] = -100;
     tv[5] = -100;
     let ignored = Tensor::from_i32(tv, &[8]).unwrap();
-    out.extend(parity("crossEntropy_ignore", dev, &[logits.clone(), ignored], &[0], tol, |x| Ok(vec![cross_entropy(&x[0], &x[1], Some(-100))?])));
+    out.extend(parity("crossEntropy_ignore", dev, &[logits.clone(), ignored], &[0], tol, |x| {
+        Ok(vec![cross_entropy(&x[0], &x[1], Some(-100))?])
+    }));
     let all_ignored = Tensor::from_i32(vec![-1; 8], &[8]).unwrap();
-    out.extend(parity("crossEntropy_allIgnored", dev, &[logits.clone(), all_ignored], &[0], tol, |x| Ok(vec![cross_entropy(&x[0], &x[1], Some(-1))?])));
+    out.extend(parity("crossEntropy_allIgnored", dev, &[logits.clone(), all_ignored], &[0], tol, |x| {
+        Ok(vec![cross_entropy(&x[0], &x[1], Some(-1))?])
+    }));
     let big = rnd(&[6, 2000], 94, dt, 3.0);
-    out.extend(parity("crossEntropy_vocab", dev, &[big, classes(6, 2000, 95)], &[0], tol, |x| Ok(vec![cross_entropy(&x[0], &x[1], None)?])));
+    out.extend(parity("crossEntropy_vocab", dev, &[big, classes(6, 2000, 95)], &[0], tol, |x| {
+        Ok(vec![cross_entropy(&x[0], &x[1], None)?])
+    }));
     // An out-of-range target is the CPU's error on the device too, and poisons nothing else.
     let bad = Tensor::from_i32(vec![0, 1, 7, 2, 0, 1, 2, 3], &[8]).unwrap();
     let cpu_err = cross_entropy(&logits, &bad, None).and_then(|l| l.item()).unwrap_err();
-    let dev_err = cross_entropy(&logits.to(dev).unwrap(), &bad.to(dev).unwrap(), None).and_then(|l| l.item()).unwrap_err();
+    let dev_err =
+        cross_entropy(&logits.to(dev).unwrap(), &bad.to(dev).unwrap(), None).and_then(|l| l.item()).unwrap_err();
     assert_eq!(cpu_err.kind(), ErrorKind::Value);
     assert_eq!(dev_err.kind(), ErrorKind::Value, "{dev_err}");
     assert!(dev_err.to_string().contains("target 7 at row 2"), "{dev_err}");
@@ -341,15 +411,107 @@ pub fn optimizers(dev: Device) -> Vec<Outcome> {
     let dt = DType::F32;
     let shape = [40, 30];
     let rules: Vec<(&str, Box<dyn Fn(u64) -> Rule>)> = vec![
-        ("sgd", Box::new(|_| Rule::Sgd { lr: 0.1, momentum: 0.0, dampening: 0.0, nesterov: false, weight_decay: 0.01, first: false })),
-        ("sgd_momentum", Box::new(|s| Rule::Sgd { lr: 0.1, momentum: 0.9, dampening: 0.1, nesterov: false, weight_decay: 0.0, first: s == 1 })),
-        ("sgd_nesterov", Box::new(|s| Rule::Sgd { lr: 0.1, momentum: 0.9, dampening: 0.0, nesterov: true, weight_decay: 0.01, first: s == 1 })),
-        ("adam", Box::new(|s| Rule::Adam { lr: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.01, decoupled: false, step: s })),
-        ("adamw", Box::new(|s| Rule::Adam { lr: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.01, decoupled: true, step: s })),
-        ("rmsprop", Box::new(|_| Rule::RmsProp { lr: 1e-2, alpha: 0.99, eps: 1e-8, weight_decay: 0.0, momentum: 0.0, centered: false })),
-        ("rmsprop_momentum", Box::new(|_| Rule::RmsProp { lr: 1e-2, alpha: 0.99, eps: 1e-8, weight_decay: 0.01, momentum: 0.9, centered: false })),
-        ("rmsprop_centered", Box::new(|_| Rule::RmsProp { lr: 1e-2, alpha: 0.9, eps: 1e-8, weight_decay: 0.0, momentum: 0.0, centered: true })),
-        ("rmsprop_centered_momentum", Box::new(|_| Rule::RmsProp { lr: 1e-2, alpha: 0.9, eps: 1e-8, weight_decay: 0.0, momentum: 0.5, centered: true })),
+        (
+            "sgd",
+            Box::new(|_| Rule::Sgd {
+                lr: 0.1,
+                momentum: 0.0,
+                dampening: 0.0,
+                nesterov: false,
+                weight_decay: 0.01,
+                first: false,
+            }),
+        ),
+        (
+            "sgd_momentum",
+            Box::new(|s| Rule::Sgd {
+                lr: 0.1,
+                momentum: 0.9,
+                dampening: 0.1,
+                nesterov: false,
+                weight_decay: 0.0,
+                first: s == 1,
+            }),
+        ),
+        (
+            "sgd_nesterov",
+            Box::new(|s| Rule::Sgd {
+                lr: 0.1,
+                momentum: 0.9,
+                dampening: 0.0,
+                nesterov: true,
+                weight_decay: 0.01,
+                first: s == 1,
+            }),
+        ),
+        (
+            "adam",
+            Box::new(|s| Rule::Adam {
+                lr: 1e-2,
+                beta1: 0.9,
+                beta2: 0.999,
+                eps: 1e-8,
+                weight_decay: 0.01,
+                decoupled: false,
+                step: s,
+            }),
+        ),
+        (
+            "adamw",
+            Box::new(|s| Rule::Adam {
+                lr: 1e-2,
+                beta1: 0.9,
+                beta2: 0.999,
+                eps: 1e-8,
+                weight_decay: 0.01,
+                decoupled: true,
+                step: s,
+            }),
+        ),
+        (
+            "rmsprop",
+            Box::new(|_| Rule::RmsProp {
+                lr: 1e-2,
+                alpha: 0.99,
+                eps: 1e-8,
+                weight_decay: 0.0,
+                momentum: 0.0,
+                centered: false,
+            }),
+        ),
+        (
+            "rmsprop_momentum",
+            Box::new(|_| Rule::RmsProp {
+                lr: 1e-2,
+                alpha: 0.99,
+                eps: 1e-8,
+                weight_decay: 0.01,
+                momentum: 0.9,
+                centered: false,
+            }),
+        ),
+        (
+            "rmsprop_centered",
+            Box::new(|_| Rule::RmsProp {
+                lr: 1e-2,
+                alpha: 0.9,
+                eps: 1e-8,
+                weight_decay: 0.0,
+                momentum: 0.0,
+                centered: true,
+            }),
+        ),
+        (
+            "rmsprop_centered_momentum",
+            Box::new(|_| Rule::RmsProp {
+                lr: 1e-2,
+                alpha: 0.9,
+                eps: 1e-8,
+                weight_decay: 0.0,
+                momentum: 0.5,
+                centered: true,
+            }),
+        ),
         ("adagrad", Box::new(|s| Rule::Adagrad { lr: 0.1, lr_decay: 0.01, weight_decay: 0.01, eps: 1e-10, step: s })),
     ];
     let mut out = Vec::new();
@@ -358,7 +520,15 @@ pub fn optimizers(dev: Device) -> Vec<Outcome> {
         let p0 = rnd(&shape, 120 + ri as u64, dt, 1.0);
         let grads: Vec<Tensor> = (0..3).map(|s| rnd(&shape, 130 + 10 * ri as u64 + s, dt, 1.0)).collect();
         // States start positive where the rule needs it (square averages), small elsewhere.
-        let states0: Vec<Tensor> = (0..n_state).map(|k| if k == 0 { uni(&shape, 140 + ri as u64, dt, 0.5, 1.5) } else { uni(&shape, 150 + 3 * ri as u64 + k as u64, dt, -0.1, 0.1) }).collect();
+        let states0: Vec<Tensor> = (0..n_state)
+            .map(|k| {
+                if k == 0 {
+                    uni(&shape, 140 + ri as u64, dt, 0.5, 1.5)
+                } else {
+                    uni(&shape, 150 + 3 * ri as u64 + k as u64, dt, -0.1, 0.1)
+                }
+            })
+            .collect();
         let run = |d: Device| -> Result<Vec<Vec<f64>>> {
             let p = p0.to(d)?.detach();
             let states: Vec<Tensor> = states0.iter().map(|s| s.to(d).map(|t| t.detach())).collect::<Result<_>>()?;
@@ -376,11 +546,17 @@ pub fn optimizers(dev: Device) -> Vec<Outcome> {
         };
         let (c, g) = (run(Device::Cpu).unwrap(), run(dev).unwrap_or_else(|e| panic!("{name} on {dev}: {e}")));
         for (k, (a, b)) in c.iter().zip(&g).enumerate() {
-            out.push(compare(&format!("{name}.{}", if k == 0 { "param".to_string() } else { format!("state{}", k - 1) }), a, b, tol));
+            out.push(compare(
+                &format!("{name}.{}", if k == 0 { "param".to_string() } else { format!("state{}", k - 1) }),
+                a,
+                b,
+                tol,
+            ));
         }
     }
     // Gradient clipping: by norm (2, 1, inf; clipping and not) and by value.
-    let gs: Vec<Tensor> = [[6, 7], [30, 1], [5, 5]].iter().enumerate().map(|(k, s)| rnd(s, 160 + k as u64, dt, 1.0)).collect();
+    let gs: Vec<Tensor> =
+        [[6, 7], [30, 1], [5, 5]].iter().enumerate().map(|(k, s)| rnd(s, 160 + k as u64, dt, 1.0)).collect();
     for (norm_type, max_norm) in [(2.0, 1.0), (2.0, 1e6), (1.0, 3.0), (f64::INFINITY, 0.5)] {
         let run = |d: Device| -> Result<Vec<Vec<f64>>> {
             let g: Vec<Tensor> = gs.iter().map(|t| t.to(d).map(|x| x.detach())).collect::<Result<_>>()?;
@@ -394,7 +570,15 @@ pub fn optimizers(dev: Device) -> Vec<Outcome> {
         };
         let (c, g) = (run(Device::Cpu).unwrap(), run(dev).unwrap());
         for (k, (a, b)) in c.iter().zip(&g).enumerate() {
-            out.push(compare(&format!("clipGradNorm_{norm_type}_{max_norm}.{}", if k == 0 { "norm".into() } else { format!("g{}", k - 1) }), a, b, tol));
+            out.push(compare(
+                &format!(
+                    "clipGradNorm_{norm_type}_{max_norm}.{}",
+                    if k == 0 { "norm".into() } else { format!("g{}", k - 1) }
+                ),
+                a,
+                b,
+                tol,
+            ));
         }
     }
     let run = |d: Device| -> Result<Vec<f64>> {
@@ -407,7 +591,16 @@ pub fn optimizers(dev: Device) -> Vec<Outcome> {
 }
 
 /// Inputs of one recurrent layer: x, h0, [c0], w_ih, w_hh, [b_ih, b_hh].
-pub fn layer_inputs(kind: CellKind, t: usize, b: usize, i: usize, h: usize, bias: bool, dt: DType, seed: u64) -> Vec<Tensor> {
+pub fn layer_inputs(
+    kind: CellKind,
+    t: usize,
+    b: usize,
+    i: usize,
+    h: usize,
+    bias: bool,
+    dt: DType,
+    seed: u64,
+) -> Vec<Tensor> {
     let g = kind.gates();
     let s = 0.6;
     let mut v = vec![rnd(&[t, b, i], seed, dt, s), rnd(&[b, h], seed + 1, dt, s)];
@@ -461,7 +654,14 @@ pub fn recurrent(dev: Device, kind: CellKind, dt: DType) -> Vec<Outcome> {
             seed += 10;
             let x = layer_inputs(kind, t, b, i, h, bias, dt, seed);
             let wrt: Vec<usize> = (0..x.len()).collect();
-            let name = format!("{}{}{}{}_{}", kind_name(kind), if lens.is_some() { "_lengths" } else { "" }, if reverse { "_reverse" } else { "" }, if bias { "" } else { "_nobias" }, if dt == DType::F64 { "f64" } else { "f32" });
+            let name = format!(
+                "{}{}{}{}_{}",
+                kind_name(kind),
+                if lens.is_some() { "_lengths" } else { "" },
+                if reverse { "_reverse" } else { "" },
+                if bias { "" } else { "_nobias" },
+                if dt == DType::F64 { "f64" } else { "f32" }
+            );
             out.extend(parity(&name, dev, &x, &wrt, tol, move |x| run_layer(kind, x, lens, reverse)));
         }
     }
@@ -469,7 +669,9 @@ pub fn recurrent(dev: Device, kind: CellKind, dt: DType) -> Vec<Outcome> {
     let x = layer_inputs(kind, t, b, i, h, true, dt, 290);
     let wrt: Vec<usize> = (0..x.len()).collect();
     let name = format!("{}_final_state_only_{}", kind_name(kind), if dt == DType::F64 { "f64" } else { "f32" });
-    out.extend(parity(&name, dev, &x, &wrt, tol, move |x| Ok(run_layer(kind, x, Some(&lengths[..]), true)?.split_off(1))));
+    out.extend(parity(&name, dev, &x, &wrt, tol, move |x| {
+        Ok(run_layer(kind, x, Some(&lengths[..]), true)?.split_off(1))
+    }));
     out
 }
 
@@ -490,11 +692,15 @@ pub fn training(dev: Device, kind: CellKind, lengths: bool, reverse: bool) -> Ve
     let run = |d: Device| -> Result<Vec<Vec<f64>>> {
         // Parameters: w_ih, w_hh, b_ih, b_hh, head w, head b. Data: x, h0, [c0].
         let data: Vec<Tensor> = x0[..2 + c].iter().map(|v| v.to(d)).collect::<Result<_>>()?;
-        let params: Vec<Tensor> = x0[2 + c..].iter().chain([&head_w, &head_b]).map(|v| v.to(d).map(|p| p.detach())).collect::<Result<_>>()?;
+        let params: Vec<Tensor> =
+            x0[2 + c..].iter().chain([&head_w, &head_b]).map(|v| v.to(d).map(|p| p.detach())).collect::<Result<_>>()?;
         for p in &params {
             p.set_requires_grad(true)?;
         }
-        let states: Vec<Vec<Tensor>> = params.iter().map(|p| (0..2).map(|_| Tensor::zeros(p.shape(), dt).and_then(|z| z.to(d))).collect::<Result<_>>()).collect::<Result<_>>()?;
+        let states: Vec<Vec<Tensor>> = params
+            .iter()
+            .map(|p| (0..2).map(|_| Tensor::zeros(p.shape(), dt).and_then(|z| z.to(d))).collect::<Result<_>>())
+            .collect::<Result<_>>()?;
         let (target, cls) = (target.to(d)?, cls.to(d)?);
         let mut losses = Vec::new();
         for step in 1..=2u64 {
@@ -502,7 +708,11 @@ pub fn training(dev: Device, kind: CellKind, lengths: bool, reverse: bool) -> Ve
             layer_in.extend(params[..4].iter().cloned());
             let outs = run_layer(kind, &layer_in, lens, reverse)?;
             let pred = linear(&outs[0], &params[4], Some(&params[5]))?;
-            let loss = if use_ce { cross_entropy(&reshape(&pred, &[-1, o as isize])?, &cls, None)? } else { mse(&pred, &target)? };
+            let loss = if use_ce {
+                cross_entropy(&reshape(&pred, &[-1, o as isize])?, &cls, None)?
+            } else {
+                mse(&pred, &target)?
+            };
             for p in &params {
                 p.zero_grad();
             }
@@ -511,7 +721,20 @@ pub fn training(dev: Device, kind: CellKind, lengths: bool, reverse: bool) -> Ve
             for (p, st) in params.iter().zip(&states) {
                 let g = p.grad().expect("every parameter gets a gradient");
                 assert_eq!(g.device(), d);
-                update(Rule::Adam { lr: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.0, decoupled: false, step }, p, &g, &[&st[0], &st[1]])?;
+                update(
+                    Rule::Adam {
+                        lr: 1e-2,
+                        beta1: 0.9,
+                        beta2: 0.999,
+                        eps: 1e-8,
+                        weight_decay: 0.0,
+                        decoupled: false,
+                        step,
+                    },
+                    p,
+                    &g,
+                    &[&st[0], &st[1]],
+                )?;
             }
         }
         let mut v = vec![losses];
@@ -520,11 +743,20 @@ pub fn training(dev: Device, kind: CellKind, lengths: bool, reverse: bool) -> Ve
         }
         Ok(v)
     };
-    let name = format!("train_{}{}{}", kind_name(kind), if lengths { "_lengths" } else { "" }, if reverse { "_reverse" } else { "" });
+    let name = format!(
+        "train_{}{}{}",
+        kind_name(kind),
+        if lengths { "_lengths" } else { "" },
+        if reverse { "_reverse" } else { "" }
+    );
     let cpu = run(Device::Cpu).unwrap();
     let devv = run(dev).unwrap_or_else(|e| panic!("{name} on {dev}: {e}"));
     let labels = ["losses", "w_ih", "w_hh", "b_ih", "b_hh", "head_w", "head_b"];
-    cpu.iter().zip(&devv).zip(labels).map(|((a, b), l)| compare(&format!("{name}.{l}"), a, b, if l == "losses" { F32_TOL.0 } else { F32_TOL.1 })).collect()
+    cpu.iter()
+        .zip(&devv)
+        .zip(labels)
+        .map(|((a, b), l)| compare(&format!("{name}.{l}"), a, b, if l == "losses" { F32_TOL.0 } else { F32_TOL.1 }))
+        .collect()
 }
 
 /// TBPTT: an LSTM trained chunk after chunk with the state carried (detached). After warm-up,
@@ -545,7 +777,8 @@ pub fn tbptt_memory(dev: Device, memory: &dyn Fn() -> (u64, u64)) -> (u64, u64, 
         {
             let x = rnd(&[k, b, i], 500 + chunk, dt, 0.6).to(dev).unwrap();
             let target = rnd(&[k, b, h], 600 + chunk, dt, 0.5).to(dev).unwrap();
-            let w = RecurrentWeights { w_ih: &params[0], w_hh: &params[1], b_ih: Some(&params[2]), b_hh: Some(&params[3]) };
+            let w =
+                RecurrentWeights { w_ih: &params[0], w_hh: &params[1], b_ih: Some(&params[2]), b_hh: Some(&params[3]) };
             let out = recurrent_layer(CellKind::Lstm, &x, &hs, Some(&cs), &w, None, false).unwrap();
             let loss = mse(&out.y, &target).unwrap();
             for p in &params {
@@ -554,7 +787,20 @@ pub fn tbptt_memory(dev: Device, memory: &dyn Fn() -> (u64, u64)) -> (u64, u64, 
             backward(&loss, None).unwrap();
             for p in &params {
                 let g = p.grad().unwrap();
-                update(Rule::Sgd { lr: 0.05, momentum: 0.0, dampening: 0.0, nesterov: false, weight_decay: 0.0, first: false }, p, &g, &[]).unwrap();
+                update(
+                    Rule::Sgd {
+                        lr: 0.05,
+                        momentum: 0.0,
+                        dampening: 0.0,
+                        nesterov: false,
+                        weight_decay: 0.0,
+                        first: false,
+                    },
+                    p,
+                    &g,
+                    &[],
+                )
+                .unwrap();
                 p.zero_grad();
             }
             hs = out.h_t.detach();

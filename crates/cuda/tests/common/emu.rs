@@ -98,7 +98,11 @@ fn build_library() -> std::result::Result<PathBuf, String> {
     let sigs = kernels::signatures();
     let mut units = vec![emu_sources_dir().join("runtime.cpp")];
     for (file, src) in kernels::FILES {
-        let mut tu = format!("#include \"{}\"\n{}\n#line 1 \"{file}\"\n{src}\n", emu_sources_dir().join("emu.h").display(), kernels::COMMON);
+        let mut tu = format!(
+            "#include \"{}\"\n{}\n#line 1 \"{file}\"\n{src}\n",
+            emu_sources_dir().join("emu.h").display(),
+            kernels::COMMON
+        );
         let mut names: Vec<&String> = sigs.values().filter(|s| s.file == *file).map(|s| &s.name).collect();
         names.sort();
         for name in names {
@@ -128,7 +132,11 @@ fn build_library() -> std::result::Result<PathBuf, String> {
     for (u, obj, child) in jobs {
         let out = child.wait_with_output().map_err(|e| e.to_string())?;
         if !out.status.success() {
-            return Err(format!("compiling {} for the emulator failed:\n{}", u.display(), String::from_utf8_lossy(&out.stderr)));
+            return Err(format!(
+                "compiling {} for the emulator failed:\n{}",
+                u.display(),
+                String::from_utf8_lossy(&out.stderr)
+            ));
         }
         objs.push(obj);
     }
@@ -163,7 +171,12 @@ pub fn open(ordinal: usize) -> Result<Arc<dyn GpuBackend>> {
     let be = OPENED.get_or_init(|| {
         let lib = unsafe { libloading::Library::new(path) }.expect("load the kernel emulator");
         let raw = HostAlloc { cap: CAPACITY, used: AtomicU64::new(0), sizes: Mutex::new(HashMap::new()) };
-        Arc::new(EmuBackend { pool: Pool::new(Box::new(raw), "cuda:0".into()), lib, launch_lock: Mutex::new(()), launches: AtomicU64::new(0) })
+        Arc::new(EmuBackend {
+            pool: Pool::new(Box::new(raw), "cuda:0".into()),
+            lib,
+            launch_lock: Mutex::new(()),
+            launches: AtomicU64::new(0),
+        })
     });
     Ok(be.clone())
 }
@@ -218,19 +231,42 @@ impl GpuBackend for EmuBackend {
             }
         })
     }
-    fn gemm(&self, m: usize, n: usize, k: usize, a: GpuMat, b: GpuMat, c: &dyn DeviceBuffer, c_offset: usize, ldc: usize, accumulate: bool) -> Result<()> {
+    fn gemm(
+        &self,
+        m: usize,
+        n: usize,
+        k: usize,
+        a: GpuMat,
+        b: GpuMat,
+        c: &dyn DeviceBuffer,
+        c_offset: usize,
+        ldc: usize,
+        accumulate: bool,
+    ) -> Result<()> {
         let g = plan::column_major(m, n, k, &a, &b, c, c_offset, ldc, accumulate)?;
         let (da, db, dc) = (self.buffer(b.buf)?, self.buffer(a.buf)?, self.buffer(c)?);
         unsafe {
             match c.dtype() {
-                DType::F32 => plan::reference_gemm::<f32>(&g, da.ptr_at(g.a_off) as *const f32, db.ptr_at(g.b_off) as *const f32, dc.ptr_at(g.c_off) as *mut f32),
-                _ => plan::reference_gemm::<f64>(&g, da.ptr_at(g.a_off) as *const f64, db.ptr_at(g.b_off) as *const f64, dc.ptr_at(g.c_off) as *mut f64),
+                DType::F32 => plan::reference_gemm::<f32>(
+                    &g,
+                    da.ptr_at(g.a_off) as *const f32,
+                    db.ptr_at(g.b_off) as *const f32,
+                    dc.ptr_at(g.c_off) as *mut f32,
+                ),
+                _ => plan::reference_gemm::<f64>(
+                    &g,
+                    da.ptr_at(g.a_off) as *const f64,
+                    db.ptr_at(g.b_off) as *const f64,
+                    dc.ptr_at(g.c_off) as *mut f64,
+                ),
             }
         }
         Ok(())
     }
     fn launch(&self, kernel: &str, threads: usize, args: &[KernelArg]) -> Result<()> {
-        let sig = kernels::signatures().get(kernel).ok_or_else(|| Error::internal(kernel, "no such kernel in crates/cuda/kernels/*.cu"))?;
+        let sig = kernels::signatures()
+            .get(kernel)
+            .ok_or_else(|| Error::internal(kernel, "no such kernel in crates/cuda/kernels/*.cu"))?;
         let mut packed = plan::pack(sig, args, |b, off| Ok(self.buffer(b)?.ptr_at(off)))?;
         if threads == 0 {
             return Ok(());
@@ -238,14 +274,21 @@ impl GpuBackend for EmuBackend {
         let grid = plan::grid_for(threads)?;
         let _guard = self.launch_lock.lock().unwrap_or_else(|p| p.into_inner());
         let status = unsafe {
-            let run: libloading::Symbol<Run> = self.lib.get(b"emu_run").map_err(|e| Error::internal(kernel, e.to_string()))?;
-            let f: libloading::Symbol<Wrapper> = self.lib.get(format!("emu__{kernel}").as_bytes()).map_err(|e| Error::internal(kernel, e.to_string()))?;
+            let run: libloading::Symbol<Run> =
+                self.lib.get(b"emu_run").map_err(|e| Error::internal(kernel, e.to_string()))?;
+            let f: libloading::Symbol<Wrapper> = self
+                .lib
+                .get(format!("emu__{kernel}").as_bytes())
+                .map_err(|e| Error::internal(kernel, e.to_string()))?;
             let mut ptrs = packed.pointers();
             run(*f, ptrs.as_mut_ptr(), grid, plan::BLOCK)
         };
         self.launches.fetch_add(1, Ordering::Relaxed);
         if status != 0 {
-            return Err(Error::internal(kernel, "divergent __syncthreads: some threads of a block returned while others waited at a barrier"));
+            return Err(Error::internal(
+                kernel,
+                "divergent __syncthreads: some threads of a block returned while others waited at a barrier",
+            ));
         }
         Ok(())
     }
