@@ -8,7 +8,7 @@
 import { createHash } from 'node:crypto'
 import { existsSync, mkdirSync, renameSync, writeFileSync } from 'node:fs'
 import { join, resolve } from 'node:path'
-import { manualSeed } from '../ops.js'
+import { manualSeed } from '../ops/random.js'
 import { Adam } from '../optim/adam.js'
 import { CosineWithWarmup } from '../optim/schedule.js'
 import { CharVocab } from '../data/vocab.js'

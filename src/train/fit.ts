@@ -10,7 +10,11 @@
  */
 
 import { Tensor } from '../tensor.js'
-import { crossEntropy as opsCrossEntropy, noGrad, reshape, seedState, tensor } from '../ops.js'
+import { crossEntropy as opsCrossEntropy } from '../ops/loss.js'
+import { noGrad } from '../ops/grad.js'
+import { reshape } from '../ops/shape.js'
+import { seedState } from '../ops/random.js'
+import { tensor } from '../ops/factories.js'
 import { ValueError } from '../errors.js'
 import { deviceOfFirst, modelDevice, type Device } from '../device.js'
 import { crossEntropy } from '../nn/loss.js'
