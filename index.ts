@@ -205,6 +205,6 @@ export {
   type TfjsWeightSpec,
   type TfjsModelJson,
   type TfjsArtifacts,
-} from './src/io/tfjs.js'
+} from './src/io/tfjs/index.js'
 export { toOnnx, saveOnnx, type OnnxExportOptions } from './src/io/onnx.js'
 export { loadTorchStateDict, saveTorchStateDict } from './src/io/pytorch.js'
