@@ -25,7 +25,6 @@ export {
 } from './factories.js'
 export {
   manualSeed,
-  nextSeed,
   seedState,
   setSeedState,
   randn,
@@ -33,6 +32,10 @@ export {
   type SeedState,
   type RandomOptions,
 } from './random.js'
+// Internal: a statement of its own so that the declarations drop it (it stays in the runtime
+// namespace, where it has always been).
+/** @internal */
+export { nextSeed } from './random.js'
 export {
   add,
   sub,
