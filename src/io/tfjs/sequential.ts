@@ -74,7 +74,7 @@ export class KerasActivationLayer extends Module {
   }
 }
 
-/** The activations {@link KerasActivation} names, for checks. @internal */
+/** Every {@link KerasActivation}, for argument checks. @internal */
 export const ACTIVATIONS: readonly KerasActivation[] = ['linear', 'relu', 'sigmoid', 'tanh', 'softmax']
 
 function checkActivation(op: string, a: unknown): KerasActivation {
