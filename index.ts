@@ -36,7 +36,7 @@ export {
 
 // ops and factories. `mse`, `crossEntropy` and their option types are exported at the top
 // level by `nn` (with a `reduction` option); the plain ops stay reachable as `ops.mse` etc.
-export * as ops from './src/ops.js'
+export * as ops from './src/ops/index.js'
 export {
   // factories
   tensor,
@@ -97,7 +97,7 @@ export {
   resetPeakMemory,
   synchronize,
   type MemoryInfo,
-} from './src/ops.js'
+} from './src/ops/index.js'
 
 // ---- nn ---------------------------------------------------------------------------------------
 // The nn layer (src/nn/*.ts: Module, Linear, RNN, LSTM, GRU, losses ...) appends its exports
@@ -126,7 +126,6 @@ export {
   type EmbeddingOptions,
   type DropoutOptions,
   type TensorModule,
-  type RecurrentMode,
   type Lengths,
   type RNNBaseOptions,
   type RNNOptions,
@@ -134,7 +133,6 @@ export {
   type RecurrentOutput,
   type RNNInput,
   type RNNOutput,
-  type LayerWeights,
   type LSTMOptions,
   type LSTMInput,
   type LSTMOutput,
@@ -182,7 +180,7 @@ export { saveSafetensors, loadSafetensors, type SafetensorsContents } from './sr
 // ---- train ------------------------------------------------------------------------------------
 // Truncated BPTT, training loops (fit, fitTBPTT), checkpoints, the RecurrentLM model; and the
 // data layer (vocabularies, token streams, seeded loaders). The seed-state pair lives in ops.
-export { seedState, setSeedState, type SeedState } from './src/ops.js'
+export { seedState, setSeedState, type SeedState } from './src/ops/index.js'
 export * from './src/train/index.js'
 export * from './src/data/index.js'
 
@@ -207,6 +205,6 @@ export {
   type TfjsWeightSpec,
   type TfjsModelJson,
   type TfjsArtifacts,
-} from './src/io/tfjs.js'
+} from './src/io/tfjs/index.js'
 export { toOnnx, saveOnnx, type OnnxExportOptions } from './src/io/onnx.js'
 export { loadTorchStateDict, saveTorchStateDict } from './src/io/pytorch.js'

@@ -150,7 +150,7 @@ function makeRecurrent(cell: Cell, s: Size, seed: number): RNNBase {
 /** The module's weights in Keras layout, to give tfjs the very same initial model. */
 async function kerasWeights(cell: Cell, m: RNNBase): Promise<Float32Array[]> {
   const w = m.layerWeights(0)
-  const arr = async (t: Tensor | undefined) => (t ? ((await t.data()) as Float32Array) : null)
+  const arr = async (t: Tensor | null | undefined) => (t ? ((await t.data()) as Float32Array) : null)
   const k = torchToKerasRecurrent(cell, m.hiddenSize, {
     weightIh: (await arr(w.wIh))!,
     weightHh: (await arr(w.wHh))!,

@@ -3,7 +3,7 @@
  * (`native/index.cjs` and its types `native/index.d.cts` are generated files: never edit them,
  * `npm run build:native` rewrites them).
  *
- * Internal module: the public API is in `tensor.ts` and `ops.ts`, which wrap every native call
+ * Internal module: the public API is in `tensor.ts` and `ops/`, which wrap every native call
  * so that errors come out as the classes of `errors.ts`.
  */
 

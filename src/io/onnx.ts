@@ -32,7 +32,8 @@ import { Tanh, Sigmoid, ReLU } from '../nn/activation.js'
 import { RNN, RNNBase } from '../nn/rnn.js'
 import { LSTM } from '../nn/lstm.js'
 import { GRU } from '../nn/gru.js'
-import { KerasActivationLayer, KerasSequential, type KerasActivation, type MergeMode, atomicWrite } from './tfjs.js'
+import { KerasActivationLayer, KerasSequential, type KerasActivation, type MergeMode } from './tfjs/sequential.js'
+import { atomicWrite } from './tfjs/artifacts.js'
 import { ProtoWriter } from './protobuf.js'
 
 /** Options of {@link toOnnx} and {@link saveOnnx}. */

@@ -1,7 +1,7 @@
 /** `Dropout`, PyTorch's `torch.nn.Dropout`. */
 
 import type { Tensor } from '../tensor.js'
-import { dropout } from '../ops.js'
+import { dropout } from '../ops/dropout.js'
 import { Module } from './module.js'
 import { checkProbability, deriveSeed } from './init.js'
 

@@ -1,7 +1,7 @@
 /** `Embedding`: a lookup table of vectors, PyTorch's `torch.nn.Embedding`. */
 
 import type { Tensor } from '../tensor.js'
-import { embedding } from '../ops.js'
+import { embedding } from '../ops/embedding.js'
 import { Module } from './module.js'
 import { checkPositiveInt, deriveSeed, normal } from './init.js'
 

@@ -9,7 +9,6 @@ export { Tanh, Sigmoid, ReLU } from './activation.js'
 export {
   RNNBase,
   RNN,
-  type RecurrentMode,
   type Lengths,
   type RNNBaseOptions,
   type RNNOptions,
@@ -17,7 +16,6 @@ export {
   type RecurrentOutput,
   type RNNInput,
   type RNNOutput,
-  type LayerWeights,
 } from './rnn.js'
 export { LSTM, type LSTMOptions, type LSTMInput, type LSTMOutput } from './lstm.js'
 export { GRU, type GRUOptions } from './gru.js'

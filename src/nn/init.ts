@@ -7,7 +7,7 @@
  */
 
 import type { Tensor } from '../tensor.js'
-import { randn, randUniform } from '../ops.js'
+import { randn, randUniform } from '../ops/random.js'
 import { ValueError } from '../errors.js'
 
 /**

@@ -1,7 +1,8 @@
 /** `Linear`: an affine map, PyTorch's `torch.nn.Linear`. */
 
 import type { Tensor } from '../tensor.js'
-import { linear, reshape } from '../ops.js'
+import { linear } from '../ops/matmul.js'
+import { reshape } from '../ops/shape.js'
 import { ShapeError } from '../errors.js'
 import { Module } from './module.js'
 import { checkPositiveInt, deriveSeed, uniform } from './init.js'

@@ -1,7 +1,8 @@
 /** Loss functions: `mse` and `crossEntropy`, and their module forms `MSELoss` and `CrossEntropyLoss`. */
 
 import type { Tensor } from '../tensor.js'
-import * as ops from '../ops.js'
+import { crossEntropy as crossEntropyOp, mse as mseOp } from '../ops/loss.js'
+import { reshape } from '../ops/shape.js'
 import { ShapeError, ValueError } from '../errors.js'
 import { Module } from './module.js'
 
@@ -43,7 +44,7 @@ export function mse(pred: Tensor, target: Tensor, options: MSEOptions = {}): Ten
   const reduction = options.reduction ?? 'mean'
   switch (reduction) {
     case 'mean':
-      return ops.mse(pred, target)
+      return mseOp(pred, target)
     case 'sum':
     case 'none': {
       if (pred.shape.length !== target.shape.length || pred.shape.some((d, i) => d !== target.shape[i])) {
@@ -86,10 +87,10 @@ export function crossEntropy(logits: Tensor, targets: Tensor, options: CrossEntr
   }
   const C = ls[ls.length - 1]!
   const N = numel(ts)
-  const l2 = ls.length === 2 ? logits : ops.reshape(logits, [N, C])
-  const t1 = ts.length === 1 ? targets : ops.reshape(targets, [N])
+  const l2 = ls.length === 2 ? logits : reshape(logits, [N, C])
+  const t1 = ts.length === 1 ? targets : reshape(targets, [N])
   const opts = options.ignoreIndex === undefined ? {} : { ignoreIndex: options.ignoreIndex }
-  const loss = ops.crossEntropy(l2, t1, opts)
+  const loss = crossEntropyOp(l2, t1, opts)
   if (reduction === 'mean') return loss
   let count = N
   if (options.ignoreIndex !== undefined) {

@@ -12,7 +12,7 @@
 import { Tensor } from '../tensor.js'
 import { ShapeError, ValueError } from '../errors.js'
 import { requireDevice, type Device } from '../device.js'
-import { noGrad } from '../ops.js'
+import { noGrad } from '../ops/grad.js'
 
 /** Options of {@link Module.loadStateDict}. */
 export interface LoadStateDictOptions {

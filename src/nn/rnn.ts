@@ -16,13 +16,13 @@
  */
 
 import type { Tensor } from '../tensor.js'
-import { concat, dropout, recurrentLayer, reshape, slice, stack, transpose, zeros } from '../ops.js'
+import { concat, reshape, slice, stack, transpose } from '../ops/shape.js'
+import { dropout } from '../ops/dropout.js'
+import { recurrentLayer, type CellKind, type RecurrentWeights } from '../ops/rnn.js'
+import { zeros } from '../ops/factories.js'
 import { ShapeError, ValueError } from '../errors.js'
 import { Module } from './module.js'
 import { checkPositiveInt, checkProbability, deriveSeed, uniform } from './init.js'
-
-/** The recurrent cell a layer runs; the `kind` argument of the native `recurrentLayer` op. */
-export type RecurrentMode = 'rnn_tanh' | 'rnn_relu' | 'lstm' | 'gru' | 'gru_reset_before'
 
 /** Per-sequence lengths `[B]`: an int32 tensor, an Int32Array or plain numbers, each in [1, T]. */
 export type Lengths = Tensor | Int32Array | readonly number[]
@@ -78,19 +78,7 @@ export interface RecurrentOutput {
   cN?: Tensor
 }
 
-/** The four parameters of one layer and direction, PyTorch layout (G = gates: 4 LSTM, 3 GRU, 1 RNN). */
-export interface LayerWeights {
-  /** `[G·H, I]` for layer 0, `[G·H, D·H]` above. */
-  wIh: Tensor
-  /** `[G·H, H]`. */
-  wHh: Tensor
-  /** `[G·H]`, or absent without bias. */
-  bIh?: Tensor
-  /** `[G·H]`, or absent without bias. */
-  bHh?: Tensor
-}
-
-function gatesOf(mode: RecurrentMode): number {
+function gatesOf(mode: CellKind): number {
   switch (mode) {
     case 'lstm':
       return 4
@@ -129,7 +117,7 @@ function fmt(shape: readonly number[]): string {
  */
 export class RNNBase extends Module {
   /** The native cell every layer runs. */
-  readonly mode: RecurrentMode
+  readonly mode: CellKind
   /** I. */
   readonly inputSize: number
   /** H. */
@@ -143,11 +131,11 @@ export class RNNBase extends Module {
   readonly bidirectional: boolean
   /** Number of gate blocks G in each weight: 4 (LSTM), 3 (GRU) or 1 (RNN). */
   readonly gateCount: number
-  readonly #weights: LayerWeights[] = []
+  readonly #weights: RecurrentWeights[] = []
   readonly #seed: number | undefined
   #dropoutCalls = 0
 
-  constructor(mode: RecurrentMode, inputSize: number, hiddenSize: number, options: RNNBaseOptions = {}) {
+  constructor(mode: CellKind, inputSize: number, hiddenSize: number, options: RNNBaseOptions = {}) {
     super()
     const name = this.constructor.name
     this.mode = mode
@@ -171,7 +159,7 @@ export class RNNBase extends Module {
       const layerInput = layer === 0 ? this.inputSize : D * H
       for (let dir = 0; dir < D; dir++) {
         const sfx = `_l${layer}${dir === 1 ? '_reverse' : ''}`
-        const w: LayerWeights = {
+        const w: RecurrentWeights = {
           wIh: this.registerParameter(`weight_ih${sfx}`, init([G, layerInput])),
           wHh: this.registerParameter(`weight_hh${sfx}`, init([G, H])),
         }
@@ -190,7 +178,7 @@ export class RNNBase extends Module {
   }
 
   /** The parameters of layer `layer` (0-based) in direction `reverse`; the live tensors. */
-  layerWeights(layer: number, reverse = false): LayerWeights {
+  layerWeights(layer: number, reverse = false): RecurrentWeights {
     if (!Number.isInteger(layer) || layer < 0 || layer >= this.numLayers) {
       throw new ValueError(`${this.constructor.name}.layerWeights`, `layer must be an integer in [0, ${this.numLayers}), got ${layer}`)
     }

@@ -3,7 +3,7 @@
 import { Tensor } from '../tensor.js'
 import { ValueError, wrap } from '../errors.js'
 import { native } from '../native.js'
-import { zeros } from '../ops.js'
+import { zeros } from '../ops/factories.js'
 
 function gradsOf(op: string, params: Iterable<Tensor> | Tensor): Tensor[] {
   const list = params instanceof Tensor ? [params] : [...params]

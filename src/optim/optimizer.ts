@@ -7,7 +7,7 @@
 import { Tensor, fmtShape } from '../tensor.js'
 import { DTypeError, DeviceError, ShapeError, ValueError, wrap, wrapAsync } from '../errors.js'
 import { native } from '../native.js'
-import { full } from '../ops.js'
+import { full } from '../ops/factories.js'
 
 /** The rule object of the native fused update (`optimizerUpdate`), which subclasses build in `rule()`. */
 export interface NativeRule {

@@ -23,7 +23,7 @@
  */
 
 import { Tensor } from '../tensor.js'
-import { seedState, setSeedState, type SeedState } from '../ops.js'
+import { seedState, setSeedState, type SeedState } from '../ops/random.js'
 import { CheckpointError, ValueError } from '../errors.js'
 import { loadSafetensors, saveSafetensors } from '../io/safetensors.js'
 

@@ -43,7 +43,7 @@ export {
   type EndEvent,
   type FitResult,
   type StopReason,
-} from './fit.js'
+} from './fit/index.js'
 export {
   saveCheckpoint,
   loadCheckpoint,

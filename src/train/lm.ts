@@ -5,7 +5,12 @@
  */
 
 import type { Tensor } from '../tensor.js'
-import { dropout, linear, manualSeed, recurrentLayer, reshape, seedState, setSeedState, slice, stack, zeros } from '../ops.js'
+import { dropout } from '../ops/dropout.js'
+import { linear } from '../ops/matmul.js'
+import { manualSeed, seedState, setSeedState } from '../ops/random.js'
+import { recurrentLayer } from '../ops/rnn.js'
+import { reshape, slice, stack } from '../ops/shape.js'
+import { zeros } from '../ops/factories.js'
 import { ShapeError, ValueError } from '../errors.js'
 import { Module } from '../nn/module.js'
 import { Embedding } from '../nn/embedding.js'

@@ -25,7 +25,9 @@
  */
 
 import { Tensor } from '../tensor.js'
-import { concat, noGrad, slice, tensor } from '../ops.js'
+import { concat, slice } from '../ops/shape.js'
+import { noGrad } from '../ops/grad.js'
+import { tensor } from '../ops/factories.js'
 import { ShapeError, ValueError } from '../errors.js'
 import { modelDevice } from '../device.js'
 

@@ -1,0 +1,97 @@
+/**
+ * The fused recurrent layer: one op runs a whole RNN, LSTM or GRU layer in one direction over a
+ * whole sequence, with per-row lengths; mirrors `crates/core/src/ops/rnn.rs` (whose cells are in
+ * `lstm.rs` and `gru.rs`). `CellKind` and `RecurrentWeights` are shared with `nn`'s modules.
+ */
+
+import { ValueError, wrap } from '../errors.js'
+import { native } from '../native.js'
+import { Tensor, handle } from '../tensor.js'
+
+/**
+ * The recurrent cell a layer runs: the `kind` of {@link recurrentLayer}, and the `mode` of the
+ * `nn` modules (`RNNBase.mode`).
+ */
+export type CellKind = 'rnn_tanh' | 'rnn_relu' | 'lstm' | 'gru' | 'gru_reset_before'
+
+/**
+ * Weights of one layer and direction, PyTorch layout (G gate blocks: 1 RNN, 3 GRU, 4 LSTM): what
+ * {@link recurrentLayer} takes and what `RNNBase.layerWeights` returns (the live parameters).
+ */
+export interface RecurrentWeights {
+  /** `[G·H, I]`; in a stacked module `[G·H, D·H]` above layer 0. */
+  wIh: Tensor
+  /** `[G·H, H]` */
+  wHh: Tensor
+  /** `[G·H]`, or absent without bias. */
+  bIh?: Tensor | null | undefined
+  /** `[G·H]`, or absent without bias. */
+  bHh?: Tensor | null | undefined
+}
+
+/** Options of {@link recurrentLayer}. */
+export interface RecurrentLayerOptions {
+  /** Per-row sequence lengths `[B]`, each an integer in `[1, T]`. */
+  lengths?: Int32Array | readonly number[] | Tensor | null | undefined
+  /** Run from the last step (of each row's own length) to the first. Default false. */
+  reverse?: boolean | undefined
+}
+
+/** What {@link recurrentLayer} returns. */
+export interface RecurrentLayerResult {
+  /** Outputs of every step, `[T, B, H]`; zero past a row's length. */
+  y: Tensor
+  /** Final hidden state `[B, H]` (at each row's own last step). */
+  hT: Tensor
+  /** Final cell state `[B, H]` (LSTM only). */
+  cT?: Tensor
+}
+
+/**
+ * One recurrent layer in one direction over a whole sequence, as a single fused op (one input
+ * GEMM for all steps, one recurrent GEMM and one fused gate kernel per step, one fused
+ * backward).
+ *
+ * - `x [T, B, I]`, `h0 [B, H]`, `c0 [B, H]` (LSTM only, else null).
+ * - rnn: `h' = act(W_ih x + b_ih + W_hh h + b_hh)`.
+ * - lstm (gates i, f, g, o): `c' = f ⊙ c + i ⊙ g`, `h' = o ⊙ tanh(c')`.
+ * - gru (gates r, z, n): `n = tanh(W_in x + b_in + r ⊙ (W_hn h + b_hn))`, `h' = (1 − z) ⊙ n + z ⊙ h`.
+ *
+ * `lengths`, if given, holds each row's length: past it the state stops changing and outputs
+ * are zero; a `reverse` pass starts at each row's own last element. A lengths Tensor is read
+ * on the JS thread, so it should be a ready leaf (e.g. made by `tensor()`).
+ */
+export function recurrentLayer(
+  kind: CellKind,
+  x: Tensor,
+  h0: Tensor,
+  c0: Tensor | null | undefined,
+  weights: RecurrentWeights,
+  options: RecurrentLayerOptions = {},
+): RecurrentLayerResult {
+  const O = 'recurrentLayer'
+  let lengths: number[] | null = null
+  const l = options.lengths
+  if (l !== undefined && l !== null) {
+    if (l instanceof Tensor) lengths = Array.from(l.dataSync())
+    else if (l instanceof Int32Array || Array.isArray(l)) lengths = Array.from(l as ArrayLike<number>)
+    else throw new ValueError(O, 'lengths must be an Int32Array, an array of numbers or a Tensor')
+  }
+  const r = wrap(() =>
+    native.recurrentLayer(
+      kind,
+      handle(O, x),
+      handle(O, h0),
+      c0 ? handle(O, c0) : null,
+      handle(O, weights.wIh),
+      handle(O, weights.wHh),
+      weights.bIh ? handle(O, weights.bIh) : null,
+      weights.bHh ? handle(O, weights.bHh) : null,
+      lengths,
+      options.reverse ?? false,
+    ),
+  )
+  const out: RecurrentLayerResult = { y: new Tensor(r.y), hT: new Tensor(r.hT) }
+  if (r.cT) out.cT = new Tensor(r.cT)
+  return out
+}

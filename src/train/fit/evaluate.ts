@@ -1,0 +1,193 @@
+/**
+ * Evaluation without history: {@link evaluate} over batches and {@link evaluateStream} over a
+ * token stream (state carried across chunks), plus the chunk helpers `fitTBPTT` shares
+ * ({@link chunkTensors}, {@link defaultChunkLoss}).
+ */
+
+import { Tensor } from '../../tensor.js'
+import { crossEntropy as opsCrossEntropy } from '../../ops/loss.js'
+import { noGrad } from '../../ops/grad.js'
+import { reshape } from '../../ops/shape.js'
+import { tensor } from '../../ops/factories.js'
+import { ValueError } from '../../errors.js'
+import { modelDevice, type Device } from '../../device.js'
+import { crossEntropy } from '../../nn/loss.js'
+import type { TokenChunk, TokenStream } from '../../data/stream.js'
+import type { ChunkLoss, RecurrentState, StatefulModel } from '../tbptt.js'
+import { Accumulator, countCorrect, isClassification, type Metrics } from './metrics.js'
+import type { Batch, FitModel } from './options.js'
+
+/** Options of {@link evaluate}. */
+export interface EvaluateOptions {
+  /** How to run the model (default `model.forward(x)`, taking `.output` of an object). */
+  forward?: (x: Tensor) => unknown
+  /** Compute the accuracy for int32 targets (default true). */
+  accuracy?: boolean
+  /** Stop early (the metrics cover the batches done). */
+  signal?: AbortSignal
+}
+
+/** The tensor a model's `forward` returned, itself or as `{ output }`. @internal */
+export function outputOf(r: unknown, what: string): Tensor {
+  if (r instanceof Tensor) return r
+  const o = (r as { output?: unknown } | null)?.output
+  if (o instanceof Tensor) return o
+  throw new ValueError(what, 'the model must return a Tensor or { output: Tensor }')
+}
+
+/**
+ * Evaluates `model` on batches without history and in eval mode (restoring the previous mode):
+ * mean loss per target, perplexity and accuracy for int32 targets. Each batch's loss is read
+ * while the next one computes.
+ */
+export async function evaluate(
+  model: FitModel,
+  data: Iterable<Batch> | AsyncIterable<Batch>,
+  loss: (output: Tensor, target: Tensor) => Tensor,
+  options: EvaluateOptions = {},
+): Promise<Metrics> {
+  const fwd = options.forward ?? ((x: Tensor) => model.forward(x))
+  const wantAcc = options.accuracy ?? true
+  const device = modelDevice(model)
+  const acc = new Accumulator()
+  const wasTraining = (model as { training?: boolean }).training
+  model.eval?.()
+  let pending: { loss: Tensor; out: Tensor; y: Tensor } | null = null
+  const settle = async (p: { loss: Tensor; out: Tensor; y: Tensor }) => {
+    const cls = isClassification(p.out, p.y)
+    acc.classes ||= p.y.dtype === 'int32'
+    acc.add(await p.loss.item(), p.y.size)
+    if (wantAcc && cls) {
+      const [o, t] = await Promise.all([p.out.data(), p.y.data()])
+      acc.correct += countCorrect(o, t)
+      acc.accCount += p.y.size
+    }
+    p.loss.dispose()
+    p.out.dispose()
+  }
+  try {
+    for await (const b of data) {
+      if (options.signal?.aborted) break
+      const { out, l } = noGrad(() => {
+        const x = onDevice(b.x, device)
+        const y = onDevice(b.y, device)
+        const out = outputOf(fwd(x), 'evaluate')
+        const l = loss(out, y)
+        if (x !== b.x) x.dispose()
+        if (y !== b.y) y.dispose()
+        return { out, l }
+      })
+      if (pending) await settle(pending)
+      pending = { loss: l, out, y: b.y }
+    }
+    if (pending) await settle(pending)
+  } finally {
+    if (wasTraining !== false) model.train?.(true)
+  }
+  return acc.metrics()
+}
+
+/** Options of {@link evaluateStream}. */
+export interface EvaluateStreamOptions {
+  /** Compute the accuracy (default true). */
+  accuracy?: boolean
+  /** Batch axis of the state tensors (default 1). */
+  stateBatchAxis?: number
+  /** Stop early (the metrics cover the chunks done). */
+  signal?: AbortSignal
+}
+
+/** The keep-mask product that zeroes the rows of `state` marked in `reset`. */
+function resetRows(state: RecurrentState | null, reset: Uint8Array | null, axis: number): RecurrentState | null {
+  if (state === null || reset === null) return state
+  let any = false
+  let all = true
+  for (const r of reset) {
+    any ||= r !== 0
+    all &&= r !== 0
+  }
+  if (!any) return state
+  if (all) return null
+  return state.map((s) => {
+    const shape = s.shape.map((_, i) => (i === axis ? reset.length : 1))
+    const keep = Array.from(reset, (r) => (r ? 0 : 1))
+    return s.mul(tensor(s.dtype === 'float64' ? Float64Array.from(keep) : Float32Array.from(keep), shape, { device: s.device }))
+  })
+}
+
+/** A {@link TokenChunk} as tensors: `x`, `y` int32 `[steps, B]`, on `device` (default `'cpu'`). */
+export function chunkTensors(c: TokenChunk, device: Device = 'cpu'): { x: Tensor; y: Tensor; reset: Uint8Array | null } {
+  return {
+    x: tensor(c.x, [c.steps, c.batchSize], { dtype: 'int32', device }),
+    y: tensor(c.y, [c.steps, c.batchSize], { dtype: 'int32', device }),
+    reset: c.reset,
+  }
+}
+
+/** `t` on `device`: itself when already there, else a copy (without history). @internal */
+export function onDevice(t: Tensor, device: Device): Tensor {
+  return t.device === device ? t : noGrad(() => t.to(device))
+}
+
+/**
+ * Evaluates a {@link StatefulModel} over a token stream (one pass), carrying the state across
+ * chunks (and resetting the rows the stream marks), without history and in eval mode.
+ */
+export async function evaluateStream(
+  model: StatefulModel & Partial<Pick<FitModel, 'train' | 'eval'>>,
+  stream: TokenStream,
+  loss: ChunkLoss = defaultChunkLoss,
+  options: EvaluateStreamOptions = {},
+): Promise<Metrics> {
+  const wantAcc = options.accuracy ?? true
+  const axis = options.stateBatchAxis ?? 1
+  const device = modelDevice(model)
+  const acc = new Accumulator()
+  const wasTraining = (model as { training?: boolean }).training
+  model.eval?.()
+  let state: RecurrentState | null = null
+  let pending: { loss: Tensor; out: Tensor; y: Tensor } | null = null
+  const settle = async (p: { loss: Tensor; out: Tensor; y: Tensor }) => {
+    acc.classes = true
+    acc.add(await p.loss.item(), p.y.size)
+    if (wantAcc && isClassification(p.out, p.y)) {
+      const [o, t] = await Promise.all([p.out.data(), p.y.data()])
+      acc.correct += countCorrect(o, t)
+      acc.accCount += p.y.size
+    }
+    p.loss.dispose()
+    p.out.dispose()
+    p.y.dispose()
+  }
+  try {
+    for await (const c of stream.chunks(0)) {
+      if (options.signal?.aborted) break
+      const { x, y, reset } = chunkTensors(c, device)
+      const r = noGrad(() => {
+        const r = model.forward(x, resetRows(state, reset, axis))
+        return { out: r.output, state: r.state, l: loss(r.output, y) }
+      })
+      x.dispose()
+      state = r.state
+      if (pending) await settle(pending)
+      pending = { loss: r.l, out: r.out, y }
+    }
+    if (pending) await settle(pending)
+  } finally {
+    if (wasTraining !== false) model.train?.(true)
+  }
+  return acc.metrics()
+}
+
+/** Mean cross-entropy of logits `[T, B, V]` against int32 targets `[T, B]`. */
+export function defaultChunkLoss(output: Tensor, target: Tensor): Tensor {
+  if (output.rank !== 3 || target.rank !== 2) return crossEntropy(output, target)
+  // nn's crossEntropy, with its reshaped copies freed at once rather than at the next GC.
+  const [T, B, V] = output.shape as [number, number, number]
+  const o2 = reshape(output, [T * B, V])
+  const t1 = reshape(target, [T * B])
+  const l = opsCrossEntropy(o2, t1)
+  o2.dispose()
+  t1.dispose()
+  return l
+}
