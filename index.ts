@@ -20,7 +20,11 @@ export {
 } from './src/errors.js'
 
 // tensor
-export { Tensor, type DType, type TypedArray, type NestedArray } from './src/tensor.js'
+export { Tensor, type DType, type FloatDType, type TypedArray, type NestedArray } from './src/tensor.js'
+
+// memory scopes: tensors created inside tidy / tidyAsync are disposed at the end unless returned
+// or kept
+export { tidy, tidyAsync, keep, isKept, dispose } from './src/scope.js'
 
 // devices: CUDA availability and memory (tensors move with `t.to(device)`, `module.to(device)`
 // and the factories' `device` option)

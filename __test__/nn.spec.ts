@@ -9,6 +9,7 @@ import type { ExecutionContext } from 'ava'
 
 import {
   Adam,
+  DTypeError,
   Dropout,
   Embedding,
   GRU,
@@ -514,7 +515,7 @@ test('loadStateDict: missing and unexpected keys; strict false loads the rest', 
   t.deepEqual(arr(dst.stateDict()['weight_ih_l0']!), arr(src['weight_ih_l0']!))
   t.deepEqual(arr(dst.stateDict()['bias_hh_l0']!), before[3])
   t.throws(() => dst.loadStateDict({ ...src, weight_ih_l0: tensor(new Int32Array(48), [16, 3]) }), {
-    instanceOf: ValueError,
+    instanceOf: DTypeError,
     message: /'weight_ih_l0' expected dtype float32, got int32/,
   })
 })

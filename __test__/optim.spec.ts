@@ -603,14 +603,14 @@ test('schedules: stateDict → JSON → loadStateDict continues with exactly the
     const optC = new SGD([zeros([1])], { lr: 99 })
     const c = name === 'ReduceLROnPlateau' ? new ReduceLROnPlateau(optC) : name === 'StepLR' ? new StepLR(optC, { stepSize: 9 }) : name === 'ExponentialLR' ? new ExponentialLR(optC, { gamma: 0.5 }) : new CosineWithWarmup(optC, { warmupSteps: 0, totalSteps: 2 })
     c.loadStateDict(sd)
-    t.is(optC.lr, wantLrs[5], `${name}: the optimizer lr is restored`)
+    t.is(optC.lr, wantLrs[5]!, `${name}: the optimizer lr is restored`)
     const got: number[] = []
     for (let i = 6; i < 12; i++) {
       c.step(metric(i))
       got.push(optC.lr)
     }
     t.deepEqual(got, wantLrs.slice(6), `${name}: identical continuation`)
-    t.is(c.lastLr, wantLrs[11])
+    t.is(c.lastLr, wantLrs[11]!)
   }
   const opt = new SGD([zeros([1])], { lr: 0.1 })
   t.throws(() => new StepLR(opt, { stepSize: 2 }).loadStateDict(new ExponentialLR(opt, { gamma: 0.5 }).stateDict()), {

@@ -1,7 +1,6 @@
 /**
- * Truncated BPTT against hand-written references, in float64 (the `nn` modules are float32
- * only, so the model here is built from the float64 ops: embedding → fused LSTM layer →
- * linear). Tolerances: 1e-9 relative to the gradient's scale where the computation order
+ * Truncated BPTT against hand-written references, in float64 (the model here is built from the
+ * raw float64 ops: embedding → fused LSTM layer → linear). Tolerances: 1e-9 relative to the gradient's scale where the computation order
  * differs (window recompute vs. one pass), exact equality where it does not.
  *
  * Also: the token streams (array, file byte/char-level, blocks) and the char vocabulary.

@@ -7,16 +7,20 @@
  * `await t.item()`) is the synchronisation point and never blocks the event loop;
  * `dataSync()`/`itemSync()` do block.
  *
- * Memory is freed by `dispose()`, by `using t = ...` (`Symbol.dispose`), or when the handle
- * is garbage-collected.
+ * Memory is freed by `dispose()`, by `using t = ...` (`Symbol.dispose`), by the end of a
+ * `tidy`/`tidyAsync` scope (`scope.ts`), or when the handle is garbage-collected.
  */
 
 import { DeviceError, ShapeError, ValueError, wrap, wrapAsync } from './errors.js'
 import { native, type NativeTensor } from './native.js'
 import { requireDevice, type Device } from './device.js'
+import { track } from './scope.js'
 
 /** Element types of tensors. */
 export type DType = 'float32' | 'float64' | 'int32'
+
+/** The element types of parameters (and of the modules' `dtype` option and `Module.to(dtype)`). */
+export type FloatDType = 'float32' | 'float64'
 
 /** The typed array that holds a tensor's data: one per dtype. */
 export type TypedArray = Float32Array | Float64Array | Int32Array
@@ -47,8 +51,6 @@ export function fmtShape(shape: readonly number[]): string {
 export class Tensor {
   /** Dimensions, outermost first (`[]` for a scalar). */
   readonly shape: number[]
-  /** Element type. */
-  readonly dtype: DType
   /** Number of elements: the product of `shape`. */
   readonly size: number
   /**
@@ -57,14 +59,24 @@ export class Tensor {
    */
   _native: NativeTensor
   #device: Device
+  #dtype: DType
 
-  /** @internal Tensors are made by factories (`tensor`, `zeros`, `randn`...) and ops. */
+  /**
+   * @internal Tensors are made by factories (`tensor`, `zeros`, `randn`...) and ops. Every one
+   * passes here, which is where the memory scopes (`tidy`) learn of it.
+   */
   constructor(h: NativeTensor) {
     this._native = h
     this.shape = h.shape
-    this.dtype = h.dtype as DType
+    this.#dtype = h.dtype as DType
     this.#device = h.device as Device
     this.size = this.shape.reduce((a, b) => a * b, 1)
+    track(this)
+  }
+
+  /** Element type. */
+  get dtype(): DType {
+    return this.#dtype
   }
 
   /** Where the data lives: `'cpu'` or `'cuda:N'`. */
@@ -73,15 +85,17 @@ export class Tensor {
   }
 
   /**
-   * @internal Makes this object the handle of `moved` (same shape and dtype, possibly another
-   * device), dropping its previous native handle. Used by `Module.to()`, so that a module's
-   * fields and users' references keep pointing at its (moved) parameters.
+   * @internal Makes this object the handle of `moved` (same shape, possibly another device or
+   * dtype), dropping its previous native handle. Used by `Module.to()`, so that a module's
+   * fields and users' references keep pointing at its (moved or converted) parameters. `moved`
+   * must be a temporary that is dropped afterwards and never disposed: it shares the handle.
    */
   _replaceWith(moved: Tensor): void {
     if (moved === this) return
     const old = this._native
     this._native = moved._native
     this.#device = moved.#device
+    this.#dtype = moved.#dtype
     old.dispose()
   }
 

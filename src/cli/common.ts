@@ -8,9 +8,9 @@ import { existsSync, readFileSync, statSync } from 'node:fs'
 import { readFile } from 'node:fs/promises'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import type { Tensor } from '../tensor.js'
 import { noGrad } from '../ops/grad.js'
 import { tensor } from '../ops/factories.js'
+import { dispose, tidy, tidyAsync } from '../scope.js'
 import { RecurrentError } from '../errors.js'
 import { CharVocab, type VocabJSON } from '../data/vocab.js'
 import { RecurrentLM, type LMCell } from '../train/lm.js'
@@ -207,62 +207,62 @@ export async function generate(model: RecurrentLM, vocab: CharVocab, o: Generate
   }
   const wasTraining = model.training
   model.eval()
-  let state: RecurrentState | null = null
   const probs = new Float64Array(V)
   let out = ''
   let pieces = ''
   try {
-    let input: Tensor = tensor(ids, [ids.length, 1], { dtype: 'int32' })
-    for (let i = 0; i < o.length; i++) {
-      const r = noGrad(() => model.forward(input, state))
-      input.dispose()
-      for (const s of state ?? []) s.dispose()
-      state = r.state
-      const logits = await r.output.data()
-      r.output.dispose()
-      const base = logits.length - V
-      // softmax(logits / T) over the last step, without the unknown character
-      let best = -1
-      let bv = -Infinity
-      for (let v = 0; v < V; v++) {
-        if (v === vocab.unkId) continue
-        const x = Number(logits[base + v])
-        if (x > bv) {
-          bv = x
-          best = v
-        }
-      }
-      let next = best
-      if (o.temperature > 0) {
-        let sum = 0
+    // The scope frees whatever is left when the loop ends or fails; inside, each step frees its
+    // input and intermediates (tidy) and the previous state, so memory stays flat.
+    await tidyAsync(async () => {
+      let state: RecurrentState | null = null
+      for (let i = 0; i < o.length; i++) {
+        const r = tidy(() => noGrad(() => model.forward(tensor(ids, [ids.length, 1], { dtype: 'int32' }), state)))
+        dispose(state)
+        state = r.state
+        const logits = await r.output.data()
+        r.output.dispose()
+        const base = logits.length - V
+        // softmax(logits / T) over the last step, without the unknown character
+        let best = -1
+        let bv = -Infinity
         for (let v = 0; v < V; v++) {
-          probs[v] = v === vocab.unkId ? 0 : Math.exp((Number(logits[base + v]) - bv) / o.temperature)
-          sum += probs[v]!
-        }
-        let u = rand() * sum
-        next = best
-        for (let v = 0; v < V; v++) {
-          u -= probs[v]!
-          if (u < 0 && probs[v]! > 0) {
-            next = v
-            break
+          if (v === vocab.unkId) continue
+          const x = Number(logits[base + v])
+          if (x > bv) {
+            bv = x
+            best = v
           }
         }
-      }
-      const ch = vocab.chars[next]!
-      out += ch
-      if (o.onText) {
-        pieces += ch
-        if (pieces.length >= 64 || ch === '\n') {
-          o.onText(pieces)
-          pieces = ''
+        let next = best
+        if (o.temperature > 0) {
+          let sum = 0
+          for (let v = 0; v < V; v++) {
+            probs[v] = v === vocab.unkId ? 0 : Math.exp((Number(logits[base + v]) - bv) / o.temperature)
+            sum += probs[v]!
+          }
+          let u = rand() * sum
+          next = best
+          for (let v = 0; v < V; v++) {
+            u -= probs[v]!
+            if (u < 0 && probs[v]! > 0) {
+              next = v
+              break
+            }
+          }
         }
+        const ch = vocab.chars[next]!
+        out += ch
+        if (o.onText) {
+          pieces += ch
+          if (pieces.length >= 64 || ch === '\n') {
+            o.onText(pieces)
+            pieces = ''
+          }
+        }
+        ids = Int32Array.of(next)
       }
-      input = tensor(Int32Array.of(next), [1, 1], { dtype: 'int32' })
-    }
-    input.dispose()
+    })
   } finally {
-    for (const s of state ?? []) s.dispose()
     model.train(wasTraining)
   }
   if (o.onText && pieces) o.onText(pieces)

@@ -1,7 +1,8 @@
 /** `Embedding`: a lookup table of vectors, PyTorch's `torch.nn.Embedding`. */
 
-import type { Tensor } from '../tensor.js'
+import type { FloatDType, Tensor } from '../tensor.js'
 import { embedding } from '../ops/embedding.js'
+import { floatDTypeOption } from '../cast.js'
 import { Module } from './module.js'
 import { checkPositiveInt, deriveSeed, normal } from './init.js'
 
@@ -9,6 +10,8 @@ import { checkPositiveInt, deriveSeed, normal } from './init.js'
 export interface EmbeddingOptions {
   /** Seed of the initialisation; without it the global generator (`manualSeed`) is used. */
   seed?: number
+  /** dtype of the table (and of the output): `'float32'` (default) or `'float64'`. */
+  dtype?: FloatDType
 }
 
 /**
@@ -37,7 +40,8 @@ export class Embedding extends Module {
     super()
     this.numEmbeddings = checkPositiveInt('Embedding', 'numEmbeddings', numEmbeddings)
     this.embeddingDim = checkPositiveInt('Embedding', 'embeddingDim', embeddingDim)
-    this.weight = this.registerParameter('weight', normal([numEmbeddings, embeddingDim], deriveSeed(options.seed, 0)))
+    const dtype = floatDTypeOption('Embedding', options.dtype)
+    this.weight = this.registerParameter('weight', normal([numEmbeddings, embeddingDim], deriveSeed(options.seed, 0), dtype))
   }
 
   /** `indices` int32 `[*]` → `[*, embeddingDim]`. */

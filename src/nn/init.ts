@@ -6,7 +6,7 @@
  * parameter's index); without one they come from the global generator (`manualSeed`).
  */
 
-import type { Tensor } from '../tensor.js'
+import type { FloatDType, Tensor } from '../tensor.js'
 import { randn, randUniform } from '../ops/random.js'
 import { ValueError } from '../errors.js'
 
@@ -31,14 +31,14 @@ export function deriveSeed(seed: number | undefined, index: number): number | un
   return (h1 >>> 0) * 0x10000 + ((h2 >>> 0) & 0xffff)
 }
 
-/** A fresh leaf tensor of `shape` drawn from U(-bound, bound). */
-export function uniform(shape: number[], bound: number, seed: number | undefined): Tensor {
-  return randUniform(shape, -bound, bound, seed === undefined ? {} : { seed })
+/** A fresh leaf tensor of `shape` drawn from U(-bound, bound), in `dtype`. */
+export function uniform(shape: number[], bound: number, seed: number | undefined, dtype: FloatDType = 'float32'): Tensor {
+  return randUniform(shape, -bound, bound, seed === undefined ? { dtype } : { seed, dtype })
 }
 
-/** A fresh leaf tensor of `shape` drawn from N(0, 1). */
-export function normal(shape: number[], seed: number | undefined): Tensor {
-  return randn(shape, seed === undefined ? {} : { seed })
+/** A fresh leaf tensor of `shape` drawn from N(0, 1), in `dtype`. */
+export function normal(shape: number[], seed: number | undefined, dtype: FloatDType = 'float32'): Tensor {
+  return randn(shape, seed === undefined ? { dtype } : { seed, dtype })
 }
 
 /** Checks that `value` is a positive integer; `what` names it in the error. */

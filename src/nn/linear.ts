@@ -1,9 +1,11 @@
 /** `Linear`: an affine map, PyTorch's `torch.nn.Linear`. */
 
-import type { Tensor } from '../tensor.js'
+import type { FloatDType, Tensor } from '../tensor.js'
 import { linear } from '../ops/matmul.js'
 import { reshape } from '../ops/shape.js'
 import { ShapeError } from '../errors.js'
+import { floatDTypeOption } from '../cast.js'
+import { tidy } from '../scope.js'
 import { Module } from './module.js'
 import { checkPositiveInt, deriveSeed, uniform } from './init.js'
 
@@ -13,6 +15,8 @@ export interface LinearOptions {
   bias?: boolean
   /** Seed of the initialisation; without it the global generator (`manualSeed`) is used. */
   seed?: number
+  /** dtype of the parameters: `'float32'` (default) or `'float64'`. Inputs must have it too. */
+  dtype?: FloatDType
 }
 
 /**
@@ -45,11 +49,12 @@ export class Linear extends Module {
     super()
     this.inFeatures = checkPositiveInt('Linear', 'inFeatures', inFeatures)
     this.outFeatures = checkPositiveInt('Linear', 'outFeatures', outFeatures)
+    const dtype = floatDTypeOption('Linear', options.dtype)
     const k = 1 / Math.sqrt(inFeatures)
-    this.weight = this.registerParameter('weight', uniform([outFeatures, inFeatures], k, deriveSeed(options.seed, 0)))
+    this.weight = this.registerParameter('weight', uniform([outFeatures, inFeatures], k, deriveSeed(options.seed, 0), dtype))
     this.bias = this.registerParameter(
       'bias',
-      options.bias ?? true ? uniform([outFeatures], k, deriveSeed(options.seed, 1)) : null,
+      options.bias ?? true ? uniform([outFeatures], k, deriveSeed(options.seed, 1), dtype) : null,
     )
   }
 
@@ -64,8 +69,10 @@ export class Linear extends Module {
     }
     if (shape.length === 2) return linear(x, this.weight, this.bias ?? undefined)
     const n = shape.slice(0, -1).reduce((a, b) => a * b, 1)
-    const y = linear(reshape(x, [n, this.inFeatures]), this.weight, this.bias ?? undefined)
-    return reshape(y, [...shape.slice(0, -1), this.outFeatures])
+    return tidy(() => {
+      const y = linear(reshape(x, [n, this.inFeatures]), this.weight, this.bias ?? undefined)
+      return reshape(y, [...shape.slice(0, -1), this.outFeatures])
+    })
   }
 
   override extraRepr(): string {

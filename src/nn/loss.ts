@@ -4,6 +4,7 @@ import type { Tensor } from '../tensor.js'
 import { crossEntropy as crossEntropyOp, mse as mseOp } from '../ops/loss.js'
 import { reshape } from '../ops/shape.js'
 import { ShapeError, ValueError } from '../errors.js'
+import { tidy } from '../scope.js'
 import { Module } from './module.js'
 
 /** How the per-element losses are combined. */
@@ -50,8 +51,10 @@ export function mse(pred: Tensor, target: Tensor, options: MSEOptions = {}): Ten
       if (pred.shape.length !== target.shape.length || pred.shape.some((d, i) => d !== target.shape[i])) {
         throw new ShapeError(`mse`, `expected target of the prediction's shape ${fmt(pred.shape)}, got ${fmt(target.shape)}`)
       }
-      const sq = pred.sub(target).square()
-      return reduction === 'sum' ? sq.sum() : sq
+      return tidy(() => {
+        const sq = pred.sub(target).square()
+        return reduction === 'sum' ? sq.sum() : sq
+      })
     }
     default:
       throw new ValueError(`mse`, `reduction must be 'mean', 'sum' or 'none', got '${String(reduction)}'`)
@@ -87,19 +90,22 @@ export function crossEntropy(logits: Tensor, targets: Tensor, options: CrossEntr
   }
   const C = ls[ls.length - 1]!
   const N = numel(ts)
-  const l2 = ls.length === 2 ? logits : reshape(logits, [N, C])
-  const t1 = ts.length === 1 ? targets : reshape(targets, [N])
-  const opts = options.ignoreIndex === undefined ? {} : { ignoreIndex: options.ignoreIndex }
-  const loss = crossEntropyOp(l2, t1, opts)
-  if (reduction === 'mean') return loss
-  let count = N
-  if (options.ignoreIndex !== undefined) {
-    // The mean divides by the number of counted targets; read them to undo it.
-    const t = t1.dataSync() as ArrayLike<number>
-    count = 0
-    for (let i = 0; i < t.length; i++) if (t[i] !== options.ignoreIndex) count++
-  }
-  return loss.mul(count)
+  // The flattened views are freed at once rather than when the GC finds them.
+  return tidy(() => {
+    const l2 = ls.length === 2 ? logits : reshape(logits, [N, C])
+    const t1 = ts.length === 1 ? targets : reshape(targets, [N])
+    const opts = options.ignoreIndex === undefined ? {} : { ignoreIndex: options.ignoreIndex }
+    const loss = crossEntropyOp(l2, t1, opts)
+    if (reduction === 'mean') return loss
+    let count = N
+    if (options.ignoreIndex !== undefined) {
+      // The mean divides by the number of counted targets; read them to undo it.
+      const t = t1.dataSync() as ArrayLike<number>
+      count = 0
+      for (let i = 0; i < t.length; i++) if (t[i] !== options.ignoreIndex) count++
+    }
+    return loss.mul(count)
+  })
 }
 
 /** The module form of {@link mse}: `new MSELoss().forward(pred, target)`. */

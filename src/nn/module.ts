@@ -9,10 +9,12 @@
  * (`0.weight`, `lstm.weight_ih_l0`, `lstm.bias_hh_l1_reverse`, ...).
  */
 
-import { Tensor } from '../tensor.js'
-import { ShapeError, ValueError } from '../errors.js'
+import { Tensor, type FloatDType } from '../tensor.js'
+import { DTypeError, ShapeError, ValueError } from '../errors.js'
 import { requireDevice, type Device } from '../device.js'
 import { noGrad } from '../ops/grad.js'
+import { keep } from '../scope.js'
+import { castOnHost, isFloatDType } from '../cast.js'
 
 /** Options of {@link Module.loadStateDict}. */
 export interface LoadStateDictOptions {
@@ -79,6 +81,8 @@ export abstract class Module {
    * returns it (so that `this.weight = this.registerParameter('weight', w)` reads naturally).
    * `null` registers an absent optional parameter (such as a disabled bias): it keeps its
    * place in the order but appears in no list.
+   *
+   * The tensor is marked with `keep()`, so a module built inside `tidy` keeps its parameters.
    */
   registerParameter<T extends Tensor | null>(name: string, tensor: T): T {
     this.#checkName(name)
@@ -87,6 +91,7 @@ export abstract class Module {
         throw new ValueError(`registerParameter`, `'${name}' must be a Tensor or null`)
       }
       if (!tensor.requiresGrad) tensor.requiresGrad = true
+      keep(tensor)
     }
     this.#parameters.set(name, tensor)
     return tensor
@@ -96,13 +101,14 @@ export abstract class Module {
    * Registers `tensor` as the buffer `name`: a tensor the module computes with but does not
    * train (a constant, a running statistic). Buffers move with {@link to}; they are not in
    * {@link parameters} and not in {@link stateDict} (PyTorch's non-persistent buffers).
-   * `null` registers an absent one. Returns `tensor`.
+   * `null` registers an absent one. Returns `tensor` (marked with `keep()`, as parameters are).
    */
   registerBuffer<T extends Tensor | null>(name: string, tensor: T): T {
     this.#checkName(name)
     if (tensor !== null && !(tensor instanceof Tensor)) {
       throw new ValueError(`registerBuffer`, `'${name}' must be a Tensor or null`)
     }
+    if (tensor !== null) keep(tensor)
     this.#buffers.set(name, tensor)
     return tensor
   }
@@ -130,22 +136,30 @@ export abstract class Module {
   /**
    * Moves every parameter and buffer of this module and its descendants to `device`
    * (`'cpu'`, `'cuda'` = `'cuda:0'`, or `'cuda:N'`), with their gradients, and returns `this`;
-   * as PyTorch's `module.to(device)`.
+   * as PyTorch's `module.to(device)`. With `'float64'` or `'float32'` it converts the float
+   * parameters and buffers (and their gradients) instead, as PyTorch's `.double()` / `.float()`;
+   * int32 buffers stay as they are.
    *
-   * The tensors are moved in place: each parameter stays the same `Tensor` object (so the
+   * The tensors are changed in place: each parameter stays the same `Tensor` object (so the
    * module's fields, `stateDict()` and your own references follow it), now holding a copy on
-   * `device` that is a leaf with the same `requiresGrad`. Tensors already there are untouched.
+   * `device` (or in `dtype`) that is a leaf with the same `requiresGrad`. Tensors already there
+   * are untouched.
    *
    * Create optimizers after `.to()`, as in PyTorch: an optimizer that has already stepped keeps
-   * its state (moments, momentum) on the old device, and its next step throws a `DeviceError`.
-   * Inputs must be moved too (`x.to(device)`); the recurrent modules make their default zero
-   * states on the input's device.
+   * its state (moments, momentum) on the old device and dtype, and its next step throws.
+   * Inputs must be moved or made in the dtype too (`x.to(device)`, `tensor(data, shape,
+   * { dtype: 'float64' })`); the recurrent modules make their default zero states on the input's
+   * device, in its dtype.
    *
    * @throws CudaUnavailableError (with what is missing) before anything moves, when CUDA cannot
-   * be used; DeviceError for a malformed device name.
+   * be used; DeviceError for a malformed device name; DTypeError for `'int32'`.
    */
-  to(device: Device): this {
-    const d = requireDevice(`${this.constructor.name}.to`, device) as Device
+  to(target: Device | FloatDType): this {
+    if (isFloatDType(target)) return this.#convert(target)
+    if ((target as string) === 'int32') {
+      throw new DTypeError(`${this.constructor.name}.to`, `parameters are float32 or float64, got 'int32'`)
+    }
+    const d = requireDevice(`${this.constructor.name}.to`, target) as Device
     const seen = new Set<Tensor>()
     const moves: Array<[Tensor, Tensor]> = []
     try {
@@ -155,7 +169,8 @@ export abstract class Module {
             if (t === null || seen.has(t)) continue
             seen.add(t)
             if (t.device === d) continue
-            const moved = t.to(d)
+            // Kept: it shares its handle with `t` after _replaceWith, so no scope may dispose it.
+            const moved = keep(t.to(d))
             moves.push([t, moved])
             const g = t.grad
             if (g !== null) {
@@ -172,6 +187,48 @@ export abstract class Module {
     }
     for (const [t, moved] of moves) t._replaceWith(moved)
     return this
+  }
+
+  /** Converts the float tensors to `dtype` in place (see {@link to}). */
+  #convert(dtype: FloatDType): this {
+    const seen = new Set<Tensor>()
+    const moves: Array<[Tensor, Tensor]> = []
+    try {
+      noGrad(() => {
+        for (const m of this.modules()) {
+          for (const t of [...m.#parameters.values(), ...m.#buffers.values()]) {
+            if (t === null || seen.has(t)) continue
+            seen.add(t)
+            if (t.dtype === dtype || !isFloatDType(t.dtype)) continue
+            const converted = keep(castOnHost(t, dtype))
+            moves.push([t, converted])
+            const g = t.grad
+            if (g !== null) {
+              const gc = castOnHost(g, dtype)
+              converted.grad = gc
+              gc.dispose()
+              g.dispose()
+            }
+            if (t.requiresGrad) converted.requiresGrad = true
+          }
+        }
+      })
+    } catch (e) {
+      for (const [, c] of moves) c.dispose()
+      throw e
+    }
+    for (const [t, c] of moves) t._replaceWith(c)
+    return this
+  }
+
+  /** Converts the float parameters and buffers to float64 in place: `to('float64')`, PyTorch's `.double()`. */
+  double(): this {
+    return this.to('float64')
+  }
+
+  /** Converts the float parameters and buffers to float32 in place: `to('float32')`, PyTorch's `.float()`. */
+  float(): this {
+    return this.to('float32')
   }
 
   /** Registers `module` as the child `name` of this module and returns it. */
@@ -295,10 +352,14 @@ export abstract class Module {
    * leaves the module exactly as it was. Errors name the parameter:
    * - `ShapeError`: `loadStateDict: 'lstm.weight_ih_l0' expected shape [128, 1], got [128, 3]`
    * - `ValueError`: missing or unexpected keys (with `strict`, the default), or a value that is
-   *   not a Tensor, or of another dtype.
+   *   not a Tensor.
+   * - `DTypeError`: an int32 value for a (float) parameter:
+   *   `loadStateDict: 'weight' expected dtype float32, got int32`.
    *
    * The values are copied by {@link Tensor.assign}: the module keeps its own tensor objects, so
-   * optimizers holding them stay valid. A value on another device than its parameter (a CPU
+   * optimizers holding them stay valid. As PyTorch's `load_state_dict` (which copies into each
+   * parameter's dtype), a float64 value loads into a float32 parameter (rounded) and a float32
+   * value into a float64 one (exactly); a value on another device than its parameter (a CPU
    * checkpoint loaded into a module moved to CUDA) is copied to the parameter's device.
    * Returns the missing and unexpected keys.
    */
@@ -328,23 +389,33 @@ export abstract class Module {
         shapeErrors.push(`'${name}' expected shape ${fmtShape(param.shape)}, got ${fmtShape(src.shape)}`)
         continue
       }
-      if (src.dtype !== param.dtype) {
-        throw new ValueError(`loadStateDict`, `'${name}' expected dtype ${param.dtype}, got ${src.dtype}`)
+      if (src.dtype !== param.dtype && !(isFloatDType(src.dtype) && isFloatDType(param.dtype))) {
+        throw new DTypeError(`loadStateDict`, `'${name}' expected dtype ${param.dtype}, got ${src.dtype}`)
       }
       todo.push([param, src])
     }
     if (shapeErrors.length > 0) {
       throw new ShapeError(`loadStateDict`, `size mismatch in ${this.constructor.name}: ${shapeErrors.join('; ')}`)
     }
-    for (const [param, src] of todo) {
-      if (param === src) continue
-      if (src.device === param.device) {
-        param.assign(src)
-      } else {
-        const moved = noGrad(() => src.to(param.device))
-        param.assign(moved)
-        moved.dispose()
-      }
+    // Conversions read values, which can fail (a poisoned source): all of them come first, so a
+    // failure leaves every parameter as it was.
+    const values: Array<[Tensor, Tensor, boolean]> = []
+    try {
+      noGrad(() => {
+        for (const [param, src] of todo) {
+          if (param === src) continue
+          if (src.dtype !== param.dtype) values.push([param, castOnHost(src, param.dtype as FloatDType, param.device), true])
+          else if (src.device !== param.device) values.push([param, src.to(param.device), true])
+          else values.push([param, src, false])
+        }
+      })
+    } catch (e) {
+      for (const [, v, temp] of values) if (temp) v.dispose()
+      throw e
+    }
+    for (const [param, v, temp] of values) {
+      param.assign(v)
+      if (temp) v.dispose()
     }
     return { missingKeys, unexpectedKeys }
   }

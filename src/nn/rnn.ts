@@ -15,12 +15,14 @@
  * - D: number of directions (2 if bidirectional, else 1)
  */
 
-import type { Tensor } from '../tensor.js'
+import type { FloatDType, Tensor } from '../tensor.js'
 import { concat, reshape, slice, stack, transpose } from '../ops/shape.js'
 import { dropout } from '../ops/dropout.js'
 import { recurrentLayer, type CellKind, type RecurrentWeights } from '../ops/rnn.js'
 import { zeros } from '../ops/factories.js'
-import { ShapeError, ValueError } from '../errors.js'
+import { DTypeError, ShapeError, ValueError } from '../errors.js'
+import { floatDTypeOption } from '../cast.js'
+import { tidy } from '../scope.js'
 import { Module } from './module.js'
 import { checkPositiveInt, checkProbability, deriveSeed, uniform } from './init.js'
 
@@ -47,6 +49,11 @@ export interface RNNBaseOptions {
    * (`manualSeed`) is used.
    */
   seed?: number
+  /**
+   * dtype of the parameters: `'float32'` (default) or `'float64'` (for gradient checks and
+   * numerically demanding work). Inputs and given states must have it too.
+   */
+  dtype?: FloatDType
 }
 
 /** The optional arguments of `forward`. */
@@ -148,13 +155,14 @@ export class RNNBase extends Module {
     this.dropout = checkProbability(name, 'dropout', options.dropout ?? 0)
     this.bidirectional = options.bidirectional ?? false
     this.#seed = options.seed
+    const dtype = floatDTypeOption(name, options.dtype)
 
     const H = this.hiddenSize
     const D = this.numDirections
     const G = this.gateCount * H
     const k = 1 / Math.sqrt(H)
     let n = 0
-    const init = (shape: number[]) => uniform(shape, k, deriveSeed(this.#seed, n++))
+    const init = (shape: number[]) => uniform(shape, k, deriveSeed(this.#seed, n++), dtype)
     for (let layer = 0; layer < this.numLayers; layer++) {
       const layerInput = layer === 0 ? this.inputSize : D * H
       for (let dir = 0; dir < D; dir++) {
@@ -208,8 +216,15 @@ export class RNNBase extends Module {
    *
    * Returns `output` `[T, B, D·H]` (`[B, T, D·H]` with `batchFirst`), `hN` `[L·D, B, H]` and,
    * for LSTM, `cN` `[L·D, B, H]`.
+   *
+   * The intermediate tensors (state rows, per-direction outputs, default states) are freed
+   * before it returns (a `tidy` scope), so that their autograd graphs do not wait for the GC.
    */
   protected run(x: Tensor, input: RecurrentInput = {}): RecurrentOutput {
+    return tidy(() => this.#run(x, input))
+  }
+
+  #run(x: Tensor, input: RecurrentInput): RecurrentOutput {
     const name = `${this.constructor.name}.forward`
     const isLstm = this.mode === 'lstm'
     const xs = x.shape
@@ -220,6 +235,10 @@ export class RNNBase extends Module {
     if (xs[2] !== this.inputSize) {
       const want = this.batchFirst ? `[B, T, ${this.inputSize}]` : `[T, B, ${this.inputSize}]`
       throw new ShapeError(`${name}`, `expected input ${want}, got ${fmt(xs)}`)
+    }
+    const pdtype = this.#weights[0]!.wIh.dtype
+    if (x.dtype !== pdtype) {
+      throw new DTypeError(`${name}`, `expected input of the parameters' dtype ${pdtype}, got ${x.dtype}`)
     }
     const T = (this.batchFirst ? xs[1] : xs[0])!
     const B = (this.batchFirst ? xs[0] : xs[1])!
@@ -251,9 +270,11 @@ export class RNNBase extends Module {
       const ys: Tensor[] = []
       for (let dir = 0; dir < D; dir++) {
         const i = layer * D + dir
-        // Default states on the input's device (a mismatch with the weights is the op's DeviceError).
-        const h0 = input.h0 !== undefined ? row(input.h0, i) : zeros([B, H], { device: x.device })
-        const c0 = isLstm ? (input.c0 !== undefined ? row(input.c0, i) : zeros([B, H], { device: x.device })) : null
+        // Default states on the input's device, in its dtype (a device mismatch with the weights
+        // is the op's DeviceError).
+        const zero = { device: x.device, dtype: x.dtype }
+        const h0 = input.h0 !== undefined ? row(input.h0, i) : zeros([B, H], zero)
+        const c0 = isLstm ? (input.c0 !== undefined ? row(input.c0, i) : zeros([B, H], zero)) : null
         const w = this.#weights[i]!
         const opts: { lengths?: Int32Array; reverse: boolean } = { reverse: dir === 1 }
         if (lengths !== undefined) opts.lengths = lengths

@@ -8,6 +8,7 @@ import { Tensor, fmtShape } from '../tensor.js'
 import { DTypeError, DeviceError, ShapeError, ValueError, wrap, wrapAsync } from '../errors.js'
 import { native } from '../native.js'
 import { full } from '../ops/factories.js'
+import { keep } from '../scope.js'
 
 /** The rule object of the native fused update (`optimizerUpdate`), which subclasses build in `rule()`. */
 export interface NativeRule {
@@ -88,8 +89,9 @@ const DONE: Promise<void> = Promise.resolve()
  * or state dict holding them) stay the same objects.
  *
  * State (momentum buffers, moment estimates…) is created lazily, zeros shaped like the
- * parameter, at the parameter's first update. One parameter group: every parameter shares the
- * hyper-parameters, which may be changed between steps (`opt.lr = …`, schedules).
+ * parameter, at the parameter's first update (marked with `keep()`, so steps may run inside
+ * `tidy`). One parameter group: every parameter shares the hyper-parameters, which may be
+ * changed between steps (`opt.lr = …`, schedules).
  */
 export abstract class Optimizer {
   /** The parameters being optimised, in the order given. */
@@ -190,7 +192,8 @@ export abstract class Optimizer {
         const bufs = names.map((n) => {
           let b = st.buffers.get(n)
           if (b === undefined) {
-            b = onDevice(full(p.shape, this.initialValue(n), { dtype: p.dtype }), p.device)
+            // Kept: a step taken inside tidy must not free the state it creates.
+            b = keep(onDevice(full(p.shape, this.initialValue(n), { dtype: p.dtype }), p.device))
             st.buffers.set(n, b)
             first = true
           }
@@ -330,7 +333,7 @@ export abstract class Optimizer {
         continue
       }
       const own = new Map<string, Tensor>()
-      for (const [name, t] of st.buffers) own.set(name, onDevice(t.detach(), this.params[i]!.device))
+      for (const [name, t] of st.buffers) own.set(name, keep(onDevice(t.detach(), this.params[i]!.device)))
       this.#state[i] = { step: st.step, buffers: own }
     }
     this.lr = lr

@@ -5,12 +5,8 @@
  */
 
 import type { Tensor } from '../tensor.js'
-import { dropout } from '../ops/dropout.js'
-import { linear } from '../ops/matmul.js'
 import { manualSeed, seedState, setSeedState } from '../ops/random.js'
-import { recurrentLayer } from '../ops/rnn.js'
-import { reshape, slice, stack } from '../ops/shape.js'
-import { zeros } from '../ops/factories.js'
+import { tidy } from '../scope.js'
 import { ShapeError, ValueError } from '../errors.js'
 import { Module } from '../nn/module.js'
 import { Embedding } from '../nn/embedding.js'
@@ -99,8 +95,8 @@ export class RecurrentLM extends Module implements StatefulModel {
     if (x.rank !== 2 || x.dtype !== 'int32') {
       throw new ShapeError('RecurrentLM.forward', `expected int32 token ids [T, B], got ${x.dtype} [${x.shape.join(', ')}]`)
     }
-    const [T, B] = x.shape as [number, number]
-    const { hiddenSize: H, numLayers: L, vocabSize: V } = this.config
+    const B = x.shape[1]!
+    const { hiddenSize: H, numLayers: L } = this.config
     const isLstm = this.config.cell === 'lstm'
     if (state !== null) {
       if (!Array.isArray(state) || state.length !== (isLstm ? 2 : 1)) throw new ValueError('RecurrentLM.forward', `expected a state of ${isLstm ? 2 : 1} tensors, got ${Array.isArray(state) ? state.length : typeof state}`)
@@ -110,53 +106,20 @@ export class RecurrentLM extends Module implements StatefulModel {
         }
       }
     }
-    // The same computation as `this.rnn.forward(e, { h0, c0 })` (RNNBase.run, unidirectional),
-    // written out so that every intermediate handle is freed at once: a handle of a tensor with
-    // history keeps its autograd graph, and the activations it saved, alive until it is
-    // garbage-collected, which would make peak memory depend on when the GC runs.
-    const row = (s: Tensor, k: number): Tensor => {
-      if (L === 1) return reshape(s, [B, H])
-      const one = slice(s, 0, k, 1)
-      const r = reshape(one, [B, H])
-      one.dispose()
-      return r
-    }
-    let input = this.embedding.forward(x)
-    const hs: Tensor[] = []
-    const cs: Tensor[] = []
-    for (let k = 0; k < L; k++) {
-      // Zero states on the device of the layer's input (the embedding's output).
-      const h0 = state !== null ? row(state[0]!, k) : zeros([B, H], { device: input.device })
-      const c0 = isLstm ? (state !== null ? row(state[1]!, k) : zeros([B, H], { device: input.device })) : null
-      const r = recurrentLayer(this.rnn.mode, input, h0, c0, this.rnn.layerWeights(k))
-      h0.dispose()
-      c0?.dispose()
-      input.dispose()
-      hs.push(r.hT)
-      if (isLstm) cs.push(r.cT!)
-      input = r.y
-      if (k < L - 1 && this.rnn.dropout > 0 && this.rnn.training) {
-        // As RNNBase: the mask's seed from the global generator.
-        input = dropout(r.y, this.rnn.dropout, { training: true })
-        r.y.dispose()
-      }
-    }
-    const stackStates = (list: Tensor[]): Tensor => {
-      const out = list.length === 1 ? reshape(list[0]!, [1, B, H]) : stack(list, 0)
-      for (const t of list) t.dispose()
-      return out
-    }
-    const newState = isLstm ? [stackStates(hs), stackStates(cs)] : [stackStates(hs)]
-    const h = this.drop ? this.drop.forward(input) : input
-    if (h !== input) input.dispose()
-    // The head as in Linear.forward.
-    const h2 = reshape(h, [T * B, H])
-    h.dispose()
-    const y2 = linear(h2, this.head.weight, this.head.bias)
-    h2.dispose()
-    const output = reshape(y2, [T, B, V])
-    y2.dispose()
-    return { output, state: newState }
+    // One scope for the whole forward: the embedding's output and the other intermediate
+    // handles keep their autograd graphs (and the activations those saved) alive until they are
+    // disposed, so they are freed here rather than whenever the GC runs.
+    return tidy(() => {
+      const e = this.embedding.forward(x)
+      // Neither the rnn nor the dropout module has a seed of its own, so every mask (between the
+      // layers, then on the output) draws its seed from the global generator, in that order:
+      // the counter a checkpoint saves replays them.
+      const r = this.rnn.forward(e, state === null ? {} : isLstm ? { h0: state[0]!, c0: state[1]! } : { h0: state[0]! })
+      const h = this.drop ? this.drop.forward(r.output) : r.output
+      const output = this.head.forward(h)
+      const newState = isLstm ? [r.hN, r.cN!] : [r.hN]
+      return { output, state: newState }
+    })
   }
 
   override extraRepr(): string {

@@ -28,6 +28,7 @@ import { Tensor } from '../tensor.js'
 import { concat, slice } from '../ops/shape.js'
 import { noGrad } from '../ops/grad.js'
 import { tensor } from '../ops/factories.js'
+import { keep, tidy } from '../scope.js'
 import { ShapeError, ValueError } from '../errors.js'
 import { modelDevice } from '../device.js'
 
@@ -128,8 +129,9 @@ function checkInt(what: string, v: unknown, min: number): number {
   return v
 }
 
+/** Detached handles of `s`, kept: the trainer's own carried state, which it disposes itself. */
 function detachAll(s: RecurrentState | null): RecurrentState | null {
-  return s === null ? null : s.map((t) => t.detach())
+  return s === null ? null : s.map((t) => keep(t.detach()))
 }
 
 /**
@@ -146,6 +148,10 @@ function detachAll(s: RecurrentState | null): RecurrentState | null {
  *   const { loss } = await tbptt.step(c, opt)
  * }
  * ```
+ *
+ * Each {@link backward} runs in a `tidy` scope: every tensor the model's `forward` and the loss
+ * create is freed when the call returns (a model that stores a tensor it creates must `keep()`
+ * it). The trainer's carried state and inputs are kept, so calling it inside a scope is safe.
  */
 export class TBPTT {
   readonly model: StatefulModel
@@ -218,43 +224,51 @@ export class TBPTT {
     this.#batch = B
     const c = this.#position
     // A handle of our own: the caller may dispose theirs once the call returns.
-    this.#history.push({ x: x.detach(), start: c, len: T, reset: this.#resetOf(chunk.reset, B) })
+    const reset = this.#resetOf(chunk.reset, B)
+    const entry: Entry = { x: keep(x.detach()), start: c, len: T, reset }
+    this.#history.push(entry)
 
     const look = this.k2 - this.k1
     const w = this.#savedPosition
     const wNext = Math.max(w, c + T - look)
-    const { output, end, atNext, produced } = this.#run(w, wNext, c + T)
-    const total = output.shape[0]!
-    const out = total === T ? output : slice(output, 0, total - T, T)
-    const loss = this.loss(out, y)
-    if (!(loss instanceof Tensor) || loss.size !== 1) throw new ValueError('TBPTT.backward', 'the loss must return a one-element Tensor')
-    loss.backward()
-
-    const result: TBPTTResult = { loss: loss.detach(), output: out.detach(), steps: T, count: y.size }
-    loss.dispose()
-    if (out !== output) out.dispose()
-    output.dispose()
-
-    // The state at the next window start, detached; then forget what lies before it.
-    const old = [...(wNext !== w ? (this.#saved ?? []) : []), ...(this.#last ?? [])]
-    if (wNext !== w) {
-      this.#saved = detachAll(atNext)
-      this.#savedPosition = wNext
+    // Everything the window's forward and the loss create is freed at the end of the scope:
+    // handles of tensors with history keep their autograd graph (and its saved activations)
+    // alive until they are disposed, so peak memory is set by the window, not by the GC.
+    let next: { saved: RecurrentState | null; last: RecurrentState; result: TBPTTResult }
+    try {
+      next = tidy(() => {
+        const { output, end, atNext } = this.#run(w, wNext, c + T)
+        const total = output.shape[0]!
+        const out = total === T ? output : slice(output, 0, total - T, T)
+        const loss = this.loss(out, y)
+        if (!(loss instanceof Tensor) || loss.size !== 1) throw new ValueError('TBPTT.backward', 'the loss must return a one-element Tensor')
+        loss.backward()
+        return {
+          // The state at the next window start and at the end, detached (and kept).
+          saved: wNext !== w ? detachAll(atNext) : this.#saved,
+          last: detachAll(end)!,
+          result: { loss: loss.detach(), output: out.detach(), steps: T, count: y.size },
+        }
+      })
+    } catch (e) {
+      // The chunk was not consumed: the next call may retry it.
+      this.#history.pop()
+      entry.x.dispose()
+      throw e
     }
-    this.#last = detachAll(end)
+    const old = [...(next.saved !== this.#saved ? (this.#saved ?? []) : []), ...(this.#last ?? [])]
+    this.#saved = next.saved
+    if (wNext !== w) this.#savedPosition = wNext
+    this.#last = next.last
     for (const t of old) t.dispose()
-    // Handles of tensors with history keep their autograd graph (and its saved activations)
-    // alive until they are garbage-collected: free them now, so that peak memory is set by the
-    // window and not by when the GC runs.
-    const held = new Set([...(this.#saved ?? []), ...(this.#last ?? [])])
-    for (const t of produced) if (!held.has(t)) t.dispose()
+    const result = next.result
     this.#position = c + T
-    const keep: Entry[] = []
+    const remaining: Entry[] = []
     for (const e of this.#history) {
-      if (e.start + e.len > this.#savedPosition) keep.push(e)
+      if (e.start + e.len > this.#savedPosition) remaining.push(e)
       else e.x.dispose()
     }
-    this.#history = keep
+    this.#history = remaining
     return result
   }
 
@@ -277,7 +291,9 @@ export class TBPTT {
 
   /**
    * Forward over the history from the saved state at `w` to `end`, splitting at `wNext` and at
-   * resets. Returns the concatenated outputs, the end state and the state at `wNext`.
+   * resets. Returns the concatenated outputs, the end state and the state at `wNext`. Runs
+   * inside the `tidy` of {@link backward}, which frees the slices, concatenations and
+   * intermediate states.
    */
   #run(w: number, wNext: number, endPos: number) {
     // Segments: maximal runs of (parts of) entries with no reset inside and not crossing wNext.
@@ -310,27 +326,19 @@ export class TBPTT {
     let state: RecurrentState | null = this.#saved
     let atNext: RecurrentState | null = wNext === w ? this.#saved : null
     const outs: Tensor[] = []
-    const produced: Tensor[] = []
     for (const s of segs) {
-      if (s.reset !== null) {
-        state = this.#applyReset(state, s.reset)
-        if (state !== null) produced.push(...state)
-      }
+      if (s.reset !== null) state = this.#applyReset(state, s.reset)
       const xs = s.xs.length === 1 ? s.xs[0]! : concat(s.xs, 0)
-      for (const p of s.xs) if (p !== xs && !this.#history.some((e) => e.x === p)) p.dispose()
       const r = this.model.forward(xs, state)
-      if (s.xs.length > 1 || !this.#history.some((e) => e.x === xs)) xs.dispose()
       if (r === null || typeof r !== 'object' || !(r.output instanceof Tensor) || !Array.isArray(r.state)) {
         throw new ValueError('TBPTT', 'model.forward(x, state) must return { output: Tensor, state: Tensor[] }')
       }
       outs.push(r.output)
       state = r.state
-      produced.push(...r.state)
       if (s.endsAt === wNext) atNext = state
     }
     const output = outs.length === 1 ? outs[0]! : concat(outs, 0)
-    if (outs.length > 1) for (const o of outs) o.dispose()
-    return { output, end: state as RecurrentState, atNext, produced }
+    return { output, end: state as RecurrentState, atNext }
   }
 
   #resetOf(reset: TBPTTChunk['reset'], B: number): Entry['reset'] {
@@ -416,7 +424,7 @@ export class TBPTT {
     this.#position = meta.position
     this.#savedPosition = meta.savedPosition
     this.#history = meta.history.map((h, i) => ({
-      x: get(`history.${i}`).detach(),
+      x: keep(get(`history.${i}`).detach()),
       start: h.start,
       len: h.len,
       reset: h.reset === null || h.reset === 'all' ? h.reset : Float64Array.from(h.reset),
