@@ -23,7 +23,7 @@ import {
   Module,
   RecurrentLM,
   StepLR,
-  Tensor,
+  type Tensor,
   arrayStream,
   crossEntropy,
   fit,

@@ -12,7 +12,7 @@
 
 import test from 'ava'
 
-import { Adam, GRU, LSTM, Linear, Module, SGD, Tensor, manualSeed, mse, noGrad, tensor, type RNNBase } from '../index.js'
+import { Adam, GRU, LSTM, Linear, Module, SGD, type Tensor, manualSeed, mse, noGrad, tensor, type RNNBase } from '../index.js'
 
 /** A small deterministic PRNG (mulberry32) for the data. */
 function mulberry32(seed: number): () => number {

@@ -23,7 +23,7 @@ import {
   Linear,
   Module,
   RecurrentLM,
-  Tensor,
+  type Tensor,
   arrayStream,
   clipGradNorm,
   crossEntropy,

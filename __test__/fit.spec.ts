@@ -15,7 +15,7 @@ import {
   Module,
   RecurrentLM,
   SGD,
-  Tensor,
+  type Tensor,
   arrayStream,
   crossEntropy,
   evaluate,

@@ -19,7 +19,7 @@ import {
   RecurrentLM,
   Sequential,
   Tanh,
-  Tensor,
+  type Tensor,
   crossEntropy,
   dispose,
   mse,

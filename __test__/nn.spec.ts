@@ -22,7 +22,7 @@ import {
   Sequential,
   ShapeError,
   Tanh,
-  Tensor,
+  type Tensor,
   ValueError,
   concat,
   crossEntropy,

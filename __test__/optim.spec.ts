@@ -16,7 +16,7 @@ import {
   ExponentialLR,
   LSTM,
   Linear,
-  Optimizer,
+  type Optimizer,
   RMSprop,
   ReduceLROnPlateau,
   SGD,

@@ -5,7 +5,7 @@
 
 import test from 'ava'
 
-import { CheckpointError, Tensor, ValueError, loadSafetensors, saveSafetensors, tensor, randn } from '../index.js'
+import { CheckpointError, type Tensor, ValueError, loadSafetensors, saveSafetensors, tensor, randn } from '../index.js'
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, truncateSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'

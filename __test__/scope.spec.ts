@@ -16,7 +16,7 @@ import {
   LSTM,
   Linear,
   RecurrentLM,
-  Tensor,
+  type Tensor,
   ValueError,
   crossEntropy,
   dispose,

@@ -19,7 +19,7 @@ import {
   seedState,
   setSeedState,
   TBPTT,
-  Tensor,
+  type Tensor,
   arrayStream,
   blockStream,
   concat,

@@ -1,7 +1,7 @@
 import test from 'ava'
 
 import * as r from '../index.js'
-import { ops, Tensor } from '../index.js'
+import { ops, type Tensor } from '../index.js'
 
 const close = (t: { true: (v: boolean, m?: string) => void }, got: ArrayLike<number>, want: ArrayLike<number>, tol = 1e-5) => {
   t.true(got.length === want.length, `length ${got.length} vs ${want.length}`)

@@ -24,7 +24,7 @@ import * as tf from '@tensorflow/tfjs'
 import '@tensorflow/tfjs-backend-wasm'
 import ort from 'onnxruntime-node'
 
-import { Adam, GRU, LSTM, RNN, RNNBase, mse, noGrad, tensor, toOnnx, torchToKerasRecurrent, type Tensor } from '../index.js'
+import { Adam, GRU, LSTM, RNN, type RNNBase, mse, noGrad, tensor, toOnnx, torchToKerasRecurrent, type Tensor } from '../index.js'
 import { barChartSvg, median } from './chart.js'
 // The same seeded inputs as the parity specs, so benches and tests draw identical data.
 import { randomArray } from '../__test__/helpers/numeric.js'

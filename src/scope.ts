@@ -55,7 +55,7 @@ function currentScope(): Scope | null {
   if (openAsync === 0) return null
   const s = storage!.getStore()
   // A flow that outlives its scope (a promise started inside and never awaited) is untracked.
-  return s !== undefined && s.open ? s : null
+  return s?.open ? s : null
 }
 
 function add(s: Scope, t: Tensor): void {
@@ -114,7 +114,7 @@ function tensorsIn(x: unknown): Set<Tensor> | Tensor | null {
 function endScope(s: Scope, result: unknown): void {
   s.open = false
   const out = tensorsIn(result)
-  const parent = s.parent !== null && s.parent.open ? s.parent : null
+  const parent = s.parent?.open ? s.parent : null
   const list = s.tracked
   s.tracked = []
   for (const t of list) {

@@ -98,7 +98,7 @@ export function oneLine(s: string): string {
 
 /** `--checkpoint` may name a folder (its checkpoint.safetensors) or a file. */
 export function resolveCheckpointPath(p: string): string {
-  let st
+  let st: ReturnType<typeof statSync>
   try {
     st = statSync(p)
   } catch (e) {
@@ -132,7 +132,7 @@ export function charCheckpointParts(ck: Checkpoint): { model: CharModelConfig; v
   const config = ck.config as { kind?: string; model?: Partial<CharModelConfig> } | null
   if (!config || typeof config !== 'object' || config.kind !== TRAIN_CHAR_KIND || !config.model) throw bad('its config has no char model (was it written by recurrent train-char?)')
   const vj = (ck.metadata as { vocab?: VocabJSON } | null)?.vocab
-  if (!vj || vj.type !== 'char') throw bad('its metadata has no character vocabulary')
+  if (vj?.type !== 'char') throw bad('its metadata has no character vocabulary')
   let vocab: CharVocab
   try {
     vocab = CharVocab.fromJSON(vj)

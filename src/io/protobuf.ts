@@ -37,11 +37,6 @@ export class ProtoWriter {
     this.#pos = 0
   }
 
-  #byte(b: number): void {
-    this.#ensure(1)
-    this.#buf[this.#pos++] = b
-  }
-
   /** A raw varint (no key). `v` is an integer; negative values take 10 bytes (two's complement). */
   rawVarint(v: number | bigint): void {
     if (typeof v === 'number') {

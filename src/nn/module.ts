@@ -74,6 +74,7 @@ export abstract class Module {
    * `forward(x: Tensor): Tensor` (Linear) or `forward(x, { h0, c0, lengths })` (LSTM).
    */
   // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  // biome-ignore lint/suspicious/noExplicitAny: subclasses declare their own argument types
   abstract forward(...args: any[]): unknown
 
   /**
@@ -369,8 +370,8 @@ export abstract class Module {
       throw new ValueError('loadStateDict', 'expected an object mapping parameter names to tensors')
     }
     const own = this.stateDict()
-    const missingKeys = Object.keys(own).filter((k) => !Object.prototype.hasOwnProperty.call(dict, k))
-    const unexpectedKeys = Object.keys(dict).filter((k) => !Object.prototype.hasOwnProperty.call(own, k))
+    const missingKeys = Object.keys(own).filter((k) => !Object.hasOwn(dict, k))
+    const unexpectedKeys = Object.keys(dict).filter((k) => !Object.hasOwn(own, k))
     if (strict && (missingKeys.length > 0 || unexpectedKeys.length > 0)) {
       const parts: string[] = []
       if (missingKeys.length) parts.push(`missing keys: ${missingKeys.map((k) => `'${k}'`).join(', ')}`)
@@ -380,7 +381,7 @@ export abstract class Module {
     const todo: Array<[Tensor, Tensor]> = []
     const shapeErrors: string[] = []
     for (const [name, param] of Object.entries(own)) {
-      if (!Object.prototype.hasOwnProperty.call(dict, name)) continue
+      if (!Object.hasOwn(dict, name)) continue
       const src = dict[name]
       if (!(src instanceof Tensor)) {
         throw new ValueError(`loadStateDict`, `'${name}' must be a Tensor, got ${src === null ? 'null' : typeof src}`)

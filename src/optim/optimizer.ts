@@ -271,7 +271,7 @@ export abstract class Optimizer {
     const incoming: Record<string, unknown> = {}
     for (const [k, v] of Object.entries(group)) {
       if (k === 'params' || k === 'lr') continue
-      if (!Object.prototype.hasOwnProperty.call(known, k)) {
+      if (!Object.hasOwn(known, k)) {
         throw new ValueError(op, `'${k}' is not an option of ${this.constructor.name} (is this the state of another optimizer?)`)
       }
       incoming[k] = v

@@ -174,7 +174,7 @@ export class ExponentialLR extends LRScheduler {
 
   constructor(optimizer: HasLr, options: ExponentialLROptions) {
     super(optimizer, 'ExponentialLR')
-    this.gamma = finite('ExponentialLR', 'gamma', (options ?? {}).gamma, { positive: true })
+    this.gamma = finite('ExponentialLR', 'gamma', options?.gamma, { positive: true })
     this.apply()
   }
 

@@ -41,7 +41,8 @@ export interface StatefulModule {
 /** Anything with a state dict (optimizers, schedules): tensors and JSON-safe values. */
 export interface HasStateDict {
   stateDict(): unknown
-  loadStateDict(state: any): unknown // eslint-disable-line @typescript-eslint/no-explicit-any
+  // biome-ignore lint/suspicious/noExplicitAny: each implementation takes its own state type (parameter bivariance)
+  loadStateDict(state: any): unknown
 }
 
 /** What {@link saveCheckpoint} saves. */

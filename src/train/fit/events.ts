@@ -173,6 +173,7 @@ export class FitRun implements PromiseLike<FitResult>, AsyncIterable<FitEvent> {
     this.result.catch(() => {})
   }
 
+  // biome-ignore lint/suspicious/noThenProperty: a run is awaitable on purpose (`await fit(...)`)
   then<A = FitResult, B = never>(
     onFulfilled?: ((value: FitResult) => A | PromiseLike<A>) | null,
     onRejected?: ((reason: unknown) => B | PromiseLike<B>) | null,

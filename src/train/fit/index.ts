@@ -23,17 +23,17 @@ export {
   type FitResult,
   type StopReason,
 } from './events.js'
-export {
-  type FitOptions,
-  type FitTBPTTOptions,
-  type FitTBPTTModel,
-  type CommonFitOptions,
-  type FitModel,
-  type Batch,
-  type BatchSource,
-  type OptimizerLike,
-  type SchedulerLike,
-  type FitCheckpointOptions,
+export type {
+  FitOptions,
+  FitTBPTTOptions,
+  FitTBPTTModel,
+  CommonFitOptions,
+  FitModel,
+  Batch,
+  BatchSource,
+  OptimizerLike,
+  SchedulerLike,
+  FitCheckpointOptions,
 } from './options.js'
-export { type EarlyStoppingOptions } from './early-stopping.js'
-export { type Metrics } from './metrics.js'
+export type { EarlyStoppingOptions } from './early-stopping.js'
+export type { Metrics } from './metrics.js'
