@@ -18,7 +18,6 @@
 
 import { mkdirSync, writeFileSync } from 'node:fs'
 import { cpus, loadavg } from 'node:os'
-import { monitorEventLoopDelay } from 'node:perf_hooks'
 import { createRequire } from 'node:module'
 import * as tf from '@tensorflow/tfjs'
 import '@tensorflow/tfjs-backend-wasm'
@@ -26,6 +25,7 @@ import ort from 'onnxruntime-node'
 
 import { Adam, GRU, LSTM, RNN, type RNNBase, mse, noGrad, tensor, toOnnx, torchToKerasRecurrent, type Tensor } from '../index.js'
 import { barChartSvg, median } from './chart.js'
+import { LoopDelayMonitor, type LoopStats } from './loop-delay.js'
 // The same seeded inputs as the parity specs, so benches and tests draw identical data.
 import { randomArray } from '../__test__/helpers/numeric.js'
 
@@ -75,52 +75,11 @@ interface Timing {
   note?: string
 }
 
-interface LoopStats {
-  /** p99 of perf_hooks.monitorEventLoopDelay. */
-  p99: number
-  /** Its maximum. */
-  max: number
-  /**
-   * p99 of the delay a callback scheduled at a uniformly random moment would see: a 1 ms
-   * timer chain whose late ticks also count the ticks they displaced (a blocked loop takes no
-   * samples, so plain sampling under-reports it: "coordinated omission").
-   */
-  p99Weighted: number
-}
-
-/** A 1 ms timer chain recording lateness, corrected for the ticks a blocked loop swallowed. */
-class LoopSampler {
-  readonly #samples: number[] = []
-  #timer: NodeJS.Timeout | undefined
-  #expected = 0
-  start(): void {
-    const tick = () => {
-      const now = performance.now()
-      let d = now - this.#expected
-      this.#samples.push(Math.max(0, d))
-      for (d -= 1; d > 0; d -= 1) this.#samples.push(d)
-      this.#expected = now + 1
-      this.#timer = setTimeout(tick, 1)
-    }
-    this.#expected = performance.now() + 1
-    this.#timer = setTimeout(tick, 1)
-  }
-  stop(): number {
-    clearTimeout(this.#timer)
-    const s = this.#samples.sort((a, b) => a - b)
-    return s.length ? s[Math.min(s.length - 1, Math.floor(0.99 * s.length))]! : 0
-  }
-}
-
 /** Warm-up, then repeat until `minMs` has passed (at least `minN`, at most `maxN` times); median. */
 async function timeIt(fn: () => Promise<void>, o: { warmup: number; minN: number; maxN: number; minMs: number; loop?: boolean }): Promise<Timing> {
   for (let i = 0; i < o.warmup; i++) await fn()
-  const h = o.loop ? monitorEventLoopDelay({ resolution: 1 }) : null
-  const sampler = o.loop ? new LoopSampler() : null
-  h?.enable()
-  sampler?.start()
-  // monitorEventLoopDelay's first tick only sets its baseline: let it happen before timing.
-  if (h) await new Promise((r) => setTimeout(r, 3))
+  const monitor = o.loop ? new LoopDelayMonitor() : null
+  await monitor?.start()
   const times: number[] = []
   const t0 = performance.now()
   while (times.length < o.minN || (times.length < o.maxN && performance.now() - t0 < o.minMs)) {
@@ -129,14 +88,11 @@ async function timeIt(fn: () => Promise<void>, o: { warmup: number; minN: number
     times.push(performance.now() - s)
     // Yield through the timers phase between calls (setImmediate would skip it), so the delay
     // monitors see each blocking step as one delay rather than one per run of steps.
-    if (h) await new Promise((r) => setTimeout(r, 1))
+    if (monitor) await new Promise((r) => setTimeout(r, 1))
   }
-  // Let the delay monitor's timer fire once more after the last blocking step.
-  if (h) await new Promise((r) => setTimeout(r, 5))
-  h?.disable()
-  const weighted = sampler?.stop() ?? 0
+  const loop = await monitor?.stop()
   const t: Timing = { ms: median(times), n: times.length, warmup: o.warmup }
-  if (h) t.loop = { p99: h.percentile(99) / 1e6, max: h.max / 1e6, p99Weighted: weighted }
+  if (loop) t.loop = loop
   return t
 }
 
@@ -500,7 +456,7 @@ for (const r of rows.filter((r) => r.kind === 'infer')) {
 out()
 out('## Event-loop delay while training (ms)')
 out()
-out('p99 and max of perf_hooks.monitorEventLoopDelay (resolution 1 ms) over the timed steps; "time-weighted p99" counts the samples a blocked loop could not take (see LoopSampler), i.e. the wait of a request arriving at a random moment. A library that computes on the JS thread blocks the loop for its whole step.')
+out('p99 and max of perf_hooks.monitorEventLoopDelay (resolution 1 ms) over the timed steps; "time-weighted p99" counts the samples a blocked loop could not take (see bench/loop-delay.ts), i.e. the wait of a request arriving at a random moment. A library that computes on the JS thread blocks the loop for its whole step.')
 out()
 out('| model | size | library | p99 | max | time-weighted p99 |')
 out('| --- | --- | --- | ---: | ---: | ---: |')
