@@ -121,7 +121,8 @@ pub fn cuda(ordinal: usize) -> Result<Arc<dyn GpuBackend>> {
     open(ordinal).map(|d| d.backend.clone())
 }
 
-/// `cuda:ordinal` with its executor, opening it on the first request.
+/// `cuda:ordinal` with its executor, opening it on the first request. The factory runs under
+/// the registry's lock (so a device is opened once), and must not call back into this module.
 pub(crate) fn open(ordinal: usize) -> Result<Arc<OpenedDevice>> {
     let Some(factory) = FACTORY.get().copied() else {
         return Err(Error::CudaUnavailable {
