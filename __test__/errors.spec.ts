@@ -2,6 +2,7 @@ import test from 'ava'
 
 import * as r from '../index.js'
 import { translate } from '../src/errors.js'
+import { native } from '../src/native.js'
 
 const {
   RecurrentError,
@@ -162,7 +163,7 @@ test('recurrentLayer rejects NaN, too long and zero lengths with a ValueError', 
   ]
   for (const [lengths, re] of bad) {
     const e = t.throws(() => r.recurrentLayer('gru', x, h0, null, w, { lengths }), { instanceOf: ValueError }, String(lengths))!
-    t.is(e.op, 'recurrentLayer')
+    t.is(e.op, 'gru')
     t.is(e.code, 'ERR_VALUE')
     t.regex(e.message, /length/)
     t.regex(e.message, re)
@@ -229,22 +230,100 @@ test('item() on a multi-element tensor rejects synchronously-checked ShapeError'
   t.true(e!.message.includes('[2]'))
 })
 
-test('translate maps every class prefix and leaves other errors alone', (t) => {
+test('translate maps every code and leaves other errors alone', (t) => {
   const classes = [ShapeError, DTypeError, DeviceError, DisposedError, CudaUnavailableError, CheckpointError, ValueError, MemoryError, InternalError]
   for (const C of classes) {
-    const e = translate(new Error(`[${C.name}] someOp: expected a, got b`)) as InstanceType<typeof C>
+    const native = Object.assign(new Error('someOp: expected a, got b'), { code: new C('', '').code, op: 'someOp' })
+    const e = translate(native) as InstanceType<typeof C>
     t.true(e instanceof C, C.name)
+    t.is(e.code, native.code)
     t.is(e.op, 'someOp')
     t.is(e.message, 'someOp: expected a, got b')
-    t.true(e.cause instanceof Error)
+    t.is(e.cause, native)
   }
   const plain = new TypeError('nope')
   t.is(translate(plain), plain)
-  const unknown = new Error('[NotAClass] x: y')
+  const unknown = Object.assign(new Error('x: y'), { code: 'ERR_NOT_OURS', op: 'x' })
   t.is(translate(unknown), unknown)
+  const node = Object.assign(new Error('ENOENT: no such file'), { code: 'ENOENT' })
+  t.is(translate(node), node)
+  // The old message prefix means nothing any more: classes come from `code` only.
+  const prefixed = new Error('[ShapeError] someOp: expected a, got b')
+  t.is(translate(prefixed), prefixed)
   // User-constructed errors follow the same format.
   const mine = new ShapeError('Linear.forward', 'expected [*, 4], got [3, 5]')
   t.is(mine.message, 'Linear.forward: expected [*, 4], got [3, 5]')
   t.is(mine.op, 'Linear.forward')
   t.is(mine.code, 'ERR_SHAPE')
+})
+
+test('native errors carry code and op as properties; the message has no class prefix', async (t) => {
+  const caught = (fn: () => unknown): Error & { code?: unknown; op?: unknown } => {
+    try {
+      fn()
+    } catch (e) {
+      return e as Error
+    }
+    throw new Error('did not throw')
+  }
+  const a = r.zeros([2, 3])
+  const b = r.zeros([4, 5])
+  const handle = (x: r.Tensor) => x._native
+  // Sync paths, straight from the addon (no translation).
+  const shape = caught(() => native.matmul(handle(a), handle(b)))
+  t.is(shape.code, 'ERR_SHAPE')
+  t.is(shape.op, 'matmul')
+  t.regex(shape.message, /^matmul: expected .*\[2, 3\].*, got .*\[4, 5\]/)
+  const dtype = caught(() => native.add(handle(a), handle(r.zeros([2, 3], { dtype: 'float64' }))))
+  t.is(dtype.code, 'ERR_DTYPE')
+  t.is(dtype.op, 'add')
+  t.regex(dtype.message, /^add: expected dtype float32, got float64$/)
+  const value = caught(() => native.randn([2], 'float32', -1))
+  t.is(value.code, 'ERR_VALUE')
+  t.is(value.op, 'randn')
+  t.regex(value.message, /^randn: seed must be an integer/)
+  const memory = caught(() => native.zeros([1e6, 1e6, 1e6], 'float32'))
+  t.is(memory.code, 'ERR_MEMORY')
+  t.is(memory.op, 'zeros')
+  const gone = r.ones([2])
+  const h = handle(gone)
+  gone.dispose()
+  const disposed = caught(() => h.dataSync())
+  t.is(disposed.code, 'ERR_DISPOSED')
+  t.is(disposed.op, 'dataSync')
+  t.is(disposed.message, 'dataSync: tensor was used after dispose()')
+  for (const e of [shape, dtype, value, memory, disposed]) {
+    t.false(e.message.startsWith('['), e.message)
+    t.true(translate(e) instanceof RecurrentError)
+  }
+
+  // Async paths: a rejected data() of a tensor poisoned by a failed op, and a failed read of
+  // a file on the libuv pool.
+  const w = r.randn([5, 3], { seed: 2 })
+  let m = r.randn([192, 192], { seed: 3 })
+  const k = r.randn([192, 192], { seed: 4 }).scale(1 / 16)
+  for (let i = 0; i < 4; i++) m = m.matmul(k)
+  const idx = r.transpose(int32([1, 9], [2, 1]), 0, 1) // pending behind the matmuls
+  const poisoned = r.embedding(w, idx).mul(2)
+  const rejected = await handle(poisoned).data().then(
+    () => t.fail('data() of a poisoned tensor resolved'),
+    (e: Error & { code?: unknown; op?: unknown }) => e,
+  )
+  if (!rejected) return
+  t.is(rejected.code, 'ERR_VALUE')
+  t.is(rejected.op, 'embedding')
+  t.regex(rejected.message, /^embedding: .*9/)
+  const item = await t.throwsAsync(poisoned.sum().item(), { instanceOf: ValueError })
+  t.is(item!.op, 'embedding')
+  t.is((item!.cause as { code?: unknown }).code, 'ERR_VALUE')
+
+  const missing = await native.loadSafetensors('/nonexistent/dir/model.safetensors').then(
+    () => t.fail('loading a missing file resolved'),
+    (e: Error & { code?: unknown; op?: unknown }) => e,
+  )
+  if (!missing) return
+  t.is(missing.code, 'ERR_CHECKPOINT')
+  t.is(missing.op, 'loadSafetensors')
+  t.regex(missing.message, /^loadSafetensors: .*'\/nonexistent\/dir\/model\.safetensors'/)
+  t.is(await r.ones([3]).sum().item(), 3)
 })

@@ -444,10 +444,15 @@ test('lengths are checked with clear errors', (t) => {
   const m = new LSTM(2, 3)
   const x = randn([4, 2, 2])
   t.throws(() => m.forward(x, { lengths: [4] }), { instanceOf: ShapeError, message: /lengths \[B\] = \[2\], got \[1\]/ })
-  t.throws(() => m.forward(x, { lengths: [4, 5] }), { instanceOf: ValueError, message: /lengths\[1\] must be an integer in \[1, T\] = \[1, 4\], got 5/ })
+  t.throws(() => m.forward(x, { lengths: [4, 5] }), { instanceOf: ValueError, message: /^lstm: lengths\[1\] is 5, longer than the sequence \(T = 4\); expected an integer in \[1, T\] = \[1, 4\]$/ })
   t.throws(() => m.forward(x, { lengths: [0, 1] }), { instanceOf: ValueError, message: /lengths\[0\]/ })
   t.throws(() => m.forward(x, { lengths: [1.5, 1] }), { instanceOf: ValueError })
   t.throws(() => m.forward(x, { lengths: tensor([1, 2]) }), { instanceOf: ValueError, message: /int32/ })
+  // One check, in the native op, whatever form the lengths come in.
+  t.throws(() => m.forward(x, { lengths: [NaN, 1] }), { instanceOf: ValueError, message: /^lstm: lengths\[0\] is NaN; expected an integer in \[1, T\] = \[1, 4\]$/ })
+  t.throws(() => m.forward(x, { lengths: new Int32Array([4, 0]) }), { instanceOf: ValueError, message: /lengths\[1\] is 0: zero-length sequences are not supported/ })
+  t.throws(() => m.forward(x, { lengths: tensor([4, 2, 1], [3], { dtype: 'int32' }) }), { instanceOf: ShapeError, message: /lengths \[B\] = \[2\], got \[3\]/ })
+  t.throws(() => m.forward(x, { lengths: tensor([4, 2], [2, 1], { dtype: 'int32' }) }), { instanceOf: ShapeError, message: /^LSTM\.forward: expected lengths \[B\] \(1-D\), got \[2, 1\]$/ })
 })
 
 // ---- shape errors -----------------------------------------------------------------------------

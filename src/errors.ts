@@ -1,9 +1,9 @@
 /**
  * Error classes of `recurrent`.
  *
- * The native engine reports every failure as a message `[<ClassName>] <op>: <details>`;
- * {@link rethrow} turns such an error back into the matching class below, so callers can use
- * `instanceof ShapeError` etc. Every error has a stable `code` and the `op` that failed.
+ * The native engine throws (or rejects with) errors that carry a stable `code` (`'ERR_SHAPE'`,
+ * …), the `op` that failed and the message `<op>: <details>`; {@link translate} turns such an
+ * error into the class below with that code, so callers can use `instanceof ShapeError` etc.
  */
 
 /** Base class of every error thrown by `recurrent`. */
@@ -63,36 +63,32 @@ export class InternalError extends RecurrentError {
 
 type ErrorClass = new (op: string, detail: string, options?: { cause?: unknown }) => RecurrentError
 
-const CLASSES: Record<string, ErrorClass> = {
-  RecurrentError,
-  ShapeError,
-  DTypeError,
-  DeviceError,
-  DisposedError,
-  CudaUnavailableError,
-  CheckpointError,
-  ValueError,
-  MemoryError,
-  InternalError,
+/** Each class by the `code` its instances carry (the codes of `ErrorKind::code` in the core). */
+const BY_CODE: ReadonlyMap<string, ErrorClass> = new Map(
+  [ShapeError, DTypeError, DeviceError, DisposedError, CudaUnavailableError, CheckpointError, ValueError, MemoryError, InternalError].map(
+    (C): [string, ErrorClass] => [new C('', '').code, C],
+  ),
+)
+
+/** What the native addon's errors carry besides the message. */
+interface NativeFailure extends Error {
+  code?: unknown
+  op?: unknown
 }
 
-const PREFIX = /^\[([A-Za-z]+)\] ([\s\S]*)$/
-
 /**
- * Converts an error from the native addon into the matching {@link RecurrentError} subclass:
- * the `[ClassName]` prefix picks the class and is stripped from the message, and `op` is the
- * text before the first `':'`. Anything else is returned unchanged.
+ * Converts an error from the native addon into the {@link RecurrentError} subclass of its
+ * `code`, with its `op`; the message stays as the engine wrote it. Anything else (no known
+ * `code`, or no `op`) is returned unchanged.
  */
 export function translate(e: unknown): unknown {
   if (e instanceof RecurrentError || !(e instanceof Error)) return e
-  const m = PREFIX.exec(e.message)
-  if (!m) return e
-  const Cls = CLASSES[m[1]!]
-  if (!Cls) return e
-  const text = m[2]!
-  const colon = text.indexOf(':')
-  const op = colon >= 0 ? text.slice(0, colon) : ''
-  const detail = colon >= 0 ? text.slice(colon + 1).replace(/^ /, '') : text
+  const { code, op } = e as NativeFailure
+  const Cls = typeof code === 'string' ? BY_CODE.get(code) : undefined
+  if (!Cls || typeof op !== 'string') return e
+  // The engine writes `<op>: <detail>`; the class puts the op back in front of the detail.
+  const prefix = `${op}: `
+  const detail = e.message.startsWith(prefix) ? e.message.slice(prefix.length) : e.message
   const err = new Cls(op, detail, { cause: e })
   // Keep the caller's stack (the native error's stack starts at the JS call site too).
   const nl = e.stack?.indexOf('\n') ?? -1

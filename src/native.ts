@@ -36,5 +36,5 @@ function load(): typeof NativeModule {
   )
 }
 
-/** The raw native module. Its errors carry a `[ClassName]` prefix: use `errors.wrap`. */
+/** The raw native module. Its errors are plain `Error`s with `code` and `op`: use `errors.wrap`. */
 export const native: typeof NativeModule = load()

@@ -258,7 +258,7 @@ export class RNNBase extends Module {
       throw new ValueError(`${name}`, `c0 is only for LSTM; ${this.constructor.name} has no cell state`)
     }
     checkState('c0', input.c0)
-    const lengths = this.#checkLengths(name, input.lengths, T, B)
+    const lengths = this.#checkLengths(name, input.lengths)
 
     // Row k·D + d of a state tensor, as [B, H].
     const row = (s: Tensor, i: number): Tensor => (L * D === 1 ? reshape(s, [B, H]) : reshape(slice(s, 0, i, 1), [B, H]))
@@ -276,7 +276,7 @@ export class RNNBase extends Module {
         const h0 = input.h0 !== undefined ? row(input.h0, i) : zeros([B, H], zero)
         const c0 = isLstm ? (input.c0 !== undefined ? row(input.c0, i) : zeros([B, H], zero)) : null
         const w = this.#weights[i]!
-        const opts: { lengths?: Int32Array; reverse: boolean } = { reverse: dir === 1 }
+        const opts: { lengths?: Int32Array | readonly number[]; reverse: boolean } = { reverse: dir === 1 }
         if (lengths !== undefined) opts.lengths = lengths
         const r = recurrentLayer(this.mode, layerInput, h0, c0, w, opts)
         ys.push(r.y)
@@ -300,32 +300,22 @@ export class RNNBase extends Module {
     return result
   }
 
-  #checkLengths(name: string, lengths: Lengths | undefined, T: number, B: number): Int32Array | undefined {
+  /**
+   * `lengths` as `recurrentLayer` takes them, converted once for every layer and direction:
+   * arrays pass as they are and a Tensor is read here, once. The native op checks the count and
+   * every value (integers in [1, T]); only the form of a Tensor (1-D int32) is checked here.
+   */
+  #checkLengths(name: string, lengths: Lengths | undefined): Int32Array | readonly number[] | undefined {
     if (lengths === undefined || lengths === null) return undefined
-    if (Array.isArray(lengths) || lengths instanceof Int32Array) {
-      const arr = lengths as ArrayLike<number>
-      if (arr.length !== B) {
-        throw new ShapeError(`${name}`, `expected lengths [B] = [${B}], got [${arr.length}]`)
-      }
-      const out = new Int32Array(B)
-      for (let b = 0; b < B; b++) {
-        const v = arr[b]!
-        if (!Number.isInteger(v) || v < 1 || v > T) {
-          throw new ValueError(`${name}`, `lengths[${b}] must be an integer in [1, T] = [1, ${T}], got ${v}`)
-        }
-        out[b] = v
-      }
-      return out
-    }
+    if (Array.isArray(lengths) || lengths instanceof Int32Array) return lengths as Int32Array | readonly number[]
     const t = lengths as Tensor
-    if (t.shape.length !== 1 || t.shape[0] !== B) {
-      throw new ShapeError(`${name}`, `expected lengths [B] = [${B}], got ${fmt(t.shape)}`)
+    if (t.shape.length !== 1) {
+      throw new ShapeError(`${name}`, `expected lengths [B] (1-D), got ${fmt(t.shape)}`)
     }
     if (t.dtype !== 'int32') {
       throw new ValueError(`${name}`, `expected lengths of dtype int32, got ${t.dtype}`)
     }
-    // Read once here rather than once per layer and direction inside recurrentLayer.
-    return this.#checkLengths(name, Array.from(t.dataSync()), T, B)
+    return t.dataSync() as Int32Array
   }
 
   override extraRepr(): string {

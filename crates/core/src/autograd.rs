@@ -2,7 +2,7 @@
 //! reverse topological order and enqueues each op's backward as more ops on the executor.
 
 use crate::backend::{DeviceBuffer, GpuBackend};
-use crate::error::{fmt_shape, Error, Result};
+use crate::error::{fmt_shape, panic_message, Error, Result};
 use crate::executor::{self, DataSlot, Stored};
 use crate::storage::{CpuStorage, DType};
 use crate::tensor::{Device, Tensor};
@@ -174,7 +174,7 @@ fn run_job(
         }
         let caught = |f: &mut dyn FnMut() -> Result<Vec<Stored>>| {
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
-                .map_err(|p| Error::internal(op.name(), panic_message(&p)))?
+                .map_err(|p| Error::internal(op.name(), panic_message(p)))?
         };
         let host: Vec<&CpuStorage> =
             held.iter().filter_map(|s| if let Stored::Host(h) = s { Some(&**h) } else { None }).collect();
@@ -216,16 +216,6 @@ fn run_job(
                 slot.fill(Err(e.clone()));
             }
         }
-    }
-}
-
-pub(crate) fn panic_message(p: &Box<dyn std::any::Any + Send>) -> String {
-    if let Some(s) = p.downcast_ref::<&str>() {
-        s.to_string()
-    } else if let Some(s) = p.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "panic".into()
     }
 }
 

@@ -3,10 +3,11 @@
 //! backend is registered (or when its libraries or device are missing), every CUDA request is
 //! a clear `CudaUnavailable` error and the CPU path is untouched.
 
-use crate::error::{Error, Result};
+use crate::error::{panic_message, Error, Result};
+use crate::executor::{self, Executor};
 use crate::storage::{CpuStorage, DType};
 use std::any::Any;
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
 /// Memory on a device, owned by its backend. Kernels write through it, so methods take `&self`.
@@ -66,8 +67,24 @@ pub trait GpuBackend: Send + Sync + 'static {
     fn launch(&self, kernel: &str, threads: usize, args: &[KernelArg]) -> Result<()>;
     /// Blocks until all queued device work is done; device errors surface here.
     fn synchronize(&self) -> Result<()>;
-    /// (bytes in use by tensors, bytes reserved by the caching allocator).
-    fn memory(&self) -> (u64, u64);
+    /// The allocator's figures. Cheap, and never waits for the device.
+    fn memory(&self) -> DeviceMemory;
+    /// Returns the allocator's cached, unused memory to the driver, after the device has
+    /// finished the work that may still read it; returns the bytes released.
+    fn empty_cache(&self) -> u64;
+    /// The backend itself, so that its crate can read figures the trait does not carry.
+    fn as_any(&self) -> &dyn Any;
+}
+
+/// Memory of one device, as its caching allocator counts it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DeviceMemory {
+    /// Bytes held by live buffers.
+    pub in_use: u64,
+    /// Bytes taken from the driver: in use plus cached for reuse.
+    pub reserved: u64,
+    /// Highest `reserved` seen.
+    pub peak_reserved: u64,
 }
 
 /// Opens the backend for one device ordinal. Registered by the binding at start-up; called
@@ -75,7 +92,23 @@ pub trait GpuBackend: Send + Sync + 'static {
 pub type GpuFactory = fn(ordinal: usize) -> Result<Arc<dyn GpuBackend>>;
 
 static FACTORY: OnceLock<GpuFactory> = OnceLock::new();
-static OPENED: OnceLock<Mutex<HashMap<usize, Result<Arc<dyn GpuBackend>>>>> = OnceLock::new();
+
+/// An opened CUDA device: its backend, and the executor thread that enqueues its work in call
+/// order (started with the device, so every opened device has exactly one).
+pub(crate) struct OpenedDevice {
+    pub(crate) backend: Arc<dyn GpuBackend>,
+    pub(crate) executor: Executor,
+}
+
+/// The one registry of CUDA devices: each ordinal asked for, opened or not (a failure is kept
+/// too, so a missing driver is probed once). Op dispatch, the executors, `memory()`,
+/// `emptyCache()` and `synchronize()` all read it; no other crate keeps a list of devices.
+type Registry = Mutex<BTreeMap<usize, Result<Arc<OpenedDevice>>>>;
+
+fn registry() -> &'static Registry {
+    static OPENED: OnceLock<Registry> = OnceLock::new();
+    OPENED.get_or_init(Default::default)
+}
 
 /// Registers the CUDA backend factory (first registration wins).
 pub fn register_cuda(factory: GpuFactory) {
@@ -85,24 +118,40 @@ pub fn register_cuda(factory: GpuFactory) {
 /// The backend of `cuda:ordinal`, opened once and cached (failures too, so a missing driver is
 /// probed once). Panics inside the factory become errors.
 pub fn cuda(ordinal: usize) -> Result<Arc<dyn GpuBackend>> {
+    open(ordinal).map(|d| d.backend.clone())
+}
+
+/// `cuda:ordinal` with its executor, opening it on the first request. The factory runs under
+/// the registry's lock (so a device is opened once), and must not call back into this module.
+pub(crate) fn open(ordinal: usize) -> Result<Arc<OpenedDevice>> {
     let Some(factory) = FACTORY.get().copied() else {
         return Err(Error::CudaUnavailable {
             op: format!("cuda:{ordinal}"),
             reason: "this build of recurrent has no CUDA backend".into(),
         });
     };
-    let mut opened = OPENED.get_or_init(Default::default).lock().unwrap_or_else(|p| p.into_inner());
+    let mut opened = registry().lock().unwrap_or_else(|p| p.into_inner());
     opened
         .entry(ordinal)
         .or_insert_with(|| {
-            std::panic::catch_unwind(|| factory(ordinal)).unwrap_or_else(|p| {
-                Err(Error::CudaUnavailable {
-                    op: format!("cuda:{ordinal}"),
-                    reason: crate::autograd::panic_message(&p),
-                })
-            })
+            let backend = std::panic::catch_unwind(|| factory(ordinal)).unwrap_or_else(|p| {
+                Err(Error::CudaUnavailable { op: format!("cuda:{ordinal}"), reason: panic_message(p) })
+            })?;
+            let executor = executor::spawn_executor(format!("recurrent-cuda{ordinal}"));
+            Ok(Arc::new(OpenedDevice { backend, executor }))
         })
         .clone()
+}
+
+/// Every CUDA device opened so far, by ordinal (devices that failed to open are left out).
+/// Reads the registry only: it never probes CUDA or opens a device.
+pub fn opened() -> Vec<(usize, Arc<dyn GpuBackend>)> {
+    opened_devices().into_iter().map(|(n, d)| (n, d.backend.clone())).collect()
+}
+
+pub(crate) fn opened_devices() -> Vec<(usize, Arc<OpenedDevice>)> {
+    let opened = registry().lock().unwrap_or_else(|p| p.into_inner());
+    opened.iter().filter_map(|(&n, d)| d.as_ref().ok().map(|d| (n, d.clone()))).collect()
 }
 
 /// Typed view of a device buffer for backends: downcasts to the backend's own type.

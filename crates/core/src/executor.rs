@@ -1,8 +1,8 @@
 //! The per-device executor: one worker thread runs ops in the order they were enqueued, so the
 //! caller (the Node main thread) only validates shapes and enqueues, and never waits on math.
 
-use crate::backend::DeviceBuffer;
-use crate::error::{Error, Result};
+use crate::backend::{self, DeviceBuffer, GpuBackend};
+use crate::error::{panic_message, Error, Result};
 use crate::storage::CpuStorage;
 use crate::tensor::Device;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -47,13 +47,6 @@ impl DataSlot {
         };
         self.filled.notify_all();
     }
-    /// Waits for host data; a device tensor's data is an error here (use `wait_stored`).
-    pub(crate) fn wait(&self) -> Result<Arc<CpuStorage>> {
-        match self.wait_stored()? {
-            Stored::Host(s) => Ok(s),
-            Stored::Device(_) => Err(Error::internal("read", "host data requested from a device tensor")),
-        }
-    }
     pub(crate) fn wait_stored(&self) -> Result<Stored> {
         let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
         loop {
@@ -69,9 +62,46 @@ impl DataSlot {
     }
 }
 
-struct Executor {
+/// One worker thread and its queue. The CPU has one; each opened CUDA device has one, kept
+/// with its backend in the device registry (`backend.rs`).
+pub(crate) struct Executor {
     tx: Mutex<Sender<Job>>,
     queued: Arc<AtomicUsize>,
+}
+
+impl Executor {
+    fn send(&self, job: Job) {
+        self.queued.fetch_add(1, Ordering::AcqRel);
+        let tx = self.tx.lock().unwrap_or_else(|p| p.into_inner());
+        if let Err(mpsc::SendError(job)) = tx.send(job) {
+            // The worker never exits (it catches every panic), so this does not happen; running
+            // the job here still fills its outputs, so no reader waits forever.
+            drop(tx);
+            self.queued.fetch_sub(1, Ordering::AcqRel);
+            job();
+        }
+    }
+
+    fn depth(&self) -> usize {
+        self.queued.load(Ordering::Acquire)
+    }
+
+    /// A job that runs after every job already on this queue, then waits for `device` (if
+    /// any) to finish the work those jobs queued on it. Its slot is filled with the device's
+    /// error, if it reports one.
+    fn barrier(&self, device: Option<Arc<dyn GpuBackend>>) -> Arc<DataSlot> {
+        let slot = DataSlot::pending();
+        let s = slot.clone();
+        self.send(Box::new(move || {
+            let finished = match device {
+                Some(be) => std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| be.synchronize()))
+                    .unwrap_or_else(|p| Err(Error::internal("synchronize", panic_message(p)))),
+                None => Ok(()),
+            };
+            s.fill(finished.map(|()| Stored::Host(Arc::new(CpuStorage::new_f32(Vec::new())))));
+        }));
+        slot
+    }
 }
 
 fn cpu_executor() -> &'static Executor {
@@ -79,18 +109,7 @@ fn cpu_executor() -> &'static Executor {
     EXEC.get_or_init(|| spawn_executor("recurrent-cpu".into()))
 }
 
-/// One executor per CUDA device: device ops are enqueued on the GPU stream from this thread,
-/// in call order, so JS never waits for a launch.
-fn cuda_executor(ordinal: usize) -> &'static Executor {
-    static EXECS: OnceLock<Mutex<Vec<Option<&'static Executor>>>> = OnceLock::new();
-    let mut all = EXECS.get_or_init(Default::default).lock().unwrap_or_else(|p| p.into_inner());
-    if all.len() <= ordinal {
-        all.resize(ordinal + 1, None);
-    }
-    *all[ordinal].get_or_insert_with(|| Box::leak(Box::new(spawn_executor(format!("recurrent-cuda{ordinal}")))))
-}
-
-fn spawn_executor(name: String) -> Executor {
+pub(crate) fn spawn_executor(name: String) -> Executor {
     let (tx, rx) = mpsc::channel::<Job>();
     let queued = Arc::new(AtomicUsize::new(0));
     let q = queued.clone();
@@ -109,37 +128,41 @@ fn spawn_executor(name: String) -> Executor {
     Executor { tx: Mutex::new(tx), queued }
 }
 
-fn executor_for(device: Device) -> &'static Executor {
-    match device {
-        Device::Cpu => cpu_executor(),
-        Device::Cuda(n) => cuda_executor(n),
-    }
-}
-
-/// Enqueues a job on the CPU executor.
-pub(crate) fn submit(job: Job) {
-    submit_on(Device::Cpu, job)
-}
-
 /// Enqueues a job on `device`'s executor.
 pub(crate) fn submit_on(device: Device, job: Job) {
-    let ex = executor_for(device);
-    ex.queued.fetch_add(1, Ordering::AcqRel);
-    let tx = ex.tx.lock().unwrap_or_else(|p| p.into_inner());
-    if tx.send(job).is_err() {
-        ex.queued.fetch_sub(1, Ordering::AcqRel);
+    match device {
+        Device::Cpu => cpu_executor().send(job),
+        Device::Cuda(n) => match backend::open(n) {
+            Ok(d) => d.executor.send(job),
+            // Callers open the device before they build a job for it, so its entry is an opened
+            // device; if it were not, the CPU executor still runs the job and fills its outputs.
+            Err(_) => cpu_executor().send(job),
+        },
     }
 }
 
-/// Number of jobs enqueued and not started yet (the queue depth).
+/// Number of jobs enqueued and not started yet, over every executor: the CPU's and each opened
+/// CUDA device's.
 pub fn queued() -> usize {
-    cpu_executor().queued.load(Ordering::Acquire)
+    cpu_executor().depth() + backend::opened_devices().iter().map(|(_, d)| d.executor.depth()).sum::<usize>()
 }
 
-/// Blocks until every job enqueued before this call has run.
-pub fn synchronize() {
-    let slot = DataSlot::pending();
-    let s = slot.clone();
-    submit(Box::new(move || s.fill(Ok(Stored::Host(Arc::new(CpuStorage::new_f32(Vec::new())))))));
-    let _ = slot.wait();
+/// Blocks until every job enqueued before this call has run, on every executor (the CPU's and
+/// each opened CUDA device's), and each device has finished the work those jobs queued on it.
+/// Returns the first error a device reports while finishing (an asynchronous fault); the other
+/// executors are still waited for.
+pub fn synchronize() -> Result<()> {
+    // Every barrier is enqueued before any is waited on, so the executors drain in parallel.
+    let mut barriers = vec![cpu_executor().barrier(None)];
+    for (_, d) in backend::opened_devices() {
+        barriers.push(d.executor.barrier(Some(d.backend.clone())));
+    }
+    let mut first = Ok(());
+    for b in barriers {
+        let r = b.wait_stored().map(|_| ());
+        if first.is_ok() {
+            first = r;
+        }
+    }
+    first
 }

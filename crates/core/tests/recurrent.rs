@@ -245,6 +245,11 @@ fn bad_inputs_get_clear_errors() {
 
     let msg = e(run(CellKind::Lstm, &x, Some(&[6, 1]), false));
     assert!(msg.contains("lengths[0]") && msg.contains("[1, 5]"), "{msg}");
+    // Rust callers get the same check, and messages, as JS numbers (parse_lengths below).
+    let msg = e(run(CellKind::Lstm, &x, Some(&[3, 0]), false));
+    assert!(msg.starts_with("lstm: lengths[1] is 0: zero-length sequences are not supported"), "{msg}");
+    let msg = e(run(CellKind::Lstm, &x, Some(&[3]), false));
+    assert_eq!(msg, "lstm: expected lengths [B] = [2], got [1]");
 
     let msg = parse_lengths("lstm", &[f64::NAN, 2.0], 5, 2).unwrap_err().to_string();
     assert!(msg.contains("lengths[0] is NaN"), "{msg}");
@@ -252,6 +257,8 @@ fn bad_inputs_get_clear_errors() {
     assert!(msg.contains("zero-length"), "{msg}");
     let msg = parse_lengths("lstm", &[3.0, 9.0], 5, 2).unwrap_err().to_string();
     assert!(msg.contains("longer than the sequence (T = 5)"), "{msg}");
+    let msg = parse_lengths("lstm", &[-2.0, 2.0], 5, 2).unwrap_err().to_string();
+    assert_eq!(msg, "lstm: lengths[0] is -2; expected an integer in [1, T] = [1, 5]");
     let msg = parse_lengths("gru", &[3.0], 5, 2).unwrap_err().to_string();
     assert!(msg.contains("gru") && msg.contains("[2]") && msg.contains("[1]"), "{msg}");
     assert_eq!(parse_lengths("lstm", &[3.0, 5.0], 5, 2).unwrap(), vec![3, 5]);

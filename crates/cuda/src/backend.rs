@@ -8,7 +8,7 @@ use crate::plan::{self, grid_for, BLOCK};
 use cudarc::cublas::{result as blas_result, sys as blas_sys, CudaBlas};
 use cudarc::driver::{result as drv, sys as drv_sys, CudaContext, CudaFunction, CudaModule, CudaStream};
 use cudarc::nvrtc::Ptx;
-use recurrent_core::backend::{downcast, DeviceBuffer, GpuBackend, GpuMat, KernelArg};
+use recurrent_core::backend::{downcast, DeviceBuffer, DeviceMemory, GpuBackend, GpuMat, KernelArg};
 use recurrent_core::{CpuStorage, DType, Error, Result};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -108,12 +108,6 @@ impl CudaBackend {
 
     pub fn alloc_stats(&self) -> AllocStats {
         self.pool.stats()
-    }
-
-    /// Releases every cached block to the driver.
-    pub fn empty_cache(&self) -> u64 {
-        let _ = self.bind();
-        self.pool.empty_cache()
     }
 
     fn buffer<'a>(&self, b: &'a dyn DeviceBuffer) -> Result<&'a DevBuffer> {
@@ -359,8 +353,18 @@ impl GpuBackend for CudaBackend {
         self.stream.synchronize().map_err(|e| driver_err("synchronize", e))
     }
 
-    fn memory(&self) -> (u64, u64) {
+    fn memory(&self) -> DeviceMemory {
         let s = self.pool.stats();
-        (s.in_use, s.in_use + s.cached)
+        DeviceMemory { in_use: s.in_use, reserved: s.in_use + s.cached, peak_reserved: s.peak_reserved }
+    }
+
+    fn empty_cache(&self) -> u64 {
+        // The pool synchronises the stream before it frees blocks; that needs the context.
+        let _ = self.bind();
+        self.pool.empty_cache()
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
     }
 }

@@ -13,9 +13,10 @@ pub mod kernels;
 pub mod plan;
 
 use recurrent_core::backend::GpuBackend;
+use recurrent_core::error::panic_message;
 use recurrent_core::{Error, Result};
 use std::panic::catch_unwind;
-use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::sync::{Arc, OnceLock};
 
 pub use alloc::AllocStats;
 pub use backend::CudaBackend;
@@ -55,7 +56,7 @@ fn probe() -> &'static std::result::Result<Vec<DeviceInfo>, String> {
         if !libs.driver {
             return Err("the NVIDIA driver library (libcuda.so.1) was not found: this machine has no NVIDIA driver".into());
         }
-        let listed = catch_unwind(list_devices).unwrap_or_else(|p| Err(format!("the CUDA driver failed to load: {}", panic_text(&p))))?;
+        let listed = catch_unwind(list_devices).unwrap_or_else(|p| Err(format!("the CUDA driver failed to load: {}", panic_message(p))))?;
         if listed.is_empty() {
             return Err("the NVIDIA driver reports no CUDA device".into());
         }
@@ -90,13 +91,6 @@ fn list_devices() -> std::result::Result<Vec<DeviceInfo>, String> {
     Ok(out)
 }
 
-fn panic_text(p: &Box<dyn std::any::Any + Send>) -> String {
-    p.downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| p.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "panic".into())
-}
-
 /// True when a CUDA device and every library the backend needs can be used. Never panics;
 /// safe on machines without a GPU or CUDA libraries.
 pub fn available() -> bool {
@@ -113,12 +107,6 @@ pub fn devices() -> Vec<DeviceInfo> {
     probe().clone().unwrap_or_default()
 }
 
-/// Opened backends by ordinal, for statistics (`alloc_stats`) without downcasting the trait.
-fn opened() -> &'static Mutex<Vec<Weak<CudaBackend>>> {
-    static OPENED: OnceLock<Mutex<Vec<Weak<CudaBackend>>>> = OnceLock::new();
-    OPENED.get_or_init(Default::default)
-}
-
 /// Opens the backend of `cuda:ordinal`: the `GpuFactory` to pass to
 /// `recurrent_core::backend::register_cuda`. A missing driver, device or library is a
 /// `CudaUnavailable` error whose reason names it.
@@ -133,26 +121,17 @@ pub fn open(ordinal: usize) -> Result<Arc<dyn GpuBackend>> {
         )));
     }
     let be = catch_unwind(|| CudaBackend::new(ordinal))
-        .unwrap_or_else(|p| Err(unavailable(format!("opening the device panicked: {}", panic_text(&p)))))?;
-    let be = Arc::new(be);
-    let mut list = opened().lock().unwrap_or_else(|p| p.into_inner());
-    if list.len() <= ordinal {
-        list.resize(ordinal + 1, Weak::new());
-    }
-    list[ordinal] = Arc::downgrade(&be);
-    Ok(be)
+        .unwrap_or_else(|p| Err(unavailable(format!("opening the device panicked: {}", panic_message(p)))))?;
+    Ok(Arc::new(be))
 }
 
-/// The caching allocator's counters for an opened device (None if not opened).
+/// The caching allocator's counters for `cuda:ordinal` if the core's device registry has
+/// opened it with this backend (None otherwise). Never opens or probes a device.
 pub fn alloc_stats(ordinal: usize) -> Option<AllocStats> {
-    let list = opened().lock().unwrap_or_else(|p| p.into_inner());
-    list.get(ordinal).and_then(|w| w.upgrade()).map(|b| b.alloc_stats())
-}
-
-/// Returns the cached device memory of an opened device to the driver; returns the bytes.
-pub fn empty_cache(ordinal: usize) -> u64 {
-    let list = opened().lock().unwrap_or_else(|p| p.into_inner());
-    list.get(ordinal).and_then(|w| w.upgrade()).map(|b| b.empty_cache()).unwrap_or(0)
+    recurrent_core::backend::opened()
+        .into_iter()
+        .find(|(n, _)| *n == ordinal)
+        .and_then(|(_, be)| be.as_any().downcast_ref::<CudaBackend>().map(|b| b.alloc_stats()))
 }
 
 #[cfg(test)]

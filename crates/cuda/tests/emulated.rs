@@ -63,7 +63,10 @@ fn tbptt_chunks_keep_device_memory_flat() {
     let Some(dev) = device("tbptt_chunks_keep_device_memory_flat") else { return };
     let be = recurrent_core::backend::cuda(0).unwrap();
     let before = emu::alloc_stats().unwrap();
-    let (warm_reserved, end_reserved, warm_used, end_used) = cases::tbptt_memory(dev, &|| be.memory());
+    let (warm_reserved, end_reserved, warm_used, end_used) = cases::tbptt_memory(dev, &|| {
+        let m = be.memory();
+        (m.in_use, m.reserved)
+    });
     let after = emu::alloc_stats().unwrap();
     println!("TBPTT memory: reserved {warm_reserved} → {end_reserved} bytes, in use {warm_used} → {end_used}; raw mallocs {} → {}, cache reuses {}", before.mallocs, after.mallocs, after.reuses - before.reuses);
     assert_eq!(warm_reserved, end_reserved, "reserved memory grew across TBPTT chunks");
@@ -85,4 +88,39 @@ fn oom_is_a_clear_error_and_the_device_recovers() {
         "{err}"
     );
     assert_all(&cases::matmuls(dev, DType::F32));
+}
+
+#[test]
+fn synchronize_and_queued_cover_the_device_executor() {
+    use recurrent_core::executor::{queued, synchronize};
+    use recurrent_core::ops::matmul::matmul;
+    use recurrent_core::Tensor;
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let Some(dev) = device("synchronize_and_queued_cover_the_device_executor") else { return };
+    let be = recurrent_core::backend::cuda(0).unwrap();
+    let syncs = emu::synchronizations().unwrap();
+    // A chain of GEMMs that keeps the device's executor busy for a while after enqueueing
+    // returns; the CPU executor has nothing to do (the upload runs on the device's).
+    let a = Tensor::randn(&[192, 192], DType::F32, 5).unwrap().to(dev).unwrap();
+    let mut chain = vec![a.clone()];
+    for _ in 0..8 {
+        let next = matmul(chain.last().unwrap(), &a).unwrap();
+        chain.push(next);
+    }
+    synchronize().unwrap();
+    assert!(chain.iter().all(|t| t.is_ready()), "synchronize() returned before the device's executor ran its jobs");
+    assert_eq!(queued(), 0, "the device's queue is empty after synchronize()");
+    assert!(emu::synchronizations().unwrap() > syncs, "synchronize() also synchronised the device");
+
+    // The registry's backend answers memory() and emptyCache for the same device.
+    drop(chain);
+    drop(a);
+    let before = be.memory();
+    assert!(before.reserved > before.in_use, "dropped buffers are cached: {before:?}");
+    assert!(before.peak_reserved >= before.reserved);
+    let released = be.empty_cache();
+    let after = be.memory();
+    assert_eq!(released, before.reserved - before.in_use);
+    assert_eq!(after.reserved, after.in_use);
+    assert_eq!(emu::alloc_stats().unwrap().cached, 0);
 }

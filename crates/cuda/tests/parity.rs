@@ -64,7 +64,10 @@ fn tbptt_chunks_keep_device_memory_flat() {
     let Some(dev) = device("tbptt_chunks_keep_device_memory_flat") else { return };
     let be = recurrent_core::backend::cuda(0).unwrap();
     let before = recurrent_cuda::alloc_stats(0).unwrap();
-    let (warm_reserved, end_reserved, warm_used, end_used) = cases::tbptt_memory(dev, &|| be.memory());
+    let (warm_reserved, end_reserved, warm_used, end_used) = cases::tbptt_memory(dev, &|| {
+        let m = be.memory();
+        (m.in_use, m.reserved)
+    });
     let after = recurrent_cuda::alloc_stats(0).unwrap();
     println!("TBPTT memory: reserved {warm_reserved} → {end_reserved} bytes, in use {warm_used} → {end_used}; driver mallocs {} → {}, cache reuses {}", before.mallocs, after.mallocs, after.reuses - before.reuses);
     assert_eq!(warm_reserved, end_reserved, "reserved device memory grew across TBPTT chunks");

@@ -6,10 +6,8 @@
 use crate::IntoJs;
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
-use recurrent_core::Device;
-
-/// Ordinals looked at for opened devices (`alloc_stats` only reads a list; it never probes).
-const MAX_DEVICES: usize = 64;
+use recurrent_core::error::panic_message;
+use recurrent_core::{backend, Device};
 
 /// A CUDA device as the driver describes it.
 #[napi(object)]
@@ -49,7 +47,7 @@ pub fn cuda_available() -> bool {
 #[napi(catch_unwind)]
 pub fn cuda_unavailable_reason() -> Option<String> {
     std::panic::catch_unwind(recurrent_cuda::unavailable_reason)
-        .unwrap_or_else(|p| Some(format!("probing CUDA panicked: {}", crate::panic_text(&p))))
+        .unwrap_or_else(|p| Some(format!("probing CUDA panicked: {}", panic_message(p))))
 }
 
 /// The CUDA devices; empty when CUDA is unavailable.
@@ -67,17 +65,21 @@ pub fn cuda_devices() -> Vec<CudaDeviceInfo> {
         .collect()
 }
 
-/// The memory of every CUDA device opened so far (none before the first CUDA tensor).
+/// The memory of every CUDA device opened so far (none before the first CUDA tensor), from the
+/// core's device registry: reading it never probes CUDA.
 pub(crate) fn cuda_memory() -> Vec<CudaMemoryInfo> {
     let clamp = |b: u64| b.min(i64::MAX as u64) as i64;
-    (0..MAX_DEVICES)
-        .filter_map(|n| recurrent_cuda::alloc_stats(n).map(|s| (n, s)))
-        .map(|(n, s)| CudaMemoryInfo {
-            device: Device::Cuda(n).to_string(),
-            ordinal: n as u32,
-            in_use: clamp(s.in_use),
-            reserved: clamp(s.in_use + s.cached),
-            peak_reserved: clamp(s.peak_reserved),
+    backend::opened()
+        .into_iter()
+        .map(|(n, be)| {
+            let m = be.memory();
+            CudaMemoryInfo {
+                device: Device::Cuda(n).to_string(),
+                ordinal: n as u32,
+                in_use: clamp(m.in_use),
+                reserved: clamp(m.reserved),
+                peak_reserved: clamp(m.peak_reserved),
+            }
         })
         .collect()
 }
@@ -85,14 +87,20 @@ pub(crate) fn cuda_memory() -> Vec<CudaMemoryInfo> {
 /// Returns the cached (unused) memory of the caching allocator to the driver, on `device`
 /// ('cuda', 'cuda:N'; 'cpu' has no cache) or, without one, on every opened CUDA device.
 /// Returns the bytes released. Live tensors are untouched. Waits for the device's queued work.
+/// A device that was never opened has no cache: nothing is opened or probed here.
 #[napi(catch_unwind)]
 pub fn empty_cache(device: Option<String>) -> Result<i64> {
-    let released = match device {
-        None => (0..MAX_DEVICES).map(recurrent_cuda::empty_cache).sum::<u64>(),
+    let only = match device {
+        None => None,
         Some(d) => match Device::parse(&d).js()? {
-            Device::Cpu => 0,
-            Device::Cuda(n) => recurrent_cuda::empty_cache(n),
+            Device::Cpu => return Ok(0),
+            Device::Cuda(n) => Some(n),
         },
     };
+    let released: u64 = backend::opened()
+        .into_iter()
+        .filter(|(n, _)| only.is_none_or(|o| o == *n))
+        .map(|(_, be)| be.empty_cache())
+        .sum();
     Ok(released.min(i64::MAX as u64) as i64)
 }

@@ -1,19 +1,20 @@
 //! Safetensors checkpoints: the reads and writes run on the libuv pool (AsyncTask), each inside
-//! `catch_unwind`. Core checkpoint errors become `[CheckpointError] <op>: ...` naming the file.
+//! `catch_unwind`. Core checkpoint errors become CheckpointErrors naming the JS function and
+//! the file.
 
+use crate::errors::{Failure, Pending};
 use crate::tensor::NativeTensor;
-use crate::{js_err, panic_err, sync_external_memory};
+use crate::{js_err, sync_external_memory};
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
 use recurrent_core::error::Error as CoreError;
 use recurrent_core::io;
-use recurrent_core::Tensor;
+use recurrent_core::{ErrorKind, Tensor};
 use std::collections::HashMap;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
 
 /// A core error of a checkpoint op, with the op's name and the file in the message.
-fn ck_err(op: &str, path: &str, e: CoreError) -> napi::Error {
+fn ck_err(op: &str, path: &str, e: CoreError) -> Failure {
     match e {
         CoreError::Checkpoint { msg } => {
             let quoted = format!("'{path}'");
@@ -22,9 +23,9 @@ fn ck_err(op: &str, path: &str, e: CoreError) -> napi::Error {
             } else {
                 format!("cannot {} {quoted}: {msg}", if op == "saveSafetensors" { "save" } else { "load" })
             };
-            napi::Error::new(Status::GenericFailure, format!("[CheckpointError] {op}: {msg}"))
+            Failure::new(ErrorKind::Checkpoint, op, &msg)
         }
-        other => js_err(other),
+        other => other.into(),
     }
 }
 
@@ -33,6 +34,7 @@ pub struct SaveTask {
     path: String,
     tensors: Vec<(String, Tensor)>,
     metadata: HashMap<String, String>,
+    failure: Pending,
 }
 
 #[napi]
@@ -42,16 +44,22 @@ impl Task for SaveTask {
 
     fn compute(&mut self) -> Result<()> {
         let (path, tensors, metadata) = (&self.path, &self.tensors, &self.metadata);
-        let r = catch_unwind(AssertUnwindSafe(|| io::save_safetensors(&PathBuf::from(path), tensors, metadata)))
-            .map_err(|p| panic_err("saveSafetensors", p))?;
+        let r = self.failure.run("saveSafetensors", || {
+            io::save_safetensors(&PathBuf::from(path), tensors, metadata)
+                .map_err(|e| ck_err("saveSafetensors", path, e))
+        });
         // The snapshots are not needed any more: free them now rather than at resolve.
         self.tensors.clear();
-        r.map_err(|e| ck_err("saveSafetensors", path, e))
+        r
     }
 
     fn resolve(&mut self, env: Env, _out: ()) -> Result<()> {
         sync_external_memory(&env);
         Ok(())
+    }
+
+    fn reject(&mut self, env: Env, err: napi::Error) -> Result<()> {
+        self.failure.reject(&env, err)
     }
 }
 
@@ -74,7 +82,7 @@ pub fn save_safetensors(
     for (n, t) in names.into_iter().zip(tensors) {
         snap.push((n, t.get(op)?.detach()));
     }
-    Ok(AsyncTask::new(SaveTask { path, tensors: snap, metadata }))
+    Ok(AsyncTask::new(SaveTask { path, tensors: snap, metadata, failure: Pending::default() }))
 }
 
 /// What `loadSafetensors` resolves to: names sorted, `tensors[i]` named `names[i]`.
@@ -88,6 +96,7 @@ pub struct LoadedSafetensors {
 /// Reads and validates a safetensors file on the libuv pool.
 pub struct LoadTask {
     path: String,
+    failure: Pending,
 }
 
 #[napi]
@@ -97,9 +106,13 @@ impl Task for LoadTask {
 
     fn compute(&mut self) -> Result<io::Loaded> {
         let path = &self.path;
-        catch_unwind(AssertUnwindSafe(|| io::load_safetensors(&PathBuf::from(path))))
-            .map_err(|p| panic_err("loadSafetensors", p))?
-            .map_err(|e| ck_err("loadSafetensors", path, e))
+        self.failure.run("loadSafetensors", || {
+            io::load_safetensors(&PathBuf::from(path)).map_err(|e| ck_err("loadSafetensors", path, e))
+        })
+    }
+
+    fn reject(&mut self, env: Env, err: napi::Error) -> Result<LoadedSafetensors> {
+        self.failure.reject(&env, err)
     }
 
     fn resolve(&mut self, env: Env, out: io::Loaded) -> Result<LoadedSafetensors> {
@@ -114,5 +127,5 @@ impl Task for LoadTask {
 /// offset is checked before anything is allocated; a bad file rejects with a CheckpointError.
 #[napi(catch_unwind)]
 pub fn load_safetensors(path: String) -> AsyncTask<LoadTask> {
-    AsyncTask::new(LoadTask { path })
+    AsyncTask::new(LoadTask { path, failure: Pending::default() })
 }

@@ -2,17 +2,18 @@
 //!
 //! This crate only converts values between JavaScript and Rust and maps errors; every piece of
 //! math lives in `recurrent-core`. Each core [`Error`](recurrent_core::Error) becomes a JS
-//! `Error` whose message is `[<ClassName>] <op>: <details>`; the TypeScript layer
-//! (`src/errors.ts`) turns the prefix back into the matching error class.
+//! `Error` with the core's message (`<op>: <details>`) and `code` and `op` properties
+//! (`errors.rs`); the TypeScript layer (`src/errors.ts`) picks the matching class by `code`.
 //!
 //! Nothing may panic across the boundary: sync functions use `#[napi(catch_unwind)]`, and the
-//! async tasks wrap their `compute` in `std::panic::catch_unwind` themselves (a panic inside
-//! `Task::compute` would abort Node).
+//! async tasks run their `compute` inside `std::panic::catch_unwind` ([`errors::Pending`]; a
+//! panic inside `Task::compute` would abort Node).
 
 #![deny(clippy::all)]
 
 mod convert;
 mod cuda;
+mod errors;
 mod factories;
 mod io;
 mod ops;
@@ -22,6 +23,9 @@ mod tensor;
 pub use cuda::{CudaDeviceInfo, CudaMemoryInfo};
 pub use tensor::NativeTensor;
 
+pub(crate) use errors::js_err;
+
+use errors::Pending;
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
 use recurrent_core::executor;
@@ -79,28 +83,6 @@ pub(crate) fn ensure_runtime() {
     });
 }
 
-/// A panic payload as text.
-pub(crate) fn panic_text(p: &Box<dyn std::any::Any + Send>) -> String {
-    if let Some(s) = p.downcast_ref::<&str>() {
-        s.to_string()
-    } else if let Some(s) = p.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "panic".to_string()
-    }
-}
-
-/// Maps a core error to a JS error: `[ShapeError] matmul: expected ..., got ...`.
-pub(crate) fn js_err(e: recurrent_core::Error) -> napi::Error {
-    use recurrent_core::ErrorKind as K;
-    let kind = e.kind();
-    let status = match kind {
-        K::Shape | K::DType | K::Device | K::Disposed | K::Value => Status::InvalidArg,
-        _ => Status::GenericFailure,
-    };
-    napi::Error::new(status, format!("[{}] {}", kind.class_name(), e))
-}
-
 /// `Result` of the core mapped to a napi `Result`.
 pub(crate) trait IntoJs<T> {
     fn js(self) -> Result<T>;
@@ -110,11 +92,6 @@ impl<T> IntoJs<T> for recurrent_core::Result<T> {
     fn js(self) -> Result<T> {
         self.map_err(js_err)
     }
-}
-
-/// A panic payload as an InternalError naming the op.
-pub(crate) fn panic_err(op: &str, p: Box<dyn std::any::Any + Send>) -> napi::Error {
-    js_err(recurrent_core::Error::internal(op, panic_text(&p)))
 }
 
 /// Host bytes already reported to V8 with `adjust_external_memory`.
@@ -141,7 +118,8 @@ pub struct MemoryInfo {
     pub bytes: i64,
     /// Peak of `bytes` since the last `resetPeakMemory()`.
     pub peak_bytes: i64,
-    /// Ops enqueued on the executor and not finished yet.
+    /// Ops enqueued and not started yet, over every executor (the CPU's and each opened CUDA
+    /// device's).
     pub queued: i64,
     /// Live data buffers.
     pub buffers: i64,
@@ -149,7 +127,7 @@ pub struct MemoryInfo {
     pub cuda: Vec<CudaMemoryInfo>,
 }
 
-/// Live tensors and host memory, the executor's queue length, and CUDA memory per opened device.
+/// Live tensors and host memory, the executors' queue length, and CUDA memory per opened device.
 #[napi(catch_unwind)]
 pub fn memory(env: Env) -> MemoryInfo {
     sync_external_memory(&env);
@@ -170,8 +148,11 @@ pub fn reset_peak_memory() {
     recurrent_core::reset_peak_bytes();
 }
 
-/// Waits on the libuv pool until every op enqueued before the call has run.
-pub struct SyncTask;
+/// Waits on the libuv pool until every op enqueued before the call has run, on every device.
+#[derive(Default)]
+pub struct SyncTask {
+    failure: Pending,
+}
 
 #[napi]
 impl Task for SyncTask {
@@ -179,24 +160,31 @@ impl Task for SyncTask {
     type JsValue = ();
 
     fn compute(&mut self) -> Result<()> {
-        std::panic::catch_unwind(executor::synchronize).map_err(|p| panic_err("synchronize", p))
+        self.failure.run("synchronize", executor::synchronize)
     }
 
     fn resolve(&mut self, env: Env, _out: ()) -> Result<()> {
         sync_external_memory(&env);
         Ok(())
     }
+
+    fn reject(&mut self, env: Env, err: napi::Error) -> Result<()> {
+        self.failure.reject(&env, err)
+    }
 }
 
-/// Resolves once every op enqueued so far has run. Never blocks the JS thread.
+/// Resolves once every op enqueued so far has run, on the CPU and on every opened CUDA device
+/// (whose queued kernels have finished too); rejects with the error a device reports while
+/// finishing. Never blocks the JS thread.
 #[napi(catch_unwind)]
 pub fn synchronize() -> AsyncTask<SyncTask> {
-    AsyncTask::new(SyncTask)
+    AsyncTask::new(SyncTask::default())
 }
 
 /// Waits on the libuv pool until one tensor's data is computed, without copying it.
 pub struct ReadyTask {
     tensor: Option<recurrent_core::Tensor>,
+    failure: Pending,
 }
 
 #[napi]
@@ -206,17 +194,19 @@ impl Task for ReadyTask {
 
     fn compute(&mut self) -> Result<()> {
         let t = self.tensor.take();
-        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            t.as_ref().map(|t| t.storage().map(|_| ())).unwrap_or(Ok(()))
-        }));
+        let r = self.failure.run("ready", || t.as_ref().map(|t| t.storage().map(|_| ())).unwrap_or(Ok(())));
         // Drop the handle here, on the pool thread, once the data is there.
         drop(t);
-        r.map_err(|p| panic_err("ready", p))?.js()
+        r
     }
 
     fn resolve(&mut self, env: Env, _out: ()) -> Result<()> {
         sync_external_memory(&env);
         Ok(())
+    }
+
+    fn reject(&mut self, env: Env, err: napi::Error) -> Result<()> {
+        self.failure.reject(&env, err)
     }
 }
 
@@ -227,14 +217,16 @@ impl Task for ReadyTask {
 #[napi(catch_unwind)]
 pub fn ready(tensor: &NativeTensor) -> Result<AsyncTask<ReadyTask>> {
     let t = tensor.get("ready")?;
-    Ok(AsyncTask::new(ReadyTask { tensor: Some(t.clone()) }))
+    Ok(AsyncTask::new(ReadyTask { tensor: Some(t.clone()), failure: Pending::default() }))
 }
 
-/// Blocks the JS thread until every op enqueued so far has run.
+/// Blocks the JS thread until every op enqueued so far has run, on every device; throws the
+/// error a device reports while finishing.
 #[napi(catch_unwind)]
-pub fn synchronize_sync(env: Env) {
-    executor::synchronize();
+pub fn synchronize_sync(env: Env) -> Result<()> {
+    let r = executor::synchronize().js();
     sync_external_memory(&env);
+    r
 }
 
 /// Turns history recording on or off for ops built on this thread; returns the old setting.

@@ -244,23 +244,19 @@ pub fn recurrent_layer(
 ) -> Result<RecurrentLayerOutput> {
     const OP: &str = "recurrentLayer";
     let kind = rnn::CellKind::parse(&kind).js()?;
-    let x = x.get(OP)?;
-    let lengths = match lengths {
-        Some(raw) => {
-            let (t, b) = match x.shape() {
-                [t, b, _] => (*t, *b),
-                other => {
-                    let got = recurrent_core::error::fmt_shape(other);
-                    return Err(crate::js_err(recurrent_core::Error::shape(OP, "x of shape [T, B, I]", got)));
-                }
-            };
-            Some(rnn::parse_lengths(OP, &raw, t, b).js()?)
-        }
-        None => None,
-    };
     let weights =
         rnn::RecurrentWeights { w_ih: w_ih.get(OP)?, w_hh: w_hh.get(OP)?, b_ih: opt(b_ih, OP)?, b_hh: opt(b_hh, OP)? };
-    let r = rnn::recurrent_layer(kind, x, h0.get(OP)?, opt(c0, OP)?, &weights, lengths.as_deref(), reverse).js()?;
+    // The lengths go to the core as the JS numbers they are: it checks them with the rest.
+    let r = rnn::recurrent_layer_with_numbers(
+        kind,
+        x.get(OP)?,
+        h0.get(OP)?,
+        opt(c0, OP)?,
+        &weights,
+        lengths.as_deref(),
+        reverse,
+    )
+    .js()?;
     sync_external_memory(&env);
     Ok(RecurrentLayerOutput {
         y: NativeTensor::new(r.y),

@@ -1,12 +1,12 @@
 //! `NativeTensor`: the JS class around a core tensor handle, and the async reads.
 
-use crate::{panic_err, sync_external_memory, IntoJs};
+use crate::errors::Pending;
+use crate::{sync_external_memory, IntoJs};
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
 use recurrent_core::error::Error as CoreError;
 use recurrent_core::storage::CpuStorage;
 use recurrent_core::Tensor;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 
 /// A handle on a core tensor. `dispose()` drops the handle at once; using it afterwards
 /// throws a DisposedError naming the operation.
@@ -55,6 +55,7 @@ fn to_typed(d: HostData) -> TypedData {
 /// Waits on the libuv pool for a tensor's data, then hands a copy to JS as a typed array.
 pub struct DataTask {
     tensor: Tensor,
+    failure: Pending,
 }
 
 #[napi]
@@ -64,18 +65,23 @@ impl Task for DataTask {
 
     fn compute(&mut self) -> Result<HostData> {
         let t = &self.tensor;
-        catch_unwind(AssertUnwindSafe(|| t.storage().map(|s| copy_out(&s)))).map_err(|p| panic_err("data", p))?.js()
+        self.failure.run("data", || t.storage().map(|s| copy_out(&s)))
     }
 
     fn resolve(&mut self, env: Env, out: HostData) -> Result<Either3<Float32Array, Float64Array, Int32Array>> {
         sync_external_memory(&env);
         Ok(to_typed(out))
     }
+
+    fn reject(&mut self, env: Env, err: napi::Error) -> Result<Either3<Float32Array, Float64Array, Int32Array>> {
+        self.failure.reject(&env, err)
+    }
 }
 
 /// Waits on the libuv pool for a one-element tensor's value.
 pub struct ItemTask {
     tensor: Tensor,
+    failure: Pending,
 }
 
 #[napi]
@@ -85,11 +91,15 @@ impl Task for ItemTask {
 
     fn compute(&mut self) -> Result<f64> {
         let t = &self.tensor;
-        catch_unwind(AssertUnwindSafe(|| t.item())).map_err(|p| panic_err("item", p))?.js()
+        self.failure.run("item", || t.item())
     }
 
     fn resolve(&mut self, _env: Env, out: f64) -> Result<f64> {
         Ok(out)
+    }
+
+    fn reject(&mut self, env: Env, err: napi::Error) -> Result<f64> {
+        self.failure.reject(&env, err)
     }
 }
 
@@ -248,7 +258,7 @@ impl NativeTensor {
     #[napi(catch_unwind)]
     pub fn data(&self) -> Result<AsyncTask<DataTask>> {
         let t = self.get("data")?;
-        Ok(AsyncTask::new(DataTask { tensor: t.clone() }))
+        Ok(AsyncTask::new(DataTask { tensor: t.clone(), failure: Pending::default() }))
     }
 
     /// The value of a one-element tensor, without blocking.
@@ -262,7 +272,7 @@ impl NativeTensor {
                 recurrent_core::error::fmt_shape(t.shape()),
             )));
         }
-        Ok(AsyncTask::new(ItemTask { tensor: t.clone() }))
+        Ok(AsyncTask::new(ItemTask { tensor: t.clone(), failure: Pending::default() }))
     }
 
     /// The value of a one-element tensor, blocking.

@@ -181,28 +181,23 @@ pub struct RecurrentOutput {
     pub c_t: Option<Tensor>,
 }
 
-/// Validates lengths as they come from JS (possibly NaN or fractional) into [1, T] per row.
+/// The one check of per-row lengths, for Rust callers and JS numbers alike (possibly NaN,
+/// fractional or negative): `b` of them, each an integer in [1, T]. Called by
+/// [`recurrent_layer_with_numbers`] (and so by [`recurrent_layer`]) against x's T and B.
 pub fn parse_lengths(op: &str, raw: &[f64], t: usize, b: usize) -> Result<Vec<usize>> {
     if raw.len() != b {
-        return Err(Error::shape(op, format!("lengths of shape [{b}] (one per batch row)"), fmt_shape(&[raw.len()])));
+        return Err(Error::shape(op, format!("lengths [B] = [{b}]"), fmt_shape(&[raw.len()])));
     }
+    let range = format!("expected an integer in [1, T] = [1, {t}]");
     raw.iter()
         .enumerate()
         .map(|(i, &l)| {
-            if !l.is_finite() || l.fract() != 0.0 {
-                Err(Error::value(op, format!("lengths[{i}] is {l}; expected an integer in [1, {t}]")))
-            } else if l < 1.0 {
-                Err(Error::value(
-                    op,
-                    format!(
-                        "lengths[{i}] is {l}: zero-length sequences are not supported; expected an integer in [1, {t}]"
-                    ),
-                ))
+            if !l.is_finite() || l.fract() != 0.0 || l < 0.0 {
+                Err(Error::value(op, format!("lengths[{i}] is {l}; {range}")))
+            } else if l == 0.0 {
+                Err(Error::value(op, format!("lengths[{i}] is 0: zero-length sequences are not supported; {range}")))
             } else if l > t as f64 {
-                Err(Error::value(
-                    op,
-                    format!("lengths[{i}] is {l}, longer than the sequence (T = {t}); expected an integer in [1, {t}]"),
-                ))
+                Err(Error::value(op, format!("lengths[{i}] is {l}, longer than the sequence (T = {t}); {range}")))
             } else {
                 Ok(l as usize)
             }
@@ -268,6 +263,21 @@ pub fn recurrent_layer(
     lengths: Option<&[usize]>,
     reverse: bool,
 ) -> Result<RecurrentOutput> {
+    let numbers: Option<Vec<f64>> = lengths.map(|l| l.iter().map(|&v| v as f64).collect());
+    recurrent_layer_with_numbers(kind, x, h0, c0, w, numbers.as_deref(), reverse)
+}
+
+/// [`recurrent_layer`] with the lengths as JS numbers, unchecked: the binding passes them as
+/// they come, and they are checked here, against x's T and B, with every other argument.
+pub fn recurrent_layer_with_numbers(
+    kind: CellKind,
+    x: &Tensor,
+    h0: &Tensor,
+    c0: Option<&Tensor>,
+    w: &RecurrentWeights,
+    lengths: Option<&[f64]>,
+    reverse: bool,
+) -> Result<RecurrentOutput> {
     let op = kind.op_name();
     let g = kind.gates();
     for (name, t) in [("x", x), ("h0", h0), ("w_ih", w.w_ih), ("w_hh", w.w_hh)] {
@@ -325,15 +335,7 @@ pub fn recurrent_layer(
         _ => return Err(Error::value(op, "pass both b_ih and b_hh, or neither")),
     };
     let lengths = match lengths {
-        Some(l) => {
-            if l.len() != b {
-                return Err(Error::shape(op, format!("lengths of shape [{b}]"), fmt_shape(&[l.len()])));
-            }
-            if let Some((idx, &bad)) = l.iter().enumerate().find(|(_, &v)| v == 0 || v > t) {
-                return Err(Error::value(op, format!("lengths[{idx}] is {bad}; expected an integer in [1, {t}]")));
-            }
-            l.to_vec()
-        }
+        Some(raw) => parse_lengths(op, raw, t, b)?,
         None => vec![t; b],
     };
     let save = crate::is_grad_enabled() && inputs_require_grad(x, h0, c0, w);

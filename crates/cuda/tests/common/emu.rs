@@ -6,7 +6,7 @@
 //! a reference column-major GEMM with cuBLAS's semantics), and argument packing and checking.
 //! Fresh buffers are poisoned (all bits set: NaN, or −1 for int32) so unwritten outputs show.
 
-use recurrent_core::backend::{downcast, DeviceBuffer, GpuBackend, GpuMat, KernelArg};
+use recurrent_core::backend::{downcast, DeviceBuffer, DeviceMemory, GpuBackend, GpuMat, KernelArg};
 use recurrent_core::{CpuStorage, DType, Error, Result};
 use recurrent_cuda::alloc::{AllocStats, DevBuffer, Pool, RawAlloc, RawError};
 use recurrent_cuda::{kernels, plan};
@@ -58,6 +58,7 @@ pub struct EmuBackend {
     /// The emulator has global state (fibers): one launch at a time.
     launch_lock: Mutex<()>,
     launches: AtomicU64,
+    syncs: AtomicU64,
 }
 
 /// Capacity of the emulated device: enough for the tests, far below 10^12 bytes.
@@ -159,31 +160,43 @@ pub fn unavailable_reason() -> Option<String> {
     library().as_ref().err().cloned()
 }
 
-static OPENED: OnceLock<Arc<EmuBackend>> = OnceLock::new();
-
-/// The factory to register with `register_cuda`: only `cuda:0` exists.
+/// The factory to register with `register_cuda`: only `cuda:0` exists. The core's device
+/// registry keeps what it returns, as it keeps the CUDA backend.
 pub fn open(ordinal: usize) -> Result<Arc<dyn GpuBackend>> {
     let unavailable = |reason: String| Error::CudaUnavailable { op: format!("cuda:{ordinal}"), reason };
     if ordinal != 0 {
         return Err(unavailable("the kernel emulator has only cuda:0".into()));
     }
     let path = library().as_ref().map_err(|e| unavailable(e.clone()))?;
-    let be = OPENED.get_or_init(|| {
-        let lib = unsafe { libloading::Library::new(path) }.expect("load the kernel emulator");
-        let raw = HostAlloc { cap: CAPACITY, used: AtomicU64::new(0), sizes: Mutex::new(HashMap::new()) };
-        Arc::new(EmuBackend {
-            pool: Pool::new(Box::new(raw), "cuda:0".into()),
-            lib,
-            launch_lock: Mutex::new(()),
-            launches: AtomicU64::new(0),
-        })
-    });
-    Ok(be.clone())
+    let lib = unsafe { libloading::Library::new(path) }.map_err(|e| unavailable(e.to_string()))?;
+    let raw = HostAlloc { cap: CAPACITY, used: AtomicU64::new(0), sizes: Mutex::new(HashMap::new()) };
+    Ok(Arc::new(EmuBackend {
+        pool: Pool::new(Box::new(raw), "cuda:0".into()),
+        lib,
+        launch_lock: Mutex::new(()),
+        launches: AtomicU64::new(0),
+        syncs: AtomicU64::new(0),
+    }))
+}
+
+/// The opened emulator, from the core's device registry.
+pub fn opened() -> Option<Arc<dyn GpuBackend>> {
+    recurrent_core::backend::opened().into_iter().find(|(n, _)| *n == 0).map(|(_, be)| be)
+}
+
+fn with_emulator<T>(f: impl FnOnce(&EmuBackend) -> T) -> Option<T> {
+    let be = opened()?;
+    be.as_any().downcast_ref::<EmuBackend>().map(f)
 }
 
 /// Allocator counters of the opened emulator.
 pub fn alloc_stats() -> Option<AllocStats> {
-    OPENED.get().map(|b| b.pool.stats())
+    with_emulator(|b| b.pool.stats())
+}
+
+/// How many times the opened emulator was asked to synchronize.
+pub fn synchronizations() -> Option<u64> {
+    with_emulator(|b| b.syncs.load(Ordering::SeqCst))
 }
 
 impl EmuBackend {
@@ -293,10 +306,18 @@ impl GpuBackend for EmuBackend {
         Ok(())
     }
     fn synchronize(&self) -> Result<()> {
+        // Launches run to completion on the calling thread: nothing is ever pending.
+        self.syncs.fetch_add(1, Ordering::SeqCst);
         Ok(())
     }
-    fn memory(&self) -> (u64, u64) {
+    fn memory(&self) -> DeviceMemory {
         let s = self.pool.stats();
-        (s.in_use, s.in_use + s.cached)
+        DeviceMemory { in_use: s.in_use, reserved: s.in_use + s.cached, peak_reserved: s.peak_reserved }
+    }
+    fn empty_cache(&self) -> u64 {
+        self.pool.empty_cache()
+    }
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
     }
 }
