@@ -240,7 +240,6 @@ export class RNNBase extends Module {
     if (x.dtype !== pdtype) {
       throw new DTypeError(`${name}`, `expected input of the parameters' dtype ${pdtype}, got ${x.dtype}`)
     }
-    const T = (this.batchFirst ? xs[1] : xs[0])!
     const B = (this.batchFirst ? xs[0] : xs[1])!
     const H = this.hiddenSize
     const D = this.numDirections

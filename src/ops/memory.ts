@@ -15,7 +15,7 @@ export interface MemoryInfo {
   bytes: number
   /** Peak of `bytes` since the start or the last {@link resetPeakMemory}. */
   peakBytes: number
-  /** Ops enqueued on the executor and not started yet (the queue depth). */
+  /** Ops enqueued and not started yet (the queue depth), over every executor: the CPU's and each opened CUDA device's. */
   queued: number
   /**
    * Each CUDA device opened so far (the first CUDA tensor opens it): bytes in use by tensors
@@ -41,7 +41,11 @@ export function resetPeakMemory(): void {
   native.resetPeakMemory()
 }
 
-/** Resolves when every op enqueued so far has run. Never blocks the event loop. */
+/**
+ * Resolves when every op enqueued so far has run, on the CPU and on every opened CUDA device
+ * (whose kernels have then finished too); rejects with the error a device reports while
+ * finishing. Never blocks the event loop.
+ */
 export function synchronize(): Promise<void> {
   return wrapAsync(() => native.synchronize())
 }
