@@ -14,6 +14,7 @@ use crate::storage::CpuStorage;
 use std::fmt::Debug;
 use std::ops::{Add, AddAssign, Div, Mul, MulAssign, Neg, Sub, SubAssign};
 
+/// The element type of the CPU kernels: f32 (with the fast activations) or f64 (libm).
 pub trait Float:
     Copy
     + Send

@@ -17,8 +17,8 @@ pub const PAR_MIN_ELEMS: usize = 1 << 15;
 
 /// Loops whose tasks are whole rows of fused math or whole small GEMMs: the gate values of one
 /// recurrent step (counted as B·G·H), and a batch of small GEMMs run one per task (counted in
-/// multiply-adds). Measured on the 2-core development machine with `examples/lstm_step.rs`:
-/// below it the fork-join, paid at every step, cost more than it saved.
+/// multiply-adds). For the gate loop it was measured on the 2-core development machine with
+/// `examples/lstm_step.rs`: below it the fork-join, paid at every step, cost more than it saved.
 pub const PAR_MIN_FUSED: usize = 1 << 17;
 
 /// Multiply-adds of one GEMM, which the `gemm` crate splits itself (its packing makes a split

@@ -98,7 +98,7 @@ impl Kernel {
 
     /// Launches the variant for `dt` over at least `threads` threads (the dtype is ignored by
     /// untyped kernels). A dtype the kernel has no variant for is a bug in the calling op.
-    pub(crate) fn launch(&self, be: &dyn GpuBackend, dt: DType, threads: usize, args: &[KernelArg]) -> Result<()> {
+    pub fn launch(&self, be: &dyn GpuBackend, dt: DType, threads: usize, args: &[KernelArg]) -> Result<()> {
         let Some(name) = self.symbol(dt) else {
             return Err(Error::internal(self.base, format!("kernel {} has no {dt} variant", self.base)));
         };
@@ -119,8 +119,9 @@ macro_rules! dtype_of {
     };
 }
 
-/// `NAME = "base" [dtypes] (arg kinds, `Kind * n` for n in a row);` grouped by file. Makes the
-/// constants and [`ALL`] from one list, so that no kernel can be made without being listed.
+/// One line per kernel, grouped by file: the constant, the base name, the dtypes it is compiled
+/// for (none: untyped) and its argument kinds, `Kind * n` for n in a row. Makes the constants
+/// and [`ALL`] from one list, so that no kernel can be made without being listed.
 macro_rules! kernels {
     ($($file:literal { $($id:ident = $base:literal [$($dt:ident),*] ($($arg:ident $(* $n:literal)?),* );)* })*) => {
         $($(
