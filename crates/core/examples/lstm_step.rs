@@ -1,7 +1,7 @@
 //! Quick timing of one LSTM training step (forward + backward) at the sizes, and of a
 //! large SGEMM on the same machine. The user-facing benchmark is bench/lstm-train.ts.
 
-use recurrent_core::float::{gemm, Mat};
+use recurrent_core::cpu::{gemm, Mat};
 use recurrent_core::ops::elementwise::{mul, sum_to};
 use recurrent_core::ops::rnn::{recurrent_layer, CellKind, RecurrentWeights};
 use recurrent_core::{backward, DType, Tensor};

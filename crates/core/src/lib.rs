@@ -1,13 +1,17 @@
 //! recurrent-core: tensors, autograd, the per-device executor, every op (forward next to
 //! backward), and the CPU backend. Pure Rust; the Node binding only converts types.
+//!
+//! `cpu` is the CPU backend the ops compute with; `backend` is the trait other devices implement
+//! (CUDA in `crates/cuda`); `launch` is what the ops' device paths share to drive that trait.
 
 pub mod autograd;
 pub mod backend;
+pub mod cpu;
 pub mod error;
 pub mod executor;
-pub mod float;
 pub mod gradcheck;
 pub mod io;
+pub mod launch;
 pub mod ops;
 pub mod rng;
 pub mod storage;

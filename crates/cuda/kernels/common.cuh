@@ -1,7 +1,7 @@
 // Prepended to every kernels/*.cu file before NVRTC compiles it (and before the host
 // emulator used by the no-GPU tests compiles it), so kernels need no #include.
 //
-// Conventions, shared with crates/core/src/ops/gpu.rs:
+// Conventions, shared with crates/core/src/launch/ (the kernel table and launch helpers):
 // - Every kernel is `extern "C" __global__ void name_f32(...)` / `name_f64(...)` (shape kernels
 //   also `_i32`), a thin wrapper over a template; the wrapper's parameters are the ABI.
 //   Parameter types are limited to T*, const T*, int*, const int*, double*, const double*,

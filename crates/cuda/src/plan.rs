@@ -191,7 +191,7 @@ pub fn pack(
 }
 
 /// Blocks for a launch of `threads` threads (the convention of `kernels/common.cuh`).
-pub const BLOCK: u32 = recurrent_core::ops::gpu::BLOCK as u32;
+pub const BLOCK: u32 = recurrent_core::launch::BLOCK as u32;
 
 pub fn grid_for(threads: usize) -> Result<u32> {
     let blocks = threads.div_ceil(BLOCK as usize);

@@ -6,19 +6,16 @@
 
 use crate::autograd::{apply, BackwardCtx, Op};
 use crate::backend::{DeviceBuffer, GpuBackend};
+use crate::cpu::par::{self, items, PAR_MIN_ELEMS};
+use crate::cpu::Float;
 use crate::error::{Error, Result};
-use crate::float::Float;
+use crate::launch::{self, buf, int, kernels as k};
 use crate::ops::elementwise::{check_float, dispatch_float};
-use crate::ops::gpu;
 use crate::rng::Rng;
 use crate::storage::CpuStorage;
 use crate::storage::DType;
 use crate::tensor::Tensor;
-use rayon::prelude::*;
 use std::sync::Arc;
-
-/// Above this many elements, the masked scaling is split across the rayon pool.
-const PAR_MIN: usize = 1 << 15;
 
 struct Dropout {
     p: f64,
@@ -36,11 +33,7 @@ fn dropout_cpu<T: Float>(op: &Dropout, x: &CpuStorage) -> Result<Vec<CpuStorage>
     let mask = keep_mask(x.len(), op.p, op.seed);
     let s = T::from_f64(1.0 / (1.0 - op.p));
     let f = |(&v, &keep): (&T, &bool)| if keep { v * s } else { T::ZERO };
-    let out: Vec<T> = if x.len() >= PAR_MIN {
-        x.par_iter().zip(mask.par_iter()).map(f).collect()
-    } else {
-        x.iter().zip(&mask).map(f).collect()
-    };
+    let out: Vec<T> = par::map_collect(x.len(), PAR_MIN_ELEMS, (items(x), items(&mask)), f);
     Ok(vec![T::wrap(out)])
 }
 
@@ -53,11 +46,11 @@ impl Op for Dropout {
     }
     fn gpu(&self, be: &dyn GpuBackend, x: &[&dyn DeviceBuffer]) -> Result<Vec<Arc<dyn DeviceBuffer>>> {
         let dt = x[0].dtype();
-        gpu::float_only(self.name(), dt)?;
+        launch::float_only(self.name(), dt)?;
         let n = x[0].len();
         let scale = upload_mask(be, dt, n, self.p, self.seed)?;
         let out = be.alloc(dt, n)?;
-        be.launch(&gpu::kname("dropout", dt), n, &[gpu::buf(&*out), gpu::buf(x[0]), gpu::buf(&*scale), gpu::int(n)])?;
+        k::DROPOUT.launch(be, dt, n, &[buf(&*out), buf(x[0]), buf(&*scale), int(n)])?;
         Ok(vec![out])
     }
     fn backward(&self, _ctx: &BackwardCtx, grads: &[Option<Tensor>]) -> Result<Vec<Option<Tensor>>> {

@@ -3,16 +3,13 @@
 
 use crate::autograd::{apply, BackwardCtx, Op};
 use crate::backend::{DeviceBuffer, GpuBackend, KernelArg};
+use crate::cpu::par::{self, items, items_mut, PAR_MIN_ELEMS};
+use crate::cpu::Float;
 use crate::error::{fmt_shape, Error, Result};
-use crate::float::Float;
-use crate::ops::gpu;
+use crate::launch::{self, buf, int, kernels as k, real};
 use crate::storage::CpuStorage;
 use crate::tensor::Tensor;
-use rayon::prelude::*;
 use std::sync::Arc;
-
-/// Above this many elements, maps are split across the rayon pool.
-const PAR_MIN: usize = 1 << 15;
 
 macro_rules! dispatch_float {
     ($op:expr, $dtype:expr, $f:ident ( $($arg:expr),* )) => {
@@ -133,13 +130,7 @@ fn binary_cpu<T: Float>(op: &Binary, a: &CpuStorage, b: &CpuStorage) -> Result<V
     let n: usize = op.out.iter().product();
     let mut out = vec![T::ZERO; n];
     if op.a_shape == op.b_shape {
-        if n >= PAR_MIN {
-            out.par_iter_mut().zip(a.par_iter().zip(b.par_iter())).for_each(|(o, (&x, &y))| *o = f(x, y));
-        } else {
-            for i in 0..n {
-                out[i] = f(a[i], b[i]);
-            }
-        }
+        par::for_each(n, PAR_MIN_ELEMS, (items_mut(&mut out), (items(a), items(b))), |(o, (&x, &y))| *o = f(x, y));
     } else {
         let sa = broadcast_strides(&op.a_shape, &op.out);
         let sb = broadcast_strides(&op.b_shape, &op.out);
@@ -165,14 +156,14 @@ impl Op for Binary {
         dispatch_float!(self.name(), x[0].dtype(), binary_cpu(self, x[0], x[1]))
     }
     fn gpu(&self, be: &dyn GpuBackend, x: &[&dyn DeviceBuffer]) -> Result<Vec<Arc<dyn DeviceBuffer>>> {
-        gpu::float_only(self.name(), x[0].dtype())?;
+        launch::float_only(self.name(), x[0].dtype())?;
         let code = match self.kind {
             BinaryKind::Add => 0,
             BinaryKind::Sub => 1,
             BinaryKind::Mul => 2,
             BinaryKind::Div => 3,
         };
-        Ok(vec![gpu::binary_broadcast(be, self.name(), code, x[0], &self.a_shape, x[1], &self.b_shape, &self.out)?])
+        Ok(vec![launch::binary_broadcast(be, self.name(), code, x[0], &self.a_shape, x[1], &self.b_shape, &self.out)?])
     }
     fn backward(&self, ctx: &BackwardCtx, grads: &[Option<Tensor>]) -> Result<Vec<Option<Tensor>>> {
         let g = grads[0].as_ref().expect("single-output op gets its gradient");
@@ -261,11 +252,7 @@ fn unary_map<T: Float>(kind: UnaryKind, x: T) -> T {
 
 fn unary_cpu<T: Float>(kind: UnaryKind, x: &CpuStorage) -> Result<Vec<CpuStorage>> {
     let x = T::view(x);
-    let out: Vec<T> = if x.len() >= PAR_MIN {
-        x.par_iter().map(|&v| unary_map(kind, v)).collect()
-    } else {
-        x.iter().map(|&v| unary_map(kind, v)).collect()
-    };
+    let out: Vec<T> = par::map_collect(x.len(), PAR_MIN_ELEMS, items(x), |&v| unary_map(kind, v));
     Ok(vec![T::wrap(out)])
 }
 
@@ -289,15 +276,11 @@ impl Op for Unary {
     }
     fn gpu(&self, be: &dyn GpuBackend, x: &[&dyn DeviceBuffer]) -> Result<Vec<Arc<dyn DeviceBuffer>>> {
         let dt = x[0].dtype();
-        gpu::float_only(self.name(), dt)?;
+        launch::float_only(self.name(), dt)?;
         let (code, c) = unary_code(self.kind);
         let n = x[0].len();
         let out = be.alloc(dt, n)?;
-        be.launch(
-            &gpu::kname("unary", dt),
-            n,
-            &[gpu::buf(&*out), gpu::buf(x[0]), gpu::int(n), KernelArg::I32(code), gpu::real(c)],
-        )?;
+        k::UNARY.launch(be, dt, n, &[buf(&*out), buf(x[0]), int(n), KernelArg::I32(code), real(c)])?;
         Ok(vec![out])
     }
     fn saves_outputs(&self) -> bool {
@@ -400,11 +383,7 @@ fn unary_grad_cpu<T: Float>(kind: UnaryKind, g: &CpuStorage, y: &CpuStorage) -> 
             _ => unreachable!("no fused gradient for {kind:?}"),
         }
     };
-    let out: Vec<T> = if g.len() >= PAR_MIN {
-        g.par_iter().zip(y.par_iter()).map(f).collect()
-    } else {
-        g.iter().zip(y.iter()).map(f).collect()
-    };
+    let out: Vec<T> = par::map_collect(g.len(), PAR_MIN_ELEMS, (items(g), items(y)), f);
     Ok(vec![T::wrap(out)])
 }
 
@@ -417,15 +396,11 @@ impl Op for UnaryGrad {
     }
     fn gpu(&self, be: &dyn GpuBackend, x: &[&dyn DeviceBuffer]) -> Result<Vec<Arc<dyn DeviceBuffer>>> {
         let dt = x[0].dtype();
-        gpu::float_only(self.name(), dt)?;
+        launch::float_only(self.name(), dt)?;
         let n = x[0].len();
         let out = be.alloc(dt, n)?;
         let code = unary_code(self.kind).0;
-        be.launch(
-            &gpu::kname("unary_grad", dt),
-            n,
-            &[gpu::buf(&*out), gpu::buf(x[0]), gpu::buf(x[1]), gpu::int(n), KernelArg::I32(code)],
-        )?;
+        k::UNARY_GRAD.launch(be, dt, n, &[buf(&*out), buf(x[0]), buf(x[1]), int(n), KernelArg::I32(code)])?;
         Ok(vec![out])
     }
 }
@@ -504,11 +479,11 @@ impl Op for SumTo {
         dispatch_float!(self.name(), x[0].dtype(), sum_to_cpu(self, x[0]))
     }
     fn gpu(&self, be: &dyn GpuBackend, x: &[&dyn DeviceBuffer]) -> Result<Vec<Arc<dyn DeviceBuffer>>> {
-        gpu::float_only(self.name(), x[0].dtype())?;
+        launch::float_only(self.name(), x[0].dtype())?;
         // Reduce every input dimension that is 1 (or missing) in the output.
         let pad = self.in_shape.len() - self.out_shape.len();
         let reduced: Vec<bool> = (0..self.in_shape.len()).map(|d| d < pad || self.out_shape[d - pad] == 1).collect();
-        Ok(vec![gpu::reduce_sum(be, self.name(), x[0], &self.in_shape, &reduced, 1.0)?])
+        Ok(vec![launch::reduce_sum(be, self.name(), x[0], &self.in_shape, &reduced, 1.0)?])
     }
     fn backward(&self, _ctx: &BackwardCtx, grads: &[Option<Tensor>]) -> Result<Vec<Option<Tensor>>> {
         Ok(vec![Some(broadcast_to(grads[0].as_ref().expect("gradient"), &self.in_shape)?)])
@@ -541,9 +516,9 @@ impl Op for BroadcastTo {
         dispatch_float!(self.name(), x[0].dtype(), broadcast_to_cpu(self, x[0]))
     }
     fn gpu(&self, be: &dyn GpuBackend, x: &[&dyn DeviceBuffer]) -> Result<Vec<Arc<dyn DeviceBuffer>>> {
-        gpu::float_only(self.name(), x[0].dtype())?;
-        let strides = gpu::broadcast_strides(&self.in_shape, &self.out_shape);
-        Ok(vec![gpu::gather(be, self.name(), x[0], &self.out_shape, &strides)?])
+        launch::float_only(self.name(), x[0].dtype())?;
+        let strides = launch::broadcast_strides(&self.in_shape, &self.out_shape);
+        Ok(vec![launch::gather(be, self.name(), x[0], &self.out_shape, &strides)?])
     }
     fn backward(&self, _ctx: &BackwardCtx, grads: &[Option<Tensor>]) -> Result<Vec<Option<Tensor>>> {
         Ok(vec![Some(sum_to(grads[0].as_ref().expect("gradient"), &self.in_shape)?)])

@@ -3,18 +3,16 @@
 
 use crate::autograd::{apply, BackwardCtx, Op};
 use crate::backend::{DeviceBuffer, GpuBackend};
+use crate::cpu::par::{self, items, rows_mut, PAR_MIN_ELEMS};
+use crate::cpu::Float;
 use crate::error::{fmt_shape, Error, Result};
-use crate::float::Float;
+use crate::launch::{self, buf, int, kernels as k};
 use crate::ops::elementwise::{check_float, dispatch_float};
-use crate::ops::gpu;
 use crate::storage::{CpuStorage, DType};
 use crate::tensor::{check_shape, Tensor};
-use rayon::prelude::*;
 use std::sync::Arc;
 
 const OP: &str = "embedding";
-/// Above this many output elements, the gather is split across the rayon pool.
-const PAR_MIN: usize = 1 << 15;
 
 fn check_indices(idx: &[i32], v: usize) -> Result<()> {
     match idx.iter().enumerate().find(|(_, &i)| i < 0 || i as usize >= v) {
@@ -35,11 +33,7 @@ fn embedding_cpu<T: Float>(op: &Embedding, w: &CpuStorage, idx: &CpuStorage) -> 
     let e = op.e;
     let mut out = vec![T::ZERO; idx.len() * e];
     let f = |(row, &i): (&mut [T], &i32)| row.copy_from_slice(&w[i as usize * e..(i as usize + 1) * e]);
-    if out.len() >= PAR_MIN {
-        out.par_chunks_mut(e).zip(idx.par_iter()).for_each(f);
-    } else {
-        out.chunks_mut(e).zip(idx).for_each(f);
-    }
+    par::for_each(out.len(), PAR_MIN_ELEMS, (rows_mut(&mut out, e), items(idx)), f);
     Ok(vec![T::wrap(out)])
 }
 
@@ -52,20 +46,16 @@ impl Op for Embedding {
     }
     fn gpu(&self, be: &dyn GpuBackend, x: &[&dyn DeviceBuffer]) -> Result<Vec<Arc<dyn DeviceBuffer>>> {
         let dt = x[0].dtype();
-        gpu::float_only(OP, dt)?;
+        launch::float_only(OP, dt)?;
         let (w, idx) = (x[0], x[1]);
-        if gpu::indices_bad(be, idx, self.v, None)? {
+        if launch::indices_bad(be, idx, self.v, None)? {
             let host = be.download(idx)?;
             check_indices(host.as_i32().expect("int32 indices"), self.v)?;
             return Err(Error::internal(OP, "the device found an invalid index that the host check did not"));
         }
         let n = idx.len();
         let out = be.alloc(dt, n * self.e)?;
-        be.launch(
-            &gpu::kname("embedding_fwd", dt),
-            n * self.e,
-            &[gpu::buf(&*out), gpu::buf(w), gpu::buf(idx), gpu::int(n), gpu::int(self.e)],
-        )?;
+        k::EMBEDDING_FWD.launch(be, dt, n * self.e, &[buf(&*out), buf(w), buf(idx), int(n), int(self.e)])?;
         Ok(vec![out])
     }
     fn backward(&self, ctx: &BackwardCtx, grads: &[Option<Tensor>]) -> Result<Vec<Option<Tensor>>> {
@@ -106,15 +96,11 @@ impl Op for EmbeddingGrad {
     }
     fn gpu(&self, be: &dyn GpuBackend, x: &[&dyn DeviceBuffer]) -> Result<Vec<Arc<dyn DeviceBuffer>>> {
         let dt = x[0].dtype();
-        gpu::float_only(self.name(), dt)?;
+        launch::float_only(self.name(), dt)?;
         let (g, idx) = (x[0], x[1]);
         let n = idx.len();
         let gw = be.zeros(dt, self.v * self.e)?;
-        be.launch(
-            &gpu::kname("embedding_bwd", dt),
-            n * self.e,
-            &[gpu::buf(&*gw), gpu::buf(g), gpu::buf(idx), gpu::int(n), gpu::int(self.e)],
-        )?;
+        k::EMBEDDING_BWD.launch(be, dt, n * self.e, &[buf(&*gw), buf(g), buf(idx), int(n), int(self.e)])?;
         Ok(vec![gw])
     }
 }

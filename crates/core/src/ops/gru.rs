@@ -1,4 +1,5 @@
-//! The GRU cells (PyTorch gate order r, z, n); the loop over time is in `rnn.rs`.
+//! The GRU cells (PyTorch gate order r, z, n): one step on the CPU (one row) and on a device
+//! (`kernels/gru.cu`, every row of the step); the loop over time is in `rnn.rs`.
 //!
 //! `Gru` (PyTorch, cuDNN, Keras reset_after=True):
 //!   r = σ(W_ir x + b_ir + W_hr h + b_hr)     z = σ(W_iz x + b_iz + W_hz h + b_hz)
@@ -10,8 +11,11 @@
 //! Saved per row and step (4 blocks of H): r, z, n and W_hn h + b_hn (reset-after) or r ⊙ h
 //! (reset-before, which also feeds the mid-step GEMM).
 
-use crate::float::Float;
-use crate::ops::rnn::Cell;
+use crate::backend::GpuBackend;
+use crate::cpu::Float;
+use crate::error::Result;
+use crate::launch::{buf, flag, int, kernels as k};
+use crate::ops::rnn::{BwdStep, Cell, DeviceCell, FwdStep};
 
 pub(crate) struct Gru;
 
@@ -49,6 +53,54 @@ impl Cell for Gru {
             dg[2 * h + j] = dn * r;
             dh[j] = d_h * z;
         }
+    }
+}
+
+/// b_hh is not folded (it sits inside r ⊙ (…)): the kernel adds it, when given, to hh.
+impl DeviceCell for Gru {
+    fn launch_fwd(&self, be: &dyn GpuBackend, a: &FwdStep) -> Result<()> {
+        k::GRU_FWD_STEP.launch(
+            be,
+            a.dt,
+            a.threads(),
+            &[
+                buf(a.hs),
+                a.ws_s.arg(),
+                a.hprev_s.arg(),
+                buf(a.y),
+                buf(a.xp),
+                buf(a.hh),
+                buf(a.b_hh.unwrap_or(a.hh)),
+                flag(a.b_hh.is_some()),
+                buf(a.lengths),
+                int(a.s),
+                int(a.b),
+                int(a.h),
+                flag(a.reverse),
+            ],
+        )
+    }
+
+    fn launch_bwd(&self, be: &dyn GpuBackend, a: &BwdStep) -> Result<()> {
+        k::GRU_BWD_STEP.launch(
+            be,
+            a.dt,
+            a.threads(),
+            &[
+                buf(a.dh),
+                a.dg_s.arg(),
+                a.dxp_s.arg(),
+                a.ws_s.arg(),
+                a.hprev_s.arg(),
+                buf(a.dy),
+                flag(a.has_dy),
+                buf(a.lengths),
+                int(a.s),
+                int(a.b),
+                int(a.h),
+                flag(a.reverse),
+            ],
+        )
     }
 }
 
@@ -103,5 +155,93 @@ impl Cell for GruResetBefore {
             dg[j] = dr;
             dh[j] += drh[j] * r;
         }
+    }
+}
+
+/// Two kernels each way around the loop's mid-step GEMM, as the CPU halves.
+impl DeviceCell for GruResetBefore {
+    fn launch_fwd(&self, be: &dyn GpuBackend, a: &FwdStep) -> Result<()> {
+        k::GRU_RB_FWD_STEP1.launch(
+            be,
+            a.dt,
+            a.threads(),
+            &[
+                buf(a.hs),
+                a.ws_s.arg(),
+                a.hprev_s.arg(),
+                buf(a.xp),
+                buf(a.hh),
+                buf(a.lengths),
+                int(a.s),
+                int(a.b),
+                int(a.h),
+                flag(a.reverse),
+            ],
+        )
+    }
+
+    fn launch_fwd_mid(&self, be: &dyn GpuBackend, a: &FwdStep) -> Result<()> {
+        let mid = a.mid.expect("a reset-before GRU step has mid");
+        k::GRU_RB_FWD_STEP2.launch(
+            be,
+            a.dt,
+            a.threads(),
+            &[
+                buf(a.hs),
+                a.ws_s.arg(),
+                buf(a.y),
+                buf(a.xp),
+                buf(mid),
+                buf(a.lengths),
+                int(a.s),
+                int(a.b),
+                int(a.h),
+                flag(a.reverse),
+            ],
+        )
+    }
+
+    fn launch_bwd(&self, be: &dyn GpuBackend, a: &BwdStep) -> Result<()> {
+        k::GRU_RB_BWD_STEP1.launch(
+            be,
+            a.dt,
+            a.threads(),
+            &[
+                buf(a.dh),
+                a.dg_s.arg(),
+                a.dxp_s.arg(),
+                a.ws_s.arg(),
+                a.hprev_s.arg(),
+                buf(a.dy),
+                flag(a.has_dy),
+                buf(a.lengths),
+                int(a.s),
+                int(a.b),
+                int(a.h),
+                flag(a.reverse),
+            ],
+        )
+    }
+
+    fn launch_bwd_mid(&self, be: &dyn GpuBackend, a: &BwdStep) -> Result<()> {
+        let dmid = a.dmid.expect("a reset-before GRU step has dmid");
+        k::GRU_RB_BWD_STEP2.launch(
+            be,
+            a.dt,
+            a.threads(),
+            &[
+                buf(a.dh),
+                a.dg_s.arg(),
+                a.dxp_s.arg(),
+                a.ws_s.arg(),
+                a.hprev_s.arg(),
+                buf(dmid),
+                buf(a.lengths),
+                int(a.s),
+                int(a.b),
+                int(a.h),
+                flag(a.reverse),
+            ],
+        )
     }
 }

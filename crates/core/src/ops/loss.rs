@@ -7,19 +7,17 @@
 
 use crate::autograd::{apply, BackwardCtx, Op};
 use crate::backend::{DeviceBuffer, GpuBackend, KernelArg};
+use crate::cpu::par::{self, items, rows, rows_mut, PAR_MIN_ELEMS};
+use crate::cpu::Float;
 use crate::error::{fmt_shape, Error, Result};
-use crate::float::Float;
+use crate::launch::{self, buf, flag, int, kernels as k, real, BLOCK};
 use crate::ops::elementwise::{check_float, check_same_dtype, dispatch_float};
-use crate::ops::gpu;
 use crate::storage::{CpuStorage, DType};
 use crate::tensor::Tensor;
-use rayon::prelude::*;
 use std::sync::Arc;
 
 /// Elements per partial sum; fixed so that results do not depend on the number of threads.
 const SUM_CHUNK: usize = 1 << 12;
-/// Above this many elements, work is split across the rayon pool.
-const PAR_MIN: usize = 1 << 15;
 
 // ---------------------------------------------------------------------------------------------
 // mse
@@ -38,11 +36,7 @@ fn mse_cpu<T: Float>(p: &CpuStorage, t: &CpuStorage) -> Result<Vec<CpuStorage>> 
         }
         acc
     };
-    let partials: Vec<T> = if p.len() >= PAR_MIN {
-        p.par_chunks(SUM_CHUNK).zip(t.par_chunks(SUM_CHUNK)).map(part).collect()
-    } else {
-        p.chunks(SUM_CHUNK).zip(t.chunks(SUM_CHUNK)).map(part).collect()
-    };
+    let partials: Vec<T> = par::map_collect(p.len(), PAR_MIN_ELEMS, (rows(p, SUM_CHUNK), rows(t, SUM_CHUNK)), part);
     let mut total = T::ZERO;
     for v in partials {
         total += v;
@@ -59,11 +53,11 @@ impl Op for Mse {
     }
     fn gpu(&self, be: &dyn GpuBackend, x: &[&dyn DeviceBuffer]) -> Result<Vec<Arc<dyn DeviceBuffer>>> {
         let dt = x[0].dtype();
-        gpu::float_only(self.name(), dt)?;
+        launch::float_only(self.name(), dt)?;
         let n = x[0].len();
         let sq = be.alloc(dt, n)?;
-        be.launch(&gpu::kname("sq_diff", dt), n, &[gpu::buf(&*sq), gpu::buf(x[0]), gpu::buf(x[1]), gpu::int(n)])?;
-        Ok(vec![gpu::reduce_sum(be, self.name(), &*sq, &[n], &[true], 1.0 / n as f64)?])
+        k::SQ_DIFF.launch(be, dt, n, &[buf(&*sq), buf(x[0]), buf(x[1]), int(n)])?;
+        Ok(vec![launch::reduce_sum(be, self.name(), &*sq, &[n], &[true], 1.0 / n as f64)?])
     }
     fn backward(&self, ctx: &BackwardCtx, grads: &[Option<Tensor>]) -> Result<Vec<Option<Tensor>>> {
         let g = grads[0].as_ref().expect("single-output op gets its gradient");
@@ -83,11 +77,7 @@ fn mse_grad_cpu<T: Float>(op: &MseGrad, g: &CpuStorage, p: &CpuStorage, t: &CpuS
     let (g, p, t) = (T::view(g), T::view(p), T::view(t));
     let c = g[0] * T::from_f64(2.0 / op.n as f64);
     let f = |(&a, &b): (&T, &T)| c * (a - b);
-    let gp: Vec<T> = if p.len() >= PAR_MIN {
-        p.par_iter().zip(t.par_iter()).map(f).collect()
-    } else {
-        p.iter().zip(t).map(f).collect()
-    };
+    let gp: Vec<T> = par::map_collect(p.len(), PAR_MIN_ELEMS, (items(p), items(t)), f);
     let gt: Vec<T> = gp.iter().map(|&v| -v).collect();
     Ok(vec![T::wrap(gp), T::wrap(gt)])
 }
@@ -101,21 +91,14 @@ impl Op for MseGrad {
     }
     fn gpu(&self, be: &dyn GpuBackend, x: &[&dyn DeviceBuffer]) -> Result<Vec<Arc<dyn DeviceBuffer>>> {
         let dt = x[0].dtype();
-        gpu::float_only(self.name(), dt)?;
+        launch::float_only(self.name(), dt)?;
         let n = x[1].len();
         let (gp, gt) = (be.alloc(dt, n)?, be.alloc(dt, n)?);
-        be.launch(
-            &gpu::kname("mse_grad", dt),
+        k::MSE_GRAD.launch(
+            be,
+            dt,
             n,
-            &[
-                gpu::buf(&*gp),
-                gpu::buf(&*gt),
-                gpu::buf(x[0]),
-                gpu::buf(x[1]),
-                gpu::buf(x[2]),
-                gpu::int(n),
-                gpu::real(2.0 / self.n as f64),
-            ],
+            &[buf(&*gp), buf(&*gt), buf(x[0]), buf(x[1]), buf(x[2]), int(n), real(2.0 / self.n as f64)],
         )?;
         Ok(vec![gp, gt])
     }
@@ -182,11 +165,7 @@ fn ce_cpu<T: Float>(op: &CrossEntropy, logits: &CpuStorage, targets: &CpuStorage
     let count = check_targets(tg, op.c, op.ignore)?;
     let c = op.c;
     let f = |(row, &t): (&[T], &i32)| if Some(t) == op.ignore { T::ZERO } else { row_nll(row, t as usize) };
-    let losses: Vec<T> = if x.len() >= PAR_MIN {
-        x.par_chunks(c).zip(tg.par_iter()).map(f).collect()
-    } else {
-        x.chunks(c).zip(tg).map(f).collect()
-    };
+    let losses: Vec<T> = par::map_collect(x.len(), PAR_MIN_ELEMS, (rows(x, c), items(tg)), f);
     let mut total = T::ZERO;
     for v in losses {
         total += v;
@@ -204,10 +183,10 @@ impl Op for CrossEntropy {
     }
     fn gpu(&self, be: &dyn GpuBackend, x: &[&dyn DeviceBuffer]) -> Result<Vec<Arc<dyn DeviceBuffer>>> {
         let dt = x[0].dtype();
-        gpu::float_only(CE, dt)?;
+        launch::float_only(CE, dt)?;
         let sums = ce_sums_gpu(be, x[0], x[1], self.c, self.ignore)?;
         let out = be.alloc(dt, 1)?;
-        be.launch(&gpu::kname("ce_finish", dt), 1, &[gpu::buf(&*out), gpu::buf(&*sums)])?;
+        k::CE_FINISH.launch(be, dt, 1, &[buf(&*out), buf(&*sums)])?;
         Ok(vec![out])
     }
     fn backward(&self, ctx: &BackwardCtx, grads: &[Option<Tensor>]) -> Result<Vec<Option<Tensor>>> {
@@ -253,11 +232,7 @@ fn ce_grad_cpu<T: Float>(
             o.iter_mut().for_each(|v| *v *= r);
             o[t as usize] -= k;
         };
-        if x.len() >= PAR_MIN {
-            gx.par_chunks_mut(c).zip(x.par_chunks(c)).zip(tg.par_iter()).for_each(f);
-        } else {
-            gx.chunks_mut(c).zip(x.chunks(c)).zip(tg).for_each(f);
-        }
+        par::for_each(x.len(), PAR_MIN_ELEMS, ((rows_mut(&mut gx, c), rows(x, c)), items(tg)), f);
     }
     Ok(vec![T::wrap(gx)])
 }
@@ -271,24 +246,25 @@ impl Op for CrossEntropyGrad {
     }
     fn gpu(&self, be: &dyn GpuBackend, x: &[&dyn DeviceBuffer]) -> Result<Vec<Arc<dyn DeviceBuffer>>> {
         let dt = x[1].dtype();
-        gpu::float_only(self.name(), dt)?;
+        launch::float_only(self.name(), dt)?;
         let (g, logits, targets) = (x[0], x[1], x[2]);
         let sums = ce_sums_gpu(be, logits, targets, self.c, self.ignore)?;
         let rows = targets.len();
         let gx = be.alloc(dt, logits.len())?;
-        be.launch(
-            &gpu::kname("ce_grad", dt),
-            rows * gpu::BLOCK,
+        k::CE_GRAD.launch(
+            be,
+            dt,
+            rows * BLOCK,
             &[
-                gpu::buf(&*gx),
-                gpu::buf(g),
-                gpu::buf(&*sums),
-                gpu::buf(logits),
-                gpu::buf(targets),
-                gpu::int(rows),
-                gpu::int(self.c),
+                buf(&*gx),
+                buf(g),
+                buf(&*sums),
+                buf(logits),
+                buf(targets),
+                int(rows),
+                int(self.c),
                 KernelArg::I32(self.ignore.unwrap_or(0)),
-                gpu::flag(self.ignore.is_some()),
+                flag(self.ignore.is_some()),
             ],
         )?;
         Ok(vec![gx])
@@ -304,7 +280,7 @@ fn ce_sums_gpu(
     c: usize,
     ignore: Option<i32>,
 ) -> Result<Arc<dyn DeviceBuffer>> {
-    if gpu::indices_bad(be, targets, c, ignore)? {
+    if launch::indices_bad(be, targets, c, ignore)? {
         let host = be.download(targets)?;
         check_targets(host.as_i32().expect("int32 targets"), c, ignore)?;
         return Err(Error::internal(CE, "the device found an invalid target that the host check did not"));
@@ -312,20 +288,21 @@ fn ce_sums_gpu(
     let dt = logits.dtype();
     let rows = targets.len();
     let acc = be.alloc(dt, 2 * rows)?;
-    be.launch(
-        &gpu::kname("ce_rows", dt),
-        rows * gpu::BLOCK,
+    k::CE_ROWS.launch(
+        be,
+        dt,
+        rows * BLOCK,
         &[
-            gpu::buf(&*acc),
-            gpu::buf(logits),
-            gpu::buf(targets),
-            gpu::int(rows),
-            gpu::int(c),
+            buf(&*acc),
+            buf(logits),
+            buf(targets),
+            int(rows),
+            int(c),
             KernelArg::I32(ignore.unwrap_or(0)),
-            gpu::flag(ignore.is_some()),
+            flag(ignore.is_some()),
         ],
     )?;
-    gpu::reduce_sum(be, CE, &*acc, &[rows, 2], &[true, false], 1.0)
+    launch::reduce_sum(be, CE, &*acc, &[rows, 2], &[true, false], 1.0)
 }
 
 /// Cross-entropy of class logits `[N, C]` against int32 class indices `[N]`: the mean over the

@@ -1,4 +1,5 @@
-//! The LSTM cell (PyTorch gate order i, f, g, o); the loop over time is in `rnn.rs`.
+//! The LSTM cell (PyTorch gate order i, f, g, o): one step on the CPU (one row) and on a device
+//! (`kernels/lstm.cu`, every row of the step); the loop over time is in `rnn.rs`.
 //!
 //!   i = σ(W_ii x + b_ii + W_hi h + b_hi)     f = σ(W_if x + b_if + W_hf h + b_hf)
 //!   g = tanh(W_ig x + b_ig + W_hg h + b_hg)  o = σ(W_io x + b_io + W_ho h + b_ho)
@@ -6,8 +7,11 @@
 //!
 //! Saved per row and step (6 blocks of H): i, f, g, o, c, tanh(c').
 
-use crate::float::Float;
-use crate::ops::rnn::Cell;
+use crate::backend::GpuBackend;
+use crate::cpu::Float;
+use crate::error::Result;
+use crate::launch::{buf, flag, int, kernels as k};
+use crate::ops::rnn::{BwdStep, Cell, DeviceCell, FwdStep};
 
 pub(crate) struct Lstm;
 
@@ -63,5 +67,53 @@ impl Cell for Lstm {
             dc[j] = d_c * f;
             dh[j] = T::ZERO;
         }
+    }
+}
+
+impl DeviceCell for Lstm {
+    fn launch_fwd(&self, be: &dyn GpuBackend, a: &FwdStep) -> Result<()> {
+        let cs = a.cs.expect("an LSTM step has c");
+        k::LSTM_FWD_STEP.launch(
+            be,
+            a.dt,
+            a.threads(),
+            &[
+                buf(a.hs),
+                buf(cs),
+                a.ws_s.arg(),
+                a.hprev_s.arg(),
+                buf(a.y),
+                buf(a.xp),
+                buf(a.hh),
+                buf(a.lengths),
+                int(a.s),
+                int(a.b),
+                int(a.h),
+                flag(a.reverse),
+            ],
+        )
+    }
+
+    fn launch_bwd(&self, be: &dyn GpuBackend, a: &BwdStep) -> Result<()> {
+        let dc = a.dc.expect("an LSTM step has dc");
+        k::LSTM_BWD_STEP.launch(
+            be,
+            a.dt,
+            a.threads(),
+            &[
+                buf(a.dh),
+                buf(dc),
+                a.dg_s.arg(),
+                a.dxp_s.arg(),
+                a.ws_s.arg(),
+                buf(a.dy),
+                flag(a.has_dy),
+                buf(a.lengths),
+                int(a.s),
+                int(a.b),
+                int(a.h),
+                flag(a.reverse),
+            ],
+        )
     }
 }

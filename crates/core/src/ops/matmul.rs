@@ -4,18 +4,15 @@
 
 use crate::autograd::{apply, BackwardCtx, Op};
 use crate::backend::{DeviceBuffer, GpuBackend};
+use crate::cpu::par::{self, indexed, rows_mut, PAR_MIN_ELEMS, PAR_MIN_FUSED};
+use crate::cpu::{gemm, Float, Mat};
 use crate::error::{fmt_shape, Error, Result};
-use crate::float::{gemm, Float, Mat};
+use crate::launch::{self, buf, flag, int, kernels as k, mat_n, mat_t};
 use crate::ops::elementwise::{check_float, check_same_dtype, dispatch_float};
-use crate::ops::gpu;
 use crate::ops::reduce::sum;
 use crate::storage::CpuStorage;
 use crate::tensor::{check_shape, Tensor};
-use rayon::prelude::*;
 use std::sync::Arc;
-
-/// Above this many multiply-adds in all, the products of a batch run in parallel.
-const BATCH_PAR_MIN_FLOPS: usize = 1 << 17;
 
 /// `C[b] = op_a(A[b]) · op_b(B[b]) (+ bias)` for `b` in `0..batch`, where `op_a(A)` is `m×k`
 /// and `op_b(B)` is `k×n`. The inputs are contiguous whatever their tensor shapes: A holds
@@ -41,12 +38,7 @@ fn gemm_cpu<T: Float>(op: &Gemm, x: &[&CpuStorage]) -> Result<Vec<CpuStorage>> {
     let mut c = vec![T::ZERO; op.batch * m * n];
     if op.bias {
         let bias = T::view(x[2]);
-        let fill = |row: &mut [T]| row.copy_from_slice(bias);
-        if c.len() >= 1 << 15 {
-            c.par_chunks_mut(n).for_each(fill)
-        } else {
-            c.chunks_mut(n).for_each(fill)
-        }
+        par::for_each(c.len(), PAR_MIN_ELEMS, rows_mut(&mut c, n), |row| row.copy_from_slice(bias));
     }
     let (lda, ldb) = (if op.ta { m } else { k }, if op.tb { k } else { n });
     let one = |(bi, c): (usize, &mut [T])| {
@@ -57,11 +49,7 @@ fn gemm_cpu<T: Float>(op: &Gemm, x: &[&CpuStorage]) -> Result<Vec<CpuStorage>> {
         gemm(m, n, k, am, bm, c, n, op.bias);
     };
     // Many small products: one per task (each output block is written by one GEMM only).
-    if op.batch > 1 && op.batch * m * n * k >= BATCH_PAR_MIN_FLOPS {
-        c.par_chunks_mut(m * n).enumerate().for_each(one);
-    } else {
-        c.chunks_mut(m * n).enumerate().for_each(one);
-    }
+    par::for_each(op.batch * m * n * k, PAR_MIN_FUSED, indexed(rows_mut(&mut c, m * n)), one);
     Ok(vec![T::wrap(c)])
 }
 
@@ -75,22 +63,23 @@ impl Op for Gemm {
     /// One GEMM per batch entry (bias rows filled first, then accumulated onto).
     fn gpu(&self, be: &dyn GpuBackend, x: &[&dyn DeviceBuffer]) -> Result<Vec<Arc<dyn DeviceBuffer>>> {
         let dt = x[0].dtype();
-        gpu::float_only(self.name, dt)?;
+        launch::float_only(self.name, dt)?;
         let (m, n, k) = (self.m, self.n, self.k);
         let c = be.alloc(dt, self.batch * m * n)?;
         if self.bias {
             // Every row of every C starts as the bias: a [rows, n] broadcast of x[2].
             let rows = self.batch * m;
-            be.launch(
-                &gpu::kname("rnn_bias_rows", dt),
+            k::RNN_BIAS_ROWS.launch(
+                be,
+                dt,
                 rows * n,
-                &[gpu::buf(&*c), gpu::buf(x[2]), gpu::buf(x[2]), gpu::int(rows), gpu::int(n), gpu::flag(false)],
+                &[buf(&*c), buf(x[2]), buf(x[2]), int(rows), int(n), flag(false)],
             )?;
         }
         let (lda, ldb) = (if self.ta { m } else { k }, if self.tb { k } else { n });
         for bi in 0..self.batch {
-            let a = if self.ta { gpu::mat_t(x[0], bi * m * k, lda) } else { gpu::mat_n(x[0], bi * m * k, lda) };
-            let b = if self.tb { gpu::mat_t(x[1], bi * k * n, ldb) } else { gpu::mat_n(x[1], bi * k * n, ldb) };
+            let a = if self.ta { mat_t(x[0], bi * m * k, lda) } else { mat_n(x[0], bi * m * k, lda) };
+            let b = if self.tb { mat_t(x[1], bi * k * n, ldb) } else { mat_n(x[1], bi * k * n, ldb) };
             be.gemm(m, n, k, a, b, &*c, bi * m * n, n, self.bias)?;
         }
         Ok(vec![c])

@@ -3,7 +3,6 @@
 pub mod dropout;
 pub mod elementwise;
 pub mod embedding;
-pub mod gpu;
 pub mod gru;
 pub mod loss;
 pub mod lstm;

@@ -4,19 +4,15 @@
 
 use crate::autograd::{apply, Op};
 use crate::backend::{DeviceBuffer, GpuBackend};
+use crate::cpu::par::{self, indexed, rows_mut, PAR_MIN_ELEMS};
+use crate::cpu::Float;
 use crate::error::{fmt_shape, Error, Result};
-use crate::float::Float;
+use crate::launch::{self, at, buf, flag, int, kernels as k, real, BLOCK};
 use crate::ops::elementwise::dispatch_float;
-use crate::ops::gpu;
 use crate::storage::CpuStorage;
 use crate::storage::DType;
 use crate::tensor::Tensor;
-use rayon::prelude::*;
 use std::sync::Arc;
-
-/// Above this many elements the update is split across the rayon pool (elementwise, so the
-/// result does not depend on the split).
-const PAR_MIN: usize = 1 << 15;
 
 /// One update rule with its hyper-parameters for this step.
 #[derive(Clone, Copy, Debug)]
@@ -80,12 +76,9 @@ fn map_elements<T: Float, const S: usize>(
         }
     };
     let st_ptrs: Vec<usize> = states.iter_mut().map(|v| v.as_mut_ptr() as usize).collect();
-    if n >= PAR_MIN {
-        let chunk = n.div_ceil(rayon::current_num_threads() * 4).max(4096);
-        p.par_chunks_mut(chunk).enumerate().for_each(|(c, pc)| run(c * chunk, pc, &st_ptrs));
-    } else {
-        run(0, &mut p, &st_ptrs);
-    }
+    // About four chunks per thread (at least 4096 elements each), so that the pool balances.
+    let chunk = n.div_ceil(rayon::current_num_threads() * 4).max(4096);
+    par::for_each(n, PAR_MIN_ELEMS, indexed(rows_mut(&mut p, chunk)), |(c, pc)| run(c * chunk, pc, &st_ptrs));
     let mut out = vec![T::wrap(p)];
     out.extend(states.into_iter().map(T::wrap));
     out
@@ -181,7 +174,7 @@ fn update_cpu<T: Float>(rule: Rule, inp: &[&CpuStorage]) -> Result<Vec<CpuStorag
 /// (absent state slots get a dummy pointer the kernel never touches).
 fn update_gpu(rule: Rule, be: &dyn GpuBackend, x: &[&dyn DeviceBuffer]) -> Result<Vec<Arc<dyn DeviceBuffer>>> {
     let dt = x[0].dtype();
-    gpu::float_only(rule.name(), dt)?;
+    launch::float_only(rule.name(), dt)?;
     let n = x[0].len();
     let (p, g) = (x[0], x[1]);
     let mut outs: Vec<Arc<dyn DeviceBuffer>> = Vec::with_capacity(x.len() - 1);
@@ -189,60 +182,61 @@ fn update_gpu(rule: Rule, be: &dyn GpuBackend, x: &[&dyn DeviceBuffer]) -> Resul
         outs.push(be.alloc(dt, n)?);
     }
     let o = |k: usize| -> &dyn DeviceBuffer { &*outs[k.min(outs.len() - 1)] };
-    let base = match rule {
-        Rule::Sgd { .. } => "sgd",
-        Rule::Adam { .. } => "adam",
-        Rule::RmsProp { .. } => "rmsprop",
-        Rule::Adagrad { .. } => "adagrad",
+    let kernel = match rule {
+        Rule::Sgd { .. } => &k::SGD,
+        Rule::Adam { .. } => &k::ADAM,
+        Rule::RmsProp { .. } => &k::RMSPROP,
+        Rule::Adagrad { .. } => &k::ADAGRAD,
     };
-    let k = gpu::kname(base, dt);
     match rule {
         Rule::Sgd { lr, momentum, dampening, nesterov, weight_decay, first } => {
             let has_m = momentum != 0.0;
             let buf_in = if has_m { x[2] } else { p };
-            be.launch(
-                &k,
+            kernel.launch(
+                be,
+                dt,
                 n,
                 &[
-                    gpu::buf(o(0)),
-                    gpu::buf(o(1)),
-                    gpu::buf(p),
-                    gpu::buf(g),
-                    gpu::buf(buf_in),
-                    gpu::int(n),
-                    gpu::real(lr),
-                    gpu::real(momentum),
-                    gpu::real(dampening),
-                    gpu::real(weight_decay),
-                    gpu::flag(nesterov),
-                    gpu::flag(first),
-                    gpu::flag(has_m),
+                    buf(o(0)),
+                    buf(o(1)),
+                    buf(p),
+                    buf(g),
+                    buf(buf_in),
+                    int(n),
+                    real(lr),
+                    real(momentum),
+                    real(dampening),
+                    real(weight_decay),
+                    flag(nesterov),
+                    flag(first),
+                    flag(has_m),
                 ],
             )?;
         }
         Rule::Adam { lr, beta1, beta2, eps, weight_decay, decoupled, step } => {
             let bc1 = 1.0 - beta1.powi(step as i32);
             let bc2 = 1.0 - beta2.powi(step as i32);
-            be.launch(
-                &k,
+            kernel.launch(
+                be,
+                dt,
                 n,
                 &[
-                    gpu::buf(o(0)),
-                    gpu::buf(o(1)),
-                    gpu::buf(o(2)),
-                    gpu::buf(p),
-                    gpu::buf(g),
-                    gpu::buf(x[2]),
-                    gpu::buf(x[3]),
-                    gpu::int(n),
-                    gpu::real(lr / bc1),
-                    gpu::real(bc2.sqrt()),
-                    gpu::real(beta1),
-                    gpu::real(beta2),
-                    gpu::real(eps),
-                    gpu::real(weight_decay),
-                    gpu::real(lr),
-                    gpu::flag(decoupled),
+                    buf(o(0)),
+                    buf(o(1)),
+                    buf(o(2)),
+                    buf(p),
+                    buf(g),
+                    buf(x[2]),
+                    buf(x[3]),
+                    int(n),
+                    real(lr / bc1),
+                    real(bc2.sqrt()),
+                    real(beta1),
+                    real(beta2),
+                    real(eps),
+                    real(weight_decay),
+                    real(lr),
+                    flag(decoupled),
                 ],
             )?;
         }
@@ -253,46 +247,38 @@ fn update_gpu(rule: Rule, be: &dyn GpuBackend, x: &[&dyn DeviceBuffer]) -> Resul
                 (if has_m { Some(1) } else { None }, if centered { Some(1 + has_m as usize) } else { None });
             let sin = |at: Option<usize>| at.map(|a| x[2 + a]).unwrap_or(p);
             let sout = |at: Option<usize>| at.map(|a| o(1 + a)).unwrap_or(o(0));
-            be.launch(
-                &k,
+            kernel.launch(
+                be,
+                dt,
                 n,
                 &[
-                    gpu::buf(o(0)),
-                    gpu::buf(o(1)),
-                    gpu::buf(sout(buf_at)),
-                    gpu::buf(sout(ga_at)),
-                    gpu::buf(p),
-                    gpu::buf(g),
-                    gpu::buf(x[2]),
-                    gpu::buf(sin(buf_at)),
-                    gpu::buf(sin(ga_at)),
-                    gpu::int(n),
-                    gpu::real(lr),
-                    gpu::real(alpha),
-                    gpu::real(eps),
-                    gpu::real(weight_decay),
-                    gpu::real(momentum),
-                    gpu::flag(has_m),
-                    gpu::flag(centered),
+                    buf(o(0)),
+                    buf(o(1)),
+                    buf(sout(buf_at)),
+                    buf(sout(ga_at)),
+                    buf(p),
+                    buf(g),
+                    buf(x[2]),
+                    buf(sin(buf_at)),
+                    buf(sin(ga_at)),
+                    int(n),
+                    real(lr),
+                    real(alpha),
+                    real(eps),
+                    real(weight_decay),
+                    real(momentum),
+                    flag(has_m),
+                    flag(centered),
                 ],
             )?;
         }
         Rule::Adagrad { lr, lr_decay, weight_decay, eps, step } => {
             let clr = lr / (1.0 + (step as f64 - 1.0) * lr_decay);
-            be.launch(
-                &k,
+            kernel.launch(
+                be,
+                dt,
                 n,
-                &[
-                    gpu::buf(o(0)),
-                    gpu::buf(o(1)),
-                    gpu::buf(p),
-                    gpu::buf(g),
-                    gpu::buf(x[2]),
-                    gpu::int(n),
-                    gpu::real(clr),
-                    gpu::real(weight_decay),
-                    gpu::real(eps),
-                ],
+                &[buf(o(0)), buf(o(1)), buf(p), buf(g), buf(x[2]), int(n), real(clr), real(weight_decay), real(eps)],
             )?;
         }
     }
@@ -379,52 +365,36 @@ fn clip_norm_cpu<T: Float>(op: &ClipNorm, inp: &[&CpuStorage]) -> Result<Vec<Cpu
 /// kernel per tensor that reads the coefficient on the device: no host round trip.
 fn clip_norm_gpu(op: &ClipNorm, be: &dyn GpuBackend, x: &[&dyn DeviceBuffer]) -> Result<Vec<Arc<dyn DeviceBuffer>>> {
     let dt = x[0].dtype();
-    gpu::float_only("clipGradNorm", dt)?;
+    launch::float_only("clipGradNorm", dt)?;
     let is_inf = op.norm_type.is_infinite();
-    let parts: Vec<usize> = x.iter().map(|t| (t.len() / (gpu::BLOCK * 16)).clamp(1, 64)).collect();
+    let parts: Vec<usize> = x.iter().map(|t| (t.len() / (BLOCK * 16)).clamp(1, 64)).collect();
     let total_parts: usize = parts.iter().sum();
     let partials = be.alloc(DType::F64, total_parts)?;
-    let mut at = 0;
+    let mut offset = 0;
     for (t, &np) in x.iter().zip(&parts) {
-        be.launch(
-            &gpu::kname("norm_partial", dt),
-            np * gpu::BLOCK,
-            &[
-                gpu::at(&*partials, at),
-                gpu::buf(*t),
-                gpu::int(t.len()),
-                gpu::int(np),
-                gpu::real(op.norm_type),
-                gpu::flag(is_inf),
-            ],
+        k::NORM_PARTIAL.launch(
+            be,
+            dt,
+            np * BLOCK,
+            &[at(&*partials, offset), buf(*t), int(t.len()), int(np), real(op.norm_type), flag(is_inf)],
         )?;
-        at += np;
+        offset += np;
     }
     let coef = be.alloc(DType::F64, 2)?;
-    be.launch(
-        "clip_coef",
-        gpu::BLOCK,
-        &[
-            gpu::buf(&*coef),
-            gpu::buf(&*partials),
-            gpu::int(total_parts),
-            gpu::real(op.max_norm),
-            gpu::real(op.norm_type),
-            gpu::flag(is_inf),
-        ],
+    k::CLIP_COEF.launch(
+        be,
+        DType::F64,
+        BLOCK,
+        &[buf(&*coef), buf(&*partials), int(total_parts), real(op.max_norm), real(op.norm_type), flag(is_inf)],
     )?;
     let mut outs: Vec<Arc<dyn DeviceBuffer>> = Vec::with_capacity(x.len() + 1);
     for t in x {
         let out = be.alloc(dt, t.len())?;
-        be.launch(
-            &gpu::kname("clip_scale", dt),
-            t.len(),
-            &[gpu::buf(&*out), gpu::buf(*t), gpu::int(t.len()), gpu::buf(&*coef)],
-        )?;
+        k::CLIP_SCALE.launch(be, dt, t.len(), &[buf(&*out), buf(*t), int(t.len()), buf(&*coef)])?;
         outs.push(out);
     }
     let norm = be.alloc(dt, 1)?;
-    be.launch(&gpu::kname("clip_norm_out", dt), 1, &[gpu::buf(&*norm), gpu::buf(&*coef)])?;
+    k::CLIP_NORM_OUT.launch(be, dt, 1, &[buf(&*norm), buf(&*coef)])?;
     outs.push(norm);
     Ok(outs)
 }
@@ -449,6 +419,7 @@ pub fn clip_grad_norm(grads: &[&Tensor], max_norm: f64, norm_type: f64) -> Resul
     if grads.is_empty() {
         return Err(Error::value(op, "no gradients to clip (call backward() first)"));
     }
+    #[allow(clippy::neg_cmp_op_on_partial_ord)] // written so that NaN fails too
     if !(max_norm > 0.0) || !(norm_type > 0.0) {
         return Err(Error::value(op, format!("maxNorm and normType must be positive, got {max_norm} and {norm_type}")));
     }
@@ -497,20 +468,17 @@ impl Op for ClipValue {
     }
     fn gpu(&self, be: &dyn GpuBackend, x: &[&dyn DeviceBuffer]) -> Result<Vec<Arc<dyn DeviceBuffer>>> {
         let dt = x[0].dtype();
-        gpu::float_only(self.name(), dt)?;
+        launch::float_only(self.name(), dt)?;
         let n = x[0].len();
         let out = be.alloc(dt, n)?;
-        be.launch(
-            &gpu::kname("clamp", dt),
-            n,
-            &[gpu::buf(&*out), gpu::buf(x[0]), gpu::int(n), gpu::real(-self.limit), gpu::real(self.limit)],
-        )?;
+        k::CLAMP.launch(be, dt, n, &[buf(&*out), buf(x[0]), int(n), real(-self.limit), real(self.limit)])?;
         Ok(vec![out])
     }
 }
 
 /// Clamps every gradient element into [−limit, limit] in place (torch.nn.utils.clip_grad_value_).
 pub fn clip_grad_value(grads: &[&Tensor], limit: f64) -> Result<()> {
+    #[allow(clippy::neg_cmp_op_on_partial_ord)] // written so that NaN fails too
     if !(limit > 0.0) {
         return Err(Error::value("clipGradValue", format!("the limit must be positive, got {limit}")));
     }

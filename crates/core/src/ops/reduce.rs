@@ -7,20 +7,18 @@
 
 use crate::autograd::{apply, BackwardCtx, Op};
 use crate::backend::{DeviceBuffer, GpuBackend};
+use crate::cpu::par::{self, indexed, items_mut, rows, PAR_MIN_ELEMS};
+use crate::cpu::Float;
 use crate::error::{fmt_shape, Error, Result};
-use crate::float::Float;
+use crate::launch;
 use crate::ops::elementwise::{broadcast_to, check_float, dispatch_float, scale};
-use crate::ops::gpu;
 use crate::ops::shape::reshape;
 use crate::storage::CpuStorage;
 use crate::tensor::Tensor;
-use rayon::prelude::*;
 use std::sync::Arc;
 
 /// Elements per partial sum in [`det_sum`]; fixed so that results do not depend on threads.
 const SUM_CHUNK: usize = 1 << 12;
-/// Above this many input elements, reductions are split across the rayon pool.
-const PAR_MIN: usize = 1 << 15;
 
 /// Deterministic sum of a slice: fixed-size chunks summed (in parallel when large), then the
 /// partial sums added in order.
@@ -35,11 +33,7 @@ pub(crate) fn det_sum<T: Float>(x: &[T]) -> T {
     if x.len() <= SUM_CHUNK {
         return seq(x);
     }
-    let partials: Vec<T> = if x.len() >= PAR_MIN {
-        x.par_chunks(SUM_CHUNK).map(seq).collect()
-    } else {
-        x.chunks(SUM_CHUNK).map(seq).collect()
-    };
+    let partials: Vec<T> = par::map_collect(x.len(), PAR_MIN_ELEMS, rows(x, SUM_CHUNK), seq);
     seq(&partials)
 }
 
@@ -128,11 +122,7 @@ fn sum_cpu<T: Float>(op: &Sum, x: &CpuStorage) -> Result<Vec<CpuStorage>> {
                 }
                 *slot = acc;
             };
-            if x.len() >= PAR_MIN && n_out > 1 {
-                out.par_iter_mut().enumerate().for_each(one);
-            } else {
-                out.iter_mut().enumerate().for_each(one);
-            }
+            par::for_each(x.len(), PAR_MIN_ELEMS, indexed(items_mut(&mut out)), one);
         } else {
             // Innermost run is kept: outputs come in contiguous rows of length `inner`, each the
             // in-order sum of input rows. Work splits over (output row, column block).
@@ -164,11 +154,7 @@ fn sum_cpu<T: Float>(op: &Sum, x: &CpuStorage) -> Result<Vec<CpuStorage>> {
                     }
                 }
             };
-            if x.len() >= PAR_MIN && pieces.len() > 1 {
-                pieces.par_iter_mut().enumerate().for_each(run);
-            } else {
-                pieces.iter_mut().enumerate().for_each(run);
-            }
+            par::for_each(x.len(), PAR_MIN_ELEMS, indexed(items_mut(&mut pieces)), run);
         }
     }
     if op.factor != 1.0 {
@@ -187,8 +173,8 @@ impl Op for Sum {
         dispatch_float!(self.name, x[0].dtype(), sum_cpu(self, x[0]))
     }
     fn gpu(&self, be: &dyn GpuBackend, x: &[&dyn DeviceBuffer]) -> Result<Vec<Arc<dyn DeviceBuffer>>> {
-        gpu::float_only(self.name, x[0].dtype())?;
-        Ok(vec![gpu::reduce_sum(be, self.name, x[0], &self.in_shape, &self.reduced, self.factor)?])
+        launch::float_only(self.name, x[0].dtype())?;
+        Ok(vec![launch::reduce_sum(be, self.name, x[0], &self.in_shape, &self.reduced, self.factor)?])
     }
     fn backward(&self, _ctx: &BackwardCtx, grads: &[Option<Tensor>]) -> Result<Vec<Option<Tensor>>> {
         let g = grads[0].as_ref().expect("single-output op gets its gradient");

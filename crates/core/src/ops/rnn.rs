@@ -1,6 +1,8 @@
 //! The shared recurrent loop: one op runs a whole layer in one direction over a whole sequence.
 //! It owns time, masking (`lengths`) and direction; a cell (`lstm.rs`, `gru.rs`, the vanilla
-//! cells below) only does the math of one step for one batch row.
+//! cell below) only does the math of one step: on the CPU for one batch row ([`Cell`]), on a
+//! device for all rows of the step as fused kernels ([`DeviceCell`]). The CPU and device loops
+//! are generic over the cell; `with_cell!` is the one place that maps a [`CellKind`] to it.
 //!
 //! Shapes: T steps, B batch, I input, H hidden, G gate blocks (RNN 1, GRU 3, LSTM 4), W the
 //! cell's saved floats per (step, row).
@@ -18,18 +20,17 @@
 //! time order [t, b].
 
 use crate::autograd::{apply, BackwardCtx, Op};
-use crate::backend::{DeviceBuffer, GpuBackend};
+use crate::backend::{DeviceBuffer, GpuBackend, KernelArg};
+use crate::cpu::par::{self, indexed, rows_mut, PAR_MIN_FUSED};
+use crate::cpu::{gemm, Float, Mat};
 use crate::error::{fmt_shape, Error, Result};
-use crate::float::{gemm, Float, Mat};
+use crate::launch::{self, buf, flag, int, kernels as k, mat_n, mat_t, Buf};
 use crate::ops::elementwise::dispatch_float;
-use crate::ops::gpu::{self, at, buf, flag, int, mat_n, mat_t};
-use crate::storage::CpuStorage;
+use crate::ops::gru::{Gru, GruResetBefore};
+use crate::ops::lstm::Lstm;
+use crate::storage::{CpuStorage, DType};
 use crate::tensor::Tensor;
-use rayon::prelude::*;
 use std::sync::Arc;
-
-/// Below this many gate values per step, the row loop runs on one thread.
-const PAR_MIN_STEP: usize = 1 << 17;
 
 /// One step of one row of a recurrent cell. Every slice is one row; `H` is `h`.
 pub(crate) trait Cell: Sync {
@@ -43,6 +44,9 @@ pub(crate) trait Cell: Sync {
     /// multiplied by a mid-step vector the cell writes into `ws` at block `MID_WS_BLOCK`.
     const HH_BLOCKS: usize = Self::G;
     const MID_WS_BLOCK: usize = 0;
+    /// Whether a step has a mid-step GEMM (some W_hh blocks multiply the mid-step vector), and
+    /// so a second half (`fwd_mid`, `bwd_mid`) and one extra B×H workspace.
+    const HAS_MID: bool = Self::HH_BLOCKS < Self::G;
     /// Saved floats per row and step, in units of H.
     const WS_BLOCKS: usize;
 
@@ -68,6 +72,104 @@ pub(crate) trait Cell: Sync {
         _dg: &mut [T],
         _dxp: &mut [T],
     ) {
+    }
+}
+
+/// The device half of a cell: one step over all B rows as fused kernels (`kernels/<cell>.cu`,
+/// B·H threads each), launched by the device loop between its GEMMs with the same contract as
+/// [`Cell`]. Unlike the CPU rows, the kernels see the whole step, so they skip rows past their
+/// length themselves (`lengths`, `s`, `reverse`), save h_prev and write y (forward), and add dy
+/// (backward).
+pub(crate) trait DeviceCell: Cell {
+    /// The step, or for a cell with a mid-step GEMM its first half.
+    fn launch_fwd(&self, be: &dyn GpuBackend, a: &FwdStep) -> Result<()>;
+    /// The second half, after the loop's `mid = ws[MID_WS_BLOCK] · W_hh[mid]ᵀ` (HAS_MID only).
+    fn launch_fwd_mid(&self, _be: &dyn GpuBackend, _a: &FwdStep) -> Result<()> {
+        Ok(())
+    }
+    /// The backward step, or for a cell with a mid-step GEMM its first half.
+    fn launch_bwd(&self, be: &dyn GpuBackend, a: &BwdStep) -> Result<()>;
+    /// The second half, after the loop's `dmid = dG[mid] · W_hh[mid]` (HAS_MID only).
+    fn launch_bwd_mid(&self, _be: &dyn GpuBackend, _a: &BwdStep) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// A device buffer from element `off` on: one step's part of a buffer saved for all steps.
+#[derive(Clone, Copy)]
+pub(crate) struct DevSlice<'a> {
+    pub buf: &'a dyn DeviceBuffer,
+    pub off: usize,
+}
+
+impl<'a> DevSlice<'a> {
+    pub fn arg(self) -> KernelArg<'a> {
+        KernelArg::Buf(self.buf, self.off)
+    }
+}
+
+/// Everything a cell's forward step kernels may read or write at step `s` (the same for every
+/// cell; each passes what its kernels take).
+pub(crate) struct FwdStep<'a> {
+    pub dt: DType,
+    pub s: usize,
+    pub b: usize,
+    pub h: usize,
+    pub reverse: bool,
+    /// int32 [B], each row's length.
+    pub lengths: &'a dyn DeviceBuffer,
+    /// h [B, H], updated in place.
+    pub hs: &'a dyn DeviceBuffer,
+    /// c [B, H], updated in place (cells with HAS_C).
+    pub cs: Option<&'a dyn DeviceBuffer>,
+    /// This step's saved workspace [B, W·H] and previous state [B, H] (processing order).
+    pub ws_s: DevSlice<'a>,
+    pub hprev_s: DevSlice<'a>,
+    /// y [T, B, H] (time order), written for rows still running.
+    pub y: &'a dyn DeviceBuffer,
+    /// The hoisted input projection [T, B, G·H] (time order) and this step's h·W_hhᵀ
+    /// [B, HH_BLOCKS·H].
+    pub xp: &'a dyn DeviceBuffer,
+    pub hh: &'a dyn DeviceBuffer,
+    /// b_hh [G·H] when it is not folded into xp (cells without FOLD_HH_BIAS) and given.
+    pub b_hh: Option<&'a dyn DeviceBuffer>,
+    /// The mid-step product [B, H] (cells with HAS_MID).
+    pub mid: Option<&'a dyn DeviceBuffer>,
+}
+
+/// Everything a cell's backward step kernels may read or write at step `s`.
+pub(crate) struct BwdStep<'a> {
+    pub dt: DType,
+    pub s: usize,
+    pub b: usize,
+    pub h: usize,
+    pub reverse: bool,
+    pub lengths: &'a dyn DeviceBuffer,
+    /// dh [B, H] (and dc for HAS_C): the gradient of this step's output state on entry, the
+    /// direct part of the previous state's on exit.
+    pub dh: &'a dyn DeviceBuffer,
+    pub dc: Option<&'a dyn DeviceBuffer>,
+    /// This step's gate gradients, recurrent part dG and input part dXP [B, G·H], zero on entry.
+    pub dg_s: DevSlice<'a>,
+    pub dxp_s: DevSlice<'a>,
+    pub ws_s: DevSlice<'a>,
+    pub hprev_s: DevSlice<'a>,
+    /// dy [T, B, H] (time order) when `has_dy`; otherwise any buffer (the kernels skip it).
+    pub dy: &'a dyn DeviceBuffer,
+    pub has_dy: bool,
+    /// dG[mid] · W_hh[mid] [B, H] (cells with HAS_MID).
+    pub dmid: Option<&'a dyn DeviceBuffer>,
+}
+
+impl FwdStep<'_> {
+    pub fn threads(&self) -> usize {
+        self.b * self.h
+    }
+}
+
+impl BwdStep<'_> {
+    pub fn threads(&self) -> usize {
+        self.b * self.h
     }
 }
 
@@ -120,6 +222,52 @@ impl Cell for Vanilla {
             dxp[j] = d;
             dh[j] = T::ZERO;
         }
+    }
+}
+
+/// `kernels/rnn.cu`: one kernel each way; the activation is a flag.
+impl DeviceCell for Vanilla {
+    fn launch_fwd(&self, be: &dyn GpuBackend, a: &FwdStep) -> Result<()> {
+        k::RNN_FWD_STEP.launch(
+            be,
+            a.dt,
+            a.threads(),
+            &[
+                buf(a.hs),
+                a.ws_s.arg(),
+                a.hprev_s.arg(),
+                buf(a.y),
+                buf(a.xp),
+                buf(a.hh),
+                buf(a.lengths),
+                int(a.s),
+                int(a.b),
+                int(a.h),
+                flag(a.reverse),
+                flag(self.relu),
+            ],
+        )
+    }
+    fn launch_bwd(&self, be: &dyn GpuBackend, a: &BwdStep) -> Result<()> {
+        k::RNN_BWD_STEP.launch(
+            be,
+            a.dt,
+            a.threads(),
+            &[
+                buf(a.dh),
+                a.dg_s.arg(),
+                a.dxp_s.arg(),
+                a.ws_s.arg(),
+                buf(a.dy),
+                flag(a.has_dy),
+                buf(a.lengths),
+                int(a.s),
+                int(a.b),
+                int(a.h),
+                flag(a.reverse),
+                flag(self.relu),
+            ],
+        )
     }
 }
 
@@ -205,6 +353,40 @@ pub fn parse_lengths(op: &str, raw: &[f64], t: usize, b: usize) -> Result<Vec<us
         .collect()
 }
 
+/// Evaluates `$body` with `$cell` bound to the cell of a [`CellKind`], so that the loops can be
+/// generic over the cell: the only per-cell match of the recurrent op.
+macro_rules! with_cell {
+    ($kind:expr, |$cell:ident| $body:expr) => {
+        match $kind {
+            CellKind::RnnTanh => {
+                let $cell = &Vanilla { relu: false };
+                $body
+            }
+            CellKind::RnnRelu => {
+                let $cell = &Vanilla { relu: true };
+                $body
+            }
+            CellKind::Lstm => {
+                let $cell = &Lstm;
+                $body
+            }
+            CellKind::Gru => {
+                let $cell = &Gru;
+                $body
+            }
+            CellKind::GruResetBefore => {
+                let $cell = &GruResetBefore;
+                $body
+            }
+        }
+    };
+}
+
+/// Saved blocks per (step, row) of a cell (for the forward op's output shapes).
+fn ws_blocks_of<C: Cell>(_: &C) -> usize {
+    C::WS_BLOCKS
+}
+
 /// Static description of one layer call, shared by the forward and backward ops.
 #[derive(Clone)]
 struct Plan {
@@ -242,12 +424,7 @@ impl Plan {
         !self.reverse
     }
     fn ws_blocks(&self) -> usize {
-        match self.kind {
-            CellKind::RnnTanh | CellKind::RnnRelu => Vanilla::WS_BLOCKS,
-            CellKind::Lstm => crate::ops::lstm::Lstm::WS_BLOCKS,
-            CellKind::Gru => crate::ops::gru::Gru::WS_BLOCKS,
-            CellKind::GruResetBefore => crate::ops::gru::GruResetBefore::WS_BLOCKS,
-        }
+        with_cell!(self.kind, |cell| ws_blocks_of(cell))
     }
 }
 
@@ -384,10 +561,10 @@ fn fill_rows<T: Float>(dst: &mut [T], bias: &[T]) {
 fn forward_cpu<T: Float, C: Cell>(cell: &C, p: &Plan, inp: &[&CpuStorage]) -> Result<Vec<CpuStorage>> {
     let (t, b, i, h, g) = (p.t, p.b, p.i, p.h, p.g());
     let gh = g * h;
-    let mut k = 0;
+    let mut taken = 0;
     let mut next = || {
-        k += 1;
-        T::view(inp[k - 1])
+        taken += 1;
+        T::view(inp[taken - 1])
     };
     let x = next();
     let h0 = next();
@@ -420,8 +597,9 @@ fn forward_cpu<T: Float, C: Cell>(cell: &C, p: &Plan, inp: &[&CpuStorage]) -> Re
         None => vec![T::ZERO; b * h], // unused by cells without c; keeps the row zips uniform
     };
     let mut hh = vec![T::ZERO; b * hh_w];
-    let mut mid = vec![T::ZERO; if C::HH_BLOCKS < C::G { b * h } else { 0 }];
-    let par = b * gh >= PAR_MIN_STEP;
+    let mut mid = vec![T::ZERO; if C::HAS_MID { b * h } else { 0 }];
+    // Work of one step's row pass, for the parallel threshold: its gate values.
+    let work = b * gh;
     let hh_bias: Option<&[T]> = if C::FOLD_HH_BIAS { None } else { b_hh.map(|v| &v[..hh_w]) };
 
     for s in 0..t {
@@ -433,30 +611,22 @@ fn forward_cpu<T: Float, C: Cell>(cell: &C, p: &Plan, inp: &[&CpuStorage]) -> Re
         }
         gemm(b, hh_w, h, Mat::n(&hs, h), Mat::t(&w_hh[..hh_w * h], h), &mut hh, hh_w, hh_bias.is_some());
         let ws_s = if p.save { &mut ws[s * b * ws_w..(s + 1) * b * ws_w] } else { &mut ws[..] };
-        let row = |(r, ((hr, cr), wr)): (usize, ((&mut [T], &mut [T]), &mut [T]))| {
+        let rows = indexed(((rows_mut(&mut hs, h), rows_mut(&mut cs, h)), rows_mut(ws_s, ws_w)));
+        par::for_each(work, PAR_MIN_FUSED, rows, |(r, ((hr, cr), wr))| {
             if let Some(tt) = p.time_of(s, r) {
                 let xr = &xp[(tt * b + r) * gh..][..gh];
                 cell.fwd(h, xr, &hh[r * hh_w..][..hh_w], hr, cr, wr);
             }
-        };
-        if par {
-            hs.par_chunks_mut(h).zip(cs.par_chunks_mut(h)).zip(ws_s.par_chunks_mut(ws_w)).enumerate().for_each(row);
-        } else {
-            hs.chunks_mut(h).zip(cs.chunks_mut(h)).zip(ws_s.chunks_mut(ws_w)).enumerate().for_each(row);
-        }
-        if C::HH_BLOCKS < C::G {
+        });
+        if C::HAS_MID {
             let off = C::MID_WS_BLOCK * h;
             gemm(b, h, h, Mat::n(&ws_s[off..], ws_w), Mat::t(&w_hh[hh_w * h..], h), &mut mid, h, false);
-            let row2 = |(r, (hr, wr)): (usize, (&mut [T], &mut [T]))| {
+            let rows = indexed((rows_mut(&mut hs, h), rows_mut(ws_s, ws_w)));
+            par::for_each(work, PAR_MIN_FUSED, rows, |(r, (hr, wr))| {
                 if let Some(tt) = p.time_of(s, r) {
                     cell.fwd_mid(h, &xp[(tt * b + r) * gh..][..gh], &mid[r * h..][..h], hr, wr);
                 }
-            };
-            if par {
-                hs.par_chunks_mut(h).zip(ws_s.par_chunks_mut(ws_w)).enumerate().for_each(row2);
-            } else {
-                hs.chunks_mut(h).zip(ws_s.chunks_mut(ws_w)).enumerate().for_each(row2);
-            }
+            });
         }
         for r in 0..b {
             if let Some(tt) = p.time_of(s, r) {
@@ -475,20 +645,8 @@ fn forward_cpu<T: Float, C: Cell>(cell: &C, p: &Plan, inp: &[&CpuStorage]) -> Re
     Ok(out)
 }
 
-macro_rules! cell_dispatch {
-    ($p:expr, $func:ident, $T:ty, $($arg:expr),*) => {
-        match $p.kind {
-            CellKind::RnnTanh => $func::<$T, Vanilla>(&Vanilla { relu: false }, $($arg),*),
-            CellKind::RnnRelu => $func::<$T, Vanilla>(&Vanilla { relu: true }, $($arg),*),
-            CellKind::Lstm => $func::<$T, crate::ops::lstm::Lstm>(&crate::ops::lstm::Lstm, $($arg),*),
-            CellKind::Gru => $func::<$T, crate::ops::gru::Gru>(&crate::ops::gru::Gru, $($arg),*),
-            CellKind::GruResetBefore => $func::<$T, crate::ops::gru::GruResetBefore>(&crate::ops::gru::GruResetBefore, $($arg),*),
-        }
-    };
-}
-
 fn forward_typed<T: Float>(p: &Plan, inp: &[&CpuStorage]) -> Result<Vec<CpuStorage>> {
-    cell_dispatch!(p, forward_cpu, T, p, inp)
+    with_cell!(p.kind, |cell| forward_cpu::<T, _>(cell, p, inp))
 }
 
 impl Op for RecurrentForward {
@@ -499,7 +657,7 @@ impl Op for RecurrentForward {
         dispatch_float!(self.name(), inp[0].dtype(), forward_typed(&self.plan, inp))
     }
     fn gpu(&self, be: &dyn GpuBackend, x: &[&dyn DeviceBuffer]) -> Result<Vec<Arc<dyn DeviceBuffer>>> {
-        forward_gpu(&self.plan, be, x)
+        with_cell!(self.plan.kind, |cell| forward_gpu(cell, &self.plan, be, x))
     }
     fn saves_outputs(&self) -> bool {
         true
@@ -554,11 +712,11 @@ fn backward_cpu<T: Float, C: Cell>(cell: &C, rb: &RecurrentBackward, inp: &[&Cpu
     let gh = g * h;
     let (x, w_ih, w_hh, ws, hprev) =
         (T::view(inp[0]), T::view(inp[1]), T::view(inp[2]), T::view(inp[3]), T::view(inp[4]));
-    let mut k = 5;
+    let mut taken = 5;
     let mut grad = |present: bool| {
         if present {
-            k += 1;
-            Some(T::view(inp[k - 1]))
+            taken += 1;
+            Some(T::view(inp[taken - 1]))
         } else {
             None
         }
@@ -574,8 +732,8 @@ fn backward_cpu<T: Float, C: Cell>(cell: &C, rb: &RecurrentBackward, inp: &[&Cpu
     // Both in processing order [s, b, G·H].
     let mut dg = vec![T::ZERO; t * b * gh];
     let mut dxp = vec![T::ZERO; t * b * gh];
-    let mut dmid = vec![T::ZERO; if C::HH_BLOCKS < C::G { b * h } else { 0 }];
-    let par = b * gh >= PAR_MIN_STEP;
+    let mut dmid = vec![T::ZERO; if C::HAS_MID { b * h } else { 0 }];
+    let work = b * gh;
 
     for s in (0..t).rev() {
         if let Some(dy) = dy {
@@ -592,42 +750,21 @@ fn backward_cpu<T: Float, C: Cell>(cell: &C, rb: &RecurrentBackward, inp: &[&Cpu
         let (dg_s, dxp_s) = (&mut dg[span.clone()], &mut dxp[span]);
         let ws_s = &ws[s * b * ws_w..(s + 1) * b * ws_w];
         let hp_s = &hprev[s * b * h..(s + 1) * b * h];
-        let row = |(r, (((dhr, dcr), dgr), dxr)): (usize, (((&mut [T], &mut [T]), &mut [T]), &mut [T]))| {
+        let rows = indexed((((rows_mut(&mut dh, h), rows_mut(&mut dc, h)), rows_mut(dg_s, gh)), rows_mut(dxp_s, gh)));
+        par::for_each(work, PAR_MIN_FUSED, rows, |(r, (((dhr, dcr), dgr), dxr))| {
             if p.time_of(s, r).is_some() {
                 cell.bwd(h, &hp_s[r * h..][..h], &ws_s[r * ws_w..][..ws_w], dhr, dcr, dgr, dxr);
             }
-        };
-        if par {
-            dh.par_chunks_mut(h)
-                .zip(dc.par_chunks_mut(h))
-                .zip(dg_s.par_chunks_mut(gh))
-                .zip(dxp_s.par_chunks_mut(gh))
-                .enumerate()
-                .for_each(row);
-        } else {
-            dh.chunks_mut(h)
-                .zip(dc.chunks_mut(h))
-                .zip(dg_s.chunks_mut(gh))
-                .zip(dxp_s.chunks_mut(gh))
-                .enumerate()
-                .for_each(row);
-        }
-        if C::HH_BLOCKS < C::G {
+        });
+        if C::HAS_MID {
             gemm(b, h, h, Mat::n(&dg_s[hh_w..], gh), Mat::n(&w_hh[hh_w * h..], h), &mut dmid, h, false);
-            let row2 = |(r, ((dhr, dgr), dxr)): (usize, ((&mut [T], &mut [T]), &mut [T]))| {
+            let rows = indexed(((rows_mut(&mut dh, h), rows_mut(dg_s, gh)), rows_mut(dxp_s, gh)));
+            par::for_each(work, PAR_MIN_FUSED, rows, |(r, ((dhr, dgr), dxr))| {
                 if p.time_of(s, r).is_some() {
-                    cell.bwd_mid(h, &hp_s[r * h..][..h], &ws_s[r * ws_w..][..ws_w], &dmid[r * h..][..h], dhr, dgr, dxr);
+                    let (hp, wr, dm) = (&hp_s[r * h..][..h], &ws_s[r * ws_w..][..ws_w], &dmid[r * h..][..h]);
+                    cell.bwd_mid(h, hp, wr, dm, dhr, dgr, dxr);
                 }
-            };
-            if par {
-                dh.par_chunks_mut(h)
-                    .zip(dg_s.par_chunks_mut(gh))
-                    .zip(dxp_s.par_chunks_mut(gh))
-                    .enumerate()
-                    .for_each(row2);
-            } else {
-                dh.chunks_mut(h).zip(dg_s.chunks_mut(gh)).zip(dxp_s.chunks_mut(gh)).enumerate().for_each(row2);
-            }
+            });
         }
         // dh_prev = direct part + dG_s·W_hh (the rows of W_hh that multiplied h)
         gemm(b, h, hh_w, Mat::n(dg_s, gh), Mat::n(&w_hh[..hh_w * h], h), &mut dh, h, true);
@@ -653,7 +790,7 @@ fn backward_cpu<T: Float, C: Cell>(cell: &C, rb: &RecurrentBackward, inp: &[&Cpu
     gemm(gh, i, t * b, Mat::t(&dxp, gh), Mat::n(x_proc, i), &mut dw_ih, i, false);
     let mut dw_hh = vec![T::ZERO; gh * h];
     gemm(hh_w, h, t * b, Mat::t(&dg, gh), Mat::n(hprev, h), &mut dw_hh, h, false);
-    if C::HH_BLOCKS < C::G {
+    if C::HAS_MID {
         let off = C::MID_WS_BLOCK * h;
         gemm(gh - hh_w, h, t * b, Mat::t(&dg[hh_w..], gh), Mat::n(&ws[off..], ws_w), &mut dw_hh[hh_w * h..], h, false);
     }
@@ -686,7 +823,7 @@ fn backward_cpu<T: Float, C: Cell>(cell: &C, rb: &RecurrentBackward, inp: &[&Cpu
 }
 
 fn backward_typed<T: Float>(rb: &RecurrentBackward, inp: &[&CpuStorage]) -> Result<Vec<CpuStorage>> {
-    cell_dispatch!(rb.plan, backward_cpu, T, rb, inp)
+    with_cell!(rb.plan.kind, |cell| backward_cpu::<T, _>(cell, rb, inp))
 }
 
 impl Op for RecurrentBackward {
@@ -701,67 +838,49 @@ impl Op for RecurrentBackward {
         dispatch_float!(self.name(), inp[0].dtype(), backward_typed(self, inp))
     }
     fn gpu(&self, be: &dyn GpuBackend, x: &[&dyn DeviceBuffer]) -> Result<Vec<Arc<dyn DeviceBuffer>>> {
-        backward_gpu(self, be, x)
+        with_cell!(self.plan.kind, |cell| backward_gpu(cell, self, be, x))
     }
 }
 
 // ---------------------------------------------------------------------------------------------
-// CUDA: the same loop through the GpuBackend trait. Forward: one GEMM for the input projection
-// over all steps; per step one recurrent GEMM and one fused step kernel (the reset-before GRU
-// adds its mid-step GEMM and a second kernel). Backward: per step one fused kernel and one
+// Devices: the same loop through the GpuBackend trait. Forward: one GEMM for the input projection
+// over all steps; per step one recurrent GEMM and the cell's fused step (a cell with a mid-step
+// GEMM adds that GEMM and its second half). Backward: per step the cell's fused step and one
 // GEMM (dh += dG · W_hh); the weight gradients are single GEMMs over all T·B rows, the bias
-// gradients GEMMs with a ones vector. Kernels: kernels/rnn.cu, lstm.cu, gru.cu.
-
-type Buf = Arc<dyn DeviceBuffer>;
-
-/// The cell's layout constants: (recurrent GEMM blocks, folds b_hh, saved blocks, mid block).
-fn cell_layout(kind: CellKind) -> (usize, bool, usize, usize) {
-    fn of<C: Cell>() -> (usize, bool, usize, usize) {
-        (C::HH_BLOCKS, C::FOLD_HH_BIAS, C::WS_BLOCKS, C::MID_WS_BLOCK)
-    }
-    match kind {
-        CellKind::RnnTanh | CellKind::RnnRelu => of::<Vanilla>(),
-        CellKind::Lstm => of::<crate::ops::lstm::Lstm>(),
-        CellKind::Gru => of::<crate::ops::gru::Gru>(),
-        CellKind::GruResetBefore => of::<crate::ops::gru::GruResetBefore>(),
-    }
-}
+// gradients GEMMs with a ones vector. Loop kernels: kernels/rnn.cu; cells: lstm.cu, gru.cu.
 
 fn upload_lengths(be: &dyn GpuBackend, p: &Plan) -> Result<Buf> {
     be.upload(&CpuStorage::new_i32(p.lengths.iter().map(|&l| l as i32).collect()))
 }
 
-fn forward_gpu(p: &Plan, be: &dyn GpuBackend, inp: &[&dyn DeviceBuffer]) -> Result<Vec<Buf>> {
+fn forward_gpu<C: DeviceCell>(cell: &C, p: &Plan, be: &dyn GpuBackend, inp: &[&dyn DeviceBuffer]) -> Result<Vec<Buf>> {
     let op = p.kind.op_name();
     let dt = inp[0].dtype();
-    gpu::float_only(op, dt)?;
-    let (t, b, i, h, g) = (p.t, p.b, p.i, p.h, p.g());
-    let gh = g * h;
-    let has_c = p.kind.has_c();
-    let mut k = 0;
+    launch::float_only(op, dt)?;
+    let (t, b, i, h) = (p.t, p.b, p.i, p.h);
+    let gh = C::G * h;
+    let mut taken = 0;
     let mut next = || {
-        k += 1;
-        inp[k - 1]
+        taken += 1;
+        inp[taken - 1]
     };
     let x = next();
     let h0 = next();
-    let c0 = if has_c { Some(next()) } else { None };
+    let c0 = if C::HAS_C { Some(next()) } else { None };
     let w_ih = next();
     let w_hh = next();
     let (b_ih, b_hh) = if p.has_bias { (Some(next()), Some(next())) } else { (None, None) };
-    let (hh_blocks, fold, ws_blocks, mid_block) = cell_layout(p.kind);
-    let (ws_w, hh_w) = (ws_blocks * h, hh_blocks * h);
+    let (ws_w, hh_w) = (C::WS_BLOCKS * h, C::HH_BLOCKS * h);
     let lengths = upload_lengths(be, p)?;
-    let lens = &*lengths;
-    let rev = p.reverse;
 
     // XP = X·W_ihᵀ + b_ih (+ b_hh when it folds), time order [t, b, G·H].
     let xp = be.alloc(dt, t * b * gh)?;
     if let (Some(bi), Some(bh)) = (b_ih, b_hh) {
-        be.launch(
-            &gpu::kname("rnn_bias_rows", dt),
+        k::RNN_BIAS_ROWS.launch(
+            be,
+            dt,
             t * b * gh,
-            &[buf(&*xp), buf(bi), buf(bh), int(t * b), int(gh), flag(fold)],
+            &[buf(&*xp), buf(bi), buf(bh), int(t * b), int(gh), flag(C::FOLD_HH_BIAS)],
         )?;
     }
     be.gemm(t * b, gh, i, mat_n(x, 0, i), mat_t(w_ih, 0, i), &*xp, 0, gh, p.has_bias)?;
@@ -771,111 +890,37 @@ fn forward_gpu(p: &Plan, be: &dyn GpuBackend, inp: &[&dyn DeviceBuffer]) -> Resu
     let y = be.zeros(dt, t * b * h)?;
     let ws = be.zeros(dt, t * b * ws_w)?;
     let hprev = be.alloc(dt, t * b * h)?;
-    let hs = gpu::copy(be, h0)?;
+    let hs = launch::copy(be, h0)?;
     let cs = match c0 {
-        Some(c) => Some(gpu::copy(be, c)?),
+        Some(c) => Some(launch::copy(be, c)?),
         None => None,
     };
     let hh = be.alloc(dt, b * hh_w)?;
-    let mid = if p.kind == CellKind::GruResetBefore { Some(be.alloc(dt, b * h)?) } else { None };
-    let n = b * h;
+    let mid = if C::HAS_MID { Some(be.alloc(dt, b * h)?) } else { None };
     for s in 0..t {
         be.gemm(b, hh_w, h, mat_n(&*hs, 0, h), mat_t(w_hh, 0, h), &*hh, 0, hh_w, false)?;
-        let (ws_s, hp_s) = (at(&*ws, s * b * ws_w), at(&*hprev, s * b * h));
-        match p.kind {
-            CellKind::RnnTanh | CellKind::RnnRelu => be.launch(
-                &gpu::kname("rnn_fwd_step", dt),
-                n,
-                &[
-                    buf(&*hs),
-                    ws_s,
-                    hp_s,
-                    buf(&*y),
-                    buf(&*xp),
-                    buf(&*hh),
-                    buf(lens),
-                    int(s),
-                    int(b),
-                    int(h),
-                    flag(rev),
-                    flag(p.kind == CellKind::RnnRelu),
-                ],
-            )?,
-            CellKind::Lstm => {
-                let cs = cs.as_deref().expect("an LSTM has c");
-                be.launch(
-                    &gpu::kname("lstm_fwd_step", dt),
-                    n,
-                    &[
-                        buf(&*hs),
-                        buf(cs),
-                        ws_s,
-                        hp_s,
-                        buf(&*y),
-                        buf(&*xp),
-                        buf(&*hh),
-                        buf(lens),
-                        int(s),
-                        int(b),
-                        int(h),
-                        flag(rev),
-                    ],
-                )?
-            }
-            CellKind::Gru => be.launch(
-                &gpu::kname("gru_fwd_step", dt),
-                n,
-                &[
-                    buf(&*hs),
-                    ws_s,
-                    hp_s,
-                    buf(&*y),
-                    buf(&*xp),
-                    buf(&*hh),
-                    buf(b_hh.unwrap_or(&*hh)),
-                    flag(b_hh.is_some()),
-                    buf(lens),
-                    int(s),
-                    int(b),
-                    int(h),
-                    flag(rev),
-                ],
-            )?,
-            CellKind::GruResetBefore => {
-                let mid = mid.as_deref().expect("mid buffer");
-                be.launch(
-                    &gpu::kname("gru_rb_fwd_step1", dt),
-                    n,
-                    &[buf(&*hs), ws_s, hp_s, buf(&*xp), buf(&*hh), buf(lens), int(s), int(b), int(h), flag(rev)],
-                )?;
-                be.gemm(
-                    b,
-                    h,
-                    h,
-                    mat_n(&*ws, s * b * ws_w + mid_block * h, ws_w),
-                    mat_t(w_hh, hh_w * h, h),
-                    mid,
-                    0,
-                    h,
-                    false,
-                )?;
-                be.launch(
-                    &gpu::kname("gru_rb_fwd_step2", dt),
-                    n,
-                    &[
-                        buf(&*hs),
-                        at(&*ws, s * b * ws_w),
-                        buf(&*y),
-                        buf(&*xp),
-                        buf(mid),
-                        buf(lens),
-                        int(s),
-                        int(b),
-                        int(h),
-                        flag(rev),
-                    ],
-                )?;
-            }
+        let step = FwdStep {
+            dt,
+            s,
+            b,
+            h,
+            reverse: p.reverse,
+            lengths: &*lengths,
+            hs: &*hs,
+            cs: cs.as_deref(),
+            ws_s: DevSlice { buf: &*ws, off: s * b * ws_w },
+            hprev_s: DevSlice { buf: &*hprev, off: s * b * h },
+            y: &*y,
+            xp: &*xp,
+            hh: &*hh,
+            b_hh: if C::FOLD_HH_BIAS { None } else { b_hh },
+            mid: mid.as_deref(),
+        };
+        cell.launch_fwd(be, &step)?;
+        if let Some(mid) = mid.as_deref() {
+            let from = mat_n(&*ws, s * b * ws_w + C::MID_WS_BLOCK * h, ws_w);
+            be.gemm(b, h, h, from, mat_t(w_hh, hh_w * h, h), mid, 0, h, false)?;
+            cell.launch_fwd_mid(be, &step)?;
         }
     }
     let mut out = vec![y, hs];
@@ -887,147 +932,71 @@ fn forward_gpu(p: &Plan, be: &dyn GpuBackend, inp: &[&dyn DeviceBuffer]) -> Resu
     Ok(out)
 }
 
-fn backward_gpu(rb: &RecurrentBackward, be: &dyn GpuBackend, inp: &[&dyn DeviceBuffer]) -> Result<Vec<Buf>> {
+fn backward_gpu<C: DeviceCell>(
+    cell: &C,
+    rb: &RecurrentBackward,
+    be: &dyn GpuBackend,
+    inp: &[&dyn DeviceBuffer],
+) -> Result<Vec<Buf>> {
     let p = &rb.plan;
     let op = p.kind.op_name();
     let dt = inp[0].dtype();
-    gpu::float_only(op, dt)?;
-    let (t, b, i, h, g) = (p.t, p.b, p.i, p.h, p.g());
-    let gh = g * h;
-    let has_c = p.kind.has_c();
+    launch::float_only(op, dt)?;
+    let (t, b, i, h) = (p.t, p.b, p.i, p.h);
+    let gh = C::G * h;
     let (x, w_ih, w_hh, ws, hprev) = (inp[0], inp[1], inp[2], inp[3], inp[4]);
-    let mut k = 5;
+    let mut taken = 5;
     let mut grad = |present: bool| {
         if present {
-            k += 1;
-            Some(inp[k - 1])
+            taken += 1;
+            Some(inp[taken - 1])
         } else {
             None
         }
     };
     let dy = grad(rb.present[0]);
     let dh_t = grad(rb.present[1]);
-    let dc_t = if has_c { grad(rb.present[2]) } else { None };
-    let (hh_blocks, _, ws_blocks, mid_block) = cell_layout(p.kind);
-    let (ws_w, hh_w) = (ws_blocks * h, hh_blocks * h);
+    let dc_t = if C::HAS_C { grad(rb.present[2]) } else { None };
+    let (ws_w, hh_w) = (C::WS_BLOCKS * h, C::HH_BLOCKS * h);
     let lengths = upload_lengths(be, p)?;
     let lens = &*lengths;
     let rev = p.reverse;
 
     let state = |given: Option<&dyn DeviceBuffer>| -> Result<Buf> {
         match given {
-            Some(v) => gpu::copy(be, v),
+            Some(v) => launch::copy(be, v),
             None => be.zeros(dt, b * h),
         }
     };
     let dh = state(dh_t)?;
-    let dc = if has_c { Some(state(dc_t)?) } else { None };
+    let dc = if C::HAS_C { Some(state(dc_t)?) } else { None };
     // Processing order [s, b, G·H]; zero for rows past their length.
     let dg = be.zeros(dt, t * b * gh)?;
     let dxp = be.zeros(dt, t * b * gh)?;
-    let dmid = if p.kind == CellKind::GruResetBefore { Some(be.alloc(dt, b * h)?) } else { None };
-    let (dy_arg, has_dy) = (dy.unwrap_or(ws), dy.is_some());
-    let n = b * h;
+    let dmid = if C::HAS_MID { Some(be.alloc(dt, b * h)?) } else { None };
     for s in (0..t).rev() {
-        let (og, ows, ohp) = (s * b * gh, s * b * ws_w, s * b * h);
-        let (dg_s, dxp_s, ws_s, hp_s) = (at(&*dg, og), at(&*dxp, og), at(ws, ows), at(hprev, ohp));
-        match p.kind {
-            CellKind::RnnTanh | CellKind::RnnRelu => be.launch(
-                &gpu::kname("rnn_bwd_step", dt),
-                n,
-                &[
-                    buf(&*dh),
-                    dg_s,
-                    dxp_s,
-                    ws_s,
-                    buf(dy_arg),
-                    flag(has_dy),
-                    buf(lens),
-                    int(s),
-                    int(b),
-                    int(h),
-                    flag(rev),
-                    flag(p.kind == CellKind::RnnRelu),
-                ],
-            )?,
-            CellKind::Lstm => {
-                let dc = dc.as_deref().expect("an LSTM has dc");
-                be.launch(
-                    &gpu::kname("lstm_bwd_step", dt),
-                    n,
-                    &[
-                        buf(&*dh),
-                        buf(dc),
-                        dg_s,
-                        dxp_s,
-                        ws_s,
-                        buf(dy_arg),
-                        flag(has_dy),
-                        buf(lens),
-                        int(s),
-                        int(b),
-                        int(h),
-                        flag(rev),
-                    ],
-                )?
-            }
-            CellKind::Gru => be.launch(
-                &gpu::kname("gru_bwd_step", dt),
-                n,
-                &[
-                    buf(&*dh),
-                    dg_s,
-                    dxp_s,
-                    ws_s,
-                    hp_s,
-                    buf(dy_arg),
-                    flag(has_dy),
-                    buf(lens),
-                    int(s),
-                    int(b),
-                    int(h),
-                    flag(rev),
-                ],
-            )?,
-            CellKind::GruResetBefore => {
-                let dmid = dmid.as_deref().expect("dmid buffer");
-                be.launch(
-                    &gpu::kname("gru_rb_bwd_step1", dt),
-                    n,
-                    &[
-                        buf(&*dh),
-                        dg_s,
-                        dxp_s,
-                        ws_s,
-                        hp_s,
-                        buf(dy_arg),
-                        flag(has_dy),
-                        buf(lens),
-                        int(s),
-                        int(b),
-                        int(h),
-                        flag(rev),
-                    ],
-                )?;
-                be.gemm(b, h, h, mat_n(&*dg, og + hh_w, gh), mat_n(w_hh, hh_w * h, h), dmid, 0, h, false)?;
-                be.launch(
-                    &gpu::kname("gru_rb_bwd_step2", dt),
-                    n,
-                    &[
-                        buf(&*dh),
-                        at(&*dg, og),
-                        at(&*dxp, og),
-                        at(ws, ows),
-                        at(hprev, ohp),
-                        buf(dmid),
-                        buf(lens),
-                        int(s),
-                        int(b),
-                        int(h),
-                        flag(rev),
-                    ],
-                )?;
-            }
+        let og = s * b * gh;
+        let step = BwdStep {
+            dt,
+            s,
+            b,
+            h,
+            reverse: rev,
+            lengths: lens,
+            dh: &*dh,
+            dc: dc.as_deref(),
+            dg_s: DevSlice { buf: &*dg, off: og },
+            dxp_s: DevSlice { buf: &*dxp, off: og },
+            ws_s: DevSlice { buf: ws, off: s * b * ws_w },
+            hprev_s: DevSlice { buf: hprev, off: s * b * h },
+            dy: dy.unwrap_or(ws),
+            has_dy: dy.is_some(),
+            dmid: dmid.as_deref(),
+        };
+        cell.launch_bwd(be, &step)?;
+        if let Some(dmid) = dmid.as_deref() {
+            be.gemm(b, h, h, mat_n(&*dg, og + hh_w, gh), mat_n(w_hh, hh_w * h, h), dmid, 0, h, false)?;
+            cell.launch_bwd_mid(be, &step)?;
         }
         // dh_prev = direct part + dG_s · W_hh (the rows of W_hh that multiplied h)
         be.gemm(b, h, hh_w, mat_n(&*dg, og, gh), mat_n(w_hh, 0, h), &*dh, 0, h, true)?;
@@ -1039,8 +1008,9 @@ fn backward_gpu(rb: &RecurrentBackward, be: &dyn GpuBackend, inp: &[&dyn DeviceB
         x
     } else {
         let xg = be.alloc(dt, t * b * i)?;
-        be.launch(
-            &gpu::kname("rnn_time_gather", dt),
+        k::RNN_TIME_GATHER.launch(
+            be,
+            dt,
             t * b * i,
             &[buf(&*xg), buf(x), buf(lens), int(t), int(b), int(i), flag(rev), flag(false)],
         )?;
@@ -1051,13 +1021,13 @@ fn backward_gpu(rb: &RecurrentBackward, be: &dyn GpuBackend, inp: &[&dyn DeviceB
     be.gemm(gh, i, t * b, mat_t(&*dxp, 0, gh), mat_n(x_proc, 0, i), &*dw_ih, 0, i, false)?;
     let dw_hh = be.alloc(dt, gh * h)?;
     be.gemm(hh_w, h, t * b, mat_t(&*dg, 0, gh), mat_n(hprev, 0, h), &*dw_hh, 0, h, false)?;
-    if hh_w < gh {
+    if C::HAS_MID {
         be.gemm(
             gh - hh_w,
             h,
             t * b,
             mat_t(&*dg, hh_w, gh),
-            mat_n(ws, mid_block * h, ws_w),
+            mat_n(ws, C::MID_WS_BLOCK * h, ws_w),
             &*dw_hh,
             hh_w * h,
             h,
@@ -1070,8 +1040,9 @@ fn backward_gpu(rb: &RecurrentBackward, be: &dyn GpuBackend, inp: &[&dyn DeviceB
         dx_proc
     } else {
         let dx = be.alloc(dt, t * b * i)?;
-        be.launch(
-            &gpu::kname("rnn_time_gather", dt),
+        k::RNN_TIME_GATHER.launch(
+            be,
+            dt,
             t * b * i,
             &[buf(&*dx), buf(&*dx_proc), buf(lens), int(t), int(b), int(i), flag(rev), flag(true)],
         )?;
@@ -1084,7 +1055,7 @@ fn backward_gpu(rb: &RecurrentBackward, be: &dyn GpuBackend, inp: &[&dyn DeviceB
     if p.has_bias {
         // Column sums of dXP and dG as GEMMs with a ones row.
         let ones = be.alloc(dt, t * b)?;
-        gpu::fill(be, &*ones, t * b, 1.0)?;
+        launch::fill(be, &*ones, t * b, 1.0)?;
         for m in [&dxp, &dg] {
             let db = be.alloc(dt, gh)?;
             be.gemm(1, gh, t * b, mat_n(&*ones, 0, t * b), mat_n(&**m, 0, gh), &*db, 0, gh, false)?;

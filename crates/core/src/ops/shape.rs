@@ -7,17 +7,14 @@
 
 use crate::autograd::{apply, is_grad_enabled, BackwardCtx, Op};
 use crate::backend::{DeviceBuffer, GpuBackend};
+use crate::cpu::par::{self, indexed, rows_mut, PAR_MIN_ELEMS};
+use crate::cpu::Float;
 use crate::error::{fmt_shape, Error, Result};
-use crate::float::Float;
+use crate::launch;
 use crate::ops::elementwise::check_same_dtype;
-use crate::ops::gpu;
 use crate::storage::{CpuStorage, DType};
 use crate::tensor::{check_shape, Tensor};
-use rayon::prelude::*;
 use std::sync::Arc;
-
-/// Above this many elements, copies are split across the rayon pool.
-const PAR_MIN: usize = 1 << 15;
 
 /// Copies as i32 too: shape ops apply to index tensors as well as floats.
 macro_rules! dispatch_any {
@@ -87,7 +84,7 @@ impl Op for Reshape {
         dispatch_any!(self.name(), x[0].dtype(), copy_cpu(x[0]))
     }
     fn gpu(&self, be: &dyn GpuBackend, x: &[&dyn DeviceBuffer]) -> Result<Vec<Arc<dyn DeviceBuffer>>> {
-        Ok(vec![gpu::copy(be, x[0])?])
+        Ok(vec![launch::copy(be, x[0])?])
     }
     fn backward(&self, _ctx: &BackwardCtx, grads: &[Option<Tensor>]) -> Result<Vec<Option<Tensor>>> {
         let g = grads[0].as_ref().expect("single-output op gets its gradient");
@@ -187,11 +184,7 @@ fn transpose_cpu<T: Elem>(op: &Transpose, x: &CpuStorage) -> Result<Vec<CpuStora
             }
         }
     };
-    if x.len() >= PAR_MIN {
-        out.par_chunks_mut(inner).enumerate().for_each(row);
-    } else {
-        out.chunks_mut(inner).enumerate().for_each(row);
-    }
+    par::for_each(x.len(), PAR_MIN_ELEMS, indexed(rows_mut(&mut out, inner)), row);
     Ok(vec![T::wrap(out)])
 }
 
@@ -205,9 +198,9 @@ impl Op for Transpose {
     fn gpu(&self, be: &dyn GpuBackend, x: &[&dyn DeviceBuffer]) -> Result<Vec<Arc<dyn DeviceBuffer>>> {
         let mut out_shape = self.in_shape.clone();
         out_shape.swap(self.d0, self.d1);
-        let mut strides = gpu::strides_of(&self.in_shape);
+        let mut strides = launch::strides_of(&self.in_shape);
         strides.swap(self.d0, self.d1);
-        Ok(vec![gpu::gather(be, self.name(), x[0], &out_shape, &strides)?])
+        Ok(vec![launch::gather(be, self.name(), x[0], &out_shape, &strides)?])
     }
     fn backward(&self, _ctx: &BackwardCtx, grads: &[Option<Tensor>]) -> Result<Vec<Option<Tensor>>> {
         let g = grads[0].as_ref().expect("single-output op gets its gradient");
@@ -257,11 +250,7 @@ fn concat_cpu<T: Elem>(op: &Concat, xs: &[&CpuStorage]) -> Result<Vec<CpuStorage
             at += r;
         }
     };
-    if out.len() >= PAR_MIN && op.outer > 1 {
-        out.par_chunks_mut(total).enumerate().for_each(fill);
-    } else {
-        out.chunks_mut(total).enumerate().for_each(fill);
-    }
+    par::for_each(out.len(), PAR_MIN_ELEMS, indexed(rows_mut(&mut out, total)), fill);
     Ok(vec![T::wrap(out)])
 }
 
@@ -277,7 +266,7 @@ impl Op for Concat {
         let out = be.alloc(x[0].dtype(), self.outer * total)?;
         let mut at = 0;
         for (xi, &r) in x.iter().zip(&self.rows) {
-            gpu::copy2d(be, &*out, at, total, *xi, 0, r, self.outer, r)?;
+            launch::copy2d(be, &*out, at, total, *xi, 0, r, self.outer, r)?;
             at += r;
         }
         Ok(vec![out])
@@ -313,11 +302,7 @@ fn split_cpu<T: Elem>(op: &Split, x: &CpuStorage) -> Result<Vec<CpuStorage>> {
     for &r in &op.rows {
         let mut out = vec![T::default(); op.outer * r];
         let fill = |(o, dst): (usize, &mut [T])| dst.copy_from_slice(&x[o * total + at..o * total + at + r]);
-        if out.len() >= PAR_MIN && op.outer > 1 {
-            out.par_chunks_mut(r).enumerate().for_each(fill);
-        } else {
-            out.chunks_mut(r).enumerate().for_each(fill);
-        }
+        par::for_each(out.len(), PAR_MIN_ELEMS, indexed(rows_mut(&mut out, r)), fill);
         outs.push(T::wrap(out));
         at += r;
     }
@@ -337,7 +322,7 @@ impl Op for Split {
         let mut outs = Vec::with_capacity(self.rows.len());
         for &r in &self.rows {
             let out = be.alloc(x[0].dtype(), self.outer * r)?;
-            gpu::copy2d(be, &*out, 0, r, x[0], at, total, self.outer, r)?;
+            launch::copy2d(be, &*out, 0, r, x[0], at, total, self.outer, r)?;
             outs.push(out);
             at += r;
         }
@@ -502,11 +487,7 @@ fn narrow_cpu<T: Elem>(op: &Narrow, x: &CpuStorage) -> Result<Vec<CpuStorage>> {
     let mut out = vec![T::default(); op.outer * op.len];
     let fill =
         |(o, dst): (usize, &mut [T])| dst.copy_from_slice(&x[o * op.row + op.start..o * op.row + op.start + op.len]);
-    if out.len() >= PAR_MIN && op.outer > 1 {
-        out.par_chunks_mut(op.len).enumerate().for_each(fill);
-    } else {
-        out.chunks_mut(op.len).enumerate().for_each(fill);
-    }
+    par::for_each(out.len(), PAR_MIN_ELEMS, indexed(rows_mut(&mut out, op.len)), fill);
     Ok(vec![T::wrap(out)])
 }
 
@@ -519,7 +500,7 @@ impl Op for Narrow {
     }
     fn gpu(&self, be: &dyn GpuBackend, x: &[&dyn DeviceBuffer]) -> Result<Vec<Arc<dyn DeviceBuffer>>> {
         let out = be.alloc(x[0].dtype(), self.outer * self.len)?;
-        gpu::copy2d(be, &*out, 0, self.len, x[0], self.start, self.row, self.outer, self.len)?;
+        launch::copy2d(be, &*out, 0, self.len, x[0], self.start, self.row, self.outer, self.len)?;
         Ok(vec![out])
     }
     fn backward(&self, _ctx: &BackwardCtx, grads: &[Option<Tensor>]) -> Result<Vec<Option<Tensor>>> {
@@ -553,11 +534,7 @@ fn pad_cpu<T: Elem>(op: &Pad, g: &CpuStorage) -> Result<Vec<CpuStorage>> {
     let fill = |(o, dst): (usize, &mut [T])| {
         dst[op.start..op.start + op.len].copy_from_slice(&g[o * op.len..(o + 1) * op.len])
     };
-    if out.len() >= PAR_MIN && op.outer > 1 {
-        out.par_chunks_mut(op.row).enumerate().for_each(fill);
-    } else {
-        out.chunks_mut(op.row).enumerate().for_each(fill);
-    }
+    par::for_each(out.len(), PAR_MIN_ELEMS, indexed(rows_mut(&mut out, op.row)), fill);
     Ok(vec![T::wrap(out)])
 }
 
@@ -570,7 +547,7 @@ impl Op for Pad {
     }
     fn gpu(&self, be: &dyn GpuBackend, x: &[&dyn DeviceBuffer]) -> Result<Vec<Arc<dyn DeviceBuffer>>> {
         let out = be.zeros(x[0].dtype(), self.outer * self.row)?;
-        gpu::copy2d(be, &*out, self.start, self.row, x[0], 0, self.len, self.outer, self.len)?;
+        launch::copy2d(be, &*out, self.start, self.row, x[0], 0, self.len, self.outer, self.len)?;
         Ok(vec![out])
     }
     fn backward(&self, _ctx: &BackwardCtx, grads: &[Option<Tensor>]) -> Result<Vec<Option<Tensor>>> {

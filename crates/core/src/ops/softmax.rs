@@ -7,17 +7,14 @@
 
 use crate::autograd::{apply, BackwardCtx, Op};
 use crate::backend::{DeviceBuffer, GpuBackend};
+use crate::cpu::par::{self, indexed, rows_mut, PAR_MIN_ELEMS};
+use crate::cpu::Float;
 use crate::error::{fmt_shape, Error, Result};
-use crate::float::Float;
+use crate::launch::{self, buf, flag, int, kernels as k, BLOCK};
 use crate::ops::elementwise::{check_float, dispatch_float};
-use crate::ops::gpu;
 use crate::storage::CpuStorage;
 use crate::tensor::Tensor;
-use rayon::prelude::*;
 use std::sync::Arc;
-
-/// Above this many elements, blocks are split across the rayon pool.
-const PAR_MIN: usize = 1 << 15;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Kind {
@@ -33,15 +30,6 @@ struct Layout {
 
 fn layout(shape: &[usize], axis: usize) -> Layout {
     Layout { n: shape[axis], inner: shape[axis + 1..].iter().product() }
-}
-
-/// Runs `f(block_index, out_block)` over every `[n, inner]` block, in parallel when large.
-fn for_blocks<T: Float>(out: &mut [T], block: usize, f: impl Fn(usize, &mut [T]) + Sync) {
-    if out.len() >= PAR_MIN && out.len() > block {
-        out.par_chunks_mut(block).enumerate().for_each(|(b, o)| f(b, o));
-    } else {
-        out.chunks_mut(block).enumerate().for_each(|(b, o)| f(b, o));
-    }
 }
 
 /// Softmax (or log-softmax) of one `[n, inner]` block `x` into `y`.
@@ -112,7 +100,10 @@ fn softmax_cpu<T: Float>(op: &Softmax, x: &CpuStorage) -> Result<Vec<CpuStorage>
     let x = T::view(x);
     let block = op.l.n * op.l.inner;
     let mut y = vec![T::ZERO; x.len()];
-    for_blocks(&mut y, block, |b, yb| block_forward(op.kind, op.l, &x[b * block..(b + 1) * block], yb));
+    // Every `[n, inner]` block is independent.
+    par::for_each(y.len(), PAR_MIN_ELEMS, indexed(rows_mut(&mut y, block)), |(b, yb)| {
+        block_forward(op.kind, op.l, &x[b * block..(b + 1) * block], yb)
+    });
     Ok(vec![T::wrap(y)])
 }
 
@@ -128,22 +119,19 @@ impl Op for Softmax {
     }
     fn gpu(&self, be: &dyn GpuBackend, x: &[&dyn DeviceBuffer]) -> Result<Vec<Arc<dyn DeviceBuffer>>> {
         let dt = x[0].dtype();
-        gpu::float_only(self.name(), dt)?;
+        launch::float_only(self.name(), dt)?;
         let (n, inner) = (self.l.n, self.l.inner);
         let outer = x[0].len() / (n * inner);
-        let log = gpu::flag(self.kind == Kind::LogSoftmax);
+        let log = flag(self.kind == Kind::LogSoftmax);
         let y = be.alloc(dt, x[0].len())?;
         if inner == 1 {
-            be.launch(
-                &gpu::kname("softmax_rows", dt),
-                outer * gpu::BLOCK,
-                &[gpu::buf(&*y), gpu::buf(x[0]), gpu::int(outer), gpu::int(n), log],
-            )?;
+            k::SOFTMAX_ROWS.launch(be, dt, outer * BLOCK, &[buf(&*y), buf(x[0]), int(outer), int(n), log])?;
         } else {
-            be.launch(
-                &gpu::kname("softmax_cols", dt),
+            k::SOFTMAX_COLS.launch(
+                be,
+                dt,
                 outer * inner,
-                &[gpu::buf(&*y), gpu::buf(x[0]), gpu::int(outer), gpu::int(n), gpu::int(inner), log],
+                &[buf(&*y), buf(x[0]), int(outer), int(n), int(inner), log],
             )?;
         }
         Ok(vec![y])
@@ -172,7 +160,7 @@ fn softmax_grad_cpu<T: Float>(op: &SoftmaxGrad, g: &CpuStorage, y: &CpuStorage) 
     let block = n * inner;
     let mut gx = vec![T::ZERO; g.len()];
     let kind = op.kind;
-    for_blocks(&mut gx, block, |b, out| {
+    par::for_each(gx.len(), PAR_MIN_ELEMS, indexed(rows_mut(&mut gx, block)), |(b, out)| {
         let (gb, yb) = (&g[b * block..(b + 1) * block], &y[b * block..(b + 1) * block]);
         let mut acc = vec![T::ZERO; inner];
         for j in 0..n {
@@ -208,22 +196,24 @@ impl Op for SoftmaxGrad {
     }
     fn gpu(&self, be: &dyn GpuBackend, x: &[&dyn DeviceBuffer]) -> Result<Vec<Arc<dyn DeviceBuffer>>> {
         let dt = x[0].dtype();
-        gpu::float_only(self.name(), dt)?;
+        launch::float_only(self.name(), dt)?;
         let (n, inner) = (self.l.n, self.l.inner);
         let outer = x[0].len() / (n * inner);
-        let log = gpu::flag(self.kind == Kind::LogSoftmax);
+        let log = flag(self.kind == Kind::LogSoftmax);
         let gx = be.alloc(dt, x[0].len())?;
         if inner == 1 {
-            be.launch(
-                &gpu::kname("softmax_grad_rows", dt),
-                outer * gpu::BLOCK,
-                &[gpu::buf(&*gx), gpu::buf(x[0]), gpu::buf(x[1]), gpu::int(outer), gpu::int(n), log],
+            k::SOFTMAX_GRAD_ROWS.launch(
+                be,
+                dt,
+                outer * BLOCK,
+                &[buf(&*gx), buf(x[0]), buf(x[1]), int(outer), int(n), log],
             )?;
         } else {
-            be.launch(
-                &gpu::kname("softmax_grad_cols", dt),
+            k::SOFTMAX_GRAD_COLS.launch(
+                be,
+                dt,
                 outer * inner,
-                &[gpu::buf(&*gx), gpu::buf(x[0]), gpu::buf(x[1]), gpu::int(outer), gpu::int(n), gpu::int(inner), log],
+                &[buf(&*gx), buf(x[0]), buf(x[1]), int(outer), int(n), int(inner), log],
             )?;
         }
         Ok(vec![gx])

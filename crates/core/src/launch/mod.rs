@@ -1,15 +1,17 @@
-//! Shared pieces of the ops' CUDA paths (`Op::gpu`): kernel names, launch-argument shorthands
-//! and the device routines that several op families use (copies, strided gathers, fills,
-//! reductions, index checks). Everything goes through the [`GpuBackend`] trait; the kernels are
-//! in `crates/cuda/kernels/*.cu`, whose `extern "C"` signatures are the ABI these calls follow
-//! (the CUDA backend checks every launch against them).
+//! Launch plumbing shared by the ops' device paths (`Op::gpu`); not an op family and not a
+//! backend (the CUDA backend is `crates/cuda`, behind [`GpuBackend`]). Here: the table of kernels
+//! ([`kernels`]), launch-argument shorthands, and the device routines that several op families
+//! use (copies, strided gathers, fills, broadcasting, reductions, index checks).
 //!
 //! Launch convention (the CUDA backend's): blocks of [`BLOCK`] threads, `ceil(threads / BLOCK)`
 //! blocks. Kernels that give one block to each row are launched with `rows × BLOCK` threads.
 
+pub mod kernels;
+
 use crate::backend::{DeviceBuffer, GpuBackend, GpuMat, KernelArg};
 use crate::error::{Error, Result};
 use crate::storage::DType;
+use kernels as k;
 use std::sync::Arc;
 
 /// A device buffer as ops hold it.
@@ -22,16 +24,6 @@ pub const BLOCK: usize = 256;
 const MAX_DIMS: usize = 6;
 /// Most kept and reduced dimensions the reduction kernels take after coalescing.
 const MAX_RED_DIMS: usize = 4;
-
-/// `base_f32`, `base_f64` or `base_i32`: the kernel for a dtype.
-pub(crate) fn kname(base: &str, dt: DType) -> String {
-    let s = match dt {
-        DType::F32 => "f32",
-        DType::F64 => "f64",
-        DType::I32 => "i32",
-    };
-    format!("{base}_{s}")
-}
 
 /// Checks that a float kernel exists for `dt`.
 pub(crate) fn float_only(op: &str, dt: DType) -> Result<()> {
@@ -83,7 +75,7 @@ pub(crate) fn copy_into(
     src_off: usize,
     n: usize,
 ) -> Result<()> {
-    be.launch(&kname("copy", src.dtype()), n, &[at(dst, dst_off), at(src, src_off), int(n)])
+    k::COPY.launch(be, src.dtype(), n, &[at(dst, dst_off), at(src, src_off), int(n)])
 }
 
 /// Copies a `rows × cols` block between two row-major matrices.
@@ -99,8 +91,9 @@ pub(crate) fn copy2d(
     rows: usize,
     cols: usize,
 ) -> Result<()> {
-    be.launch(
-        &kname("copy2d", src.dtype()),
+    k::COPY2D.launch(
+        be,
+        src.dtype(),
         rows * cols,
         &[at(dst, dst_off), int(dst_ld), at(src, src_off), int(src_ld), int(rows), int(cols)],
     )
@@ -108,7 +101,7 @@ pub(crate) fn copy2d(
 
 /// Sets `n` elements of `dst` to `v` (converted to the buffer's dtype).
 pub(crate) fn fill(be: &dyn GpuBackend, dst: &dyn DeviceBuffer, n: usize, v: f64) -> Result<()> {
-    be.launch(&kname("fill", dst.dtype()), n, &[buf(dst), int(n), real(v)])
+    k::FILL.launch(be, dst.dtype(), n, &[buf(dst), int(n), real(v)])
 }
 
 /// Merges adjacent dimensions that one stride per operand can describe, drops size-1
@@ -185,7 +178,7 @@ pub(crate) fn gather(
     let mut args = vec![buf(&*out), buf(x), int(n)];
     args.extend(d.iter().map(|&v| int(v)));
     args.extend(s[0].iter().map(|&v| int(v)));
-    be.launch(&kname("gather", x.dtype()), n, &args)?;
+    k::GATHER.launch(be, x.dtype(), n, &args)?;
     Ok(out)
 }
 
@@ -204,7 +197,7 @@ pub(crate) fn binary_broadcast(
     let n: usize = out_shape.iter().product();
     let out = be.alloc(a.dtype(), n)?;
     if a_shape == b_shape {
-        be.launch(&kname("binary", a.dtype()), n, &[buf(&*out), buf(a), buf(b), int(n), KernelArg::I32(code)])?;
+        k::BINARY.launch(be, a.dtype(), n, &[buf(&*out), buf(a), buf(b), int(n), KernelArg::I32(code)])?;
         return Ok(out);
     }
     let sa = broadcast_strides(a_shape, out_shape);
@@ -214,7 +207,7 @@ pub(crate) fn binary_broadcast(
     args.extend(d.iter().map(|&v| int(v)));
     args.extend(s[0].iter().map(|&v| int(v)));
     args.extend(s[1].iter().map(|&v| int(v)));
-    be.launch(&kname("binary_bcast", a.dtype()), n, &args)?;
+    k::BINARY_BCAST.launch(be, a.dtype(), n, &args)?;
     Ok(out)
 }
 
@@ -253,7 +246,7 @@ pub(crate) fn reduce_sum(
     if red.is_empty() {
         // Nothing of size > 1 is reduced: a copy, scaled like the CPU's.
         let out = be.alloc(dt, n_out)?;
-        be.launch(&kname("unary", dt), n_out, &[buf(&*out), buf(x), int(n_out), KernelArg::I32(6), real(factor)])?;
+        k::UNARY.launch(be, dt, n_out, &[buf(&*out), buf(x), int(n_out), KernelArg::I32(6), real(factor)])?;
         return Ok(out);
     }
     if kept.len() > MAX_RED_DIMS || red.len() > MAX_RED_DIMS {
@@ -277,7 +270,7 @@ pub(crate) fn reduce_sum(
     if n_out >= 2048 || n_red <= 32 {
         let mut args = vec![buf(&*out), buf(x), int(n_out), int(n_red), real(factor)];
         args.extend(dims(&kept, &red));
-        be.launch(&kname("sum_threads", dt), n_out, &args)?;
+        k::SUM_THREADS.launch(be, dt, n_out, &args)?;
         return Ok(out);
     }
     // Few outputs, long reductions: blocks, split into parts when one block per output would
@@ -286,18 +279,18 @@ pub(crate) fn reduce_sum(
     if parts == 1 {
         let mut args = vec![buf(&*out), buf(x), int(n_out), int(n_red), int(1), real(factor)];
         args.extend(dims(&kept, &red));
-        be.launch(&kname("sum_blocks", dt), n_out * BLOCK, &args)?;
+        k::SUM_BLOCKS.launch(be, dt, n_out * BLOCK, &args)?;
         return Ok(out);
     }
     let partial = be.alloc(dt, n_out * parts)?;
     let mut args = vec![buf(&*partial), buf(x), int(n_out), int(n_red), int(parts), real(1.0)];
     args.extend(dims(&kept, &red));
-    be.launch(&kname("sum_blocks", dt), n_out * parts * BLOCK, &args)?;
+    k::SUM_BLOCKS.launch(be, dt, n_out * parts * BLOCK, &args)?;
     let kept2 = pad(vec![(n_out, parts)]);
     let red2 = pad(vec![(parts, 1)]);
     let mut args = vec![buf(&*out), buf(&*partial), int(n_out), int(parts), int(1), real(factor)];
     args.extend(dims(&kept2, &red2));
-    be.launch(&kname("sum_blocks", dt), n_out * BLOCK, &args)?;
+    k::SUM_BLOCKS.launch(be, dt, n_out * BLOCK, &args)?;
     Ok(out)
 }
 
@@ -314,8 +307,9 @@ pub(crate) fn indices_bad(
         return Err(Error::internal("index_check", "more than 2^31 indices"));
     }
     let bad = be.zeros(DType::I32, 1)?;
-    be.launch(
-        "index_check",
+    k::INDEX_CHECK.launch(
+        be,
+        DType::I32,
         n,
         &[buf(&*bad), buf(idx), int(n), int(limit), KernelArg::I32(ignore.unwrap_or(0)), flag(ignore.is_some())],
     )?;
