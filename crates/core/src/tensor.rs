@@ -78,7 +78,7 @@ pub fn numel_of(shape: &[usize]) -> usize {
 
 /// Checks a requested shape: every dimension positive and the total within [`MAX_ELEMENTS`].
 pub fn check_shape(op: &str, shape: &[usize]) -> Result<usize> {
-    if shape.iter().any(|&d| d == 0) {
+    if shape.contains(&0) {
         return Err(Error::shape(
             op,
             "a shape with every dimension ≥ 1 (empty tensors are not supported)",

@@ -223,7 +223,7 @@ fn fixed_seed_gives_bit_identical_results() {
 fn bad_inputs_get_clear_errors() {
     let case = Case { kind: CellKind::Lstm, t: 5, b: 2, i: 3, h: 4, bias: true };
     let x = case.inputs(1, DType::F32);
-    let e = |r: Result<Vec<Tensor>>| r.err().expect("should fail").to_string();
+    let e = |r: Result<Vec<Tensor>>| r.expect_err("should fail").to_string();
 
     let mut bad = x.clone();
     bad[3] = rnd(&[16, 5], 1, DType::F32);
