@@ -279,6 +279,14 @@ pub fn reductions(dev: Device, dt: DType) -> Vec<Outcome> {
     }));
     let tall = uni(&[3000, 3], 52, dt, 0.5, 1.5);
     out.extend(parity(&format!("sum_columns_{d}"), dev, &[tall], &[0], tol, |x| Ok(vec![sum(&x[0], &[0], false)?])));
+    // Kept dimension innermost: the tiled path, with a partial last tile of 32 outputs, and
+    // a reduction over two non-adjacent runs.
+    let cols = uni(&[2000, 70], 54, dt, 0.5, 1.5);
+    out.extend(parity(&format!("sum_tiles_{d}"), dev, &[cols], &[0], tol, |x| Ok(vec![sum(&x[0], &[0], false)?])));
+    let boxy = uni(&[40, 30, 3, 33], 55, dt, 0.5, 1.5);
+    out.extend(parity(&format!("sum_tiles_runs_{d}"), dev, &[boxy], &[0], tol, |x| {
+        Ok(vec![sum(&x[0], &[0, 1], false)?, mean(&x[0], &[0, 2], true)?])
+    }));
     let wide = rnd(&[4096, 5], 53, dt, 1.0);
     out.extend(parity(&format!("sum_rows_{d}"), dev, &[wide], &[0], tol, |x| Ok(vec![sum(&x[0], &[1], false)?])));
     out
