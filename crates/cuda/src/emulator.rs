@@ -226,6 +226,10 @@ pub fn synchronizations() -> Option<u64> {
 }
 
 impl EmuBackend {
+    /// The caching allocator's counters.
+    pub fn alloc_stats(&self) -> AllocStats {
+        self.pool.stats()
+    }
     fn buffer<'a>(&self, b: &'a dyn DeviceBuffer) -> Result<&'a DevBuffer> {
         downcast::<DevBuffer>(b).ok_or_else(|| Error::internal("emu", "a buffer from another backend"))
     }

@@ -168,7 +168,14 @@ pub fn alloc_stats(ordinal: usize) -> Option<AllocStats> {
     recurrent_core::backend::opened()
         .into_iter()
         .find(|(n, _)| *n == ordinal)
-        .and_then(|(_, be)| be.as_any().downcast_ref::<CudaBackend>().map(|b| b.alloc_stats()))
+        .and_then(|(_, be)| {
+            let any = be.as_any();
+            #[cfg(feature = "emulator")]
+            if let Some(e) = any.downcast_ref::<emulator::EmuBackend>() {
+                return Some(e.alloc_stats());
+            }
+            any.downcast_ref::<CudaBackend>().map(|b| b.alloc_stats())
+        })
 }
 
 #[cfg(test)]

@@ -63,14 +63,13 @@ fn tbptt_chunks_keep_device_memory_flat() {
     let Some(dev) = device("tbptt_chunks_keep_device_memory_flat") else { return };
     let be = recurrent_core::backend::cuda(0).unwrap();
     let before = emu::alloc_stats().unwrap();
-    let (warm_reserved, end_reserved, warm_used, end_used) = cases::tbptt_memory(dev, &|| {
-        let m = be.memory();
-        (m.in_use, m.reserved)
+    let series = cases::tbptt_memory(dev, &|| {
+        let s = emu::alloc_stats().unwrap();
+        (s.mallocs, be.memory().reserved)
     });
     let after = emu::alloc_stats().unwrap();
-    println!("TBPTT memory: reserved {warm_reserved} → {end_reserved} bytes, in use {warm_used} → {end_used}; raw mallocs {} → {}, cache reuses {}", before.mallocs, after.mallocs, after.reuses - before.reuses);
-    assert_eq!(warm_reserved, end_reserved, "reserved memory grew across TBPTT chunks");
-    assert!(after.reuses > before.reuses);
+    println!("{}; cache reuses {}", cases::assert_memory_flat(&series, cases::tbptt_bucket_slack()), after.reuses - before.reuses);
+    assert!(after.reuses > before.reuses, "the cache served no request");
 }
 
 #[test]
