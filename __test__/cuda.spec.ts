@@ -250,7 +250,8 @@ withoutCuda("new LSTM(2, 3).to('cuda'): CudaUnavailableError, and the module is 
 // ---- with CUDA: the GPU branch ----------------------------------------------------------------
 // Everything below needs a CUDA device; on a machine without one each test logs
 // `SKIP: no CUDA device: <reason>` and passes. It was written before any run on a GPU: it is
-// exercised by scripts/gpu-check.sh on the lent GPU machine.
+// exercised by scripts/gpu-check.sh on a GPU machine, and by `npm run test:cuda-emu` on the
+// kernel emulator.
 
 /** Runs `body` only with CUDA; elsewhere logs `SKIP: no CUDA device: <reason>` and passes. */
 function withCuda(title: string, body: (t: ExecutionContext) => void | Promise<void>) {

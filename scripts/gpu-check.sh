@@ -95,7 +95,8 @@ except Exception:
     pass
 PY
   fi
-  for d in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib /usr/local/cuda-13*/lib64 /usr/lib/x86_64-linux-gnu; do
+  # .tmp/nvrtc-wheel: where .ci/run installs the NVRTC wheel for the compile check.
+  for d in .tmp/nvrtc-wheel/nvidia/*/lib /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib /usr/local/cuda-13*/lib64 /usr/lib/x86_64-linux-gnu; do
     [ -d "$d" ] && echo "$d"
   done
 }
@@ -250,7 +251,7 @@ else
   if [ -z "$NODE" ] && [ -f "$JS/node.xz" ]; then
     mkdir -p /tmp/gpu-node && unxz_to "$JS/node.xz" /tmp/gpu-node/node && chmod +x /tmp/gpu-node/node && NODE=/tmp/gpu-node/node
   fi
-  if [ -z "$NODE" ]; then step js SKIP $((SECONDS - t0)) "no node here and none carried (scripts/build-gpu-js-bundle.sh --with-node)"
+  if [ -z "$NODE" ]; then step js SKIP $((SECONDS - t0)) "no node here and none in the bundle (scripts/build-gpu-js-bundle.sh --with-node)"
   elif ! "$NODE" --version >/dev/null 2>&1; then step js SKIP $((SECONDS - t0)) "$NODE does not start here"
   else
     rm -rf /tmp/gpu-js && mkdir -p /tmp/gpu-js

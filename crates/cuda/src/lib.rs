@@ -165,17 +165,14 @@ pub fn open(ordinal: usize) -> Result<Arc<dyn GpuBackend>> {
 /// The caching allocator's counters for `cuda:ordinal` if the core's device registry has
 /// opened it with this backend (None otherwise). Never opens or probes a device.
 pub fn alloc_stats(ordinal: usize) -> Option<AllocStats> {
-    recurrent_core::backend::opened()
-        .into_iter()
-        .find(|(n, _)| *n == ordinal)
-        .and_then(|(_, be)| {
-            let any = be.as_any();
-            #[cfg(feature = "emulator")]
-            if let Some(e) = any.downcast_ref::<emulator::EmuBackend>() {
-                return Some(e.alloc_stats());
-            }
-            any.downcast_ref::<CudaBackend>().map(|b| b.alloc_stats())
-        })
+    recurrent_core::backend::opened().into_iter().find(|(n, _)| *n == ordinal).and_then(|(_, be)| {
+        let any = be.as_any();
+        #[cfg(feature = "emulator")]
+        if let Some(e) = any.downcast_ref::<emulator::EmuBackend>() {
+            return Some(e.alloc_stats());
+        }
+        any.downcast_ref::<CudaBackend>().map(|b| b.alloc_stats())
+    })
 }
 
 #[cfg(test)]

@@ -68,7 +68,11 @@ fn tbptt_chunks_keep_device_memory_flat() {
         (s.mallocs, be.memory().reserved)
     });
     let after = emu::alloc_stats().unwrap();
-    println!("{}; cache reuses {}", cases::assert_memory_flat(&series, cases::tbptt_bucket_slack()), after.reuses - before.reuses);
+    println!(
+        "{}; cache reuses {}",
+        cases::assert_memory_flat(&series, cases::tbptt_bucket_slack()),
+        after.reuses - before.reuses
+    );
     assert!(after.reuses > before.reuses, "the cache served no request");
 }
 
