@@ -10,7 +10,10 @@
  *   device changed and must match the CPU (the CPU is the oracle), and cross-device mixing is a
  *   DeviceError. The no-CUDA tests log a SKIP line and pass.
  *
- * `scripts/gpu-check.sh` runs this file on the lent GPU machine when Node.js is there.
+ * `scripts/gpu-check.sh` runs this file on a GPU machine (with the Node.js found there or the one
+ * carried in the bundle). Without a GPU, `npm run test:cuda-emu` runs it against the host
+ * emulator of the CUDA kernels through a test build of the addon (RECURRENT_CUDA_EMULATOR=1),
+ * so the TypeScript → napi → CUDA-backend path is exercised on any machine with a C++ compiler.
  */
 
 import test, { type ExecutionContext } from 'ava'
@@ -77,7 +80,21 @@ test('cudaAvailable, cudaUnavailableReason and cudaDevices agree with each other
     t.true(Number.isInteger(d.memory) && d.memory > 0, `memory ${d.memory}`)
     t.is(d.computeCapability.length, 2)
     t.true(d.computeCapability.every((v) => Number.isInteger(v) && v >= 0))
+    // The libraries loaded: known on a GPU (one installation, CUDA 13); absent on the emulator.
+    for (const k of ['driverVersion', 'cublasVersion'] as const) t.true(d[k] === null || Number.isInteger(d[k]), k)
+    for (const k of ['nvrtcVersion', 'driverPath', 'nvrtcPath', 'cublasPath', 'cublasLtPath'] as const) {
+      t.true(d[k] === null || typeof d[k] === 'string', k)
+    }
+    if (d.computeCapability[0] > 0) {
+      t.regex(d.nvrtcVersion ?? '', /^13\./)
+      t.is(Math.floor((d.cublasVersion ?? 0) / 10000), 13)
+      t.truthy(d.nvrtcPath && d.cublasPath && d.cublasLtPath)
+    }
   })
+  if (HAS_CUDA) {
+    const d = devs[0]!
+    t.log(`libraries: driver ${d.driverVersion} ${d.driverPath}; nvrtc ${d.nvrtcVersion} ${d.nvrtcPath}; cublas ${d.cublasVersion} ${d.cublasPath}; cublasLt ${d.cublasLtPath}`)
+  }
   t.log(HAS_CUDA ? `CUDA devices: ${devs.map((d) => `${d.name} (sm_${d.computeCapability.join('')}, ${(d.memory / 2 ** 30).toFixed(1)} GiB)`).join(', ')}` : `no CUDA: ${REASON}`)
 })
 
@@ -233,7 +250,8 @@ withoutCuda("new LSTM(2, 3).to('cuda'): CudaUnavailableError, and the module is 
 // ---- with CUDA: the GPU branch ----------------------------------------------------------------
 // Everything below needs a CUDA device; on a machine without one each test logs
 // `SKIP: no CUDA device: <reason>` and passes. It was written before any run on a GPU: it is
-// exercised by scripts/gpu-check.sh on the lent GPU machine.
+// exercised by scripts/gpu-check.sh on a GPU machine, and by `npm run test:cuda-emu` on the
+// kernel emulator.
 
 /** Runs `body` only with CUDA; elsewhere logs `SKIP: no CUDA device: <reason>` and passes. */
 function withCuda(title: string, body: (t: ExecutionContext) => void | Promise<void>) {

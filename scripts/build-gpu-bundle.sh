@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Builds here, on a machine without a GPU, everything scripts/gpu-check.sh runs on the GPU
-# machine (which builds nothing and reaches no registry): the release test binaries of
+# Builds here, on a machine without a GPU, everything scripts/gpu-check.sh runs on a GPU
+# machine (which builds nothing and needs no network): the release test binaries of
 # recurrent-cuda (CPU-vs-CUDA parity, NVRTC kernel compile check) and the cuda_bench example,
 # stripped, into .gpu-bundle/ (git-ignored; the kernels are embedded in the binaries, a copy of
-# the sources rides along for inspection). Carry it with the device tool: carry [".gpu-bundle"].
+# the sources rides along for inspection). Copy the repository with .gpu-bundle/ to the GPU
+# machine and run scripts/gpu-check.sh there. The bundle is kept under 60 MiB.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=.gpu-bundle
@@ -35,6 +36,6 @@ size=$(du -sb "$out" | cut -f1)
 echo "gpu bundle: $out ($((size / 1024 / 1024)) MiB):"
 ls -l "$out"
 if [ "$size" -gt $((60 * 1024 * 1024)) ]; then
-  echo "build-gpu-bundle: the bundle is over 60 MiB; the device tool carries at most 64 MiB with the tree" >&2
+  echo "build-gpu-bundle: the bundle is over its 60 MiB limit" >&2
   exit 1
 fi

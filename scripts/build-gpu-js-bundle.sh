@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds here, on a machine without a GPU, what scripts/gpu-check.sh needs to run the JS
-# device spec (__test__/cuda.spec.ts) on the GPU machine, which builds nothing and reaches no
-# registry: into .gpu-bundle/js/ (git-ignored; run scripts/build-gpu-bundle.sh FIRST, it
+# device spec (__test__/cuda.spec.ts) on a GPU machine, which builds nothing and needs no
+# network: into .gpu-bundle/js/ (git-ignored; run scripts/build-gpu-bundle.sh FIRST, it
 # clears .gpu-bundle/):
 #
 #   app.tar.xz  the API and the spec compiled to JavaScript (tsc), the native addon
@@ -13,9 +13,9 @@
 #               found on the GPU machine's PATH.
 #
 #   here:  scripts/build-gpu-bundle.sh && scripts/build-gpu-js-bundle.sh [--with-node]
-#   there: bash scripts/gpu-check.sh          (device tool: carry [".gpu-bundle"])
+#   there: bash scripts/gpu-check.sh          (after copying the repository with .gpu-bundle/)
 #
-# The device tool carries at most 64 MiB with the working tree; this checks the total.
+# The bundle plus the working tree is kept under 60 MiB, so the copy stays small; this checks it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -102,15 +102,15 @@ if [ "$with_node" = 1 ]; then
 fi
 {
   echo "commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet 2>/dev/null || echo ' (with uncommitted changes)')"
-  echo "built: $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(uname -sm), node $(node --version)$([ "$with_node" = 1 ] && echo ' (carried)')"
+  echo "built: $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(uname -sm), node $(node --version)$([ "$with_node" = 1 ] && echo ' (included)')"
 } >"$out/MANIFEST"
 
 size=$(du -sb .gpu-bundle | cut -f1)
 tree=$( (git ls-files; git ls-files --others --exclude-standard) | sort -u | while IFS= read -r f; do [ -f "$f" ] && stat -c %s "$f"; done | awk '{s += $1} END {print s + 0}')
 echo "gpu js bundle: $out"
 ls -l "$out"
-echo "carried in all: .gpu-bundle $((size / 1024 / 1024)) MiB + working tree $((tree / 1024 / 1024)) MiB (limit 64 MiB)"
-if [ $((size + tree)) -gt $((62 * 1024 * 1024)) ]; then
-  echo "build-gpu-js-bundle: .gpu-bundle plus the working tree is over 62 MiB; the device tool carries at most 64 MiB" >&2
+echo "to copy in all: .gpu-bundle $size bytes ($((size / 1024 / 1024)) MiB) + working tree $((tree / 1024 / 1024)) MiB (limit 60 MiB)"
+if [ $((size + tree)) -gt $((60 * 1024 * 1024)) ]; then
+  echo "build-gpu-js-bundle: .gpu-bundle plus the working tree is over its 60 MiB limit" >&2
   exit 1
 fi

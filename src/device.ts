@@ -26,6 +26,17 @@ export interface CudaDeviceInfo {
   memory: number
   /** `[major, minor]`, e.g. `[9, 0]` for an H100. */
   computeCapability: [number, number]
+  /** The driver's CUDA version (`cuDriverGetVersion`, e.g. 13000 for 13.0), or null if unknown. */
+  driverVersion: number | null
+  /** NVRTC's version (`nvrtcVersion`, e.g. `'13.0'`), or null if unknown. */
+  nvrtcVersion: string | null
+  /** cuBLAS's version as `cublasGetVersion` gives it (major·10000 + minor·100 + patch), or null. */
+  cublasVersion: number | null
+  /** The library files this process loaded (NVRTC and cuBLAS come from one installation). */
+  driverPath: string | null
+  nvrtcPath: string | null
+  cublasPath: string | null
+  cublasLtPath: string | null
 }
 
 /** The memory of one opened CUDA device, in {@link MemoryInfo.cuda}. */
@@ -90,6 +101,13 @@ export function cudaDevices(): CudaDeviceInfo[] {
     name: d.name,
     memory: d.memory,
     computeCapability: [d.computeCapability[0], d.computeCapability[1]],
+    driverVersion: d.driverVersion ?? null,
+    nvrtcVersion: d.nvrtcVersion ?? null,
+    cublasVersion: d.cublasVersion ?? null,
+    driverPath: d.driverPath ?? null,
+    nvrtcPath: d.nvrtcPath ?? null,
+    cublasPath: d.cublasPath ?? null,
+    cublasLtPath: d.cublasLtPath ?? null,
   }))
 }
 

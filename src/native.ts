@@ -8,6 +8,7 @@
  */
 
 import { createRequire } from 'node:module'
+import path from 'node:path'
 import type * as NativeModule from '../native/index.cjs'
 
 export type { NativeTensor, MemoryInfo, RecurrentLayerOutput } from '../native/index.cjs'
@@ -17,6 +18,10 @@ const require = createRequire(import.meta.url)
 function load(): typeof NativeModule {
   // From the sources (src/native.ts) the loader is one level up; from the compiled package
   // (dist/src/native.js) it is two levels up.
+  // RECURRENT_NATIVE_DIR: a test build of the addon elsewhere (e.g. `npm run build:native:emu`,
+  // the CUDA kernel emulator's build, in .tmp/native-emu), loaded instead of native/.
+  const dir = process.env.RECURRENT_NATIVE_DIR
+  if (dir) return require(path.resolve(dir, 'index.cjs')) as typeof NativeModule
   const candidates = ['../native/index.cjs', '../../native/index.cjs']
   const errors: unknown[] = []
   for (const c of candidates) {

@@ -96,7 +96,20 @@ export class Tensor {
     this._native = moved._native
     this.#device = moved.#device
     this.#dtype = moved.#dtype
-    old.dispose()
+    try {
+      old.dispose()
+    } catch {
+      // A native call that borrowed the old handle (the read that ended an awaited
+      // `optimizer.step()`) may still hold it until its promise settles: drop it on the next
+      // turn of the event loop instead (the handle is unreachable from here on either way).
+      setImmediate(() => {
+        try {
+          old.dispose()
+        } catch {
+          // Still borrowed: the garbage collector frees it.
+        }
+      })
+    }
   }
 
   /** Number of dimensions. */

@@ -188,10 +188,17 @@ fn run_job(
                 caught(&mut || host.iter().map(|h| Ok(Stored::Device(be.upload(h)?))).collect())?
             }
             (Some(be), Some(Device::Cpu)) if dev.len() == held.len() => {
-                caught(&mut || dev.iter().map(|d| Ok(Stored::Host(Arc::new(be.download(*d)?)))).collect())?
+                // A read back to the host: the natural point to report deferred index checks.
+                caught(&mut || {
+                    crate::launch::index_faults(be)?;
+                    dev.iter().map(|d| Ok(Stored::Host(Arc::new(be.download(*d)?)))).collect()
+                })?
             }
             (Some(be), None) if dev.len() == held.len() => {
-                caught(&mut || Ok(op.gpu(be, &dev)?.into_iter().map(Stored::Device).collect()))?
+                let run = || op.gpu(be, &dev);
+                caught(&mut || {
+                    Ok(crate::backend::with_current_op(op.name(), run)?.into_iter().map(Stored::Device).collect())
+                })?
             }
             _ => return Err(Error::internal(op.name(), "inputs are not on the device that runs the op")),
         };

@@ -63,6 +63,32 @@ pub trait GpuBackend: Send + Sync + 'static {
         ldc: usize,
         accumulate: bool,
     ) -> Result<()>;
+    /// `batch.count` products `c_i (+)= a_i · b_i`, where operand i starts `i · stride` elements
+    /// after the view's offset (cuBLAS's strided-batched GEMM). The default runs one [`gemm`]
+    /// per product; a backend with a batched GEMM overrides it with one call.
+    ///
+    /// [`gemm`]: GpuBackend::gemm
+    #[allow(clippy::too_many_arguments)]
+    fn gemm_batched(
+        &self,
+        m: usize,
+        n: usize,
+        k: usize,
+        a: GpuMat,
+        b: GpuMat,
+        c: &dyn DeviceBuffer,
+        c_offset: usize,
+        ldc: usize,
+        accumulate: bool,
+        batch: Strides,
+    ) -> Result<()> {
+        for i in 0..batch.count {
+            let ai = GpuMat { offset: a.offset + i * batch.a, ..a };
+            let bi = GpuMat { offset: b.offset + i * batch.b, ..b };
+            self.gemm(m, n, k, ai, bi, c, c_offset + i * batch.c, ldc, accumulate)?;
+        }
+        Ok(())
+    }
     /// Launches `kernel` (a name like `lstm_fwd_step_f32`) over at least `threads` threads.
     fn launch(&self, kernel: &str, threads: usize, args: &[KernelArg]) -> Result<()>;
     /// Blocks until all queued device work is done; device errors surface here.
@@ -74,6 +100,16 @@ pub trait GpuBackend: Send + Sync + 'static {
     fn empty_cache(&self) -> u64;
     /// The backend itself, so that its crate can read figures the trait does not carry.
     fn as_any(&self) -> &dyn Any;
+}
+
+/// The batch of a [`GpuBackend::gemm_batched`]: how many products, and the element distance
+/// between consecutive A, B and C matrices.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Strides {
+    pub count: usize,
+    pub a: usize,
+    pub b: usize,
+    pub c: usize,
 }
 
 /// Memory of one device, as its caching allocator counts it.
@@ -152,6 +188,25 @@ pub fn opened() -> Vec<(usize, Arc<dyn GpuBackend>)> {
 pub(crate) fn opened_devices() -> Vec<(usize, Arc<OpenedDevice>)> {
     let opened = registry().lock().unwrap_or_else(|p| p.into_inner());
     opened.iter().filter_map(|(&n, d)| d.as_ref().ok().map(|d| (n, d.clone()))).collect()
+}
+
+thread_local! {
+    /// The op whose device path runs on this (executor) thread, for fault reports.
+    static CURRENT_OP: std::cell::Cell<Option<&'static str>> = const { std::cell::Cell::new(None) };
+}
+
+/// Runs `f` with `op` recorded as the op launching device work on this thread, so that a
+/// backend that finds a fault (e.g. after a synchronous launch) can name the op.
+pub(crate) fn with_current_op<T>(op: &'static str, f: impl FnOnce() -> T) -> T {
+    let prev = CURRENT_OP.with(|c| c.replace(Some(op)));
+    let out = f();
+    CURRENT_OP.with(|c| c.set(prev));
+    out
+}
+
+/// The op whose device work the calling thread is launching, if any.
+pub fn current_op() -> Option<&'static str> {
+    CURRENT_OP.with(|c| c.get())
 }
 
 /// Typed view of a device buffer for backends: downcasts to the backend's own type.

@@ -94,8 +94,12 @@ impl Executor {
         let s = slot.clone();
         self.send(Box::new(move || {
             let finished = match device {
-                Some(be) => std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| be.synchronize()))
-                    .unwrap_or_else(|p| Err(Error::internal("synchronize", panic_message(p)))),
+                Some(be) => std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    be.synchronize()?;
+                    // Deferred index checks are read here too: their flags are ready now.
+                    crate::launch::index_faults(&*be)
+                }))
+                .unwrap_or_else(|p| Err(Error::internal("synchronize", panic_message(p)))),
                 None => Ok(()),
             };
             s.fill(finished.map(|()| Stored::Host(Arc::new(CpuStorage::new_f32(Vec::new())))));

@@ -263,6 +263,8 @@ impl Tensor {
             Stored::Device(buf) => {
                 let Device::Cuda(n) = self.device() else { unreachable!("device data on the CPU") };
                 let be = crate::backend::cuda(n)?;
+                // A read back to the host: the natural point to report deferred index checks.
+                crate::launch::index_faults(&*be)?;
                 Ok(Arc::new(be.download(&*buf)?))
             }
         }

@@ -58,6 +58,31 @@ template <class T> __device__ T rc_block_max(T v, T* sh) {
     return r;
 }
 
+// Row kernels give each row either a whole block (long rows) or one warp (narrow rows: a block
+// of 256 threads on a 5-wide row would leave 251 idle), chosen by the host per launch with the
+// `warp` flag (launched with rows × RC_BLOCK or rows × 32 threads). Every lane of a row's group
+// takes part in its reductions, so a group returns as a whole or not at all.
+#define RC_WARP 32
+struct RcRow {
+    i64 row;
+    int lane;
+    int width;
+};
+__device__ __forceinline__ RcRow rc_row(int warp) {
+    if (warp) return RcRow{rc_tid() / RC_WARP, (int)(threadIdx.x % RC_WARP), RC_WARP};
+    return RcRow{(i64)blockIdx.x, (int)threadIdx.x, (int)blockDim.x};
+}
+template <class T> __device__ T rc_group_sum(T v, T* sh, int warp) {
+    if (!warp) return rc_block_sum(v, sh);
+    for (int o = RC_WARP / 2; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+template <class T> __device__ T rc_group_max(T v, T* sh, int warp) {
+    if (!warp) return rc_block_max(v, sh);
+    for (int o = RC_WARP / 2; o > 0; o >>= 1) v = rc_max(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+}
+
 // Time index of batch row b at step s of a recurrent loop (crates/core/src/ops/rnn.rs), or −1
 // once the row is past its length. Reverse directions start at each row's own last element.
 __device__ __forceinline__ i64 rc_time_of(const int* lengths, i64 s, i64 b, int reverse) {

@@ -1,26 +1,28 @@
 // softmax / log-softmax along one axis (crates/core/src/ops/softmax.rs), max subtracted first,
 // and their fused gradients from the saved output. The tensor is [outer, n, inner].
-// *_rows: inner == 1, one block per row (long rows such as vocabularies).
+// *_rows: inner == 1, one block per row (long rows such as vocabularies) or one warp per row
+//         (narrow rows), as the host's `warp` flag says (common.cuh, rc_row).
 // *_cols: inner > 1, one thread per (outer, inner) column walking the n axis.
 
-template <class T> __device__ void softmax_rows_impl(T* y, const T* x, i64 rows, i64 n, int log_) {
+template <class T> __device__ void softmax_rows_impl(T* y, const T* x, i64 rows, i64 n, int log_, int warp) {
     __shared__ T sh[RC_BLOCK];
-    const i64 row = blockIdx.x;
+    const RcRow rr = rc_row(warp);
+    const i64 row = rr.row;
     if (row >= rows) return;
     const T* xr = x + row * n;
     T* yr = y + row * n;
     T m = xr[0];
-    for (i64 j = threadIdx.x; j < n; j += blockDim.x) m = rc_max(m, xr[j]);
-    m = rc_block_max(m, sh);
+    for (i64 j = rr.lane; j < n; j += rr.width) m = rc_max(m, xr[j]);
+    m = rc_group_max(m, sh, warp);
     T s = T(0);
-    for (i64 j = threadIdx.x; j < n; j += blockDim.x) s += rc_exp(xr[j] - m);
-    s = rc_block_sum(s, sh);
+    for (i64 j = rr.lane; j < n; j += rr.width) s += rc_exp(xr[j] - m);
+    s = rc_group_sum(s, sh, warp);
     if (log_) {
         const T ls = rc_log(s);
-        for (i64 j = threadIdx.x; j < n; j += blockDim.x) yr[j] = (xr[j] - m) - ls;
+        for (i64 j = rr.lane; j < n; j += rr.width) yr[j] = (xr[j] - m) - ls;
     } else {
         const T r = T(1) / s;
-        for (i64 j = threadIdx.x; j < n; j += blockDim.x) yr[j] = rc_exp(xr[j] - m) * r;
+        for (i64 j = rr.lane; j < n; j += rr.width) yr[j] = rc_exp(xr[j] - m) * r;
     }
 }
 
@@ -45,17 +47,18 @@ template <class T> __device__ void softmax_cols_impl(T* y, const T* x, i64 outer
 }
 
 // softmax: gx = y ⊙ (g − Σ g⊙y); log-softmax: gx = g − exp(y) ⊙ Σ g.
-template <class T> __device__ void softmax_grad_rows_impl(T* gx, const T* g, const T* y, i64 rows, i64 n, int log_) {
+template <class T> __device__ void softmax_grad_rows_impl(T* gx, const T* g, const T* y, i64 rows, i64 n, int log_, int warp) {
     __shared__ T sh[RC_BLOCK];
-    const i64 row = blockIdx.x;
+    const RcRow rr = rc_row(warp);
+    const i64 row = rr.row;
     if (row >= rows) return;
     const T* gr = g + row * n;
     const T* yr = y + row * n;
     T* outr = gx + row * n;
     T acc = T(0);
-    for (i64 j = threadIdx.x; j < n; j += blockDim.x) acc += log_ ? gr[j] : gr[j] * yr[j];
-    acc = rc_block_sum(acc, sh);
-    for (i64 j = threadIdx.x; j < n; j += blockDim.x) outr[j] = log_ ? gr[j] - rc_exp(yr[j]) * acc : yr[j] * (gr[j] - acc);
+    for (i64 j = rr.lane; j < n; j += rr.width) acc += log_ ? gr[j] : gr[j] * yr[j];
+    acc = rc_group_sum(acc, sh, warp);
+    for (i64 j = rr.lane; j < n; j += rr.width) outr[j] = log_ ? gr[j] - rc_exp(yr[j]) * acc : yr[j] * (gr[j] - acc);
 }
 
 template <class T> __device__ void softmax_grad_cols_impl(T* gx, const T* g, const T* y, i64 outer, i64 n, i64 inner, int log_) {
@@ -72,11 +75,11 @@ template <class T> __device__ void softmax_grad_cols_impl(T* gx, const T* g, con
     }
 }
 
-extern "C" __global__ void softmax_rows_f32(float* y, const float* x, long long rows, long long n, int log_) { softmax_rows_impl<float>(y, x, rows, n, log_); }
-extern "C" __global__ void softmax_rows_f64(double* y, const double* x, long long rows, long long n, int log_) { softmax_rows_impl<double>(y, x, rows, n, log_); }
+extern "C" __global__ void softmax_rows_f32(float* y, const float* x, long long rows, long long n, int log_, int warp) { softmax_rows_impl<float>(y, x, rows, n, log_, warp); }
+extern "C" __global__ void softmax_rows_f64(double* y, const double* x, long long rows, long long n, int log_, int warp) { softmax_rows_impl<double>(y, x, rows, n, log_, warp); }
 extern "C" __global__ void softmax_cols_f32(float* y, const float* x, long long outer, long long n, long long inner, int log_) { softmax_cols_impl<float>(y, x, outer, n, inner, log_); }
 extern "C" __global__ void softmax_cols_f64(double* y, const double* x, long long outer, long long n, long long inner, int log_) { softmax_cols_impl<double>(y, x, outer, n, inner, log_); }
-extern "C" __global__ void softmax_grad_rows_f32(float* gx, const float* g, const float* y, long long rows, long long n, int log_) { softmax_grad_rows_impl<float>(gx, g, y, rows, n, log_); }
-extern "C" __global__ void softmax_grad_rows_f64(double* gx, const double* g, const double* y, long long rows, long long n, int log_) { softmax_grad_rows_impl<double>(gx, g, y, rows, n, log_); }
+extern "C" __global__ void softmax_grad_rows_f32(float* gx, const float* g, const float* y, long long rows, long long n, int log_, int warp) { softmax_grad_rows_impl<float>(gx, g, y, rows, n, log_, warp); }
+extern "C" __global__ void softmax_grad_rows_f64(double* gx, const double* g, const double* y, long long rows, long long n, int log_, int warp) { softmax_grad_rows_impl<double>(gx, g, y, rows, n, log_, warp); }
 extern "C" __global__ void softmax_grad_cols_f32(float* gx, const float* g, const float* y, long long outer, long long n, long long inner, int log_) { softmax_grad_cols_impl<float>(gx, g, y, outer, n, inner, log_); }
 extern "C" __global__ void softmax_grad_cols_f64(double* gx, const double* g, const double* y, long long outer, long long n, long long inner, int log_) { softmax_grad_cols_impl<double>(gx, g, y, outer, n, inner, log_); }

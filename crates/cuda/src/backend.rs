@@ -8,7 +8,7 @@ use crate::plan::{self, grid_for, BLOCK};
 use cudarc::cublas::{result as blas_result, sys as blas_sys, CudaBlas};
 use cudarc::driver::{result as drv, sys as drv_sys, CudaContext, CudaFunction, CudaModule, CudaStream};
 use cudarc::nvrtc::Ptx;
-use recurrent_core::backend::{downcast, DeviceBuffer, DeviceMemory, GpuBackend, GpuMat, KernelArg};
+use recurrent_core::backend::{downcast, DeviceBuffer, DeviceMemory, GpuBackend, GpuMat, KernelArg, Strides};
 use recurrent_core::{CpuStorage, DType, Error, Result};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -181,12 +181,23 @@ impl CudaBackend {
         Ok(f)
     }
 
+    /// With `RECURRENT_CUDA_SYNC=1`, waits for the work just queued, so that a fault is
+    /// reported at the launch that caused it, naming the kernel, the op that launched it and
+    /// the label set with [`crate::set_launch_context`] (e.g. the test).
     fn after_work(&self, what: &str) -> Result<()> {
         if self.sync_each {
-            self.stream.synchronize().map_err(|e| driver_err(&format!("after {what}"), e))?;
+            self.stream.synchronize().map_err(|e| fault(what, e))?;
         }
         Ok(())
     }
+}
+
+/// A device error at or after `what` (a kernel name, or "a GEMM"), with its op and context.
+fn fault(what: &str, e: drv::DriverError) -> Error {
+    let op = recurrent_core::backend::current_op().unwrap_or("(no op)");
+    let ctx = crate::launch_context().lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let ctx = if ctx.is_empty() { String::new() } else { format!(", during {ctx}") };
+    Error::internal(op, format!("device fault in {what} (launched by op {op}{ctx}): {e:?}"))
 }
 
 fn nul_terminated(ptx: String) -> Vec<u8> {
@@ -206,6 +217,9 @@ impl GpuBackend for CudaBackend {
 
     fn zeros(&self, dtype: DType, n: usize) -> Result<Arc<dyn DeviceBuffer>> {
         let b = self.pool.alloc(dtype, n)?;
+        if b.bytes() == 0 {
+            return Ok(Arc::new(b));
+        }
         self.bind()?;
         unsafe { drv::memset_d8_async(b.ptr_at(0), 0, b.bytes(), self.stream.cu_stream()) }
             .map_err(|e| driver_err("cuMemsetD8Async", e))?;
@@ -214,6 +228,10 @@ impl GpuBackend for CudaBackend {
 
     fn upload(&self, host: &CpuStorage) -> Result<Arc<dyn DeviceBuffer>> {
         let b = self.pool.alloc(host.dtype(), host.len())?;
+        if host.is_empty() {
+            // An empty Vec's pointer dangles: the driver is never handed it.
+            return Ok(Arc::new(b));
+        }
         self.bind()?;
         let s = self.stream.cu_stream();
         // From pageable memory the copy is staged before the call returns, so `host` may go.
@@ -230,27 +248,49 @@ impl GpuBackend for CudaBackend {
 
     fn download(&self, buf: &dyn DeviceBuffer) -> Result<CpuStorage> {
         let b = self.buffer(buf)?;
+        let n = b.len();
+        if n == 0 {
+            return Ok(match b.dtype() {
+                DType::F32 => CpuStorage::new_f32(Vec::new()),
+                DType::F64 => CpuStorage::new_f64(Vec::new()),
+                DType::I32 => CpuStorage::new_i32(Vec::new()),
+            });
+        }
         self.bind()?;
         let s = self.stream.cu_stream();
-        let n = b.len();
         let host = unsafe {
             match b.dtype() {
                 DType::F32 => {
                     let mut v = vec![0f32; n];
                     drv::memcpy_dtoh_async(&mut v, b.ptr_at(0), s).map_err(|e| driver_err("cuMemcpyDtoHAsync", e))?;
-                    self.stream.synchronize().map_err(|e| driver_err("reading device data", e))?;
+                    self.stream.synchronize().map_err(|e| {
+                        driver_err(
+                            "reading device data (run with RECURRENT_CUDA_SYNC=1 to name the faulting kernel)",
+                            e,
+                        )
+                    })?;
                     CpuStorage::new_f32(v)
                 }
                 DType::F64 => {
                     let mut v = vec![0f64; n];
                     drv::memcpy_dtoh_async(&mut v, b.ptr_at(0), s).map_err(|e| driver_err("cuMemcpyDtoHAsync", e))?;
-                    self.stream.synchronize().map_err(|e| driver_err("reading device data", e))?;
+                    self.stream.synchronize().map_err(|e| {
+                        driver_err(
+                            "reading device data (run with RECURRENT_CUDA_SYNC=1 to name the faulting kernel)",
+                            e,
+                        )
+                    })?;
                     CpuStorage::new_f64(v)
                 }
                 DType::I32 => {
                     let mut v = vec![0i32; n];
                     drv::memcpy_dtoh_async(&mut v, b.ptr_at(0), s).map_err(|e| driver_err("cuMemcpyDtoHAsync", e))?;
-                    self.stream.synchronize().map_err(|e| driver_err("reading device data", e))?;
+                    self.stream.synchronize().map_err(|e| {
+                        driver_err(
+                            "reading device data (run with RECURRENT_CUDA_SYNC=1 to name the faulting kernel)",
+                            e,
+                        )
+                    })?;
                     CpuStorage::new_i32(v)
                 }
             }
@@ -329,6 +369,87 @@ impl GpuBackend for CudaBackend {
         self.after_work("a GEMM")
     }
 
+    fn gemm_batched(
+        &self,
+        m: usize,
+        n: usize,
+        k: usize,
+        a: GpuMat,
+        b: GpuMat,
+        c: &dyn DeviceBuffer,
+        c_offset: usize,
+        ldc: usize,
+        accumulate: bool,
+        batch: Strides,
+    ) -> Result<()> {
+        let bt = plan::column_major_batched(m, n, k, &a, &b, c, c_offset, ldc, accumulate, batch)?;
+        let g = bt.first;
+        let (da, db, dc) = (self.buffer(b.buf)?, self.buffer(a.buf)?, self.buffer(c)?);
+        let op = |t: bool| {
+            if t {
+                blas_sys::cublasOperation_t::CUBLAS_OP_T
+            } else {
+                blas_sys::cublasOperation_t::CUBLAS_OP_N
+            }
+        };
+        self.bind()?;
+        let blas = self.blas.lock().unwrap_or_else(|p| p.into_inner());
+        let h = *blas.handle();
+        let r = unsafe {
+            match c.dtype() {
+                DType::F32 => {
+                    let (alpha, beta) = (1f32, if g.accumulate { 1f32 } else { 0f32 });
+                    blas_result::sgemm_strided_batched(
+                        h,
+                        op(g.transa),
+                        op(g.transb),
+                        g.m,
+                        g.n,
+                        g.k,
+                        &alpha,
+                        da.ptr_at(g.a_off) as *const f32,
+                        g.lda,
+                        bt.stride_a,
+                        db.ptr_at(g.b_off) as *const f32,
+                        g.ldb,
+                        bt.stride_b,
+                        &beta,
+                        dc.ptr_at(g.c_off) as *mut f32,
+                        g.ldc,
+                        bt.stride_c,
+                        bt.count,
+                    )
+                }
+                _ => {
+                    let (alpha, beta) = (1f64, if g.accumulate { 1f64 } else { 0f64 });
+                    blas_result::dgemm_strided_batched(
+                        h,
+                        op(g.transa),
+                        op(g.transb),
+                        g.m,
+                        g.n,
+                        g.k,
+                        &alpha,
+                        da.ptr_at(g.a_off) as *const f64,
+                        g.lda,
+                        bt.stride_a,
+                        db.ptr_at(g.b_off) as *const f64,
+                        g.ldb,
+                        bt.stride_b,
+                        &beta,
+                        dc.ptr_at(g.c_off) as *mut f64,
+                        g.ldc,
+                        bt.stride_c,
+                        bt.count,
+                    )
+                }
+            }
+        };
+        drop(blas);
+        r.map_err(|e| Error::internal("gemm", format!("cuBLAS strided-batched GEMM: {e:?}")))?;
+        self.after_work("a batched GEMM")
+    }
+
     fn launch(&self, kernel: &str, threads: usize, args: &[KernelArg]) -> Result<()> {
         let sig = kernels::signatures()
             .get(kernel)
@@ -344,7 +465,7 @@ impl GpuBackend for CudaBackend {
         unsafe {
             drv::launch_kernel(f.cu_function(), (grid, 1, 1), (BLOCK, 1, 1), 0, self.stream.cu_stream(), &mut params)
         }
-        .map_err(|e| driver_err(&format!("launching {kernel}"), e))?;
+        .map_err(|e| fault(&format!("launching {kernel}"), e))?;
         self.after_work(kernel)
     }
 

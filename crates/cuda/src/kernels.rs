@@ -209,8 +209,37 @@ pub fn compile(file: &str, src: &str, arch: &str, extra: &[&str]) -> Result<Comp
     Ok(Compiled { ptx, cubin, log })
 }
 
-/// Per-kernel resources read from a cubin (ELF): registers from each `.text.<kernel>`
-/// section's `sh_info` (bits 24..31, as cuobjdump reads them) and code size in bytes.
+/// EIATTR_REGCOUNT in a cubin's `.nv.info` attributes: (function symbol index, registers).
+const EIATTR_REGCOUNT: u8 = 0x2f;
+/// `.nv.info` attribute formats: no value, byte, half-word (u16 value), sized (u16 size, data).
+const EIFMT_SVAL: u8 = 0x04;
+
+/// The (function symbol index, registers) pairs of the EIATTR_REGCOUNT attributes in one
+/// `.nv.info` section: 4-byte headers (format, attribute, u16 value or size), sized values
+/// followed by their bytes.
+pub fn nv_info_regcounts(info: &[u8]) -> Vec<(u32, u32)> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at + 4 <= info.len() {
+        let (fmt, attr) = (info[at], info[at + 1]);
+        let val = u16::from_le_bytes([info[at + 2], info[at + 3]]) as usize;
+        at += 4;
+        if fmt == EIFMT_SVAL {
+            if attr == EIATTR_REGCOUNT && val >= 8 && at + 8 <= info.len() {
+                let sym = u32::from_le_bytes(info[at..at + 4].try_into().unwrap());
+                let regs = u32::from_le_bytes(info[at + 4..at + 8].try_into().unwrap());
+                out.push((sym, regs));
+            }
+            at += val;
+        }
+    }
+    out
+}
+
+/// Per-kernel resources read from a cubin (ELF): (kernel, registers, code bytes). Registers
+/// come from the EIATTR_REGCOUNT attributes of the `.nv.info` sections (by function symbol),
+/// which every architecture has; where a kernel has none, from its `.text.<kernel>` section's
+/// `sh_info` bits 24..31 (older toolchains kept it there; sm_90 cubins from NVRTC 13 leave 0).
 pub fn cubin_kernel_resources(cubin: &[u8]) -> Vec<(String, u32, u64)> {
     let rd16 = |o: usize| cubin.get(o..o + 2).map(|b| u16::from_le_bytes([b[0], b[1]]) as usize);
     let rd32 = |o: usize| cubin.get(o..o + 4).map(|b| u32::from_le_bytes(b.try_into().unwrap()));
@@ -225,18 +254,50 @@ pub fn cubin_kernel_resources(cubin: &[u8]) -> Vec<(String, u32, u64)> {
         return out;
     };
     let sh = |i: usize| shoff as usize + i * shentsize;
+    let c_str = |off: usize| -> Option<String> {
+        let tail = cubin.get(off..)?;
+        let end = tail.iter().position(|&c| c == 0).unwrap_or(tail.len());
+        Some(String::from_utf8_lossy(&tail[..end]).into_owned())
+    };
     let Some(strtab_off) = rd64(sh(shstrndx) + 0x18) else { return out };
+    let mut regcounts: Vec<(u32, u32)> = Vec::new();
+    let mut symbols: Vec<String> = Vec::new();
+    let mut texts = Vec::new();
     for i in 0..shnum {
-        let (Some(name_off), Some(info), Some(size)) = (rd32(sh(i)), rd32(sh(i) + 0x2c), rd64(sh(i) + 0x20)) else {
+        let (Some(name_off), Some(ty), Some(link), Some(info), Some(off), Some(size), Some(entsize)) = (
+            rd32(sh(i)),
+            rd32(sh(i) + 0x04),
+            rd32(sh(i) + 0x28),
+            rd32(sh(i) + 0x2c),
+            rd64(sh(i) + 0x18),
+            rd64(sh(i) + 0x20),
+            rd64(sh(i) + 0x38),
+        ) else {
             continue;
         };
-        let start = strtab_off as usize + name_off as usize;
-        let Some(tail) = cubin.get(start..) else { continue };
-        let end = tail.iter().position(|&c| c == 0).unwrap_or(tail.len());
-        let name = String::from_utf8_lossy(&tail[..end]);
+        let Some(name) = c_str(strtab_off as usize + name_off as usize) else { continue };
+        let data = cubin.get(off as usize..(off + size) as usize);
         if let Some(kernel) = name.strip_prefix(".text.") {
-            out.push((kernel.to_string(), info >> 24, size));
+            texts.push((kernel.to_string(), info >> 24, size));
+        } else if name == ".nv.info" || name.starts_with(".nv.info.") {
+            regcounts.extend(data.map(nv_info_regcounts).unwrap_or_default());
+        } else if ty == 2 && entsize >= 24 {
+            // SHT_SYMTAB: names in the string table it links to.
+            let Some(names_off) = rd64(sh(link as usize) + 0x18) else { continue };
+            for k in 0..(size / entsize) as usize {
+                let e = off as usize + k * entsize as usize;
+                let n = rd32(e).and_then(|n| c_str(names_off as usize + n as usize)).unwrap_or_default();
+                symbols.push(n);
+            }
         }
+    }
+    for (kernel, from_flags, size) in texts {
+        let from_info = regcounts
+            .iter()
+            .filter(|(sym, _)| symbols.get(*sym as usize).is_some_and(|s| *s == kernel))
+            .map(|r| r.1)
+            .max();
+        out.push((kernel, from_info.unwrap_or(from_flags), size));
     }
     out.sort();
     out
@@ -303,6 +364,17 @@ mod tests {
                 assert!(sigs.contains_key(&format!("{base}_f64")), "{name} has no f64 variant");
             }
         }
+    }
+
+    #[test]
+    fn nv_info_attributes_are_walked_by_format() {
+        // EIATTR_MAX_STACK_SIZE-like sized entry, an NVAL, then REGCOUNT of symbol 7 = 40.
+        let mut info = vec![0x04, 0x23, 8, 0, 1, 0, 0, 0, 0, 0, 0, 0];
+        info.extend([0x01, 0x0a, 0, 0]);
+        info.extend([0x04, 0x2f, 8, 0, 7, 0, 0, 0, 40, 0, 0, 0]);
+        assert_eq!(nv_info_regcounts(&info), [(7, 40)]);
+        // A truncated entry ends the walk instead of reading past the section.
+        assert_eq!(nv_info_regcounts(&info[..info.len() - 2]), []);
     }
 
     #[test]

@@ -9,7 +9,10 @@
 
 pub mod alloc;
 pub mod backend;
+#[cfg(feature = "emulator")]
+pub mod emulator;
 pub mod kernels;
+pub mod libs;
 pub mod plan;
 
 use recurrent_core::backend::GpuBackend;
@@ -20,6 +23,7 @@ use std::sync::{Arc, OnceLock};
 
 pub use alloc::AllocStats;
 pub use backend::CudaBackend;
+pub use libs::LibraryReport;
 
 /// A CUDA device as the driver describes it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -40,6 +44,7 @@ struct Libraries {
 }
 
 fn probe_libraries() -> Libraries {
+    libs::preload();
     let present = |f: fn() -> bool| catch_unwind(f).unwrap_or(false);
     Libraries {
         driver: present(|| unsafe { cudarc::driver::sys::is_culib_present() }),
@@ -70,6 +75,9 @@ fn probe() -> &'static std::result::Result<Vec<DeviceInfo>, String> {
         if !missing.is_empty() {
             return Err(format!("{} device(s) found but {} not found", listed.len(), missing.join(" and ")));
         }
+        // Load NVRTC and cuBLAS now (the report does), and refuse a mix of installations.
+        let _ = libs::cached_report();
+        libs::check_consistent()?;
         Ok(listed)
     })
 }
@@ -91,26 +99,55 @@ fn list_devices() -> std::result::Result<Vec<DeviceInfo>, String> {
     Ok(out)
 }
 
+/// Whether this process answers for CUDA with the host emulator of the kernels (builds with
+/// the `emulator` feature, and `RECURRENT_CUDA_EMULATOR=1`): a test mode, see `emulator`.
+pub fn emulated() -> bool {
+    cfg!(feature = "emulator") && std::env::var("RECURRENT_CUDA_EMULATOR").is_ok_and(|v| v == "1")
+}
+
 /// True when a CUDA device and every library the backend needs can be used. Never panics;
 /// safe on machines without a GPU or CUDA libraries.
 pub fn available() -> bool {
-    probe().is_ok()
+    unavailable_reason().is_none()
 }
 
 /// Why CUDA is unavailable, or None when it is available.
 pub fn unavailable_reason() -> Option<String> {
+    #[cfg(feature = "emulator")]
+    if emulated() {
+        return emulator::unavailable_reason();
+    }
     probe().as_ref().err().cloned()
 }
 
 /// The CUDA devices (empty when CUDA is unavailable). Never panics.
 pub fn devices() -> Vec<DeviceInfo> {
+    #[cfg(feature = "emulator")]
+    if emulated() {
+        return emulator::devices();
+    }
     probe().clone().unwrap_or_default()
+}
+
+/// The label of what is running now (a test's name, a script step), included in the report of
+/// a device fault. Process-wide: launches run on the device's executor thread, not the caller's.
+pub fn set_launch_context(label: &str) {
+    *launch_context().lock().unwrap_or_else(|p| p.into_inner()) = label.to_string();
+}
+
+pub(crate) fn launch_context() -> &'static std::sync::Mutex<String> {
+    static LABEL: OnceLock<std::sync::Mutex<String>> = OnceLock::new();
+    LABEL.get_or_init(Default::default)
 }
 
 /// Opens the backend of `cuda:ordinal`: the `GpuFactory` to pass to
 /// `recurrent_core::backend::register_cuda`. A missing driver, device or library is a
 /// `CudaUnavailable` error whose reason names it.
 pub fn open(ordinal: usize) -> Result<Arc<dyn GpuBackend>> {
+    #[cfg(feature = "emulator")]
+    if emulated() {
+        return emulator::open(ordinal);
+    }
     let unavailable = |reason: String| Error::CudaUnavailable { op: format!("cuda:{ordinal}"), reason };
     let devs = probe().as_ref().map_err(|r| unavailable(r.clone()))?;
     if ordinal >= devs.len() {
@@ -128,10 +165,14 @@ pub fn open(ordinal: usize) -> Result<Arc<dyn GpuBackend>> {
 /// The caching allocator's counters for `cuda:ordinal` if the core's device registry has
 /// opened it with this backend (None otherwise). Never opens or probes a device.
 pub fn alloc_stats(ordinal: usize) -> Option<AllocStats> {
-    recurrent_core::backend::opened()
-        .into_iter()
-        .find(|(n, _)| *n == ordinal)
-        .and_then(|(_, be)| be.as_any().downcast_ref::<CudaBackend>().map(|b| b.alloc_stats()))
+    recurrent_core::backend::opened().into_iter().find(|(n, _)| *n == ordinal).and_then(|(_, be)| {
+        let any = be.as_any();
+        #[cfg(feature = "emulator")]
+        if let Some(e) = any.downcast_ref::<emulator::EmuBackend>() {
+            return Some(e.alloc_stats());
+        }
+        any.downcast_ref::<CudaBackend>().map(|b| b.alloc_stats())
+    })
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 //! checks, and the packing of launch arguments checked against the kernel's signature.
 
 use crate::kernels::{Elem, Param, Signature};
-use recurrent_core::backend::{DeviceBuffer, GpuMat, KernelArg};
+use recurrent_core::backend::{DeviceBuffer, GpuMat, KernelArg, Strides};
 use recurrent_core::{DType, Error, Result};
 use std::ffi::c_void;
 
@@ -96,6 +96,70 @@ pub fn column_major(
         ldc: i32_of(ldc, "ldc")?,
         accumulate,
     })
+}
+
+/// One cuBLAS strided-batched GEMM: the first product's call, and the strides of A', B', C'
+/// (A' is the row-major B, as in [`ColGemm`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ColBatch {
+    pub first: ColGemm,
+    pub stride_a: i64,
+    pub stride_b: i64,
+    pub stride_c: i64,
+    pub count: i32,
+}
+
+/// Translates `batch.count` row-major products (operand i at `offset + i·stride`) into one
+/// strided-batched call, checking the first and the last product against their buffers (the
+/// ones between lie between them).
+#[allow(clippy::too_many_arguments)]
+pub fn column_major_batched(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &GpuMat,
+    b: &GpuMat,
+    c: &dyn DeviceBuffer,
+    c_off: usize,
+    ldc: usize,
+    accumulate: bool,
+    batch: Strides,
+) -> Result<ColBatch> {
+    if batch.count == 0 {
+        return Err(Error::internal("gemm", "an empty batch"));
+    }
+    let first = column_major(m, n, k, a, b, c, c_off, ldc, accumulate)?;
+    let last = batch.count - 1;
+    let (al, bl) =
+        (GpuMat { offset: a.offset + last * batch.a, ..*a }, GpuMat { offset: b.offset + last * batch.b, ..*b });
+    column_major(m, n, k, &al, &bl, c, c_off + last * batch.c, ldc, accumulate)?;
+    let i64_of =
+        |v: usize| i64::try_from(v).map_err(|_| Error::internal("gemm", format!("stride {v} exceeds 64 bits")));
+    Ok(ColBatch {
+        first,
+        stride_a: i64_of(batch.b)?,
+        stride_b: i64_of(batch.a)?,
+        stride_c: i64_of(batch.c)?,
+        count: i32_of(batch.count, "the batch")?,
+    })
+}
+
+/// Reference strided-batched GEMM with cuBLAS's semantics (used by the host emulator).
+///
+/// # Safety
+/// The pointers must cover what `g` addresses (as [`column_major_batched`] checked).
+pub unsafe fn reference_gemm_batched<T>(g: &ColBatch, a: *const T, b: *const T, c: *mut T)
+where
+    T: Copy + Default + std::ops::Add<Output = T> + std::ops::Mul<Output = T>,
+{
+    for i in 0..g.count as isize {
+        reference_gemm(
+            &g.first,
+            a.offset(i * g.stride_a as isize),
+            b.offset(i * g.stride_b as isize),
+            c.offset(i * g.stride_c as isize),
+        );
+    }
 }
 
 /// Reference column-major GEMM with cuBLAS's semantics (used by the host emulator).

@@ -63,14 +63,17 @@ fn tbptt_chunks_keep_device_memory_flat() {
     let Some(dev) = device("tbptt_chunks_keep_device_memory_flat") else { return };
     let be = recurrent_core::backend::cuda(0).unwrap();
     let before = emu::alloc_stats().unwrap();
-    let (warm_reserved, end_reserved, warm_used, end_used) = cases::tbptt_memory(dev, &|| {
-        let m = be.memory();
-        (m.in_use, m.reserved)
+    let series = cases::tbptt_memory(dev, &|| {
+        let s = emu::alloc_stats().unwrap();
+        (s.mallocs, be.memory().reserved)
     });
     let after = emu::alloc_stats().unwrap();
-    println!("TBPTT memory: reserved {warm_reserved} → {end_reserved} bytes, in use {warm_used} → {end_used}; raw mallocs {} → {}, cache reuses {}", before.mallocs, after.mallocs, after.reuses - before.reuses);
-    assert_eq!(warm_reserved, end_reserved, "reserved memory grew across TBPTT chunks");
-    assert!(after.reuses > before.reuses);
+    println!(
+        "{}; cache reuses {}",
+        cases::assert_memory_flat(&series, cases::tbptt_bucket_slack()),
+        after.reuses - before.reuses
+    );
+    assert!(after.reuses > before.reuses, "the cache served no request");
 }
 
 #[test]
@@ -123,4 +126,42 @@ fn synchronize_and_queued_cover_the_device_executor() {
     assert_eq!(released, before.reserved - before.in_use);
     assert_eq!(after.reserved, after.in_use);
     assert_eq!(emu::alloc_stats().unwrap().cached, 0);
+}
+
+#[test]
+fn batched_matmul_is_one_strided_batched_gemm() {
+    use recurrent_core::ops::matmul::matmul;
+    use recurrent_core::Tensor;
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let Some(dev) = device("batched_matmul_is_one_strided_batched_gemm") else { return };
+    let (a, b) = (Tensor::randn(&[6, 5, 4], DType::F32, 1).unwrap(), Tensor::randn(&[6, 4, 3], DType::F32, 2).unwrap());
+    let before = emu::batched_gemms().unwrap();
+    let on_dev = matmul(&a.to(dev).unwrap(), &b.to(dev).unwrap()).unwrap().to_vec_f32().unwrap();
+    assert_eq!(emu::batched_gemms().unwrap(), before + 1, "six products in one batched call");
+    let cpu = matmul(&a, &b).unwrap().to_vec_f32().unwrap();
+    let worst = cpu.iter().zip(&on_dev).map(|(c, d)| (c - d).abs() / c.abs().max(1e-3)).fold(0f32, f32::max);
+    assert!(worst < 1e-5, "batched GEMM differs from the CPU by {worst}");
+}
+
+#[test]
+fn a_bad_index_is_reported_at_the_next_read_not_at_the_launch() {
+    use recurrent_core::ops::embedding::embedding;
+    use recurrent_core::Tensor;
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let Some(dev) = device("a_bad_index_is_reported_at_the_next_read_not_at_the_launch") else { return };
+    let syncs = emu::synchronizations().unwrap();
+    let w = Tensor::randn(&[10, 4], DType::F32, 3).unwrap().to(dev).unwrap();
+    let bad = Tensor::from_i32(vec![1, -3, 2], &[3]).unwrap().to(dev).unwrap();
+    // Enqueued and run without a wait: the embedding's own slot holds data, not an error.
+    let e = embedding(&w, &bad).unwrap();
+    let doubled = recurrent_core::ops::elementwise::scale(&e, 2.0).unwrap();
+    recurrent_core::executor::synchronize().unwrap_err();
+    assert!(emu::synchronizations().unwrap() > syncs);
+    // The read reports the CPU's message; the check is consumed once reported.
+    let err = embedding(&w, &bad).unwrap().to_vec_f32().unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Value, "{err}");
+    assert!(err.to_string().contains("index -3 at position 1"), "{err}");
+    assert_eq!(doubled.to_vec_f32().unwrap().len(), 12, "the bad row reads as zeros, nothing faulted");
+    let ok = Tensor::from_i32(vec![0, 9], &[2]).unwrap().to(dev).unwrap();
+    assert_eq!(embedding(&w, &ok).unwrap().to_vec_f32().unwrap().len(), 8);
 }

@@ -20,6 +20,17 @@ pub struct CudaDeviceInfo {
     pub memory: i64,
     /// [major, minor], e.g. [9, 0] for an H100.
     pub compute_capability: (u32, u32),
+    /// `cuDriverGetVersion`, e.g. 13000 for CUDA 13.0.
+    pub driver_version: Option<i32>,
+    /// `nvrtcVersion` as "major.minor".
+    pub nvrtc_version: Option<String>,
+    /// cuBLAS's version as `cublasGetVersion` gives it (major·10000 + minor·100 + patch).
+    pub cublas_version: Option<i32>,
+    /// The files loaded, from `/proc/self/maps` (one installation for NVRTC and cuBLAS).
+    pub driver_path: Option<String>,
+    pub nvrtc_path: Option<String>,
+    pub cublas_path: Option<String>,
+    pub cublas_lt_path: Option<String>,
 }
 
 /// Memory of one opened CUDA device, as the caching allocator counts it.
@@ -53,14 +64,25 @@ pub fn cuda_unavailable_reason() -> Option<String> {
 /// The CUDA devices; empty when CUDA is unavailable.
 #[napi(catch_unwind)]
 pub fn cuda_devices() -> Vec<CudaDeviceInfo> {
-    std::panic::catch_unwind(recurrent_cuda::devices)
-        .unwrap_or_default()
+    let devices = std::panic::catch_unwind(recurrent_cuda::devices).unwrap_or_default();
+    if devices.is_empty() {
+        return Vec::new();
+    }
+    let libs = std::panic::catch_unwind(|| recurrent_cuda::libs::cached_report().clone()).unwrap_or_default();
+    devices
         .into_iter()
         .map(|d| CudaDeviceInfo {
             ordinal: d.ordinal as u32,
             name: d.name,
             memory: d.memory.min(i64::MAX as u64) as i64,
             compute_capability: d.compute_capability,
+            driver_version: libs.driver_version,
+            nvrtc_version: libs.nvrtc_version.map(|(a, b)| format!("{a}.{b}")),
+            cublas_version: libs.cublas_version,
+            driver_path: libs.driver_path.clone(),
+            nvrtc_path: libs.nvrtc_path.clone(),
+            cublas_path: libs.cublas_path.clone(),
+            cublas_lt_path: libs.cublas_lt_path.clone(),
         })
         .collect()
 }

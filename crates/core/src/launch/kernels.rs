@@ -148,6 +148,7 @@ kernels! {
     "reduce.cu" {
         SUM_THREADS = "sum_threads" [f32, f64] (Out, In, I64, I64, F64, I64 * 16);
         SUM_BLOCKS = "sum_blocks" [f32, f64] (Out, In, I64, I64, I64, F64, I64 * 16);
+        SUM_TILES = "sum_tiles" [f32, f64] (Out, In, I64, I64, I64, F64, I64 * 16);
     }
     "shape.cu" {
         COPY = "copy" [f32, f64, i32] (Out, In, I64);
@@ -156,25 +157,25 @@ kernels! {
         FILL = "fill" [f32, f64, i32] (Out, I64, F64);
     }
     "softmax.cu" {
-        SOFTMAX_ROWS = "softmax_rows" [f32, f64] (Out, In, I64, I64, I32);
+        SOFTMAX_ROWS = "softmax_rows" [f32, f64] (Out, In, I64, I64, I32, I32);
         SOFTMAX_COLS = "softmax_cols" [f32, f64] (Out, In, I64, I64, I64, I32);
-        SOFTMAX_GRAD_ROWS = "softmax_grad_rows" [f32, f64] (Out, In, In, I64, I64, I32);
+        SOFTMAX_GRAD_ROWS = "softmax_grad_rows" [f32, f64] (Out, In, In, I64, I64, I32, I32);
         SOFTMAX_GRAD_COLS = "softmax_grad_cols" [f32, f64] (Out, In, In, I64, I64, I64, I32);
     }
     "loss.cu" {
         SQ_DIFF = "sq_diff" [f32, f64] (Out, In, In, I64);
         MSE_GRAD = "mse_grad" [f32, f64] (Out, Out, In, In, In, I64, F64);
-        CE_ROWS = "ce_rows" [f32, f64] (Out, In, InI32, I64, I64, I32, I32);
+        CE_ROWS = "ce_rows" [f32, f64] (Out, In, InI32, I64, I64, I32, I32, I32);
         CE_FINISH = "ce_finish" [f32, f64] (Out, In);
-        CE_GRAD = "ce_grad" [f32, f64] (Out, In, In, In, InI32, I64, I64, I32, I32);
+        CE_GRAD = "ce_grad" [f32, f64] (Out, In, In, In, InI32, I64, I64, I32, I32, I32);
     }
     "embedding.cu" {
         INDEX_CHECK = "index_check" [] (OutI32, InI32, I64, I64, I32, I32);
-        EMBEDDING_FWD = "embedding_fwd" [f32, f64] (Out, In, InI32, I64, I64);
-        EMBEDDING_BWD = "embedding_bwd" [f32, f64] (Out, In, InI32, I64, I64);
+        EMBEDDING_FWD = "embedding_fwd" [f32, f64] (Out, In, InI32, I64, I64, I64);
+        EMBEDDING_BWD = "embedding_bwd" [f32, f64] (Out, In, InI32, I64, I64, I64);
     }
     "dropout.cu" {
-        DROPOUT = "dropout" [f32, f64] (Out, In, In, I64);
+        DROPOUT = "dropout" [f32, f64] (Out, In, I64, I64, I64, F64);
     }
     "rnn.cu" {
         RNN_BIAS_ROWS = "rnn_bias_rows" [f32, f64] (Out, In, In, I64, I64, I32);

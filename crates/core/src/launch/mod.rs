@@ -12,7 +12,7 @@ use crate::backend::{DeviceBuffer, GpuBackend, GpuMat, KernelArg};
 use crate::error::{Error, Result};
 use crate::storage::DType;
 use kernels as k;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock};
 
 /// A device buffer as ops hold it.
 pub(crate) type Buf = Arc<dyn DeviceBuffer>;
@@ -22,6 +22,8 @@ pub const BLOCK: usize = 256;
 
 /// Most dimensions the strided kernels (gather, broadcast) take after coalescing.
 const MAX_DIMS: usize = 6;
+/// Outputs per block of the tiled reduction (`RC_TILE_W` in `kernels/reduce.cu`).
+const TILE_W: usize = 32;
 /// Most kept and reduced dimensions the reduction kernels take after coalescing.
 const MAX_RED_DIMS: usize = 4;
 
@@ -57,6 +59,22 @@ pub(crate) fn mat_n(b: &dyn DeviceBuffer, offset: usize, ld: usize) -> GpuMat<'_
 /// The transpose of the row-major matrix stored at `buf[offset..]` with leading dimension `ld`.
 pub(crate) fn mat_t(b: &dyn DeviceBuffer, offset: usize, ld: usize) -> GpuMat<'_> {
     GpuMat { buf: b, offset, ld, trans: true }
+}
+
+/// Widest row that gets one warp instead of one block in the row kernels (softmax, cross
+/// entropy): below this, most of a 256-thread block would idle.
+const WARP_ROW_MAX: usize = 512;
+/// Threads per warp (`RC_WARP` in `kernels/common.cuh`).
+const WARP: usize = 32;
+
+/// The launch of a row kernel over `rows` rows of `n` elements: (threads, the kernel's `warp`
+/// flag). Narrow rows get one warp each, long rows a block each.
+pub(crate) fn rows_launch(rows: usize, n: usize) -> (usize, KernelArg<'static>) {
+    if n <= WARP_ROW_MAX {
+        (rows * WARP, flag(true))
+    } else {
+        (rows * BLOCK, flag(false))
+    }
 }
 
 /// A new buffer holding a copy of `src`.
@@ -273,19 +291,23 @@ pub(crate) fn reduce_sum(
         k::SUM_THREADS.launch(be, dt, n_out, &args)?;
         return Ok(out);
     }
-    // Few outputs, long reductions: blocks, split into parts when one block per output would
-    // leave the GPU idle, then a second pass over the partials.
-    let parts = (n_red / (BLOCK * 16)).clamp(1, (1024 / n_out).max(1));
+    // Few outputs, long reductions: blocks (or tiles of 32 outputs when the kept dimension is
+    // innermost, so that reads stay coalesced), split into parts when one block per output
+    // (tile) would leave the GPU idle, then a second pass over the partials.
+    let tiled = kept[MAX_RED_DIMS - 1].1 == 1 && red[MAX_RED_DIMS - 1].1 != 1;
+    let (kernel, units, lanes) =
+        if tiled { (&k::SUM_TILES, n_out.div_ceil(TILE_W), BLOCK / TILE_W) } else { (&k::SUM_BLOCKS, n_out, BLOCK) };
+    let parts = (n_red / (lanes * 16)).clamp(1, (1024 / units).max(1));
     if parts == 1 {
         let mut args = vec![buf(&*out), buf(x), int(n_out), int(n_red), int(1), real(factor)];
         args.extend(dims(&kept, &red));
-        k::SUM_BLOCKS.launch(be, dt, n_out * BLOCK, &args)?;
+        kernel.launch(be, dt, units * BLOCK, &args)?;
         return Ok(out);
     }
     let partial = be.alloc(dt, n_out * parts)?;
     let mut args = vec![buf(&*partial), buf(x), int(n_out), int(n_red), int(parts), real(1.0)];
     args.extend(dims(&kept, &red));
-    k::SUM_BLOCKS.launch(be, dt, n_out * parts * BLOCK, &args)?;
+    kernel.launch(be, dt, units * parts * BLOCK, &args)?;
     let kept2 = pad(vec![(n_out, parts)]);
     let red2 = pad(vec![(parts, 1)]);
     let mut args = vec![buf(&*out), buf(&*partial), int(n_out), int(parts), int(1), real(factor)];
@@ -294,25 +316,92 @@ pub(crate) fn reduce_sum(
     Ok(out)
 }
 
-/// Runs `index_check` over int32 indices; returns true when some index is outside
-/// `[0, limit)` (and not `ignore`). Reads one int back: a synchronisation point.
-pub(crate) fn indices_bad(
+/// The CPU's check of host indices, which gives the error (and message) a bad index deserves.
+pub(crate) type IndexReport = Box<dyn Fn(&[i32]) -> Result<()> + Send>;
+
+/// An index check launched on a device whose flag has not been read yet.
+struct PendingCheck {
+    /// The backend's address: checks belong to the device that ran them.
+    device: usize,
+    op: &'static str,
+    flag: Buf,
+    idx: Buf,
+    report: IndexReport,
+}
+
+fn pending() -> &'static Mutex<Vec<PendingCheck>> {
+    static PENDING: OnceLock<Mutex<Vec<PendingCheck>>> = OnceLock::new();
+    PENDING.get_or_init(Default::default)
+}
+
+fn device_key(be: &dyn GpuBackend) -> usize {
+    be as *const dyn GpuBackend as *const () as usize
+}
+
+/// Checks after this many are waiting are read at once, so a loop that never reads a result
+/// back holds a bounded number of flags.
+const MAX_PENDING: usize = 256;
+
+/// Launches `index_check` over int32 indices (valid in `[0, limit)`, or equal to `ignore`)
+/// without waiting for it: the flag is read at the device's next natural synchronisation point
+/// (the next read of device data to the host, or `synchronize()`), see [`index_faults`]. The
+/// kernels that use the indices skip invalid ones, so nothing reads outside its buffer in the
+/// meantime; the error then surfaces there with `report`'s (the CPU's) message.
+pub(crate) fn check_indices_later(
     be: &dyn GpuBackend,
+    op: &'static str,
     idx: &dyn DeviceBuffer,
     limit: usize,
     ignore: Option<i32>,
-) -> Result<bool> {
+    report: IndexReport,
+) -> Result<()> {
     let n = idx.len();
     if n >= i32::MAX as usize {
         return Err(Error::internal("index_check", "more than 2^31 indices"));
     }
-    let bad = be.zeros(DType::I32, 1)?;
+    let flag = be.zeros(DType::I32, 1)?;
     k::INDEX_CHECK.launch(
         be,
         DType::I32,
         n,
-        &[buf(&*bad), buf(idx), int(n), int(limit), KernelArg::I32(ignore.unwrap_or(0)), flag(ignore.is_some())],
+        &[buf(&*flag), buf(idx), int(n), int(limit), KernelArg::I32(ignore.unwrap_or(0)), flag_arg(ignore.is_some())],
     )?;
-    let flag = be.download(&*bad)?;
-    Ok(flag.as_i32().map(|v| v[0] != 0).unwrap_or(true))
+    // A copy, so that later in-place reuse of the caller's buffer cannot change what is reported.
+    let kept_idx = copy(be, idx)?;
+    let key = device_key(be);
+    let waiting = {
+        let mut p = pending().lock().unwrap_or_else(|p| p.into_inner());
+        p.push(PendingCheck { device: key, op, flag, idx: kept_idx, report });
+        p.iter().filter(|c| c.device == key).count()
+    };
+    if waiting >= MAX_PENDING {
+        index_faults(be)?;
+    }
+    Ok(())
+}
+
+/// Reads the flags of the index checks `be` ran since the last call (one synchronisation,
+/// which the caller is about to pay anyway) and returns the first bad index's error, with the
+/// message the CPU gives for those indices.
+pub(crate) fn index_faults(be: &dyn GpuBackend) -> Result<()> {
+    let key = device_key(be);
+    let mine: Vec<PendingCheck> = {
+        let mut p = pending().lock().unwrap_or_else(|p| p.into_inner());
+        let (mine, rest) = std::mem::take(&mut *p).into_iter().partition(|c| c.device == key);
+        *p = rest;
+        mine
+    };
+    for check in mine {
+        let bad = be.download(&*check.flag)?.as_i32().map(|v| v[0] != 0).unwrap_or(true);
+        if bad {
+            let host = be.download(&*check.idx)?;
+            (check.report)(host.as_i32().expect("int32 indices"))?;
+            return Err(Error::internal(check.op, "the device found an invalid index that the host check did not"));
+        }
+    }
+    Ok(())
+}
+
+fn flag_arg(v: bool) -> KernelArg<'static> {
+    flag(v)
 }

@@ -1,19 +1,19 @@
 //! Inverted dropout: in training, each element is zeroed with probability p and the survivors
-//! are scaled by 1/(1 − p), so that evaluation needs no rescaling. The mask comes from
-//! `Rng::new(seed)`, one uniform draw per element in order, so the same seed and shape give the
-//! same mask for f32 and f64 alike. Backward regenerates that mask from the seed instead of
-//! saving it: the gradient is the same masked scaling applied to the output gradient.
+//! are scaled by 1/(1 − p), so that evaluation needs no rescaling. Element k's fate is Philox
+//! word k of the seed (`rng::philox_word`) against an integer threshold, so the same seed and
+//! shape give the same mask for f32 and f64, on the CPU and on a GPU, whose kernel computes
+//! the words itself (nothing is uploaded). Backward regenerates that mask from the seed instead
+//! of saving it: the gradient is the same masked scaling applied to the output gradient.
 
 use crate::autograd::{apply, BackwardCtx, Op};
-use crate::backend::{DeviceBuffer, GpuBackend};
+use crate::backend::{DeviceBuffer, GpuBackend, KernelArg};
 use crate::cpu::par::{self, items, PAR_MIN_ELEMS};
 use crate::cpu::Float;
 use crate::error::{Error, Result};
-use crate::launch::{self, buf, int, kernels as k};
+use crate::launch::{self, buf, int, kernels as k, real};
 use crate::ops::elementwise::{check_float, dispatch_float};
-use crate::rng::Rng;
+use crate::rng::{drop_threshold, philox_word};
 use crate::storage::CpuStorage;
-use crate::storage::DType;
 use crate::tensor::Tensor;
 use std::sync::Arc;
 
@@ -22,10 +22,11 @@ struct Dropout {
     seed: u64,
 }
 
-/// The keep mask for `n` elements: element k survives when its uniform draw is ≥ p.
+/// The keep mask for `n` elements: element k survives when its Philox word is at or above the
+/// threshold of p.
 fn keep_mask(n: usize, p: f64, seed: u64) -> Vec<bool> {
-    let mut rng = Rng::new(seed);
-    (0..n).map(|_| rng.uniform() >= p).collect()
+    let thr = drop_threshold(p);
+    (0..n as u64).map(|i| u64::from(philox_word(seed, i)) >= thr).collect()
 }
 
 fn dropout_cpu<T: Float>(op: &Dropout, x: &CpuStorage) -> Result<Vec<CpuStorage>> {
@@ -48,9 +49,15 @@ impl Op for Dropout {
         let dt = x[0].dtype();
         launch::float_only(self.name(), dt)?;
         let n = x[0].len();
-        let scale = upload_mask(be, dt, n, self.p, self.seed)?;
         let out = be.alloc(dt, n)?;
-        k::DROPOUT.launch(be, dt, n, &[buf(&*out), buf(x[0]), buf(&*scale), int(n)])?;
+        let seed = KernelArg::I64(self.seed as i64);
+        let thr = int(drop_threshold(self.p) as usize);
+        k::DROPOUT.launch(
+            be,
+            dt,
+            n.div_ceil(4),
+            &[buf(&*out), buf(x[0]), int(n), seed, thr, real(1.0 / (1.0 - self.p))],
+        )?;
         Ok(vec![out])
     }
     fn backward(&self, _ctx: &BackwardCtx, grads: &[Option<Tensor>]) -> Result<Vec<Option<Tensor>>> {
@@ -59,18 +66,6 @@ impl Op for Dropout {
         let op = Dropout { p: self.p, seed: self.seed };
         Ok(vec![Some(apply(Arc::new(op), &[g], vec![(g.shape().to_vec(), g.dtype())])?.remove(0))])
     }
-}
-
-/// The CPU's keep mask as a per-element scale (0 or 1/(1 − p), the same value the CPU multiplies
-/// by), uploaded: CUDA drops exactly the elements the CPU drops for the same seed.
-fn upload_mask(be: &dyn GpuBackend, dt: DType, n: usize, p: f64, seed: u64) -> Result<Arc<dyn DeviceBuffer>> {
-    let mask = keep_mask(n, p, seed);
-    let s = 1.0 / (1.0 - p);
-    let host = match dt {
-        DType::F32 => CpuStorage::new_f32(mask.iter().map(|&k| if k { s as f32 } else { 0.0 }).collect()),
-        _ => CpuStorage::new_f64(mask.iter().map(|&k| if k { s } else { 0.0 }).collect()),
-    };
-    be.upload(&host)
 }
 
 /// Inverted dropout with drop probability `p` in [0, 1). Identity when `!training` or `p == 0`.

@@ -9,7 +9,7 @@ use crate::error::{fmt_shape, Error, Result};
 use crate::launch::{self, buf, int, kernels as k};
 use crate::ops::elementwise::{check_float, dispatch_float};
 use crate::storage::{CpuStorage, DType};
-use crate::tensor::{check_shape, Tensor};
+use crate::tensor::{check_shape, Device, Tensor};
 use std::sync::Arc;
 
 const OP: &str = "embedding";
@@ -48,14 +48,13 @@ impl Op for Embedding {
         let dt = x[0].dtype();
         launch::float_only(OP, dt)?;
         let (w, idx) = (x[0], x[1]);
-        if launch::indices_bad(be, idx, self.v, None)? {
-            let host = be.download(idx)?;
-            check_indices(host.as_i32().expect("int32 indices"), self.v)?;
-            return Err(Error::internal(OP, "the device found an invalid index that the host check did not"));
-        }
+        // Checked without waiting: a bad index is reported (with the CPU's message) at the next
+        // read back to the host; the kernels skip it meanwhile.
+        let v = self.v;
+        launch::check_indices_later(be, OP, idx, v, None, Box::new(move |host| check_indices(host, v)))?;
         let n = idx.len();
         let out = be.alloc(dt, n * self.e)?;
-        k::EMBEDDING_FWD.launch(be, dt, n * self.e, &[buf(&*out), buf(w), buf(idx), int(n), int(self.e)])?;
+        k::EMBEDDING_FWD.launch(be, dt, n * self.e, &[buf(&*out), buf(w), buf(idx), int(n), int(self.e), int(v)])?;
         Ok(vec![out])
     }
     fn backward(&self, ctx: &BackwardCtx, grads: &[Option<Tensor>]) -> Result<Vec<Option<Tensor>>> {
@@ -100,7 +99,12 @@ impl Op for EmbeddingGrad {
         let (g, idx) = (x[0], x[1]);
         let n = idx.len();
         let gw = be.zeros(dt, self.v * self.e)?;
-        k::EMBEDDING_BWD.launch(be, dt, n * self.e, &[buf(&*gw), buf(g), buf(idx), int(n), int(self.e)])?;
+        k::EMBEDDING_BWD.launch(
+            be,
+            dt,
+            n * self.e,
+            &[buf(&*gw), buf(g), buf(idx), int(n), int(self.e), int(self.v)],
+        )?;
         Ok(vec![gw])
     }
 }
@@ -118,7 +122,9 @@ pub fn embedding(weight: &Tensor, indices: &Tensor) -> Result<Tensor> {
         return Err(Error::shape(OP, "a weight of shape [V, E]", fmt_shape(sw)));
     }
     let (v, e) = (sw[0], sw[1]);
-    if indices.is_ready() {
+    // Host data only: reading device data here would wait for the device (a device op checks
+    // its indices itself, reported at the next read).
+    if indices.device() == Device::Cpu && indices.is_ready() {
         // A poisoned index tensor surfaces when the op runs; only check values we can read now.
         if let Ok(s) = indices.storage() {
             check_indices(s.as_i32().expect("int32 storage"), v)?;

@@ -10,10 +10,10 @@ use crate::backend::{DeviceBuffer, GpuBackend, KernelArg};
 use crate::cpu::par::{self, items, rows, rows_mut, PAR_MIN_ELEMS};
 use crate::cpu::Float;
 use crate::error::{fmt_shape, Error, Result};
-use crate::launch::{self, buf, flag, int, kernels as k, real, BLOCK};
+use crate::launch::{self, buf, flag, int, kernels as k, real};
 use crate::ops::elementwise::{check_float, check_same_dtype, dispatch_float};
 use crate::storage::{CpuStorage, DType};
-use crate::tensor::Tensor;
+use crate::tensor::{Device, Tensor};
 use std::sync::Arc;
 
 /// Elements per partial sum; fixed so that results do not depend on the number of threads.
@@ -251,10 +251,11 @@ impl Op for CrossEntropyGrad {
         let sums = ce_sums_gpu(be, logits, targets, self.c, self.ignore)?;
         let rows = targets.len();
         let gx = be.alloc(dt, logits.len())?;
+        let (threads, warp) = launch::rows_launch(rows, self.c);
         k::CE_GRAD.launch(
             be,
             dt,
-            rows * BLOCK,
+            threads,
             &[
                 buf(&*gx),
                 buf(g),
@@ -265,6 +266,7 @@ impl Op for CrossEntropyGrad {
                 int(self.c),
                 KernelArg::I32(self.ignore.unwrap_or(0)),
                 flag(self.ignore.is_some()),
+                warp,
             ],
         )?;
         Ok(vec![gx])
@@ -280,18 +282,18 @@ fn ce_sums_gpu(
     c: usize,
     ignore: Option<i32>,
 ) -> Result<Arc<dyn DeviceBuffer>> {
-    if launch::indices_bad(be, targets, c, ignore)? {
-        let host = be.download(targets)?;
-        check_targets(host.as_i32().expect("int32 targets"), c, ignore)?;
-        return Err(Error::internal(CE, "the device found an invalid target that the host check did not"));
-    }
+    // Checked without waiting: a bad target is reported (with the CPU's message) at the next
+    // read back to the host; the kernels skip it meanwhile.
+    let report = move |host: &[i32]| check_targets(host, c, ignore).map(|_| ());
+    launch::check_indices_later(be, CE, targets, c, ignore, Box::new(report))?;
     let dt = logits.dtype();
     let rows = targets.len();
     let acc = be.alloc(dt, 2 * rows)?;
+    let (threads, warp) = launch::rows_launch(rows, c);
     k::CE_ROWS.launch(
         be,
         dt,
-        rows * BLOCK,
+        threads,
         &[
             buf(&*acc),
             buf(logits),
@@ -300,6 +302,7 @@ fn ce_sums_gpu(
             int(c),
             KernelArg::I32(ignore.unwrap_or(0)),
             flag(ignore.is_some()),
+            warp,
         ],
     )?;
     launch::reduce_sum(be, CE, &*acc, &[rows, 2], &[true, false], 1.0)
@@ -326,7 +329,9 @@ pub fn cross_entropy(logits: &Tensor, targets: &Tensor, ignore_index: Option<i32
             fmt_shape(targets.shape()),
         ));
     }
-    if targets.is_ready() {
+    // Host data only: reading device data here would wait for the device (a device op checks
+    // its indices itself, reported at the next read).
+    if targets.device() == Device::Cpu && targets.is_ready() {
         // A poisoned target surfaces when the op runs; only check values we can read now.
         if let Ok(s) = targets.storage() {
             check_targets(s.as_i32().expect("int32 storage"), c, ignore_index)?;

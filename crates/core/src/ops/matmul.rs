@@ -3,7 +3,7 @@
 //! that it reads through transposed [`Mat`] views, so no operand is ever copied to transpose it.
 
 use crate::autograd::{apply, BackwardCtx, Op};
-use crate::backend::{DeviceBuffer, GpuBackend};
+use crate::backend::{DeviceBuffer, GpuBackend, Strides};
 use crate::cpu::par::{self, indexed, rows_mut, PAR_MIN_ELEMS, PAR_MIN_FUSED};
 use crate::cpu::{gemm, Float, Mat};
 use crate::error::{fmt_shape, Error, Result};
@@ -77,10 +77,14 @@ impl Op for Gemm {
             )?;
         }
         let (lda, ldb) = (if self.ta { m } else { k }, if self.tb { k } else { n });
-        for bi in 0..self.batch {
-            let a = if self.ta { mat_t(x[0], bi * m * k, lda) } else { mat_n(x[0], bi * m * k, lda) };
-            let b = if self.tb { mat_t(x[1], bi * k * n, ldb) } else { mat_n(x[1], bi * k * n, ldb) };
-            be.gemm(m, n, k, a, b, &*c, bi * m * n, n, self.bias)?;
+        let a = if self.ta { mat_t(x[0], 0, lda) } else { mat_n(x[0], 0, lda) };
+        let b = if self.tb { mat_t(x[1], 0, ldb) } else { mat_n(x[1], 0, ldb) };
+        if self.batch == 1 {
+            be.gemm(m, n, k, a, b, &*c, 0, n, self.bias)?;
+        } else {
+            // One strided-batched GEMM, not one call per batch entry.
+            let strides = Strides { count: self.batch, a: m * k, b: k * n, c: m * n };
+            be.gemm_batched(m, n, k, a, b, &*c, 0, n, self.bias, strides)?;
         }
         Ok(vec![c])
     }

@@ -10,7 +10,7 @@ use crate::backend::{DeviceBuffer, GpuBackend};
 use crate::cpu::par::{self, indexed, rows_mut, PAR_MIN_ELEMS};
 use crate::cpu::Float;
 use crate::error::{fmt_shape, Error, Result};
-use crate::launch::{self, buf, flag, int, kernels as k, BLOCK};
+use crate::launch::{self, buf, flag, int, kernels as k};
 use crate::ops::elementwise::{check_float, dispatch_float};
 use crate::storage::CpuStorage;
 use crate::tensor::Tensor;
@@ -125,7 +125,8 @@ impl Op for Softmax {
         let log = flag(self.kind == Kind::LogSoftmax);
         let y = be.alloc(dt, x[0].len())?;
         if inner == 1 {
-            k::SOFTMAX_ROWS.launch(be, dt, outer * BLOCK, &[buf(&*y), buf(x[0]), int(outer), int(n), log])?;
+            let (threads, warp) = launch::rows_launch(outer, n);
+            k::SOFTMAX_ROWS.launch(be, dt, threads, &[buf(&*y), buf(x[0]), int(outer), int(n), log, warp])?;
         } else {
             k::SOFTMAX_COLS.launch(
                 be,
@@ -202,11 +203,12 @@ impl Op for SoftmaxGrad {
         let log = flag(self.kind == Kind::LogSoftmax);
         let gx = be.alloc(dt, x[0].len())?;
         if inner == 1 {
+            let (threads, warp) = launch::rows_launch(outer, n);
             k::SOFTMAX_GRAD_ROWS.launch(
                 be,
                 dt,
-                outer * BLOCK,
-                &[buf(&*gx), buf(x[0]), buf(x[1]), int(outer), int(n), log],
+                threads,
+                &[buf(&*gx), buf(x[0]), buf(x[1]), int(outer), int(n), log, warp],
             )?;
         } else {
             k::SOFTMAX_GRAD_COLS.launch(

@@ -279,6 +279,14 @@ pub fn reductions(dev: Device, dt: DType) -> Vec<Outcome> {
     }));
     let tall = uni(&[3000, 3], 52, dt, 0.5, 1.5);
     out.extend(parity(&format!("sum_columns_{d}"), dev, &[tall], &[0], tol, |x| Ok(vec![sum(&x[0], &[0], false)?])));
+    // Kept dimension innermost: the tiled path, with a partial last tile of 32 outputs, and
+    // a reduction over two non-adjacent runs.
+    let cols = uni(&[2000, 70], 54, dt, 0.5, 1.5);
+    out.extend(parity(&format!("sum_tiles_{d}"), dev, &[cols], &[0], tol, |x| Ok(vec![sum(&x[0], &[0], false)?])));
+    let boxy = uni(&[40, 30, 3, 33], 55, dt, 0.5, 1.5);
+    out.extend(parity(&format!("sum_tiles_runs_{d}"), dev, &[boxy], &[0], tol, |x| {
+        Ok(vec![sum(&x[0], &[0, 1], false)?, mean(&x[0], &[0, 2], true)?])
+    }));
     let wide = rnd(&[4096, 5], 53, dt, 1.0);
     out.extend(parity(&format!("sum_rows_{d}"), dev, &[wide], &[0], tol, |x| Ok(vec![sum(&x[0], &[1], false)?])));
     out
@@ -760,9 +768,9 @@ pub fn training(dev: Device, kind: CellKind, lengths: bool, reverse: bool) -> Ve
 }
 
 /// TBPTT: an LSTM trained chunk after chunk with the state carried (detached). After warm-up,
-/// the device's reserved memory must stay flat: the caching allocator serves every request.
-/// Returns (reserved after warm-up, reserved at the end, in use at the end).
-pub fn tbptt_memory(dev: Device, memory: &dyn Fn() -> (u64, u64)) -> (u64, u64, u64, u64) {
+/// the device's memory must stay flat: the caching allocator serves every request. Returns
+/// `stats()` after each chunk (driver allocations, reserved bytes), for [`assert_memory_flat`].
+pub fn tbptt_memory(dev: Device, stats: &dyn Fn() -> (u64, u64)) -> Vec<(u64, u64)> {
     let dt = DType::F32;
     let (k, b, i, h) = (12, 4, 6, 16);
     let x0 = layer_inputs(CellKind::Lstm, k, b, i, h, true, dt, 400);
@@ -772,8 +780,8 @@ pub fn tbptt_memory(dev: Device, memory: &dyn Fn() -> (u64, u64)) -> (u64, u64, 
     }
     let mut hs = x0[1].to(dev).unwrap();
     let mut cs = x0[2].to(dev).unwrap();
-    let mut warm = (0, 0);
-    for chunk in 0..12u64 {
+    let mut series = Vec::new();
+    for chunk in 0..TBPTT_CHUNKS {
         {
             let x = rnd(&[k, b, i], 500 + chunk, dt, 0.6).to(dev).unwrap();
             let target = rnd(&[k, b, h], 600 + chunk, dt, 0.5).to(dev).unwrap();
@@ -812,10 +820,33 @@ pub fn tbptt_memory(dev: Device, memory: &dyn Fn() -> (u64, u64)) -> (u64, u64, 
             hs.to_vec_f32().unwrap();
             assert!(loss.item().unwrap().is_finite());
         }
-        if chunk == 3 {
-            warm = memory();
-        }
+        series.push(stats());
     }
-    let end = memory();
-    (warm.1, end.1, warm.0, end.0)
+    series
+}
+
+/// Chunks run by [`tbptt_memory`], and how many of them are warm-up: the allocator's cache
+/// fills over the first chunks (buffers freed late by the executor's threads are not yet back
+/// when the next chunk asks), so flatness is judged after them.
+pub const TBPTT_CHUNKS: u64 = 16;
+pub const TBPTT_WARMUP: usize = 6;
+
+/// Checks a [`tbptt_memory`] series of (driver allocations, reserved bytes) after each chunk:
+/// after the warm-up, the driver's allocation count stops growing, with one allocation (one
+/// bucket, at most `bucket_slack` bytes) of slack for a late-freed buffer; not exact equality,
+/// which would depend on thread timing. Returns the report line.
+pub fn assert_memory_flat(series: &[(u64, u64)], bucket_slack: u64) -> String {
+    assert_eq!(series.len() as u64, TBPTT_CHUNKS);
+    let (warm, end) = (series[TBPTT_WARMUP - 1], series[series.len() - 1]);
+    let line = format!(
+        "TBPTT memory after each chunk (driver allocations, reserved bytes): {series:?}; after warm-up {warm:?}, end {end:?}"
+    );
+    assert!(end.0 <= warm.0 + 1, "the driver's allocation count kept growing after the warm-up: {line}");
+    assert!(end.1 <= warm.1 + bucket_slack, "reserved memory grew by more than one bucket after the warm-up: {line}");
+    line
+}
+
+/// The largest buffer of one [`tbptt_memory`] chunk (the gates, k·b·4h floats), as a bucket.
+pub fn tbptt_bucket_slack() -> u64 {
+    recurrent_cuda::alloc::bucket(12 * 4 * 4 * 16 * 4) as u64
 }

@@ -9,10 +9,12 @@ struct dim3 {
     unsigned x, y, z;
 };
 dim3 threadIdx, blockIdx, blockDim, gridDim;
+double emu_lanes[1024];
 
 namespace {
 constexpr std::size_t STACK = 256 * 1024;
-enum State { READY, AT_BARRIER, DONE };
+enum State { READY, AT_BARRIER, AT_WARP_BARRIER, DONE };
+constexpr unsigned WARP = 32;
 struct Fiber {
     ucontext_t ctx;
     State state;
@@ -33,6 +35,31 @@ void entry() {
 void __syncthreads() {
     fibers[cur].state = AT_BARRIER;
     swapcontext(&fibers[cur].ctx, &sched);
+}
+
+void emu_syncwarp() {
+    fibers[cur].state = AT_WARP_BARRIER;
+    swapcontext(&fibers[cur].ctx, &sched);
+}
+
+// Releases every warp whose live lanes all wait at a warp barrier; returns whether any was.
+// A warp where some lanes finished while others wait is divergent: flagged, and released.
+static bool release_warps(unsigned block, int& status) {
+    bool released = false;
+    for (unsigned w = 0; w < block; w += WARP) {
+        const unsigned end = w + WARP < block ? w + WARP : block;
+        unsigned at = 0, done = 0;
+        for (unsigned t = w; t < end; t++) {
+            at += fibers[t].state == AT_WARP_BARRIER;
+            done += fibers[t].state == DONE;
+        }
+        if (at == 0 || at + done < end - w) continue;  // none waiting, or some still elsewhere
+        if (done > 0) status = 1;
+        for (unsigned t = w; t < end; t++)
+            if (fibers[t].state == AT_WARP_BARRIER) fibers[t].state = READY;
+        released = true;
+    }
+    return released;
 }
 
 // Returns 0, or 1 when some threads of a block finished while others waited at a barrier
@@ -63,15 +90,16 @@ extern "C" int emu_run(void (*f)(void**), void** args, unsigned grid, unsigned b
                 threadIdx = {t, 0, 0};
                 swapcontext(&sched, &fibers[t].ctx);
             }
+            if (release_warps(block, status)) continue;
             unsigned waiting = 0, done = 0;
             for (unsigned t = 0; t < block; t++) {
-                if (fibers[t].state == AT_BARRIER) waiting++;
+                if (fibers[t].state == AT_BARRIER || fibers[t].state == AT_WARP_BARRIER) waiting++;
                 if (fibers[t].state == DONE) done++;
             }
             if (waiting == 0) break;
             if (done > 0) status = 1;
             for (unsigned t = 0; t < block; t++)
-                if (fibers[t].state == AT_BARRIER) fibers[t].state = READY;
+                if (fibers[t].state == AT_BARRIER || fibers[t].state == AT_WARP_BARRIER) fibers[t].state = READY;
         }
     }
     return status;
