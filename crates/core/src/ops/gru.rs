@@ -14,7 +14,7 @@
 use crate::backend::GpuBackend;
 use crate::cpu::Float;
 use crate::error::Result;
-use crate::launch::{buf, flag, int, kernels as k};
+use crate::launch::{buf, flag, kernels as k};
 use crate::ops::rnn::{BwdStep, Cell, DeviceCell, FwdStep};
 
 pub(crate) struct Gru;
@@ -59,11 +59,10 @@ impl Cell for Gru {
 /// b_hh is not folded (it sits inside r ⊙ (…)): the kernel adds it, when given, to hh.
 impl DeviceCell for Gru {
     fn launch_fwd(&self, be: &dyn GpuBackend, a: &FwdStep) -> Result<()> {
-        k::GRU_FWD_STEP.launch(
+        a.launch(
             be,
-            a.dt,
-            a.threads(),
-            &[
+            &k::GRU_FWD_STEP,
+            [
                 buf(a.hs),
                 a.ws_s.arg(),
                 a.hprev_s.arg(),
@@ -72,34 +71,17 @@ impl DeviceCell for Gru {
                 buf(a.hh),
                 buf(a.b_hh.unwrap_or(a.hh)),
                 flag(a.b_hh.is_some()),
-                buf(a.lengths),
-                int(a.s),
-                int(a.b),
-                int(a.h),
-                flag(a.reverse),
             ],
+            [],
         )
     }
 
     fn launch_bwd(&self, be: &dyn GpuBackend, a: &BwdStep) -> Result<()> {
-        k::GRU_BWD_STEP.launch(
+        a.launch(
             be,
-            a.dt,
-            a.threads(),
-            &[
-                buf(a.dh),
-                a.dg_s.arg(),
-                a.dxp_s.arg(),
-                a.ws_s.arg(),
-                a.hprev_s.arg(),
-                buf(a.dy),
-                flag(a.has_dy),
-                buf(a.lengths),
-                int(a.s),
-                int(a.b),
-                int(a.h),
-                flag(a.reverse),
-            ],
+            &k::GRU_BWD_STEP,
+            [buf(a.dh), a.dg_s.arg(), a.dxp_s.arg(), a.ws_s.arg(), a.hprev_s.arg(), buf(a.dy), flag(a.has_dy)],
+            [],
         )
     }
 }
@@ -161,87 +143,30 @@ impl Cell for GruResetBefore {
 /// Two kernels each way around the loop's mid-step GEMM, as the CPU halves.
 impl DeviceCell for GruResetBefore {
     fn launch_fwd(&self, be: &dyn GpuBackend, a: &FwdStep) -> Result<()> {
-        k::GRU_RB_FWD_STEP1.launch(
-            be,
-            a.dt,
-            a.threads(),
-            &[
-                buf(a.hs),
-                a.ws_s.arg(),
-                a.hprev_s.arg(),
-                buf(a.xp),
-                buf(a.hh),
-                buf(a.lengths),
-                int(a.s),
-                int(a.b),
-                int(a.h),
-                flag(a.reverse),
-            ],
-        )
+        a.launch(be, &k::GRU_RB_FWD_STEP1, [buf(a.hs), a.ws_s.arg(), a.hprev_s.arg(), buf(a.xp), buf(a.hh)], [])
     }
 
     fn launch_fwd_mid(&self, be: &dyn GpuBackend, a: &FwdStep) -> Result<()> {
         let mid = a.mid.expect("a reset-before GRU step has mid");
-        k::GRU_RB_FWD_STEP2.launch(
-            be,
-            a.dt,
-            a.threads(),
-            &[
-                buf(a.hs),
-                a.ws_s.arg(),
-                buf(a.y),
-                buf(a.xp),
-                buf(mid),
-                buf(a.lengths),
-                int(a.s),
-                int(a.b),
-                int(a.h),
-                flag(a.reverse),
-            ],
-        )
+        a.launch(be, &k::GRU_RB_FWD_STEP2, [buf(a.hs), a.ws_s.arg(), buf(a.y), buf(a.xp), buf(mid)], [])
     }
 
     fn launch_bwd(&self, be: &dyn GpuBackend, a: &BwdStep) -> Result<()> {
-        k::GRU_RB_BWD_STEP1.launch(
+        a.launch(
             be,
-            a.dt,
-            a.threads(),
-            &[
-                buf(a.dh),
-                a.dg_s.arg(),
-                a.dxp_s.arg(),
-                a.ws_s.arg(),
-                a.hprev_s.arg(),
-                buf(a.dy),
-                flag(a.has_dy),
-                buf(a.lengths),
-                int(a.s),
-                int(a.b),
-                int(a.h),
-                flag(a.reverse),
-            ],
+            &k::GRU_RB_BWD_STEP1,
+            [buf(a.dh), a.dg_s.arg(), a.dxp_s.arg(), a.ws_s.arg(), a.hprev_s.arg(), buf(a.dy), flag(a.has_dy)],
+            [],
         )
     }
 
     fn launch_bwd_mid(&self, be: &dyn GpuBackend, a: &BwdStep) -> Result<()> {
         let dmid = a.dmid.expect("a reset-before GRU step has dmid");
-        k::GRU_RB_BWD_STEP2.launch(
+        a.launch(
             be,
-            a.dt,
-            a.threads(),
-            &[
-                buf(a.dh),
-                a.dg_s.arg(),
-                a.dxp_s.arg(),
-                a.ws_s.arg(),
-                a.hprev_s.arg(),
-                buf(dmid),
-                buf(a.lengths),
-                int(a.s),
-                int(a.b),
-                int(a.h),
-                flag(a.reverse),
-            ],
+            &k::GRU_RB_BWD_STEP2,
+            [buf(a.dh), a.dg_s.arg(), a.dxp_s.arg(), a.ws_s.arg(), a.hprev_s.arg(), buf(dmid)],
+            [],
         )
     }
 }

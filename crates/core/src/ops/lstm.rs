@@ -10,7 +10,7 @@
 use crate::backend::GpuBackend;
 use crate::cpu::Float;
 use crate::error::Result;
-use crate::launch::{buf, flag, int, kernels as k};
+use crate::launch::{buf, flag, kernels as k};
 use crate::ops::rnn::{BwdStep, Cell, DeviceCell, FwdStep};
 
 pub(crate) struct Lstm;
@@ -73,47 +73,21 @@ impl Cell for Lstm {
 impl DeviceCell for Lstm {
     fn launch_fwd(&self, be: &dyn GpuBackend, a: &FwdStep) -> Result<()> {
         let cs = a.cs.expect("an LSTM step has c");
-        k::LSTM_FWD_STEP.launch(
+        a.launch(
             be,
-            a.dt,
-            a.threads(),
-            &[
-                buf(a.hs),
-                buf(cs),
-                a.ws_s.arg(),
-                a.hprev_s.arg(),
-                buf(a.y),
-                buf(a.xp),
-                buf(a.hh),
-                buf(a.lengths),
-                int(a.s),
-                int(a.b),
-                int(a.h),
-                flag(a.reverse),
-            ],
+            &k::LSTM_FWD_STEP,
+            [buf(a.hs), buf(cs), a.ws_s.arg(), a.hprev_s.arg(), buf(a.y), buf(a.xp), buf(a.hh)],
+            [],
         )
     }
 
     fn launch_bwd(&self, be: &dyn GpuBackend, a: &BwdStep) -> Result<()> {
         let dc = a.dc.expect("an LSTM step has dc");
-        k::LSTM_BWD_STEP.launch(
+        a.launch(
             be,
-            a.dt,
-            a.threads(),
-            &[
-                buf(a.dh),
-                buf(dc),
-                a.dg_s.arg(),
-                a.dxp_s.arg(),
-                a.ws_s.arg(),
-                buf(a.dy),
-                flag(a.has_dy),
-                buf(a.lengths),
-                int(a.s),
-                int(a.b),
-                int(a.h),
-                flag(a.reverse),
-            ],
+            &k::LSTM_BWD_STEP,
+            [buf(a.dh), buf(dc), a.dg_s.arg(), a.dxp_s.arg(), a.ws_s.arg(), buf(a.dy), flag(a.has_dy)],
+            [],
         )
     }
 }

@@ -161,15 +161,42 @@ pub(crate) struct BwdStep<'a> {
     pub dmid: Option<&'a dyn DeviceBuffer>,
 }
 
-impl FwdStep<'_> {
-    pub fn threads(&self) -> usize {
-        self.b * self.h
+/// Launches a step kernel over the step's B·H threads. Every step kernel takes the cell's own
+/// buffers (`head`), then the same tail (lengths, s, b, h, reverse), then any cell flags (`extra`).
+fn launch_step<'a, const N: usize, const E: usize>(
+    be: &dyn GpuBackend,
+    kernel: &k::Kernel,
+    dt: DType,
+    (lengths, s, b, h, reverse): (&'a dyn DeviceBuffer, usize, usize, usize, bool),
+    head: [KernelArg<'a>; N],
+    extra: [KernelArg<'a>; E],
+) -> Result<()> {
+    let tail = [buf(lengths), int(s), int(b), int(h), flag(reverse)];
+    let args: Vec<KernelArg> = head.into_iter().chain(tail).chain(extra).collect();
+    kernel.launch(be, dt, b * h, &args)
+}
+
+impl<'a> FwdStep<'a> {
+    pub fn launch<const N: usize, const E: usize>(
+        &self,
+        be: &dyn GpuBackend,
+        kernel: &k::Kernel,
+        head: [KernelArg<'a>; N],
+        extra: [KernelArg<'a>; E],
+    ) -> Result<()> {
+        launch_step(be, kernel, self.dt, (self.lengths, self.s, self.b, self.h, self.reverse), head, extra)
     }
 }
 
-impl BwdStep<'_> {
-    pub fn threads(&self) -> usize {
-        self.b * self.h
+impl<'a> BwdStep<'a> {
+    pub fn launch<const N: usize, const E: usize>(
+        &self,
+        be: &dyn GpuBackend,
+        kernel: &k::Kernel,
+        head: [KernelArg<'a>; N],
+        extra: [KernelArg<'a>; E],
+    ) -> Result<()> {
+        launch_step(be, kernel, self.dt, (self.lengths, self.s, self.b, self.h, self.reverse), head, extra)
     }
 }
 
@@ -228,45 +255,19 @@ impl Cell for Vanilla {
 /// `kernels/rnn.cu`: one kernel each way; the activation is a flag.
 impl DeviceCell for Vanilla {
     fn launch_fwd(&self, be: &dyn GpuBackend, a: &FwdStep) -> Result<()> {
-        k::RNN_FWD_STEP.launch(
+        a.launch(
             be,
-            a.dt,
-            a.threads(),
-            &[
-                buf(a.hs),
-                a.ws_s.arg(),
-                a.hprev_s.arg(),
-                buf(a.y),
-                buf(a.xp),
-                buf(a.hh),
-                buf(a.lengths),
-                int(a.s),
-                int(a.b),
-                int(a.h),
-                flag(a.reverse),
-                flag(self.relu),
-            ],
+            &k::RNN_FWD_STEP,
+            [buf(a.hs), a.ws_s.arg(), a.hprev_s.arg(), buf(a.y), buf(a.xp), buf(a.hh)],
+            [flag(self.relu)],
         )
     }
     fn launch_bwd(&self, be: &dyn GpuBackend, a: &BwdStep) -> Result<()> {
-        k::RNN_BWD_STEP.launch(
+        a.launch(
             be,
-            a.dt,
-            a.threads(),
-            &[
-                buf(a.dh),
-                a.dg_s.arg(),
-                a.dxp_s.arg(),
-                a.ws_s.arg(),
-                buf(a.dy),
-                flag(a.has_dy),
-                buf(a.lengths),
-                int(a.s),
-                int(a.b),
-                int(a.h),
-                flag(a.reverse),
-                flag(self.relu),
-            ],
+            &k::RNN_BWD_STEP,
+            [buf(a.dh), a.dg_s.arg(), a.dxp_s.arg(), a.ws_s.arg(), buf(a.dy), flag(a.has_dy)],
+            [flag(self.relu)],
         )
     }
 }
