@@ -298,6 +298,7 @@ impl GpuBackend for CudaBackend {
         Ok(host)
     }
 
+    /// One product is a batch of one: a single cuBLAS entry point (strided-batched) serves both.
     fn gemm(
         &self,
         m: usize,
@@ -310,63 +311,7 @@ impl GpuBackend for CudaBackend {
         ldc: usize,
         accumulate: bool,
     ) -> Result<()> {
-        let g = plan::column_major(m, n, k, &a, &b, c, c_offset, ldc, accumulate)?;
-        let (da, db, dc) = (self.buffer(b.buf)?, self.buffer(a.buf)?, self.buffer(c)?);
-        let op = |t: bool| {
-            if t {
-                blas_sys::cublasOperation_t::CUBLAS_OP_T
-            } else {
-                blas_sys::cublasOperation_t::CUBLAS_OP_N
-            }
-        };
-        self.bind()?;
-        let blas = self.blas.lock().unwrap_or_else(|p| p.into_inner());
-        let h = *blas.handle();
-        let r = unsafe {
-            match c.dtype() {
-                DType::F32 => {
-                    let (alpha, beta) = (1f32, if g.accumulate { 1f32 } else { 0f32 });
-                    blas_result::sgemm(
-                        h,
-                        op(g.transa),
-                        op(g.transb),
-                        g.m,
-                        g.n,
-                        g.k,
-                        &alpha,
-                        da.ptr_at(g.a_off) as *const f32,
-                        g.lda,
-                        db.ptr_at(g.b_off) as *const f32,
-                        g.ldb,
-                        &beta,
-                        dc.ptr_at(g.c_off) as *mut f32,
-                        g.ldc,
-                    )
-                }
-                _ => {
-                    let (alpha, beta) = (1f64, if g.accumulate { 1f64 } else { 0f64 });
-                    blas_result::dgemm(
-                        h,
-                        op(g.transa),
-                        op(g.transb),
-                        g.m,
-                        g.n,
-                        g.k,
-                        &alpha,
-                        da.ptr_at(g.a_off) as *const f64,
-                        g.lda,
-                        db.ptr_at(g.b_off) as *const f64,
-                        g.ldb,
-                        &beta,
-                        dc.ptr_at(g.c_off) as *mut f64,
-                        g.ldc,
-                    )
-                }
-            }
-        };
-        drop(blas);
-        r.map_err(|e| Error::internal("gemm", format!("cuBLAS: {e:?}")))?;
-        self.after_work("a GEMM")
+        self.gemm_batched(m, n, k, a, b, c, c_offset, ldc, accumulate, Strides { count: 1, a: 0, b: 0, c: 0 })
     }
 
     fn gemm_batched(
@@ -446,8 +391,8 @@ impl GpuBackend for CudaBackend {
             }
         };
         drop(blas);
-        r.map_err(|e| Error::internal("gemm", format!("cuBLAS strided-batched GEMM: {e:?}")))?;
-        self.after_work("a batched GEMM")
+        r.map_err(|e| Error::internal("gemm", format!("cuBLAS: {e:?}")))?;
+        self.after_work("a GEMM")
     }
 
     fn launch(&self, kernel: &str, threads: usize, args: &[KernelArg]) -> Result<()> {
