@@ -28,12 +28,14 @@ interface Run {
   stderr: string
 }
 
-function child(args: string[], env: Record<string, string>, limitMs: number): Promise<Run> {
+function child(args: string[], env: Record<string, string>, limitMs: number, unprivileged = false): Promise<Run> {
+  const asNobody = unprivileged && process.getuid?.() === 0 ? { uid: 65534, gid: 65534 } : {}
   return new Promise((resolve, reject) => {
     const p = spawn(process.execPath, ['--import', '@oxc-node/core/register', join(here, 'child.ts'), ...args], {
       cwd: root,
       env: { ...process.env, ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
+      ...asNobody,
     })
     let stdout = ''
     let stderr = ''
@@ -103,15 +105,15 @@ test('the bad-input corpus: clean errors, no aborts, hangs, silent acceptances o
     const why = c.skip?.()
     if (why) skipped.set(c.name, why)
   }
-  const jobs: Array<{ label: string; cases: Case[]; args: string[]; limit: number }> = []
+  const jobs: Array<{ label: string; cases: Case[]; args: string[]; limit: number; unprivileged?: boolean }> = []
   for (const g of ['batch-api', 'batch-files'] as const) {
     jobs.push({ label: g, cases: cases.filter((c) => c.group === g), args: [g], limit: BATCH_LIMIT_MS })
   }
   for (const c of cases.filter((c) => c.group === 'isolated' && !skipped.has(c.name))) {
-    jobs.push({ label: c.name, cases: [c], args: ['isolated', c.name], limit: ISOLATED_LIMIT_MS })
+    jobs.push({ label: c.name, cases: [c], args: ['isolated', c.name], limit: ISOLATED_LIMIT_MS, unprivileged: c.unprivileged === true })
   }
   const runs = await pool(
-    jobs.map((j) => async () => ({ job: j, run: await child(j.args, env, j.limit) })),
+    jobs.map((j) => async () => ({ job: j, run: await child(j.args, env, j.limit, j.unprivileged) })),
     2,
   )
 

@@ -70,7 +70,7 @@ fn an_output_larger_than_the_machine_is_refused_when_enqueued() {
     if recurrent_core::storage::host_memory_bytes() >= 1 << 36 {
         return; // a machine with 64 GiB or more could hold it
     }
-    let e = add(&a, &b).err().expect("refused");
+    let e = add(&a, &b).expect_err("refused");
     assert_eq!(e.kind(), recurrent_core::ErrorKind::Memory);
     let m = e.to_string();
     assert!(m.starts_with("add: cannot allocate 68719476736 bytes"), "{m}");
