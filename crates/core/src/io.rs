@@ -70,9 +70,37 @@ pub fn to_safetensors_bytes(tensors: &[(String, Tensor)], metadata: &HashMap<Str
             TensorView::new(*d, s.clone(), b).map(|v| (n.clone(), v)).map_err(|e| ck(format!("tensor '{n}': {e}")))
         })
         .collect::<Result<_>>()?;
-    let mut meta = metadata.clone();
-    meta.insert(CHECKSUM_KEY.to_string(), checksums_value(&sums));
-    safetensors::serialize(views, Some(meta)).map_err(|e| ck(format!("cannot serialise: {e}")))
+    let mut meta: std::collections::BTreeMap<&str, &str> =
+        metadata.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let sums = checksums_value(&sums);
+    meta.insert(CHECKSUM_KEY, &sums);
+    let plain = safetensors::serialize(views, None).map_err(|e| ck(format!("cannot serialise: {e}")))?;
+    Ok(with_metadata(&plain, &meta))
+}
+
+/// `plain` (a serialised file without metadata) with `meta` as its `__metadata__`, keys in
+/// sorted order. The `safetensors` crate writes metadata in `HashMap` order, which differs
+/// between runs; sorting makes the same tensors and metadata give the same bytes every time.
+fn with_metadata(plain: &[u8], meta: &std::collections::BTreeMap<&str, &str>) -> Vec<u8> {
+    let n = u64::from_le_bytes(plain[..8].try_into().expect("8 bytes")) as usize;
+    let header = std::str::from_utf8(&plain[8..8 + n]).expect("the crate writes UTF-8").trim_end();
+    let body = header.strip_prefix('{').and_then(|h| h.strip_suffix('}')).expect("a JSON object");
+    let meta_json = serde_json::to_string(meta).expect("strings serialise");
+    let mut out_header = format!("{{\"__metadata__\":{meta_json}");
+    if !body.is_empty() {
+        out_header.push(',');
+        out_header.push_str(body);
+    }
+    out_header.push('}');
+    // The data starts 8-byte aligned, as the crate pads it.
+    while out_header.len() % 8 != 0 {
+        out_header.push(' ');
+    }
+    let mut out = Vec::with_capacity(8 + out_header.len() + plain.len() - 8 - n);
+    out.extend_from_slice(&(out_header.len() as u64).to_le_bytes());
+    out.extend_from_slice(out_header.as_bytes());
+    out.extend_from_slice(&plain[8 + n..]);
+    out
 }
 
 /// Writes `bytes` to `path` atomically: a temporary file in the same folder, flushed to disk,

@@ -182,3 +182,18 @@ fn reserved_names_and_special_files_are_refused() {
     let m = load_safetensors(&std::env::temp_dir()).err().unwrap().to_string();
     assert!(m.contains("a folder"), "{m}");
 }
+
+#[test]
+fn the_same_tensors_and_metadata_give_the_same_bytes() {
+    let (tensors, _) = sample();
+    let meta: HashMap<String, String> = (0..20).map(|i| (format!("key{i}"), format!("v{i}"))).collect();
+    let first = to_safetensors_bytes(&tensors, &meta).unwrap();
+    for _ in 0..5 {
+        // A new HashMap each time: its iteration order differs, the file must not.
+        let again: HashMap<String, String> = meta.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        assert_eq!(to_safetensors_bytes(&tensors, &again).unwrap(), first);
+    }
+    let loaded = from_safetensors_bytes(&first, "'x'").unwrap();
+    assert_eq!(loaded.metadata, meta);
+    assert_eq!(loaded.tensors.len(), 3);
+}
