@@ -9,6 +9,7 @@ import { CheckpointError, type Tensor, ValueError, loadSafetensors, saveSafetens
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, truncateSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { crc32 } from 'node:zlib'
 
 const dir = mkdtempSync(join(tmpdir(), 'recurrent-safetensors-'))
 test.after.always(() => rmSync(dir, { recursive: true, force: true }))
@@ -73,7 +74,10 @@ test('the file is standard safetensors: u64 header length, JSON header with dtyp
   const buf = readFileSync(file)
   const len = Number(buf.readBigUInt64LE(0))
   const header = JSON.parse(buf.subarray(8, 8 + len).toString('utf8'))
-  t.deepEqual(header.__metadata__, { k: 'v' })
+  // Besides the caller's entries, the CRC-32 of each tensor's bytes, in sorted-name order.
+  const body = buf.subarray(8 + len)
+  const crc = (n: string) => crc32(body.subarray(...(header[n].data_offsets as [number, number]))).toString(16).padStart(8, '0')
+  t.deepEqual(header.__metadata__, { k: 'v', 'recurrent.crc32': `${crc('a')},${crc('b')}` })
   t.is(header.a.dtype, 'F32')
   t.deepEqual(header.a.shape, [2])
   t.is(header.b.dtype, 'I32')

@@ -15,6 +15,7 @@ import { DeviceError, ShapeError, ValueError, wrap, wrapAsync } from './errors.j
 import { native, type NativeTensor } from './native.js'
 import { requireDevice, type Device } from './device.js'
 import { track } from './scope.js'
+import { boolArg, numberArg, optionsArg } from './validate.js'
 
 /** Element types of tensors. */
 export type DType = 'float32' | 'float64' | 'int32'
@@ -177,6 +178,8 @@ export class Tensor {
    * same graph again.
    */
   backward(grad?: Tensor | null, options: { retainGraph?: boolean } = {}): void {
+    options = optionsArg('backward', options)
+    if (options.retainGraph !== undefined) boolArg('backward', 'retainGraph', options.retainGraph)
     wrap(() => this._native.backward(grad ? handle('backward', grad) : null, options.retainGraph ?? false))
   }
 
@@ -292,11 +295,13 @@ export class Tensor {
 
   /** `c · this`. */
   scale(c: number): Tensor {
+    numberArg('scale', 'the factor c', c, { nonFinite: true })
     return op(() => native.scale(this._native, c))
   }
 
   /** `this + c`. */
   addScalar(c: number): Tensor {
+    numberArg('addScalar', 'the term c', c, { nonFinite: true })
     return op(() => native.addScalar(this._native, c))
   }
 

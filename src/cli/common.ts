@@ -4,7 +4,7 @@
  * formatting.
  */
 
-import { existsSync, readFileSync, statSync } from 'node:fs'
+import { existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, realpathSync, statSync, unlinkSync } from 'node:fs'
 import { readFile } from 'node:fs/promises'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -292,3 +292,87 @@ export function fmtDuration(sec: number): string {
   return h > 0 ? `${h}:${String(m).padStart(2, '0')}:${String(r).padStart(2, '0')}` : `${m}:${String(r).padStart(2, '0')}`
 }
 
+
+/**
+ * Creates the output folder `dir` (and its missing parents) for the flag `flag`, one level at a
+ * time. Node's recursive `mkdir` spins without end under `/proc` and reports "no such file"
+ * for a parent it may not write; here each level is its own `mkdir`, so the error is the real
+ * one (permission denied, read-only file system…), and the walk is bounded in depth and time.
+ * Folders on the kernel's special file systems (`/proc`, `/sys`, `/dev` other than `/dev/shm`)
+ * are refused: they cannot hold files.
+ */
+export function makeOutDir(dir: string, flag = '--out'): void {
+  const fail = (why: string, cause?: unknown): never => {
+    throw new CliError(`cannot create ${flag} '${dir}': ${why}`, cause === undefined ? undefined : { cause })
+  }
+  const deadline = Date.now() + 10_000
+  const missing: string[] = []
+  let cur = resolve(dir)
+  for (let depth = 0; ; depth++) {
+    if (depth > 256 || Date.now() > deadline) fail('the path is too deep, or its file system does not answer')
+    try {
+      if (!statSync(cur).isDirectory()) fail(`'${cur}' is a file, not a folder`)
+      break
+    } catch (e) {
+      if (e instanceof CliError) throw e
+      if ((e as { code?: string }).code !== 'ENOENT') fail(fsReason(e), e)
+      missing.unshift(cur)
+      const up = dirname(cur)
+      if (up === cur) break
+      cur = up
+    }
+  }
+  let real = cur
+  try {
+    real = realpathSync(cur)
+  } catch {}
+  if (/^\/(proc|sys)(\/|$)/.test(real) || (/^\/dev(\/|$)/.test(real) && !/^\/dev\/shm(\/|$)/.test(real))) {
+    fail(`'${real}' is on a special file system of the kernel, which cannot hold files; choose a folder on a disk`)
+  }
+  for (const m of missing) {
+    try {
+      mkdirSync(m)
+    } catch (e) {
+      if ((e as { code?: string }).code !== 'EEXIST') fail(`${fsReason(e)} (creating '${m}')`, e)
+    }
+  }
+}
+
+/**
+ * Removes temporary files that an earlier run killed mid-write left in `dir`: only the names
+ * this program makes (`.checkpoint.safetensors.tmp-<pid>-<n>`, `loss.svg.tmp-<pid>`), only
+ * regular files, and only those of processes that are gone (a run still writing keeps its own).
+ * Returns the names removed.
+ */
+export function removeStaleTemps(dir: string): string[] {
+  const removed: string[] = []
+  let names: string[]
+  try {
+    names = readdirSync(dir)
+  } catch {
+    return removed
+  }
+  const pattern = /^(?:\.checkpoint\.safetensors\.tmp-(\d+)-\d+|loss\.svg\.tmp-(\d+))$/
+  for (const name of names) {
+    const m = pattern.exec(name)
+    if (!m) continue
+    const pid = Number(m[1] ?? m[2])
+    if (pid !== process.pid && processAlive(pid)) continue
+    const path = join(dir, name)
+    try {
+      if (!lstatSync(path).isFile()) continue
+      unlinkSync(path)
+      removed.push(name)
+    } catch {}
+  }
+  return removed
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (e) {
+    return (e as { code?: string }).code === 'EPERM'
+  }
+}

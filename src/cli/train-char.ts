@@ -6,7 +6,7 @@
  */
 
 import { createHash } from 'node:crypto'
-import { existsSync, mkdirSync, renameSync, writeFileSync } from 'node:fs'
+import { existsSync, renameSync, unlinkSync, writeFileSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import { manualSeed } from '../ops/random.js'
 import { Adam } from '../optim/adam.js'
@@ -34,6 +34,8 @@ import {
   readCheckpoint,
   readText,
   type CharModelConfig,
+  makeOutDir,
+  removeStaleTemps,
 } from './common.js'
 import { Progress, Smoother, type Writer } from './progress.js'
 import { lineChartSvg } from './svg.js'
@@ -227,8 +229,16 @@ export function unigramEntropyBits(tokens: Int32Array, size: number): number {
 
 function writeFileAtomic(path: string, data: string): void {
   const tmp = `${path}.tmp-${process.pid}`
-  writeFileSync(tmp, data)
-  renameSync(tmp, path)
+  try {
+    writeFileSync(tmp, data)
+    renameSync(tmp, path)
+  } catch (e) {
+    // A full disk leaves a partial temporary file: remove it rather than leave it behind.
+    try {
+      unlinkSync(tmp)
+    } catch {}
+    throw e
+  }
 }
 
 function curveSvg(curve: Curve, unigram: number, title: string): string {
@@ -348,11 +358,9 @@ export async function trainCharCommand(argv: readonly string[], io: TrainIO): Pr
         dropout: Number(v.dropout),
       }
 
-  try {
-    mkdirSync(outDir, { recursive: true })
-  } catch (e) {
-    throw new CliError(`cannot create --out '${outDir}': ${fsReason(e)}`, { cause: e })
-  }
+  makeOutDir(outDir)
+  const stale = removeStaleTemps(outDir)
+  if (stale.length > 0) print(`  removed ${stale.length} temporary file(s) left by an interrupted run: ${stale.join(', ')}`)
 
   const cellName = modelCfg.cell.toUpperCase()
   print(`recurrent train-char: ${textPath}`)

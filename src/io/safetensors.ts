@@ -11,6 +11,10 @@
 import { ValueError, wrapAsync } from '../errors.js'
 import { native, type NativeTensor } from '../native.js'
 import { Tensor } from '../tensor.js'
+import { describe } from '../validate.js'
+
+/** The metadata key of the per-tensor CRC-32s that every save writes and every load verifies. */
+export const CHECKSUM_KEY = 'recurrent.crc32'
 
 /** What {@link loadSafetensors} resolves to. */
 export interface SafetensorsContents {
@@ -38,12 +42,16 @@ export async function saveSafetensors(path: string, tensors: Record<string, Tens
   const names: string[] = []
   const handles: NativeTensor[] = []
   for (const [name, t] of Object.entries(tensors)) {
-    if (!(t instanceof Tensor)) throw new ValueError(op, `'${name}' must be a Tensor, got ${t === null ? 'null' : typeof t}`)
+    if (!(t instanceof Tensor)) throw new ValueError(op, `'${name}' must be a Tensor, got ${describe(t)}`)
+    // The format keeps this key for the metadata map: a tensor of that name makes a file that
+    // no reader (this one included) accepts.
+    if (name === '__metadata__') throw new ValueError(op, `'__metadata__' is reserved by the safetensors format and cannot name a tensor (pass metadata as the third argument)`)
     names.push(name)
     handles.push(t._native)
   }
   for (const [k, v] of Object.entries(metadata)) {
-    if (typeof v !== 'string') throw new ValueError(op, `metadata '${k}' must be a string, got ${typeof v} (JSON.stringify it)`)
+    if (typeof v !== 'string') throw new ValueError(op, `metadata '${k}' must be a string, got ${describe(v)} (JSON.stringify it)`)
+    if (k === CHECKSUM_KEY) throw new ValueError(op, `metadata key '${k}' is reserved: it holds the checksums this library writes`)
   }
   // The native call snapshots the tensors synchronously, before the first await.
   await wrapAsync(() => native.saveSafetensors(path, names, handles, { ...metadata }))
@@ -53,8 +61,10 @@ export async function saveSafetensors(path: string, tensors: Record<string, Tens
  * Reads a safetensors file written by {@link saveSafetensors} or by another framework
  * (float32, float64, int32, and int64 values within the int32 range, which load as int32).
  *
- * @throws CheckpointError (rejected) naming the file: missing or unreadable, truncated, a
- *   header that does not parse or points outside the file, or an unsupported dtype.
+ * @throws CheckpointError (rejected) naming the file: missing or unreadable, not a regular
+ *   file, truncated, a header that does not parse, points outside the file or declares more
+ *   than 65536 tensors or 16 MiB, a tensor whose bytes do not match the CRC-32 the file
+ *   records for it (files without checksums load unchecked), or an unsupported dtype.
  */
 export async function loadSafetensors(path: string): Promise<SafetensorsContents> {
   const op = 'loadSafetensors'

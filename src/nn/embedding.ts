@@ -1,5 +1,6 @@
 /** `Embedding`: a lookup table of vectors, PyTorch's `torch.nn.Embedding`. */
 
+import { checkModelSize, optionsArg } from '../validate.js'
 import type { FloatDType, Tensor } from '../tensor.js'
 import { embedding } from '../ops/embedding.js'
 import { floatDTypeOption } from '../cast.js'
@@ -40,7 +41,9 @@ export class Embedding extends Module {
     super()
     this.numEmbeddings = checkPositiveInt('Embedding', 'numEmbeddings', numEmbeddings)
     this.embeddingDim = checkPositiveInt('Embedding', 'embeddingDim', embeddingDim)
+    options = optionsArg('Embedding', options)
     const dtype = floatDTypeOption('Embedding', options.dtype)
+    checkModelSize('Embedding', `an Embedding(${numEmbeddings}, ${embeddingDim})`, numEmbeddings * embeddingDim, dtype)
     this.weight = this.registerParameter('weight', normal([numEmbeddings, embeddingDim], deriveSeed(options.seed, 0), dtype))
   }
 

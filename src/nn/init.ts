@@ -41,18 +41,4 @@ export function normal(shape: number[], seed: number | undefined, dtype: FloatDT
   return randn(shape, seed === undefined ? { dtype } : { seed, dtype })
 }
 
-/** Checks that `value` is a positive integer; `what` names it in the error. */
-export function checkPositiveInt(op: string, what: string, value: unknown): number {
-  if (typeof value !== 'number' || !Number.isInteger(value) || value < 1) {
-    throw new ValueError(`${op}`, `${what} must be a positive integer, got ${String(value)}`)
-  }
-  return value
-}
-
-/** Checks that `p` is a probability in [0, 1). */
-export function checkProbability(op: string, what: string, p: unknown): number {
-  if (typeof p !== 'number' || !(p >= 0 && p < 1)) {
-    throw new ValueError(`${op}`, `${what} must be a number in [0, 1), got ${String(p)}`)
-  }
-  return p
-}
+export { checkPositiveInt, checkProbability } from '../validate.js'

@@ -1,5 +1,6 @@
 /** `Linear`: an affine map, PyTorch's `torch.nn.Linear`. */
 
+import { boolArg, checkModelSize, optionsArg, tensorArg } from '../validate.js'
 import type { FloatDType, Tensor } from '../tensor.js'
 import { linear } from '../ops/matmul.js'
 import { reshape } from '../ops/shape.js'
@@ -49,18 +50,21 @@ export class Linear extends Module {
     super()
     this.inFeatures = checkPositiveInt('Linear', 'inFeatures', inFeatures)
     this.outFeatures = checkPositiveInt('Linear', 'outFeatures', outFeatures)
+    options = optionsArg('Linear', options)
     const dtype = floatDTypeOption('Linear', options.dtype)
+    const hasBias = boolArg('Linear', 'bias', options.bias ?? true)
+    checkModelSize('Linear', `a Linear(${inFeatures}, ${outFeatures})`, outFeatures * inFeatures + (hasBias ? outFeatures : 0), dtype)
     const k = 1 / Math.sqrt(inFeatures)
     this.weight = this.registerParameter('weight', uniform([outFeatures, inFeatures], k, deriveSeed(options.seed, 0), dtype))
     this.bias = this.registerParameter(
       'bias',
-      options.bias ?? true ? uniform([outFeatures], k, deriveSeed(options.seed, 1), dtype) : null,
+      hasBias ? uniform([outFeatures], k, deriveSeed(options.seed, 1), dtype) : null,
     )
   }
 
   /** `x [*, in]` → `x Wᵀ + b`, `[*, out]`. */
   override forward(x: Tensor): Tensor {
-    const shape = x.shape
+    const shape = tensorArg('Linear.forward', 'the input x', x).shape
     if (shape.length === 0 || shape[shape.length - 1] !== this.inFeatures) {
       throw new ShapeError(
         'Linear.forward',

@@ -1,5 +1,6 @@
 /** Loss functions: `mse` and `crossEntropy`, and their module forms `MSELoss` and `CrossEntropyLoss`. */
 
+import { optionsArg, tensorArg } from '../validate.js'
 import type { Tensor } from '../tensor.js'
 import { crossEntropy as crossEntropyOp, mse as mseOp } from '../ops/loss.js'
 import { reshape } from '../ops/shape.js'
@@ -42,6 +43,9 @@ function numel(shape: readonly number[]): number {
  * Shapes: `pred` and `target` `[*]`, the same shape; the result is a scalar `[]` (or `[*]` for `'none'`).
  */
 export function mse(pred: Tensor, target: Tensor, options: MSEOptions = {}): Tensor {
+  tensorArg('mse', 'pred', pred)
+  tensorArg('mse', 'target', target)
+  options = optionsArg('mse', options)
   const reduction = options.reduction ?? 'mean'
   switch (reduction) {
     case 'mean':
@@ -76,6 +80,9 @@ export function mse(pred: Tensor, target: Tensor, options: MSEOptions = {}): Ten
  * - result: a scalar `[]`
  */
 export function crossEntropy(logits: Tensor, targets: Tensor, options: CrossEntropyOptions = {}): Tensor {
+  tensorArg('crossEntropy', 'logits', logits)
+  tensorArg('crossEntropy', 'targets', targets)
+  options = optionsArg('crossEntropy', options)
   const reduction = options.reduction ?? 'mean'
   if (reduction !== 'mean' && reduction !== 'sum') {
     throw new ValueError(`crossEntropy`, `reduction must be 'mean' or 'sum', got '${String(reduction)}'`)

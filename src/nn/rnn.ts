@@ -25,6 +25,7 @@ import { floatDTypeOption } from '../cast.js'
 import { tidy } from '../scope.js'
 import { Module } from './module.js'
 import { checkPositiveInt, checkProbability, deriveSeed, uniform } from './init.js'
+import { boolArg, checkModelSize, numberArg, optionsArg, tensorArg } from '../validate.js'
 
 /** Per-sequence lengths `[B]`: an int32 tensor, an Int32Array or plain numbers, each in [1, T]. */
 export type Lengths = Tensor | Int32Array | readonly number[]
@@ -145,17 +146,27 @@ export class RNNBase extends Module {
   constructor(mode: CellKind, inputSize: number, hiddenSize: number, options: RNNBaseOptions = {}) {
     super()
     const name = this.constructor.name
+    options = optionsArg(name, options)
     this.mode = mode
     this.gateCount = gatesOf(mode)
     this.inputSize = checkPositiveInt(name, 'inputSize', inputSize)
     this.hiddenSize = checkPositiveInt(name, 'hiddenSize', hiddenSize)
     this.numLayers = checkPositiveInt(name, 'numLayers', options.numLayers ?? 1)
-    this.bias = options.bias ?? true
-    this.batchFirst = options.batchFirst ?? false
+    this.bias = boolArg(name, 'bias', options.bias ?? true)
+    this.batchFirst = boolArg(name, 'batchFirst', options.batchFirst ?? false)
     this.dropout = checkProbability(name, 'dropout', options.dropout ?? 0)
-    this.bidirectional = options.bidirectional ?? false
+    this.bidirectional = boolArg(name, 'bidirectional', options.bidirectional ?? false)
+    if (options.seed !== undefined) numberArg(name, 'seed', options.seed, { integer: true, min: 0, max: Number.MAX_SAFE_INTEGER })
     this.#seed = options.seed
     const dtype = floatDTypeOption(name, options.dtype)
+    {
+      // Every parameter's size, checked before the first is allocated.
+      const D = this.bidirectional ? 2 : 1
+      const G = this.gateCount * this.hiddenSize
+      const perDir = (inp: number) => G * inp + G * this.hiddenSize + (this.bias ? 2 * G : 0)
+      const total = D * (perDir(this.inputSize) + (this.numLayers - 1) * perDir(D * this.hiddenSize))
+      checkModelSize(name, `a ${name} with inputSize ${this.inputSize}, hiddenSize ${this.hiddenSize} and ${this.numLayers} layer(s)`, total, dtype)
+    }
 
     const H = this.hiddenSize
     const D = this.numDirections
@@ -221,6 +232,11 @@ export class RNNBase extends Module {
    * before it returns (a `tidy` scope), so that their autograd graphs do not wait for the GC.
    */
   protected run(x: Tensor, input: RecurrentInput = {}): RecurrentOutput {
+    const name = `${this.constructor.name}.forward`
+    tensorArg(name, 'the input x', x)
+    input = optionsArg(name, input)
+    if (input.h0 !== undefined) tensorArg(name, 'h0', input.h0)
+    if (input.c0 !== undefined) tensorArg(name, 'c0', input.c0)
     return tidy(() => this.#run(x, input))
   }
 
@@ -306,8 +322,12 @@ export class RNNBase extends Module {
    */
   #checkLengths(name: string, lengths: Lengths | undefined): Int32Array | readonly number[] | undefined {
     if (lengths === undefined || lengths === null) return undefined
-    if (Array.isArray(lengths) || lengths instanceof Int32Array) return lengths as Int32Array | readonly number[]
-    const t = lengths as Tensor
+    if (Array.isArray(lengths)) {
+      for (const [i, v] of lengths.entries()) numberArg(name, `lengths[${i}]`, v, { nonFinite: true })
+      return lengths
+    }
+    if (lengths instanceof Int32Array) return lengths
+    const t = tensorArg(name, 'lengths (an int32 Tensor, an Int32Array or an array of numbers)', lengths)
     if (t.shape.length !== 1) {
       throw new ShapeError(`${name}`, `expected lengths [B] (1-D), got ${fmt(t.shape)}`)
     }

@@ -81,11 +81,13 @@ export function sqrt(x: Tensor): Tensor {
 }
 /** `c · x`. */
 export function scale(x: Tensor, c: number): Tensor {
-  return op(() => native.scale(handle('scale', x), c))
+  handle('scale', x)
+  return x.scale(c)
 }
 /** `x + c`. */
 export function addScalar(x: Tensor, c: number): Tensor {
-  return op(() => native.addScalar(handle('addScalar', x), c))
+  handle('addScalar', x)
+  return x.addScalar(c)
 }
 
 /** Expands `x` to `shape` by broadcasting (materialised copy). */

@@ -8,6 +8,7 @@ import { DTypeError, ShapeError, ValueError, wrap } from '../errors.js'
 import { native } from '../native.js'
 import { Tensor, handle, op, type DType, type TypedArray } from '../tensor.js'
 import { requireDevice, type Device } from '../device.js'
+import { describe, int32Arg, numberArg, optionsArg } from '../validate.js'
 
 /** Nested arrays of numbers (rectangular), as accepted by {@link tensor}. */
 export type NestedNumbers = number | readonly NestedNumbers[]
@@ -33,7 +34,11 @@ export function checkDType(opName: string, dtype: unknown): DType {
 /** The checked shape argument (a number means a 1-D shape). @internal */
 export function shapeArg(opName: string, shape: number | readonly number[]): number[] {
   const s = typeof shape === 'number' ? [shape] : shape
-  if (!Array.isArray(s)) throw new ShapeError(opName, `a shape (array of positive integers), got ${typeof shape}`)
+  if (!Array.isArray(s)) throw new ShapeError(opName, `a shape (array of positive integers), got ${describe(shape)}`)
+  for (const [i, d] of s.entries()) {
+    // Other types would reach the addon as a raw conversion error.
+    if (typeof d !== 'number') throw new ShapeError(opName, `a shape of positive integers, got ${describe(d)} at index ${i}`)
+  }
   return s as number[]
 }
 
@@ -88,6 +93,7 @@ export function tensor(data: NestedNumbers | TypedArray, shape?: readonly number
   let values: ArrayLike<number>
   let inferred: number[]
   let dtype: DType
+  options = optionsArg('tensor', options)
   if (data instanceof Float32Array || data instanceof Float64Array || data instanceof Int32Array) {
     values = data
     inferred = [data.length]
@@ -142,7 +148,11 @@ export function onesLike(t: Tensor, options: DTypeOptions = {}): Tensor {
 
 /** `value` everywhere (native zeros for 0), on the requested device; errors name `opName`. */
 function filled(opName: string, shape: number | readonly number[], value: number, options: DTypeOptions): Tensor {
+  options = optionsArg(opName, options)
   const dtype = checkDType(opName, options.dtype ?? 'float32')
+  // int32 fills take what tensor() takes: integers in range, not saturated or truncated casts.
+  if (dtype === 'int32') int32Arg(opName, 'an int32 fill value', value)
+  else numberArg(opName, 'the fill value', value, { nonFinite: true })
   const dev = deviceOption(opName, options.device)
   const s = shapeArg(opName, shape)
   return placed(dev, () => op(() => (value === 0 && !Object.is(value, -0) ? native.zeros(s, dtype) : native.full(s, value, dtype))))

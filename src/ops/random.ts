@@ -5,6 +5,7 @@
  */
 
 import { ValueError } from '../errors.js'
+import { numberArg, optionsArg } from '../validate.js'
 import { native } from '../native.js'
 import { op, type Tensor } from '../tensor.js'
 import { checkDType, deviceOption, placed, shapeArg, type DTypeOptions } from './factories.js'
@@ -92,6 +93,7 @@ export function seedOf(opName: string, seed: number | undefined): number {
  * bit-identical values on every platform; without one the global generator picks the seed.
  */
 export function randn(shape: number | readonly number[], options: RandomOptions = {}): Tensor {
+  options = optionsArg('randn', options)
   const dtype = checkDType('randn', options.dtype ?? 'float32')
   const s = shapeArg('randn', shape)
   const dev = deviceOption('randn', options.device)
@@ -101,6 +103,9 @@ export function randn(shape: number | readonly number[], options: RandomOptions 
 
 /** Samples of U(low, high), `shape`, float32 by default; seeded as {@link randn}. */
 export function randUniform(shape: number | readonly number[], low: number, high: number, options: RandomOptions = {}): Tensor {
+  options = optionsArg('randUniform', options)
+  numberArg('randUniform', 'low', low)
+  numberArg('randUniform', 'high', high)
   const dtype = checkDType('randUniform', options.dtype ?? 'float32')
   const s = shapeArg('randUniform', shape)
   const dev = deviceOption('randUniform', options.device)

@@ -1,5 +1,6 @@
 /** Adagrad, PyTorch's `torch.optim.Adagrad`. */
 
+import { optionsArg } from '../validate.js'
 import type { Tensor } from '../tensor.js'
 import { Optimizer, checkNonNegative, type NativeRule, type OptionValue } from './optimizer.js'
 
@@ -52,12 +53,14 @@ export class Adagrad extends Optimizer {
   eps: number
 
   constructor(params: Iterable<Tensor>, options: AdagradOptions = {}) {
+    options = optionsArg('Adagrad', options) as typeof options
     super(params, options.lr ?? 0.01, 'Adagrad')
     const h = check('Adagrad', options)
     this.lrDecay = h.lrDecay
     this.weightDecay = h.weightDecay
     this.initialAccumulatorValue = h.initialAccumulatorValue
     this.eps = h.eps
+    this.guardOptions()
   }
 
   protected override initialValue(): number {

@@ -1,5 +1,6 @@
 /** Adam and AdamW, PyTorch's `torch.optim.Adam` and `torch.optim.AdamW`. */
 
+import { optionsArg } from '../validate.js'
 import type { Tensor } from '../tensor.js'
 import { ValueError } from '../errors.js'
 import { Optimizer, checkNonNegative, checkUnit, type NativeRule, type OptionValue } from './optimizer.js'
@@ -65,11 +66,13 @@ export class Adam extends Optimizer {
 
   constructor(params: Iterable<Tensor>, options: AdamOptions = {}) {
     const name = new.target.name
+    options = optionsArg(name, options) as typeof options
     super(params, options.lr ?? 1e-3, name)
     const h = check(name, options, this.defaultWeightDecay())
     this.betas = h.betas
     this.eps = h.eps
     this.weightDecay = h.weightDecay
+    this.guardOptions()
   }
 
   /** @internal */

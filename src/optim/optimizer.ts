@@ -5,7 +5,8 @@
  */
 
 import { Tensor, fmtShape } from '../tensor.js'
-import { DTypeError, DeviceError, ShapeError, ValueError, wrap, wrapAsync } from '../errors.js'
+import { DTypeError, DeviceError, RecurrentError, ShapeError, ValueError, wrap, wrapAsync } from '../errors.js'
+import { checkNonNegative, iterableArg } from '../validate.js'
 import { native } from '../native.js'
 import { full } from '../ops/factories.js'
 import { keep } from '../scope.js'
@@ -96,15 +97,15 @@ const DONE: Promise<void> = Promise.resolve()
 export abstract class Optimizer {
   /** The parameters being optimised, in the order given. */
   readonly params: readonly Tensor[]
-  /** Learning rate; may be changed between steps (for example by a schedule). */
-  lr: number
+  /** Checked learning rate, behind the `lr` accessor. */
+  #lr: number
   /** Per parameter index: its step count and buffers, or undefined before its first update. */
   readonly #state: Array<ParamState | undefined>
   /** Resolves when the updates enqueued by the last step that had any have run. */
   #pending: Promise<void> = DONE
 
   constructor(params: Iterable<Tensor>, lr: number, name: string) {
-    const list = [...params]
+    const list = [...iterableArg<Tensor>(name, 'params', params)]
     if (list.length === 0) throw new ValueError(`${name}`, `got an empty parameter list`)
     for (const [i, p] of list.entries()) {
       if (!(p instanceof Tensor)) throw new ValueError(`${name}`, `parameter ${i} is not a Tensor`)
@@ -113,10 +114,69 @@ export abstract class Optimizer {
       }
     }
     if (new Set(list).size !== list.length) throw new ValueError(`${name}`, `a parameter appears more than once`)
-    checkNonNegative(name, 'lr', lr)
     this.params = list
-    this.lr = lr
+    this.#lr = checkNonNegative(name, 'lr', lr)
     this.#state = new Array(list.length).fill(undefined)
+  }
+
+  /**
+   * Learning rate; may be changed between steps (for example by a schedule). Setting it checks
+   * it (a finite number ≥ 0; a negative one would run gradient ascent): a ValueError otherwise.
+   */
+  get lr(): number {
+    return this.#lr
+  }
+  set lr(v: number) {
+    this.#lr = checkNonNegative(`${this.constructor.name}.lr`, 'lr', v)
+  }
+
+  /**
+   * Makes every hyper-parameter of {@link options} a checked accessor: assigning one
+   * (`opt.momentum = -1`) runs the same checks as the constructor, on the options with that
+   * value, and throws a ValueError naming `<Optimizer>.<option>` without changing anything.
+   * Each optimizer calls it at the end of its constructor.
+   */
+  protected guardOptions(): void {
+    const values: Record<string, unknown> = {}
+    for (const key of Object.keys(this.options())) {
+      values[key] = (this as unknown as Record<string, unknown>)[key]
+      Object.defineProperty(this, key, {
+        enumerable: true,
+        configurable: false,
+        get: () => values[key],
+        set: (v: unknown) => {
+          if (this.#applying) {
+            values[key] = v
+            return
+          }
+          const before = { ...values }
+          try {
+            this.#setOptionsRaw({ ...before, [key]: v })
+          } catch (e) {
+            Object.assign(values, before)
+            if (e instanceof RecurrentError) {
+              const detail = e.message.startsWith(`${e.op}: `) ? e.message.slice(e.op.length + 2) : e.message
+              throw new ValueError(`${this.constructor.name}.${key}`, detail)
+            }
+            throw e
+          }
+        },
+      })
+    }
+  }
+
+  /** True while {@link setOptions} assigns checked values (the accessors then store them as they are). */
+  #applying = false
+
+  /** {@link setOptions}, with the accessors of {@link guardOptions} storing what it assigns. */
+  #setOptionsRaw(o: Record<string, unknown>): void {
+    const outer = this.#applying
+    this.#applying = true
+    try {
+      this.setOptions(o)
+    } finally {
+      this.#applying = outer
+    }
   }
 
   // ---- what each optimizer defines -----------------------------------------------------------
@@ -280,7 +340,7 @@ export abstract class Optimizer {
 
     // Check the per-parameter state against the parameters, under the incoming options.
     const before = { ...this.options() }
-    this.setOptions({ ...before, ...incoming }) // validates; reverted below if the state is bad
+    this.#setOptionsRaw({ ...before, ...incoming }) // validates; reverted below if the state is bad
     const next: Array<ParamState | undefined> = new Array(n).fill(undefined)
     try {
       const all = this.allBufferNames()
@@ -321,7 +381,7 @@ export abstract class Optimizer {
         next[i] = { step, buffers }
       }
     } catch (e) {
-      this.setOptions(before)
+      this.#setOptionsRaw(before)
       throw e
     }
     // Commit: our own handles on the given data, so later steps leave the caller's tensors be.
@@ -350,24 +410,5 @@ function onDevice(t: Tensor, device: string): Tensor {
   }
 }
 
-/** Checks a finite number ≥ 0. @internal */
-export function checkNonNegative(op: string, what: string, v: unknown): number {
-  if (typeof v !== 'number' || !Number.isFinite(v) || v < 0) {
-    throw new ValueError(`${op}`, `${what} must be a finite number ≥ 0, got ${String(v)}`)
-  }
-  return v
-}
+export { checkBool, checkNonNegative, checkUnit } from '../validate.js'
 
-/** Checks a boolean. @internal */
-export function checkBool(op: string, what: string, v: unknown): boolean {
-  if (typeof v !== 'boolean') throw new ValueError(`${op}`, `${what} must be a boolean, got ${String(v)}`)
-  return v
-}
-
-/** Checks a number in [0, 1). @internal */
-export function checkUnit(op: string, what: string, v: unknown): number {
-  if (typeof v !== 'number' || !(v >= 0 && v < 1)) {
-    throw new ValueError(`${op}`, `${what} must be a number in [0, 1), got ${String(v)}`)
-  }
-  return v
-}

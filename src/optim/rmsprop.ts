@@ -1,5 +1,6 @@
 /** RMSprop, PyTorch's `torch.optim.RMSprop`. */
 
+import { optionsArg } from '../validate.js'
 import type { Tensor } from '../tensor.js'
 import { Optimizer, checkBool, checkNonNegative, type NativeRule, type OptionValue } from './optimizer.js'
 
@@ -59,6 +60,7 @@ export class RMSprop extends Optimizer {
   centered: boolean
 
   constructor(params: Iterable<Tensor>, options: RMSpropOptions = {}) {
+    options = optionsArg('RMSprop', options) as typeof options
     super(params, options.lr ?? 0.01, 'RMSprop')
     const h = check('RMSprop', options)
     this.alpha = h.alpha
@@ -66,6 +68,7 @@ export class RMSprop extends Optimizer {
     this.weightDecay = h.weightDecay
     this.momentum = h.momentum
     this.centered = h.centered
+    this.guardOptions()
   }
 
   protected bufferNames(): string[] {

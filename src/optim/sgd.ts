@@ -64,6 +64,7 @@ export class SGD extends Optimizer {
     this.dampening = h.dampening
     this.weightDecay = h.weightDecay
     this.nesterov = h.nesterov
+    this.guardOptions()
   }
 
   protected bufferNames(): string[] {

@@ -109,7 +109,21 @@ const NAME_RE = /^[A-Za-z0-9_]+$/
  * each tensor is `{ $tensor: name }`; non-finite numbers become `{ $number: 'NaN' | ... }`.
  */
 function flatten(prefix: string, value: unknown, out: Array<[string, Tensor]>): unknown {
+  // The objects on the current path: a value that contains itself cannot be saved as JSON.
+  const open = new Set<object>()
   const walk = (v: unknown, path: string): unknown => {
+    if (v !== null && typeof v === 'object') {
+      if (open.has(v)) throw new ValueError('saveCheckpoint', `${path} refers back to an object that contains it (a circular structure cannot be saved)`)
+      open.add(v)
+      try {
+        return walkObject(v, path)
+      } finally {
+        open.delete(v)
+      }
+    }
+    return walkObject(v, path)
+  }
+  const walkObject = (v: unknown, path: string): unknown => {
     if (v instanceof Tensor) {
       out.push([path, v])
       return { $tensor: path }
@@ -243,6 +257,23 @@ export async function loadCheckpoint(path: string): Promise<Checkpoint> {
   }
   if (doc === null || typeof doc !== 'object' || typeof doc.version !== 'number') {
     throw new CheckpointError('loadCheckpoint', `'${path}': the checkpoint metadata has no version`)
+  }
+  if (!Number.isInteger(doc.version) || doc.version < 1) {
+    throw new CheckpointError('loadCheckpoint', `'${path}': the checkpoint version must be an integer ≥ 1, got ${JSON.stringify(doc.version)}`)
+  }
+  // Counters are checked here, where the file is named, rather than where they are used.
+  if (typeof doc.step !== 'number' || !Number.isInteger(doc.step) || doc.step < 0 || doc.step > Number.MAX_SAFE_INTEGER) {
+    throw new CheckpointError('loadCheckpoint', `'${path}': step must be an integer ≥ 0, got ${JSON.stringify(doc.step)}`)
+  }
+  if (doc.rng !== null && doc.rng !== undefined) {
+    const r = doc.rng as { seed?: unknown; counter?: unknown }
+    const okInt = (x: unknown) => typeof x === 'number' && Number.isInteger(x) && x >= 0 && x <= Number.MAX_SAFE_INTEGER
+    if (typeof r !== 'object' || !okInt(r.seed) || !okInt(r.counter)) {
+      throw new CheckpointError('loadCheckpoint', `'${path}': rng must be { seed, counter } with integers in [0, 2^53), got ${JSON.stringify(doc.rng)}`)
+    }
+  }
+  if (doc.extra !== undefined && (doc.extra === null || typeof doc.extra !== 'object' || Object.values(doc.extra).some((e) => e === null || typeof e !== 'object' || !Array.isArray(e.tensors)))) {
+    throw new CheckpointError('loadCheckpoint', `'${path}': extra must map namespaces to { tensors: [names], meta }`)
   }
   if (doc.version > CHECKPOINT_VERSION) {
     throw new CheckpointError('loadCheckpoint', `'${path}' has checkpoint version ${doc.version}; this library reads up to ${CHECKPOINT_VERSION}`)

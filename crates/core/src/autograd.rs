@@ -103,6 +103,13 @@ pub fn apply(op: Arc<dyn Op>, inputs: &[&Tensor], outputs: Vec<(Vec<usize>, DTyp
             got: bad.device().to_string(),
         });
     }
+    // Outputs larger than the machine's memory are refused here, when the op is enqueued, so
+    // that the executor never aborts on an allocation (a MemoryError naming the op).
+    let out_bytes = outputs.iter().fold(0u64, |acc, (s, d)| {
+        let n = s.iter().fold(1u64, |n, &x| n.saturating_mul(x as u64));
+        acc.saturating_add(n.saturating_mul(d.size_of() as u64))
+    });
+    crate::storage::check_host_bytes(op.name(), out_bytes)?;
     let out_device = op.output_device().unwrap_or(device);
     // The device that runs the op: the source for downloads, the destination otherwise.
     let run_device = if out_device == Device::Cpu { device } else { out_device };
@@ -246,6 +253,21 @@ pub fn backward_with(root: &Tensor, grad: Option<Tensor>, retain_graph: bool) ->
                     format!("a gradient of shape {}", fmt_shape(root.shape())),
                     fmt_shape(g.shape()),
                 ));
+            }
+            // Checked here so that the error names backward, not the first op of the pass.
+            if g.dtype() != root.dtype() {
+                return Err(Error::dtype(
+                    "backward",
+                    format!("{} (the gradient's dtype must be the tensor's)", root.dtype()),
+                    g.dtype(),
+                ));
+            }
+            if g.device() != root.device() {
+                return Err(Error::Device {
+                    op: "backward".into(),
+                    expected: format!("a gradient on {}", root.device()),
+                    got: g.device().to_string(),
+                });
             }
             g
         }

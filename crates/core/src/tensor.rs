@@ -142,22 +142,26 @@ impl Tensor {
     }
     pub fn zeros(shape: &[usize], dtype: DType) -> Result<Tensor> {
         let n = check_shape("zeros", shape)?;
-        Self::from_storage(CpuStorage::zeros(dtype, n), shape)
+        Self::from_storage(CpuStorage::try_full("zeros", dtype, n, 0.0)?, shape)
     }
+    /// `value` everywhere. An int32 fill must be an integer in the int32 range (a ValueError
+    /// otherwise, as `tensor()` refuses such values), not a saturated or truncated cast.
     pub fn full(shape: &[usize], value: f64, dtype: DType) -> Result<Tensor> {
         let n = check_shape("full", shape)?;
-        let s = match dtype {
-            DType::F32 => CpuStorage::new_f32(vec![value as f32; n]),
-            DType::F64 => CpuStorage::new_f64(vec![value; n]),
-            DType::I32 => CpuStorage::new_i32(vec![value as i32; n]),
-        };
-        Self::from_storage(s, shape)
+        if dtype == DType::I32 && (value.fract() != 0.0 || !(-2_147_483_648.0..=2_147_483_647.0).contains(&value)) {
+            return Err(Error::value(
+                "full",
+                format!("an int32 fill must be an integer in [-2^31, 2^31), got {value}"),
+            ));
+        }
+        Self::from_storage(CpuStorage::try_full("full", dtype, n, value)?, shape)
     }
     /// Normal(0, 1) samples from a seeded generator: the same seed gives the same tensor.
     pub fn randn(shape: &[usize], dtype: DType, seed: u64) -> Result<Tensor> {
         let n = check_shape("randn", shape)?;
         let mut rng = crate::rng::Rng::new(seed);
-        let v: Vec<f64> = (0..n).map(|_| rng.normal()).collect();
+        let mut v: Vec<f64> = crate::storage::try_with_capacity("randn", n)?;
+        v.extend((0..n).map(|_| rng.normal()));
         match dtype {
             DType::F32 => Self::from_f32(v.into_iter().map(|x| x as f32).collect(), shape),
             DType::F64 => Self::from_f64(v, shape),
@@ -168,7 +172,8 @@ impl Tensor {
     pub fn rand_uniform(shape: &[usize], low: f64, high: f64, dtype: DType, seed: u64) -> Result<Tensor> {
         let n = check_shape("rand", shape)?;
         let mut rng = crate::rng::Rng::new(seed);
-        let v: Vec<f64> = (0..n).map(|_| low + (high - low) * rng.uniform()).collect();
+        let mut v: Vec<f64> = crate::storage::try_with_capacity("rand", n)?;
+        v.extend((0..n).map(|_| low + (high - low) * rng.uniform()));
         match dtype {
             DType::F32 => Self::from_f32(v.into_iter().map(|x| x as f32).collect(), shape),
             DType::F64 => Self::from_f64(v, shape),

@@ -60,3 +60,30 @@ fn backward_frees_the_graph_unless_retained() {
     let msg = recurrent_core::backward(&y, None).unwrap_err().to_string();
     assert!(msg.contains("already freed") && msg.contains("retainGraph"), "{msg}");
 }
+
+#[test]
+fn an_output_larger_than_the_machine_is_refused_when_enqueued() {
+    // [2^16, 1] + [1, 2^17] broadcasts to 2^33 float64 values (64 GiB): more than a test
+    // machine has, refused before the executor would allocate (and abort).
+    let a = Tensor::zeros(&[1 << 16, 1], DType::F64).unwrap();
+    let b = Tensor::zeros(&[1, 1 << 17], DType::F64).unwrap();
+    if recurrent_core::storage::host_memory_bytes() >= 1 << 36 {
+        return; // a machine with 64 GiB or more could hold it
+    }
+    let e = add(&a, &b).expect_err("refused");
+    assert_eq!(e.kind(), recurrent_core::ErrorKind::Memory);
+    let m = e.to_string();
+    assert!(m.starts_with("add: cannot allocate 68719476736 bytes"), "{m}");
+    // The process goes on.
+    assert_eq!(add(&a, &a).unwrap().to_vec_f64().unwrap().len(), 1 << 16);
+}
+
+#[test]
+fn backward_names_itself_for_a_gradient_of_the_wrong_dtype() {
+    let x = rnd(&[3], 1);
+    x.set_requires_grad(true).unwrap();
+    let y = square(&x).unwrap();
+    let g = Tensor::zeros(&[3], DType::F32).unwrap();
+    let m = recurrent_core::backward_with(&y, Some(g), false).err().unwrap().to_string();
+    assert!(m.starts_with("backward: expected dtype float64") && m.ends_with("got float32"), "{m}");
+}

@@ -144,6 +144,13 @@ pub fn memory(env: Env) -> MemoryInfo {
     }
 }
 
+/// The host memory one request may use (the machine's RAM, or its cgroup's limit): larger
+/// requests are refused with a MemoryError. The TypeScript layer checks model sizes against it.
+#[napi(catch_unwind)]
+pub fn host_memory_bytes() -> f64 {
+    recurrent_core::storage::host_memory_bytes() as f64
+}
+
 /// Starts a new peak-memory window at the current live size.
 #[napi(catch_unwind)]
 pub fn reset_peak_memory() {
@@ -218,7 +225,7 @@ impl Task for ReadyTask {
 /// the older. Never blocks the JS thread.
 #[napi(catch_unwind)]
 pub fn ready(tensor: &NativeTensor) -> Result<AsyncTask<ReadyTask>> {
-    let t = tensor.get("ready")?;
+    let t = &tensor.get("ready")?;
     Ok(AsyncTask::new(ReadyTask { tensor: Some(t.clone()), failure: Pending::default() }))
 }
 

@@ -18,7 +18,7 @@ fn out(env: &Env, r: recurrent_core::Result<Tensor>) -> Result<NativeTensor> {
     Ok(NativeTensor::new(t))
 }
 
-fn opt<'a>(t: Option<&'a NativeTensor>, op: &str) -> Result<Option<&'a Tensor>> {
+fn opt(t: Option<&NativeTensor>, op: &str) -> Result<Option<Tensor>> {
     t.map(|t| t.get(op)).transpose()
 }
 
@@ -27,7 +27,7 @@ macro_rules! binary {
         #[doc = $doc]
         #[napi(catch_unwind)]
         pub fn $js(env: Env, a: &NativeTensor, b: &NativeTensor) -> Result<NativeTensor> {
-            out(&env, $f(a.get($name)?, b.get($name)?))
+            out(&env, $f(&a.get($name)?, &b.get($name)?))
         }
     )*};
 }
@@ -37,7 +37,7 @@ macro_rules! unary {
         #[doc = $doc]
         #[napi(catch_unwind)]
         pub fn $js(env: Env, x: &NativeTensor) -> Result<NativeTensor> {
-            out(&env, $f(x.get($name)?))
+            out(&env, $f(&x.get($name)?))
         }
     )*};
 }
@@ -85,54 +85,54 @@ unary! {
 /// c · x
 #[napi(catch_unwind)]
 pub fn scale(env: Env, x: &NativeTensor, c: f64) -> Result<NativeTensor> {
-    out(&env, ew::scale(x.get("scale")?, c))
+    out(&env, ew::scale(&x.get("scale")?, c))
 }
 
 /// x + c
 #[napi(catch_unwind)]
 pub fn add_scalar(env: Env, x: &NativeTensor, c: f64) -> Result<NativeTensor> {
-    out(&env, ew::add_scalar(x.get("addScalar")?, c))
+    out(&env, ew::add_scalar(&x.get("addScalar")?, c))
 }
 
 /// Sums x down to `shape` over broadcast dimensions.
 #[napi(catch_unwind)]
 pub fn sum_to(env: Env, x: &NativeTensor, shape: Vec<f64>) -> Result<NativeTensor> {
     let s = convert::shape("sumTo", &shape).js()?;
-    out(&env, ew::sum_to(x.get("sumTo")?, &s))
+    out(&env, ew::sum_to(&x.get("sumTo")?, &s))
 }
 
 /// Expands x to `shape` by broadcasting.
 #[napi(catch_unwind)]
 pub fn broadcast_to(env: Env, x: &NativeTensor, shape: Vec<f64>) -> Result<NativeTensor> {
     let s = convert::shape("broadcastTo", &shape).js()?;
-    out(&env, ew::broadcast_to(x.get("broadcastTo")?, &s))
+    out(&env, ew::broadcast_to(&x.get("broadcastTo")?, &s))
 }
 
 /// x · wᵀ + b.
 #[napi(catch_unwind)]
 pub fn linear(env: Env, x: &NativeTensor, w: &NativeTensor, b: Option<&NativeTensor>) -> Result<NativeTensor> {
-    out(&env, mm::linear(x.get("linear")?, w.get("linear")?, opt(b, "linear")?))
+    out(&env, mm::linear(&x.get("linear")?, &w.get("linear")?, opt(b, "linear")?.as_ref()))
 }
 
 /// Σ over `axes`.
 #[napi(catch_unwind)]
 pub fn sum(env: Env, x: &NativeTensor, axes: Vec<f64>, keepdim: bool) -> Result<NativeTensor> {
     let a = convert::axes("sum", &axes).js()?;
-    out(&env, red::sum(x.get("sum")?, &a, keepdim))
+    out(&env, red::sum(&x.get("sum")?, &a, keepdim))
 }
 
 /// Mean over `axes`.
 #[napi(catch_unwind)]
 pub fn mean(env: Env, x: &NativeTensor, axes: Vec<f64>, keepdim: bool) -> Result<NativeTensor> {
     let a = convert::axes("mean", &axes).js()?;
-    out(&env, red::mean(x.get("mean")?, &a, keepdim))
+    out(&env, red::mean(&x.get("mean")?, &a, keepdim))
 }
 
 /// The same data with a new shape (one entry may be -1).
 #[napi(catch_unwind)]
 pub fn reshape(env: Env, x: &NativeTensor, shape: Vec<f64>) -> Result<NativeTensor> {
     let s = convert::shape_with_infer("reshape", &shape).js()?;
-    out(&env, sh::reshape(x.get("reshape")?, &s))
+    out(&env, sh::reshape(&x.get("reshape")?, &s))
 }
 
 /// Swaps dimensions d0 and d1.
@@ -140,10 +140,10 @@ pub fn reshape(env: Env, x: &NativeTensor, shape: Vec<f64>) -> Result<NativeTens
 pub fn transpose(env: Env, x: &NativeTensor, d0: f64, d1: f64) -> Result<NativeTensor> {
     let a = convert::index("transpose", "dim", d0).js()?;
     let b = convert::index("transpose", "dim", d1).js()?;
-    out(&env, sh::transpose(x.get("transpose")?, a, b))
+    out(&env, sh::transpose(&x.get("transpose")?, a, b))
 }
 
-fn unwrap_all<'a>(ts: &'a [&'a NativeTensor], op: &str) -> Result<Vec<&'a Tensor>> {
+fn unwrap_all(ts: &[&NativeTensor], op: &str) -> Result<Vec<Tensor>> {
     ts.iter().map(|t| t.get(op)).collect()
 }
 
@@ -153,7 +153,7 @@ pub fn split(env: Env, x: &NativeTensor, axis: f64, sizes: Vec<f64>) -> Result<V
     let a = convert::index("split", "axis", axis).js()?;
     let s: Vec<usize> =
         sizes.iter().map(|&v| convert::index("split", "size", v)).collect::<recurrent_core::Result<_>>().js()?;
-    let parts = sh::split(x.get("split")?, a, &s).js()?;
+    let parts = sh::split(&x.get("split")?, a, &s).js()?;
     sync_external_memory(&env);
     Ok(parts.into_iter().map(NativeTensor::new).collect())
 }
@@ -163,7 +163,7 @@ pub fn split(env: Env, x: &NativeTensor, axis: f64, sizes: Vec<f64>) -> Result<V
 pub fn concat(env: Env, ts: Vec<&NativeTensor>, axis: f64) -> Result<NativeTensor> {
     let a = convert::index("concat", "axis", axis).js()?;
     let v = unwrap_all(&ts, "concat")?;
-    out(&env, sh::concat(&v, a))
+    out(&env, sh::concat(&v.iter().collect::<Vec<_>>(), a))
 }
 
 /// Joins same-shaped tensors along a new axis.
@@ -171,7 +171,7 @@ pub fn concat(env: Env, ts: Vec<&NativeTensor>, axis: f64) -> Result<NativeTenso
 pub fn stack(env: Env, ts: Vec<&NativeTensor>, axis: f64) -> Result<NativeTensor> {
     let a = convert::index("stack", "axis", axis).js()?;
     let v = unwrap_all(&ts, "stack")?;
-    out(&env, sh::stack(&v, a))
+    out(&env, sh::stack(&v.iter().collect::<Vec<_>>(), a))
 }
 
 /// `length` entries of x along `axis`, from `start`.
@@ -180,21 +180,21 @@ pub fn slice(env: Env, x: &NativeTensor, axis: f64, start: f64, length: f64) -> 
     let a = convert::index("slice", "axis", axis).js()?;
     let s = convert::index("slice", "start", start).js()?;
     let l = convert::index("slice", "length", length).js()?;
-    out(&env, sh::slice(x.get("slice")?, a, s, l))
+    out(&env, sh::slice(&x.get("slice")?, a, s, l))
 }
 
 /// exp(x) / Σ exp(x) along `axis`.
 #[napi(catch_unwind)]
 pub fn softmax(env: Env, x: &NativeTensor, axis: f64) -> Result<NativeTensor> {
     let a = convert::index("softmax", "axis", axis).js()?;
-    out(&env, sm::softmax(x.get("softmax")?, a))
+    out(&env, sm::softmax(&x.get("softmax")?, a))
 }
 
 /// x − log Σ exp(x) along `axis`.
 #[napi(catch_unwind)]
 pub fn log_softmax(env: Env, x: &NativeTensor, axis: f64) -> Result<NativeTensor> {
     let a = convert::index("logSoftmax", "axis", axis).js()?;
-    out(&env, sm::log_softmax(x.get("logSoftmax")?, a))
+    out(&env, sm::log_softmax(&x.get("logSoftmax")?, a))
 }
 
 /// Mean negative log-likelihood of integer targets under softmax(logits).
@@ -205,14 +205,14 @@ pub fn cross_entropy(
     targets: &NativeTensor,
     ignore_index: Option<i32>,
 ) -> Result<NativeTensor> {
-    out(&env, loss::cross_entropy(logits.get("crossEntropy")?, targets.get("crossEntropy")?, ignore_index))
+    out(&env, loss::cross_entropy(&logits.get("crossEntropy")?, &targets.get("crossEntropy")?, ignore_index))
 }
 
 /// Inverted dropout: zero with probability p, scale the rest by 1/(1−p); identity when not training.
 #[napi(catch_unwind)]
 pub fn dropout(env: Env, x: &NativeTensor, p: f64, seed: f64, training: bool) -> Result<NativeTensor> {
     let s = convert::seed("dropout", seed).js()?;
-    out(&env, dr::dropout(x.get("dropout")?, p, s, training))
+    out(&env, dr::dropout(&x.get("dropout")?, p, s, training))
 }
 
 /// What `recurrentLayer` returns.
@@ -244,14 +244,14 @@ pub fn recurrent_layer(
 ) -> Result<RecurrentLayerOutput> {
     const OP: &str = "recurrentLayer";
     let kind = rnn::CellKind::parse(&kind).js()?;
-    let weights =
-        rnn::RecurrentWeights { w_ih: w_ih.get(OP)?, w_hh: w_hh.get(OP)?, b_ih: opt(b_ih, OP)?, b_hh: opt(b_hh, OP)? };
+    let (w_ih, w_hh, b_ih, b_hh) = (w_ih.get(OP)?, w_hh.get(OP)?, opt(b_ih, OP)?, opt(b_hh, OP)?);
+    let weights = rnn::RecurrentWeights { w_ih: &w_ih, w_hh: &w_hh, b_ih: b_ih.as_ref(), b_hh: b_hh.as_ref() };
     // The lengths go to the core as the JS numbers they are: it checks them with the rest.
     let r = rnn::recurrent_layer_with_numbers(
         kind,
-        x.get(OP)?,
-        h0.get(OP)?,
-        opt(c0, OP)?,
+        &x.get(OP)?,
+        &h0.get(OP)?,
+        opt(c0, OP)?.as_ref(),
         &weights,
         lengths.as_deref(),
         reverse,

@@ -112,9 +112,10 @@ pub fn optimizer_update(
 ) -> Result<()> {
     let r = to_rule(&rule).js()?;
     let op = "optimizerUpdate";
-    let p = param.get(op)?;
-    let g = grad.get(op)?;
-    let st: Vec<&Tensor> = state.iter().map(|t| t.get(op)).collect::<Result<_>>()?;
+    let p = &param.get(op)?;
+    let g = &grad.get(op)?;
+    let owned: Vec<Tensor> = state.iter().map(|t| t.get(op)).collect::<Result<_>>()?;
+    let st: Vec<&Tensor> = owned.iter().collect();
     let out = optim::update(r, p, g, &st).js();
     sync_external_memory(&env);
     out
@@ -125,7 +126,8 @@ pub fn optimizer_update(
 #[napi(catch_unwind)]
 pub fn clip_grad_norm(env: Env, grads: Vec<&NativeTensor>, max_norm: f64, norm_type: f64) -> Result<NativeTensor> {
     let op = "clipGradNorm";
-    let gs: Vec<&Tensor> = grads.iter().map(|t| t.get(op)).collect::<Result<_>>()?;
+    let owned: Vec<Tensor> = grads.iter().map(|t| t.get(op)).collect::<Result<_>>()?;
+    let gs: Vec<&Tensor> = owned.iter().collect();
     let norm = optim::clip_grad_norm(&gs, max_norm, norm_type).js()?;
     sync_external_memory(&env);
     Ok(NativeTensor::new(norm))
@@ -135,7 +137,8 @@ pub fn clip_grad_norm(env: Env, grads: Vec<&NativeTensor>, max_norm: f64, norm_t
 #[napi(catch_unwind)]
 pub fn clip_grad_value(env: Env, grads: Vec<&NativeTensor>, limit: f64) -> Result<()> {
     let op = "clipGradValue";
-    let gs: Vec<&Tensor> = grads.iter().map(|t| t.get(op)).collect::<Result<_>>()?;
+    let owned: Vec<Tensor> = grads.iter().map(|t| t.get(op)).collect::<Result<_>>()?;
+    let gs: Vec<&Tensor> = owned.iter().collect();
     let out = optim::clip_grad_value(&gs, limit).js();
     sync_external_memory(&env);
     out

@@ -7,23 +7,29 @@ use napi_derive::napi;
 use recurrent_core::error::Error as CoreError;
 use recurrent_core::storage::CpuStorage;
 use recurrent_core::Tensor;
+use std::cell::RefCell;
 
 /// A handle on a core tensor. `dispose()` drops the handle at once; using it afterwards
 /// throws a DisposedError naming the operation.
+///
+/// The handle sits in a `RefCell` so that `dispose` takes `&self`: napi-rs refuses a `&mut self`
+/// call while a pending `data()` still borrows the object, which made `const p = t.data();
+/// t.dispose()` throw. The read holds its own clone of the tensor, so it completes and the data
+/// is freed after it.
 #[napi]
 pub struct NativeTensor {
-    pub(crate) inner: Option<Tensor>,
+    inner: RefCell<Option<Tensor>>,
 }
 
 impl NativeTensor {
     pub(crate) fn new(t: Tensor) -> Self {
         crate::ensure_runtime();
-        NativeTensor { inner: Some(t) }
+        NativeTensor { inner: RefCell::new(Some(t)) }
     }
 
-    /// The live tensor, or a DisposedError naming `op`.
-    pub(crate) fn get(&self, op: &str) -> Result<&Tensor> {
-        self.inner.as_ref().ok_or_else(|| crate::js_err(CoreError::Disposed { op: op.into() }))
+    /// The live tensor (a cheap shared handle), or a DisposedError naming `op`.
+    pub(crate) fn get(&self, op: &str) -> Result<Tensor> {
+        self.inner.borrow().clone().ok_or_else(|| crate::js_err(CoreError::Disposed { op: op.into() }))
     }
 }
 
@@ -153,7 +159,7 @@ impl NativeTensor {
 
     #[napi(getter, catch_unwind)]
     pub fn is_disposed(&self) -> bool {
-        self.inner.is_none()
+        self.inner.borrow().is_none()
     }
 
     /// The accumulated gradient, or null.
@@ -165,10 +171,10 @@ impl NativeTensor {
     /// Sets (or clears, with null) the accumulated gradient.
     #[napi(catch_unwind)]
     pub fn set_grad(&self, g: Option<&NativeTensor>) -> Result<()> {
-        let t = self.get("setGrad")?;
+        let t = &self.get("setGrad")?;
         let g = match g {
             Some(g) => {
-                let g = g.get("setGrad")?;
+                let g = &g.get("setGrad")?;
                 if g.shape() != t.shape() {
                     return Err(crate::js_err(CoreError::shape(
                         "setGrad",
@@ -209,7 +215,7 @@ impl NativeTensor {
     /// A copy on `device` ('cpu', 'cuda' or 'cuda:N'); this same tensor when already there.
     #[napi(catch_unwind)]
     pub fn to(&self, env: Env, device: String) -> Result<NativeTensor> {
-        let t = self.get("to")?;
+        let t = &self.get("to")?;
         let d = recurrent_core::Device::parse(&device).js()?;
         let out = t.to(d).js()?;
         sync_external_memory(&env);
@@ -219,15 +225,15 @@ impl NativeTensor {
     /// Replaces this tensor's data with `src`'s (same shape and dtype).
     #[napi(catch_unwind)]
     pub fn assign(&self, src: &NativeTensor) -> Result<()> {
-        let t = self.get("assign")?;
-        t.assign(src.get("assign")?).js()
+        let t = &self.get("assign")?;
+        t.assign(&src.get("assign")?).js()
     }
 
     /// Accumulates d(this)/d(leaf) into every leaf that requires grad; frees the graph's saved
     /// tensors unless `retain_graph`.
     #[napi(catch_unwind)]
     pub fn backward(&self, env: Env, grad: Option<&NativeTensor>, retain_graph: Option<bool>) -> Result<()> {
-        let t = self.get("backward")?;
+        let t = &self.get("backward")?;
         let g = match grad {
             Some(g) => Some(g.get("backward")?.clone()),
             None => None,
@@ -239,15 +245,15 @@ impl NativeTensor {
 
     /// Drops this handle now. Further use throws a DisposedError.
     #[napi(catch_unwind)]
-    pub fn dispose(&mut self, env: Env) {
-        self.inner = None;
+    pub fn dispose(&self, env: Env) {
+        self.inner.borrow_mut().take();
         sync_external_memory(&env);
     }
 
     /// Reads the data, blocking the JS thread until the executor has produced it.
     #[napi(catch_unwind)]
     pub fn data_sync(&self, env: Env) -> Result<Either3<Float32Array, Float64Array, Int32Array>> {
-        let t = self.get("dataSync")?;
+        let t = &self.get("dataSync")?;
         let s = t.storage().js()?;
         let out = to_typed(copy_out(&s));
         sync_external_memory(&env);
@@ -257,14 +263,14 @@ impl NativeTensor {
     /// Reads the data without blocking: waits on the libuv pool.
     #[napi(catch_unwind)]
     pub fn data(&self) -> Result<AsyncTask<DataTask>> {
-        let t = self.get("data")?;
+        let t = &self.get("data")?;
         Ok(AsyncTask::new(DataTask { tensor: t.clone(), failure: Pending::default() }))
     }
 
     /// The value of a one-element tensor, without blocking.
     #[napi(catch_unwind)]
     pub fn item(&self) -> Result<AsyncTask<ItemTask>> {
-        let t = self.get("item")?;
+        let t = &self.get("item")?;
         if t.numel() != 1 {
             return Err(crate::js_err(CoreError::shape(
                 "item",

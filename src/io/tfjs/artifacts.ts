@@ -5,8 +5,9 @@
  * parsed and emitted by `topology.ts`.
  */
 
-import { mkdir, readFile, rename, writeFile, unlink } from 'node:fs/promises'
-import { dirname, join, resolve } from 'node:path'
+import { mkdir, open, realpath, rename, writeFile, unlink } from 'node:fs/promises'
+import { dirname, isAbsolute, join, relative, resolve, sep } from 'node:path'
+import { native } from '../../native.js'
 import { CheckpointError, ValueError } from '../../errors.js'
 import { KerasSequential } from './sequential.js'
 import { buildModel, emitModel, fmt } from './topology.js'
@@ -89,6 +90,9 @@ function decodeWeights(specs: readonly TfjsWeightSpec[], bytes: Uint8Array, wher
     if (!s || typeof s.name !== 'string' || !Array.isArray(s.shape)) {
       throw new CheckpointError('loadTfjsModel', `${where}: a weights manifest entry lacks a name or shape`)
     }
+    if (!s.shape.every((d) => typeof d === 'number' && Number.isInteger(d) && d >= 0 && d <= 2 ** 31)) {
+      throw new CheckpointError('loadTfjsModel', `${where}: weight '${s.name}' has shape ${JSON.stringify(s.shape)}; a shape is a list of non-negative integers`)
+    }
     const n = s.shape.reduce((a, b) => a * b, 1)
     const q = s.quantization
     const stored = q ? q.dtype : s.dtype
@@ -97,7 +101,7 @@ function decodeWeights(specs: readonly TfjsWeightSpec[], bytes: Uint8Array, wher
       throw new CheckpointError('loadTfjsModel', `${where}: weight '${s.name}' has dtype '${s.dtype}'${q ? ` quantized as '${q.dtype}'` : ''}; only float32 (optionally uint8/uint16/float16-quantized) is supported`)
     }
     const len = n * bpe
-    if (off + len > bytes.length) {
+    if (!Number.isSafeInteger(len) || off + len > bytes.length) {
       throw new CheckpointError('loadTfjsModel', `${where}: the weight data holds ${bytes.length} bytes but the manifest needs at least ${off + len} (through '${s.name}' ${fmt(s.shape)}); a shard is missing or truncated`)
     }
     const dv = new DataView(bytes.buffer, bytes.byteOffset + off, len)
@@ -116,6 +120,60 @@ function decodeWeights(specs: readonly TfjsWeightSpec[], bytes: Uint8Array, wher
     throw new CheckpointError('loadTfjsModel', `${where}: the weight data holds ${bytes.length} bytes but the manifest describes ${off}`)
   }
   return out
+}
+
+/** Largest `model.json` read: topologies are kilobytes, a weights manifest a few more. */
+const MAX_MODEL_JSON_BYTES = 64 << 20
+
+function hostMemoryBytes(): number {
+  return native.hostMemoryBytes()
+}
+
+/**
+ * A weight file's path, refused unless it stays inside the model's folder: `..` segments,
+ * absolute paths and symbolic links that lead out are a CheckpointError (a manifest is data,
+ * and may come from anywhere; it must not make the loader read other files).
+ */
+async function confinedPath(dir: string, p: unknown, file: string): Promise<string> {
+  const op = 'loadTfjsModel'
+  if (typeof p !== 'string' || p.length === 0) throw new CheckpointError(op, `'${file}': a weight path must be a non-empty string, got ${JSON.stringify(p)}`)
+  if (isAbsolute(p) || p.includes('\0')) throw new CheckpointError(op, `'${file}': weight path '${p}' is absolute; weight files must be inside the model's folder`)
+  const target = resolve(dir, p)
+  const inside = (root: string, q: string) => {
+    const rel = relative(root, q)
+    return rel !== '' && !rel.startsWith(`..${sep}`) && rel !== '..' && !isAbsolute(rel)
+  }
+  if (!inside(dir, target)) throw new CheckpointError(op, `'${file}': weight path '${p}' leaves the model's folder '${dir}'; weight files must be inside it`)
+  let real: string
+  try {
+    real = await realpath(target)
+  } catch {
+    return target // a missing file: the read reports it
+  }
+  const realDir = await realpath(dir)
+  if (!inside(realDir, real)) throw new CheckpointError(op, `'${file}': weight path '${p}' is a symbolic link to '${real}', outside the model's folder; weight files must be inside it`)
+  return real
+}
+
+/** A regular file's bytes, refused unless it is a regular file of at most `limit` bytes. */
+async function readBounded(path: string, limit: number): Promise<Uint8Array> {
+  const op = 'loadTfjsModel'
+  const h = await open(path, 'r')
+  try {
+    const st = await h.stat()
+    if (!st.isFile()) throw new CheckpointError(op, `cannot read '${path}': it is ${st.isDirectory() ? 'a folder' : 'not a regular file (a device, pipe or socket)'}`)
+    if (st.size > limit) throw new CheckpointError(op, `cannot read '${path}': it holds ${st.size} bytes, more than the limit of ${limit}`)
+    const buf = new Uint8Array(st.size)
+    let got = 0
+    while (got < st.size) {
+      const { bytesRead } = await h.read(buf, got, st.size - got, got)
+      if (bytesRead === 0) break
+      got += bytesRead
+    }
+    return got === st.size ? buf : buf.subarray(0, got)
+  } finally {
+    await h.close()
+  }
 }
 
 function stripSuffix(name: string): string {
@@ -142,8 +200,9 @@ export async function loadTfjsModel(path: string): Promise<KerasSequential> {
   if (!file.endsWith('.json')) file = join(file, 'model.json')
   let text: string
   try {
-    text = await readFile(file, 'utf8')
+    text = new TextDecoder().decode(await readBounded(file, MAX_MODEL_JSON_BYTES))
   } catch (e) {
+    if (e instanceof CheckpointError) throw e
     throw new CheckpointError(op, `cannot read '${file}': ${(e as Error).message}`, { cause: e })
   }
   let json: TfjsModelJson
@@ -163,10 +222,11 @@ export async function loadTfjsModel(path: string): Promise<KerasSequential> {
     }
     const parts: Uint8Array[] = []
     for (const p of group.paths) {
-      const wf = join(dir, p)
+      const wf = await confinedPath(dir, p, file)
       try {
-        parts.push(new Uint8Array(await readFile(wf)))
+        parts.push(await readBounded(wf, hostMemoryBytes()))
       } catch (e) {
+        if (e instanceof CheckpointError) throw e
         throw new CheckpointError(op, `missing weight file '${p}' (listed in '${file}', looked for '${wf}'): ${(e as Error).message}`, { cause: e })
       }
     }
