@@ -187,7 +187,13 @@ fn max_gradient_goes_to_the_chosen_position() {
     // Distinct values: the argmax is stable under the finite-difference step.
     let x = reals(&[0.3, -1.2, 2.5, 0.7, 1.1, -0.4, 0.9, 3.3, -2.0, 0.1, 0.2, 1.7], &[2, 3, 2]);
     for axis in 0..3 {
-        assert_grads(&format!("max axis {axis}"), |x| Ok(vec![max(&x[0], axis, false)?.0]), &[x.clone()], &[0], TOL);
+        assert_grads(
+            &format!("max axis {axis}"),
+            |x| Ok(vec![max(&x[0], axis, false)?.0]),
+            std::slice::from_ref(&x),
+            &[0],
+            TOL,
+        );
     }
     let t = reals(&[1., 3., 3.], &[3]);
     t.set_requires_grad(true).unwrap();
@@ -216,12 +222,18 @@ fn topk_values_order_and_gradients() {
         assert_grads(
             &format!("topk largest={largest} sorted={sorted}"),
             |x| Ok(vec![topk(&x[0], 2, 1, largest, sorted)?.0]),
-            &[distinct.clone()],
+            std::slice::from_ref(&distinct),
             &[0],
             TOL,
         );
     }
-    assert_grads("topk axis 0", |x| Ok(vec![topk(&x[0], 3, 0, true, true)?.0]), &[distinct.clone()], &[0], TOL);
+    assert_grads(
+        "topk axis 0",
+        |x| Ok(vec![topk(&x[0], 3, 0, true, true)?.0]),
+        std::slice::from_ref(&distinct),
+        &[0],
+        TOL,
+    );
     err(topk(&x, 7, 0, true, true), ErrorKind::Value, &["topk", "[1, 6]", "k = 7"]);
     err(topk(&x, 0, 0, true, true), ErrorKind::Value, &["topk", "k = 0"]);
     err(topk(&x, 1, 1, true, true), ErrorKind::Shape, &["topk", "axis 1"]);
@@ -261,7 +273,13 @@ fn index_select_values_gradients_and_errors() {
     assert_eq!(f64s(&index_select(&x, 0, &parents).unwrap()), vec![5., 6., 5., 6., 1., 2.]);
     assert_eq!(f64s(&index_select(&x, 1, &ints(&[1], &[1])).unwrap()), vec![2., 4., 6.]);
     let h = rnd(&[2, 3, 4], 1);
-    assert_grads("indexSelect axis 1", |x| Ok(vec![index_select(&x[0], 1, &parents)?]), &[h.clone()], &[0], TOL);
+    assert_grads(
+        "indexSelect axis 1",
+        |x| Ok(vec![index_select(&x[0], 1, &parents)?]),
+        std::slice::from_ref(&h),
+        &[0],
+        TOL,
+    );
     let many = ints(&[3, 0, 3, 3, 1], &[5]);
     assert_grads("indexSelect axis 2", |x| Ok(vec![index_select(&x[0], 2, &many)?]), &[h], &[0], TOL);
     err(

@@ -203,8 +203,8 @@ kernels! {
     }
     "cast.cu" {
         CAST_TO_I32 = "cast_to_i32" [f32, f64] (OutI32, OutI32, In, I64);
-        CAST_TO_F64 = "cast_to_f64" [f32] (OutF64, In, I64);
-        CAST_FROM_F64 = "cast_from_f64" [f32] (Out, InF64, I64);
+        CAST_TO_F64 = "cast_to_f64" [f32, f64] (OutF64, In, I64);
+        CAST_FROM_F64 = "cast_from_f64" [f32, f64] (Out, InF64, I64);
         CAST_FROM_I32 = "cast_from_i32" [f32, f64] (Out, InI32, I64);
     }
     "index.cu" {

@@ -940,7 +940,7 @@ pub fn primitives(dev: Device, dt: DType) -> Vec<Outcome> {
         }));
     }
     for axis in 0..2 {
-        let idx = ints_in(&[9], 221 + axis as u64, 0, [4, 6][axis] as i32);
+        let idx = ints_in(&[9], 221 + axis as u64, 0, [4, 6][axis]);
         out.extend(parity(&format!("indexSelect{axis}_{d}"), dev, &[z.clone(), idx], &[0], tol, move |x| {
             Ok(vec![index_select(&x[0], axis, &x[1])?])
         }));
