@@ -1,12 +1,11 @@
 /**
- * Conversion between float32 and float64 on the host, for `Module.to(dtype)` and
- * `loadStateDict`: the addon has no cast op yet, so the values go through a typed array (the
- * read waits for pending work on the tensor). A native cast is planned; this file is the one
- * place to switch over.
+ * Conversion between float32 and float64 for `Module.to(dtype)` and `loadStateDict`: a native
+ * `cast` on the tensor's device (no read back to the host), then a copy to the target device.
  */
 
 import { DTypeError } from './errors.js'
-import { tensor } from './ops/factories.js'
+import { cast } from './ops/cast.js'
+import { noGrad } from './ops/grad.js'
 import type { Device } from './device.js'
 import type { DType, FloatDType, Tensor } from './tensor.js'
 
@@ -28,12 +27,25 @@ export function floatDTypeOption(op: string, dtype: unknown): FloatDType {
 
 /**
  * A new leaf holding the values of float tensor `t` as `dtype`, on `device` (default `t`'s),
- * without history. Blocks until `t` is computed.
+ * without history. Enqueued like any op: nothing waits for `t` (a failure of `t` surfaces at the
+ * next read of the result, as for other ops).
  * @internal
  */
-export function castOnHost(t: Tensor, dtype: FloatDType, device: Device = t.device): Tensor {
+export function castLeaf(t: Tensor, dtype: FloatDType, device: Device = t.device): Tensor {
   if (!isFloatDType(t.dtype)) throw new DTypeError('cast', `only float32 and float64 tensors convert, got ${t.dtype as DType}`)
-  const data = t.dataSync()
-  const values = dtype === 'float64' ? Float64Array.from(data) : Float32Array.from(data)
-  return tensor(values, t.shape, { dtype, device })
+  return noGrad(() => {
+    // Under noGrad the cast records no history: its result is already a leaf.
+    const converted = t.dtype === dtype ? t.detach() : cast(t, dtype)
+    if (converted.device === device) return converted
+    const moved = converted.to(device)
+    converted.dispose()
+    return moved
+  })
 }
+
+/**
+ * The former name of {@link castLeaf}, from when the values went through a typed array; kept so
+ * that its callers switch in their own change.
+ * @internal
+ */
+export const castOnHost = castLeaf

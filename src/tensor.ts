@@ -48,6 +48,14 @@ export function fmtShape(shape: readonly number[]): string {
   return `[${shape.join(', ')}]`
 }
 
+/** What `max` and `topk` return. */
+export interface ValuesIndices {
+  /** The chosen values, in x's dtype; differentiable (the gradient goes to their positions). */
+  values: Tensor
+  /** Their positions along the axis, int32, same shape as `values`. */
+  indices: Tensor
+}
+
 /** A tensor: an n-dimensional array of float32, float64 or int32 values, with autograd. */
 export class Tensor {
   /** Dimensions, outermost first (`[]` for a scalar). */
@@ -398,6 +406,67 @@ export class Tensor {
     const a = normAxis('logSoftmax', axis, this.rank)
     return op(() => native.logSoftmax(this._native, a))
   }
+
+  /** `this == other` → int32 1/0, broadcasting; no gradient (`ops.eq` also takes a number). */
+  eq(other: Tensor): Tensor {
+    return op(() => native.eq(this._native, handle('eq', other)))
+  }
+
+  /** `this < other` → int32 1/0, broadcasting; no gradient. */
+  lt(other: Tensor): Tensor {
+    return op(() => native.lt(this._native, handle('lt', other)))
+  }
+
+  /** `this > other` → int32 1/0, broadcasting; no gradient. */
+  gt(other: Tensor): Tensor {
+    return op(() => native.gt(this._native, handle('gt', other)))
+  }
+
+  /** This with `value` where the int32 `mask` (broadcast to this shape) is non-zero. */
+  maskedFill(mask: Tensor, value: number): Tensor {
+    return op(() => native.maskedFill(this._native, handle('maskedFill', mask), value))
+  }
+
+  /** This as `dtype` (this tensor itself when it already is); see `ops.cast`. */
+  cast(dtype: DType): Tensor {
+    if (dtype === this.#dtype) return this
+    return op(() => native.cast(this._native, dtype))
+  }
+
+  /** int32 index of the largest value along `axis` (ties: the first); see `ops.argmax`. */
+  argmax(axis: number, keepdim = false): Tensor {
+    const a = normAxis('argmax', axis, this.rank)
+    return op(() => native.argmax(this._native, a, keepdim))
+  }
+
+  /** The largest values along `axis` and their int32 indices; see `ops.max`. */
+  max(axis: number, keepdim = false): ValuesIndices {
+    const a = normAxis('max', axis, this.rank)
+    return valuesIndices(wrap(() => native.max(this._native, a, keepdim)))
+  }
+
+  /** The `k` largest (or smallest) values along `axis` and their int32 indices; see `ops.topk`. */
+  topk(k: number, axis = -1, options: { largest?: boolean; sorted?: boolean } = {}): ValuesIndices {
+    const a = normAxis('topk', axis, this.rank)
+    return valuesIndices(wrap(() => native.topk(this._native, k, a, options.largest ?? true, options.sorted ?? true)))
+  }
+
+  /** PyTorch's `gather` along `axis` with an int32 `index` of this rank; see `ops.gather`. */
+  gather(axis: number, index: Tensor): Tensor {
+    const a = normAxis('gather', axis, this.rank)
+    return op(() => native.gather(this._native, a, handle('gather', index)))
+  }
+
+  /** The slices at int32 `index [M]` along `axis`; see `ops.indexSelect`. */
+  indexSelect(axis: number, index: Tensor): Tensor {
+    const a = normAxis('indexSelect', axis, this.rank)
+    return op(() => native.indexSelect(this._native, a, handle('indexSelect', index)))
+  }
+}
+
+/** Wraps the native `{ values, indices }` pair of `max`/`topk`. @internal */
+export function valuesIndices(r: { values: NativeTensor; indices: NativeTensor }): ValuesIndices {
+  return { values: new Tensor(r.values), indices: new Tensor(r.indices) }
 }
 
 /** Wraps a native call that returns a tensor handle, translating its errors. @internal */

@@ -22,6 +22,9 @@ pub const FILES: &[(&str, &str)] = &[
     ("lstm.cu", include_str!("../kernels/lstm.cu")),
     ("gru.cu", include_str!("../kernels/gru.cu")),
     ("optim.cu", include_str!("../kernels/optim.cu")),
+    ("compare.cu", include_str!("../kernels/compare.cu")),
+    ("cast.cu", include_str!("../kernels/cast.cu")),
+    ("index.cu", include_str!("../kernels/index.cu")),
 ];
 
 /// The text NVRTC compiles for `file`: the common prelude, then the file with its own line

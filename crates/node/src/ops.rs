@@ -7,8 +7,8 @@ use crate::{sync_external_memory, IntoJs};
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
 use recurrent_core::ops::{
-    dropout as dr, elementwise as ew, embedding as emb, loss, matmul as mm, reduce as red, rnn, shape as sh,
-    softmax as sm,
+    cast as ca, compare as cmp, dropout as dr, elementwise as ew, embedding as emb, index as ix, loss, matmul as mm,
+    reduce as red, rnn, shape as sh, softmax as sm,
 };
 use recurrent_core::Tensor;
 
@@ -57,6 +57,12 @@ binary! {
     mse => loss::mse, "mse";
     "weight[indices]."
     embedding => emb::embedding, "embedding";
+    "a == b as int32 1/0, broadcasting."
+    eq => cmp::eq, "eq";
+    "a < b as int32 1/0, broadcasting."
+    lt => cmp::lt, "lt";
+    "a > b as int32 1/0, broadcasting."
+    gt => cmp::gt, "gt";
 }
 
 unary! {
@@ -263,4 +269,88 @@ pub fn recurrent_layer(
         h_t: NativeTensor::new(r.h_t),
         c_t: r.c_t.map(NativeTensor::new),
     })
+}
+
+/// cond ? a : b elementwise (int32 cond), broadcasting all three.
+#[napi(js_name = "where", catch_unwind)]
+pub fn where_op(env: Env, cond: &NativeTensor, a: &NativeTensor, b: &NativeTensor) -> Result<NativeTensor> {
+    out(&env, cmp::where_(cond.get("where")?, a.get("where")?, b.get("where")?))
+}
+
+/// x with `value` where the int32 mask (broadcast to x) is non-zero.
+#[napi(catch_unwind)]
+pub fn masked_fill(env: Env, x: &NativeTensor, mask: &NativeTensor, value: f64) -> Result<NativeTensor> {
+    out(&env, cmp::masked_fill(x.get("maskedFill")?, mask.get("maskedFill")?, value))
+}
+
+/// int32 [B, T]: 1 where t < lengths[b], from an int32 lengths tensor.
+#[napi(catch_unwind)]
+pub fn sequence_mask(env: Env, lengths: &NativeTensor, t: f64) -> Result<NativeTensor> {
+    let t = convert::index("sequenceMask", "T", t).js()?;
+    out(&env, cmp::sequence_mask(lengths.get("sequenceMask")?, t))
+}
+
+/// sequenceMask from lengths as JS numbers (checked by the core), made on the CPU.
+#[napi(catch_unwind)]
+pub fn sequence_mask_numbers(env: Env, lengths: Vec<f64>, t: f64) -> Result<NativeTensor> {
+    let t = convert::index("sequenceMask", "T", t).js()?;
+    out(&env, cmp::sequence_mask_numbers(&lengths, t))
+}
+
+/// x converted to `dtype` ('float32', 'float64' or 'int32').
+#[napi(catch_unwind)]
+pub fn cast(env: Env, x: &NativeTensor, dtype: String) -> Result<NativeTensor> {
+    let dt = convert::dtype(&dtype).js()?;
+    out(&env, ca::cast(x.get("cast")?, dt))
+}
+
+/// What `max` and `topk` return.
+#[napi(object, object_from_js = false)]
+pub struct ValuesIndices {
+    /// The chosen values, differentiable.
+    pub values: NativeTensor,
+    /// Their int32 positions along the axis.
+    pub indices: NativeTensor,
+}
+
+fn values_indices(env: &Env, r: recurrent_core::Result<(Tensor, Tensor)>) -> Result<ValuesIndices> {
+    let (v, i) = r.js()?;
+    sync_external_memory(env);
+    Ok(ValuesIndices { values: NativeTensor::new(v), indices: NativeTensor::new(i) })
+}
+
+/// int32 index of the largest value along `axis`.
+#[napi(catch_unwind)]
+pub fn argmax(env: Env, x: &NativeTensor, axis: f64, keepdim: bool) -> Result<NativeTensor> {
+    let a = convert::index("argmax", "axis", axis).js()?;
+    out(&env, ix::argmax(x.get("argmax")?, a, keepdim))
+}
+
+/// The largest value along `axis` and its int32 index.
+#[napi(catch_unwind)]
+pub fn max(env: Env, x: &NativeTensor, axis: f64, keepdim: bool) -> Result<ValuesIndices> {
+    let a = convert::index("max", "axis", axis).js()?;
+    values_indices(&env, ix::max(x.get("max")?, a, keepdim))
+}
+
+/// The k largest (or smallest) values along `axis` and their int32 indices.
+#[napi(catch_unwind)]
+pub fn topk(env: Env, x: &NativeTensor, k: f64, axis: f64, largest: bool, sorted: bool) -> Result<ValuesIndices> {
+    let kk = convert::index("topk", "k", k).js()?;
+    let a = convert::index("topk", "axis", axis).js()?;
+    values_indices(&env, ix::topk(x.get("topk")?, kk, a, largest, sorted))
+}
+
+/// PyTorch's gather: out[i][j] = x[i][index[i][j]] for axis 1.
+#[napi(catch_unwind)]
+pub fn gather(env: Env, x: &NativeTensor, axis: f64, index: &NativeTensor) -> Result<NativeTensor> {
+    let a = convert::index("gather", "axis", axis).js()?;
+    out(&env, ix::gather(x.get("gather")?, a, index.get("gather")?))
+}
+
+/// The slices of x at the int32 indices [M] along `axis`.
+#[napi(catch_unwind)]
+pub fn index_select(env: Env, x: &NativeTensor, axis: f64, index: &NativeTensor) -> Result<NativeTensor> {
+    let a = convert::index("indexSelect", "axis", axis).js()?;
+    out(&env, ix::index_select(x.get("indexSelect")?, a, index.get("indexSelect")?))
 }

@@ -195,6 +195,26 @@ kernels! {
         GRU_RB_BWD_STEP1 = "gru_rb_bwd_step1" [f32, f64] (Out, Out, Out, In, In, In, I32, InI32, I64, I64, I64, I32);
         GRU_RB_BWD_STEP2 = "gru_rb_bwd_step2" [f32, f64] (Out, Out, Out, In, In, In, InI32, I64, I64, I64, I32);
     }
+    "compare.cu" {
+        COMPARE = "compare" [f32, f64, i32] (OutI32, In, In, I64, I32, I64 * 18);
+        WHERE = "where" [f32, f64, i32] (Out, InI32, In, In, I64, I64 * 24);
+        MASKED_FILL = "masked_fill" [f32, f64, i32] (Out, In, InI32, I64, F64, I32, I64 * 18);
+        SEQUENCE_MASK = "sequence_mask" [i32] (OutI32, OutI32, InI32, I64, I64);
+    }
+    "cast.cu" {
+        CAST_TO_I32 = "cast_to_i32" [f32, f64] (OutI32, OutI32, In, I64);
+        CAST_TO_F64 = "cast_to_f64" [f32, f64] (OutF64, In, I64);
+        CAST_FROM_F64 = "cast_from_f64" [f32, f64] (Out, InF64, I64);
+        CAST_FROM_I32 = "cast_from_i32" [f32, f64] (Out, InI32, I64);
+    }
+    "index.cu" {
+        MAX_AXIS = "max_axis" [f32, f64, i32] (Out, OutI32, In, I64, I64, I64);
+        TOPK = "topk" [f32, f64, i32] (Out, OutI32, In, I64 * 4, I32, I32);
+        GATHER_AXIS = "gather_axis" [f32, f64, i32] (Out, In, InI32, I64 * 15);
+        GATHER_AXIS_BWD = "gather_axis_bwd" [f32, f64] (Out, In, InI32, I64 * 15);
+        INDEX_SELECT = "index_select" [f32, f64, i32] (Out, In, InI32, I64 * 4);
+        INDEX_SELECT_BWD = "index_select_bwd" [f32, f64] (Out, In, InI32, I64 * 4);
+    }
     "optim.cu" {
         CLIP_COEF = "clip_coef" [] (OutF64, InF64, I64, F64, F64, I32);
         SGD = "sgd" [f32, f64] (Out, Out, In, In, In, I64, F64 * 4, I32, I32, I32);

@@ -10,7 +10,7 @@ pub mod kernels;
 
 use crate::backend::{DeviceBuffer, GpuBackend, GpuMat, KernelArg};
 use crate::error::{Error, Result};
-use crate::storage::DType;
+use crate::storage::{CpuStorage, DType};
 use kernels as k;
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -200,6 +200,17 @@ pub(crate) fn gather(
     Ok(out)
 }
 
+/// The launch arguments of a strided kernel over `shape` with one stride list per operand:
+/// the [`MAX_DIMS`] merged sizes, then each operand's [`MAX_DIMS`] strides.
+pub(crate) fn strided_args(op: &str, shape: &[usize], strides: &[Vec<usize>]) -> Result<Vec<KernelArg<'static>>> {
+    let (d, s) = coalesce_strided(op, shape, strides)?;
+    let mut args: Vec<KernelArg<'static>> = d.iter().map(|&v| int(v)).collect();
+    for sk in &s {
+        args.extend(sk.iter().map(|&v| int(v)));
+    }
+    Ok(args)
+}
+
 /// Broadcasting binary op over `out_shape` with each operand's broadcast strides.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn binary_broadcast(
@@ -319,14 +330,17 @@ pub(crate) fn reduce_sum(
 /// The CPU's check of host indices, which gives the error (and message) a bad index deserves.
 pub(crate) type IndexReport = Box<dyn Fn(&[i32]) -> Result<()> + Send>;
 
-/// An index check launched on a device whose flag has not been read yet.
+/// The CPU's check of host values of any dtype (indices, lengths, values to convert).
+pub(crate) type ValueReport = Box<dyn Fn(&CpuStorage) -> Result<()> + Send>;
+
+/// A device check whose flag has not been read yet.
 struct PendingCheck {
     /// The backend's address: checks belong to the device that ran them.
     device: usize,
     op: &'static str,
     flag: Buf,
     idx: Buf,
-    report: IndexReport,
+    report: ValueReport,
 }
 
 fn pending() -> &'static Mutex<Vec<PendingCheck>> {
@@ -366,12 +380,27 @@ pub(crate) fn check_indices_later(
         n,
         &[buf(&*flag), buf(idx), int(n), int(limit), KernelArg::I32(ignore.unwrap_or(0)), flag_arg(ignore.is_some())],
     )?;
+    let report: ValueReport = Box::new(move |host| report(host.as_i32().expect("int32 indices")));
+    report_later(be, op, flag, idx, report)
+}
+
+/// Registers `flag` (an int32 `[1]` that a kernel sets to non-zero on a bad value of `data`)
+/// to be read at the device's next natural synchronisation point, as
+/// [`check_indices_later`] does; a set flag then fails that read with `report`'s error for
+/// the host copy of `data`.
+pub(crate) fn report_later(
+    be: &dyn GpuBackend,
+    op: &'static str,
+    flag: Buf,
+    data: &dyn DeviceBuffer,
+    report: ValueReport,
+) -> Result<()> {
     // A copy, so that later in-place reuse of the caller's buffer cannot change what is reported.
-    let kept_idx = copy(be, idx)?;
+    let kept = copy(be, data)?;
     let key = device_key(be);
     let waiting = {
         let mut p = pending().lock().unwrap_or_else(|p| p.into_inner());
-        p.push(PendingCheck { device: key, op, flag, idx: kept_idx, report });
+        p.push(PendingCheck { device: key, op, flag, idx: kept, report });
         p.iter().filter(|c| c.device == key).count()
     };
     if waiting >= MAX_PENDING {
@@ -395,8 +424,8 @@ pub(crate) fn index_faults(be: &dyn GpuBackend) -> Result<()> {
         let bad = be.download(&*check.flag)?.as_i32().map(|v| v[0] != 0).unwrap_or(true);
         if bad {
             let host = be.download(&*check.idx)?;
-            (check.report)(host.as_i32().expect("int32 indices"))?;
-            return Err(Error::internal(check.op, "the device found an invalid index that the host check did not"));
+            (check.report)(&host)?;
+            return Err(Error::internal(check.op, "the device found an invalid value that the host check did not"));
         }
     }
     Ok(())

@@ -1,9 +1,12 @@
 //! Every op of the engine, one file per family; each file holds forward and backward together.
 
+pub mod cast;
+pub mod compare;
 pub mod dropout;
 pub mod elementwise;
 pub mod embedding;
 pub mod gru;
+pub mod index;
 pub mod loss;
 pub mod lstm;
 pub mod matmul;

@@ -850,3 +850,130 @@ pub fn assert_memory_flat(series: &[(u64, u64)], bucket_slack: u64) -> String {
 pub fn tbptt_bucket_slack() -> u64 {
     recurrent_cuda::alloc::bucket(12 * 4 * 4 * 16 * 4) as u64
 }
+
+/// Int32 `shape` with values in [lo, hi), from fresh random numbers.
+fn ints_in(shape: &[usize], seed: u64, lo: i32, hi: i32) -> Tensor {
+    let n: usize = shape.iter().product();
+    let v = classes(n, (hi - lo) as usize, seed).to_vec_i32().unwrap();
+    Tensor::from_i32(v.into_iter().map(|x| x + lo).collect(), shape).unwrap()
+}
+
+/// The decoding primitives: comparisons, where, maskedFill, sequenceMask, cast, max/argmax,
+/// topk, gather and indexSelect, with their gradients; indices and 0/1 outputs must match
+/// exactly (tolerance 0 on them through the relative error of their values).
+pub fn primitives(dev: Device, dt: DType) -> Vec<Outcome> {
+    use recurrent_core::ops::cast::cast;
+    use recurrent_core::ops::compare::{eq, gt, lt, masked_fill, sequence_mask, where_};
+    use recurrent_core::ops::index::{argmax, gather, index_select, max, topk};
+    let tol = tol_of(dt);
+    let d = if dt == DType::F64 { "f64" } else { "f32" };
+    let mut out = Vec::new();
+    let exact = (0.0, tol.1);
+
+    let (a, b) = (rnd(&[3, 4], 200, dt, 1.0), rnd(&[4], 201, dt, 1.0));
+    out.extend(parity(&format!("compare_{d}"), dev, &[a.clone(), b.clone()], &[], exact, |x| {
+        Ok(vec![eq(&x[0], &x[0])?, lt(&x[0], &x[1])?, gt(&x[0], &x[1])?])
+    }));
+    let (ia, ib) = (ints_in(&[5, 1], 202, -2, 3), ints_in(&[1, 6], 203, -2, 3));
+    out.extend(parity("compare_i32", dev, &[ia, ib], &[], exact, |x| {
+        Ok(vec![eq(&x[0], &x[1])?, lt(&x[0], &x[1])?, gt(&x[0], &x[1])?])
+    }));
+
+    let inputs = [
+        rnd(&[2, 3, 4], 204, dt, 1.0),
+        rnd(&[3, 1], 205, dt, 1.0),
+        rnd(&[2, 1, 4], 206, dt, 1.0),
+        rnd(&[3, 4], 207, dt, 1.0),
+    ];
+    out.extend(parity(&format!("where_{d}"), dev, &inputs, &[0, 1], tol, |x| {
+        Ok(vec![where_(&gt(&x[2], &x[3])?, &x[0], &x[1])?])
+    }));
+    let inputs = [rnd(&[4, 5], 208, dt, 1.0), rnd(&[4, 1], 209, dt, 1.0), rnd(&[1, 5], 210, dt, 1.0)];
+    out.extend(parity(&format!("maskedFill_{d}"), dev, &inputs, &[0], tol, |x| {
+        Ok(vec![masked_fill(&x[0], &gt(&x[1], &x[2])?, -1e4)?, masked_fill(&x[0], &lt(&x[2], &x[2])?, 2.5)?])
+    }));
+    out.extend(parity("sequenceMask", dev, &[ints_in(&[7], 211, 1, 10)], &[], exact, |x| {
+        Ok(vec![sequence_mask(&x[0], 9)?])
+    }));
+
+    let other = if dt == DType::F64 { DType::F32 } else { DType::F64 };
+    let wide = rnd(&[6, 7], 212, dt, 100.0);
+    out.extend(parity(&format!("cast_{d}"), dev, &[wide], &[0], tol, move |x| {
+        let i = cast(&x[0], DType::I32)?;
+        Ok(vec![cast(&x[0], other)?, i.clone(), cast(&i, dt)?, cast(&i, other)?])
+    }));
+
+    let x = rnd(&[4, 5, 6], 213, dt, 1.0);
+    for axis in 0..3 {
+        out.extend(parity(&format!("max{axis}_{d}"), dev, &[x.clone()], &[0], tol, move |x| {
+            let (v, i) = max(&x[0], axis, axis == 1)?;
+            Ok(vec![v, i, argmax(&x[0], axis, false)?])
+        }));
+    }
+    // Many ties (values rounded to integers): the same first index must win on both.
+    let ties = cast(&cast(&rnd(&[6, 40], 214, dt, 1.5), DType::I32).unwrap(), dt).unwrap();
+    out.extend(parity(&format!("ties_{d}"), dev, &[ties], &[], exact, |x| {
+        let (v, i) = topk(&x[0], 7, 1, true, true)?;
+        let (sv, si) = topk(&x[0], 5, 0, false, false)?;
+        Ok(vec![argmax(&x[0], 1, false)?, argmax(&x[0], 0, true)?, v, i, sv, si])
+    }));
+    let y = rnd(&[4, 7, 5], 215, dt, 1.0);
+    for (largest, sorted) in [(true, true), (false, true), (true, false)] {
+        out.extend(parity(&format!("topk_{largest}_{sorted}_{d}"), dev, &[y.clone()], &[0], tol, move |x| {
+            let (v, i) = topk(&x[0], 3, 1, largest, sorted)?;
+            Ok(vec![v, i])
+        }));
+    }
+    let vocab = rnd(&[3, 2000], 216, dt, 3.0);
+    out.extend(parity(&format!("topk_vocab_{d}"), dev, &[vocab], &[0], tol, |x| {
+        let (v, i) = topk(&x[0], 5, 1, true, true)?;
+        let (m, a) = max(&x[0], 1, false)?;
+        Ok(vec![v, i, m, a])
+    }));
+
+    let z = rnd(&[4, 6, 5], 217, dt, 1.0);
+    let cases = [(0usize, vec![3usize, 6, 5], 4i32), (1, vec![4, 9, 5], 6), (2, vec![2, 6, 3], 5)];
+    for (k, (axis, ishape, limit)) in cases.into_iter().enumerate() {
+        let idx = ints_in(&ishape, 218 + k as u64, 0, limit);
+        out.extend(parity(&format!("gather{axis}_{d}"), dev, &[z.clone(), idx], &[0], tol, move |x| {
+            Ok(vec![gather(&x[0], axis, &x[1])?])
+        }));
+    }
+    for axis in 0..2 {
+        let idx = ints_in(&[9], 221 + axis as u64, 0, [4, 6][axis]);
+        out.extend(parity(&format!("indexSelect{axis}_{d}"), dev, &[z.clone(), idx], &[0], tol, move |x| {
+            Ok(vec![index_select(&x[0], axis, &x[1])?])
+        }));
+    }
+    let ints_z = ints_in(&[4, 6], 223, -50, 50);
+    out.extend(parity("index_ops_i32", dev, &[ints_z, ints_in(&[4, 3], 224, 0, 6)], &[], exact, |x| {
+        let (v, i) = topk(&x[0], 2, 1, true, true)?;
+        Ok(vec![
+            gather(&x[0], 1, &x[1])?,
+            index_select(&x[0], 1, &reshape(&x[1], &[-1])?)?,
+            v,
+            i,
+            max(&x[0], 0, false)?.0,
+        ])
+    }));
+
+    // Bad values on the device are reported at the next read, with the CPU's messages.
+    let on = |t: Tensor| t.to(dev).unwrap();
+    let zd = on(z.clone());
+    let read = |r: Result<Tensor>| r.and_then(|t| t.to_vec_f64()).unwrap_err();
+    let e = read(gather(&zd, 1, &on(Tensor::from_i32(vec![0, 6], &[1, 2, 1]).unwrap())));
+    assert!(e.kind() == ErrorKind::Value && e.to_string().contains("index 6 at position 1"), "{e}");
+    let e = read(index_select(&zd, 0, &on(Tensor::from_i32(vec![-1], &[1]).unwrap())));
+    assert!(e.kind() == ErrorKind::Value && e.to_string().contains("index -1 at position 0"), "{e}");
+    let e = read(sequence_mask(&on(Tensor::from_i32(vec![2, 0], &[2]).unwrap()), 4));
+    assert!(e.kind() == ErrorKind::Value && e.to_string().contains("lengths[1] is 0"), "{e}");
+    let nan = on(cast_vec(vec![1.0, f64::NAN], dt));
+    let e = read(cast(&nan, DType::I32));
+    assert!(e.kind() == ErrorKind::Value && e.to_string().contains("value NaN at position 1"), "{e}");
+    out
+}
+
+fn cast_vec(v: Vec<f64>, dt: DType) -> Tensor {
+    let n = v.len();
+    cast(v, &[n], dt)
+}
