@@ -274,20 +274,20 @@ pub fn recurrent_layer(
 /// cond ? a : b elementwise (int32 cond), broadcasting all three.
 #[napi(js_name = "where", catch_unwind)]
 pub fn where_op(env: Env, cond: &NativeTensor, a: &NativeTensor, b: &NativeTensor) -> Result<NativeTensor> {
-    out(&env, cmp::where_(cond.get("where")?, a.get("where")?, b.get("where")?))
+    out(&env, cmp::where_(&cond.get("where")?, &a.get("where")?, &b.get("where")?))
 }
 
 /// x with `value` where the int32 mask (broadcast to x) is non-zero.
 #[napi(catch_unwind)]
 pub fn masked_fill(env: Env, x: &NativeTensor, mask: &NativeTensor, value: f64) -> Result<NativeTensor> {
-    out(&env, cmp::masked_fill(x.get("maskedFill")?, mask.get("maskedFill")?, value))
+    out(&env, cmp::masked_fill(&x.get("maskedFill")?, &mask.get("maskedFill")?, value))
 }
 
 /// int32 [B, T]: 1 where t < lengths[b], from an int32 lengths tensor.
 #[napi(catch_unwind)]
 pub fn sequence_mask(env: Env, lengths: &NativeTensor, t: f64) -> Result<NativeTensor> {
     let t = convert::index("sequenceMask", "T", t).js()?;
-    out(&env, cmp::sequence_mask(lengths.get("sequenceMask")?, t))
+    out(&env, cmp::sequence_mask(&lengths.get("sequenceMask")?, t))
 }
 
 /// sequenceMask from lengths as JS numbers (checked by the core), made on the CPU.
@@ -301,7 +301,7 @@ pub fn sequence_mask_numbers(env: Env, lengths: Vec<f64>, t: f64) -> Result<Nati
 #[napi(catch_unwind)]
 pub fn cast(env: Env, x: &NativeTensor, dtype: String) -> Result<NativeTensor> {
     let dt = convert::dtype(&dtype).js()?;
-    out(&env, ca::cast(x.get("cast")?, dt))
+    out(&env, ca::cast(&x.get("cast")?, dt))
 }
 
 /// What `max` and `topk` return.
@@ -323,14 +323,14 @@ fn values_indices(env: &Env, r: recurrent_core::Result<(Tensor, Tensor)>) -> Res
 #[napi(catch_unwind)]
 pub fn argmax(env: Env, x: &NativeTensor, axis: f64, keepdim: bool) -> Result<NativeTensor> {
     let a = convert::index("argmax", "axis", axis).js()?;
-    out(&env, ix::argmax(x.get("argmax")?, a, keepdim))
+    out(&env, ix::argmax(&x.get("argmax")?, a, keepdim))
 }
 
 /// The largest value along `axis` and its int32 index.
 #[napi(catch_unwind)]
 pub fn max(env: Env, x: &NativeTensor, axis: f64, keepdim: bool) -> Result<ValuesIndices> {
     let a = convert::index("max", "axis", axis).js()?;
-    values_indices(&env, ix::max(x.get("max")?, a, keepdim))
+    values_indices(&env, ix::max(&x.get("max")?, a, keepdim))
 }
 
 /// The k largest (or smallest) values along `axis` and their int32 indices.
@@ -338,19 +338,19 @@ pub fn max(env: Env, x: &NativeTensor, axis: f64, keepdim: bool) -> Result<Value
 pub fn topk(env: Env, x: &NativeTensor, k: f64, axis: f64, largest: bool, sorted: bool) -> Result<ValuesIndices> {
     let kk = convert::index("topk", "k", k).js()?;
     let a = convert::index("topk", "axis", axis).js()?;
-    values_indices(&env, ix::topk(x.get("topk")?, kk, a, largest, sorted))
+    values_indices(&env, ix::topk(&x.get("topk")?, kk, a, largest, sorted))
 }
 
 /// PyTorch's gather: out[i][j] = x[i][index[i][j]] for axis 1.
 #[napi(catch_unwind)]
 pub fn gather(env: Env, x: &NativeTensor, axis: f64, index: &NativeTensor) -> Result<NativeTensor> {
     let a = convert::index("gather", "axis", axis).js()?;
-    out(&env, ix::gather(x.get("gather")?, a, index.get("gather")?))
+    out(&env, ix::gather(&x.get("gather")?, a, &index.get("gather")?))
 }
 
 /// The slices of x at the int32 indices [M] along `axis`.
 #[napi(catch_unwind)]
 pub fn index_select(env: Env, x: &NativeTensor, axis: f64, index: &NativeTensor) -> Result<NativeTensor> {
     let a = convert::index("indexSelect", "axis", axis).js()?;
-    out(&env, ix::index_select(x.get("indexSelect")?, a, index.get("indexSelect")?))
+    out(&env, ix::index_select(&x.get("indexSelect")?, a, &index.get("indexSelect")?))
 }
