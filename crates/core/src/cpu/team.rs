@@ -1,47 +1,23 @@
 //! A persistent team for loops whose steps depend on each other (the recurrent time loop): one
-//! parallel region for the whole loop, `slots` fixed shares of every phase, and one barrier
-//! between phases, instead of a fork-join per step.
+//! parallel region for the whole loop instead of a fork-join per step. Every phase is cut into
+//! the same `chunks` (fixed shares of the work, e.g. ranges of hidden units); all chunks of a
+//! phase finish before any chunk of the next starts (a barrier).
 //!
-//! Slots, not threads, are the unit: each slot is claimed once, at the start, by a runner (the
-//! thread that called [`run`], or a helper task on the rayon pool), which then runs that slot's
-//! share of every phase. The caller never waits on a helper that has not started: if a slot is
-//! still unclaimed after [`CLAIM_WAIT`] (the pool is busy, or has fewer threads than slots), the
-//! caller claims it and runs it itself. So the team always completes, whatever the pool does.
-//! Barrier waits spin briefly, then yield, then sleep, so that an oversubscribed machine makes
-//! progress. A panic in any share stops every runner at its next barrier and is re-raised here.
+//! Runners are tasks on the rayon pool: the scope's body and helpers spawned from it. Each runner first takes its
+//! own chunks (runner r: chunks [r·C/R, (r+1)·C/R)), so on a quiet machine a chunk stays on one
+//! core and its weights stay in that core's cache; then it takes any chunk nobody has started.
+//! So nobody waits on a runner that is slow to start or has lost its core: a helper that never
+//! gets a thread (pool busy, or one thread) leaves its chunks to the others, and the first runner
+//! alone can finish the loop. Waiting happens only for chunks in progress: spin briefly, then yield,
+//! then sleep. A panic in any chunk stops every runner and is re-raised by [`run`].
 //!
-//! Which thread runs a slot does not change what the slot computes, so results do not depend on
-//! scheduling.
+//! A chunk computes the same thing whichever runner takes it, so results do not depend on
+//! scheduling or on the number of runners.
 
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
-
-/// How long the caller waits for helpers to claim their slots before it runs them itself.
-pub const CLAIM_WAIT: Duration = Duration::from_millis(2);
-
-struct Shared {
-    slots: usize,
-    /// Next unclaimed slot.
-    next: AtomicUsize,
-    /// Arrivals at the current barrier, in slots.
-    arrived: AtomicUsize,
-    /// Completed barriers.
-    generation: AtomicUsize,
-    poisoned: AtomicBool,
-    panic: Mutex<Option<Box<dyn std::any::Any + Send>>>,
-}
-
-impl Shared {
-    /// Adds `n` arrivals; the last one opens the barrier. Returns the generation waited on.
-    fn arrive(&self, gen: usize, n: usize) {
-        if self.arrived.fetch_add(n, Ordering::AcqRel) + n == self.slots {
-            self.arrived.store(0, Ordering::Relaxed);
-            self.generation.store(gen + 1, Ordering::Release);
-        }
-    }
-}
+use std::time::Duration;
 
 /// Waits while `busy()`: spins first (a barrier between two cores takes well under a
 /// microsecond), then yields the core, then sleeps, so that a runner that lost its core gets it.
@@ -54,97 +30,78 @@ fn wait_while(mut busy: impl FnMut() -> bool) {
         } else if spins < 4_000 {
             std::thread::yield_now();
         } else {
-            std::thread::sleep(Duration::from_micros(50));
+            std::thread::sleep(Duration::from_micros(20));
         }
     }
 }
 
-/// Runs `phase(state, slot, p)` for every slot and every phase p in 0..phases, all slots of a
-/// phase finishing before any slot starts the next. `init(slot)` makes a slot's state on the
-/// thread that runs it (packed weights, scratch). `slots == 1` runs everything on this thread.
+/// Runs `work(scratch, chunk, phase)` for every chunk in 0..chunks of every phase in 0..phases,
+/// phase by phase, on up to `runners` threads. `scratch()` makes one runner's scratch state (on
+/// the thread that uses it); anything a chunk keeps from one phase to the next must live in
+/// buffers indexed by chunk, since the next phase's chunk may run elsewhere.
 pub fn run<S>(
-    slots: usize,
+    runners: usize,
+    chunks: usize,
     phases: usize,
-    init: impl Fn(usize) -> S + Sync,
-    phase: impl Fn(&mut S, usize, usize) + Sync,
+    scratch: impl Fn() -> S + Sync,
+    work: impl Fn(&mut S, usize, usize) + Sync,
 ) {
-    if slots <= 1 {
-        let mut st = init(0);
+    if runners <= 1 || chunks <= 1 {
+        let mut st = scratch();
         for p in 0..phases {
-            phase(&mut st, 0, p);
+            for c in 0..chunks {
+                work(&mut st, c, p);
+            }
         }
         return;
     }
-    let sh = Shared {
-        slots,
-        next: AtomicUsize::new(1),
-        arrived: AtomicUsize::new(0),
-        generation: AtomicUsize::new(0),
-        poisoned: AtomicBool::new(false),
-        panic: Mutex::new(None),
-    };
-    let start = Instant::now();
-    let (sh, init, phase) = (&sh, &init, &phase);
-    // One runner: its claimed slots, every phase, a barrier after each. The caller (`caller`)
-    // also claims what no helper took in time.
-    let runner = |first: usize, caller: bool| {
+    let runners = runners.min(chunks);
+    // claimed[c] == p: chunk c of phase p not taken yet (CAS to p + 1 takes it).
+    let claimed: Vec<AtomicUsize> = (0..chunks).map(|_| AtomicUsize::new(0)).collect();
+    // Chunks finished, over all phases: phase p is complete at (p + 1)·chunks.
+    let done = AtomicUsize::new(0);
+    let next_id = AtomicUsize::new(1);
+    let poisoned = AtomicBool::new(false);
+    let panic: Mutex<Option<Box<dyn std::any::Any + Send>>> = Mutex::new(None);
+    let total = phases * chunks;
+    let runner = |id: usize| {
         let body = || {
-            let mut mine = vec![(first, init(first))];
-            for p in 0..phases {
-                for (k, st) in mine.iter_mut() {
-                    phase(st, *k, p);
-                }
-                let gen = sh.generation.load(Ordering::Acquire);
-                sh.arrive(gen, mine.len());
-                wait_while(|| {
-                    if sh.poisoned.load(Ordering::Acquire) {
-                        return false;
-                    }
-                    if sh.generation.load(Ordering::Acquire) != gen {
-                        return false;
-                    }
-                    // Unclaimed slots can only exist in phase 0: its barrier cannot open without them.
-                    if caller && sh.next.load(Ordering::Acquire) < slots && start.elapsed() > CLAIM_WAIT {
-                        let mut late = 0;
-                        loop {
-                            let k = sh.next.fetch_add(1, Ordering::AcqRel);
-                            if k >= slots {
-                                break;
-                            }
-                            let mut st = init(k);
-                            phase(&mut st, k, p);
-                            mine.push((k, st));
-                            late += 1;
-                        }
-                        if late > 0 {
-                            sh.arrive(gen, late);
-                        }
-                    }
-                    true
-                });
-                if sh.poisoned.load(Ordering::Acquire) {
+            let mut st = scratch();
+            let first = id * chunks / runners;
+            loop {
+                let d = done.load(Ordering::Acquire);
+                if d >= total || poisoned.load(Ordering::Acquire) {
                     return;
                 }
+                let p = d / chunks;
+                for i in 0..chunks {
+                    let c = (first + i) % chunks;
+                    if claimed[c].compare_exchange(p, p + 1, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
+                        work(&mut st, c, p);
+                        done.fetch_add(1, Ordering::AcqRel);
+                    }
+                }
+                let end = (p + 1) * chunks;
+                wait_while(|| done.load(Ordering::Acquire) < end && !poisoned.load(Ordering::Acquire));
             }
         };
         if let Err(e) = catch_unwind(AssertUnwindSafe(body)) {
-            sh.panic.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert(e);
-            sh.poisoned.store(true, Ordering::Release);
+            panic.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert(e);
+            poisoned.store(true, Ordering::Release);
         }
     };
     let runner = &runner;
-    rayon::in_place_scope(|s| {
-        for _ in 1..slots {
-            s.spawn(move |_| {
-                let k = sh.next.fetch_add(1, Ordering::AcqRel);
-                if k < slots {
-                    runner(k, false);
-                }
-            });
+    let next_id = &next_id;
+    // `scope`, not `in_place_scope`: called from outside the pool (the executor thread), the
+    // caller's share also runs on a pool thread, at the pool's lowered priority, and the
+    // calling thread sleeps; the JS thread keeps its edge over all compute.
+    rayon::scope(|s| {
+        for _ in 1..runners {
+            s.spawn(move |_| runner(next_id.fetch_add(1, Ordering::Relaxed)));
         }
-        runner(0, true);
+        runner(0);
     });
-    let caught = sh.panic.lock().unwrap_or_else(|p| p.into_inner()).take();
+    let caught = panic.lock().unwrap_or_else(|p| p.into_inner()).take();
     if let Some(e) = caught {
         resume_unwind(e);
     }
@@ -186,23 +143,23 @@ impl<T> SharedMut<T> {
 mod tests {
     use super::*;
 
-    /// Each phase, every slot reads the whole vector written in the previous phase and writes
+    /// Each phase, every chunk reads the whole vector written in the previous phase and writes
     /// its own part: a wrong barrier shows up as a wrong sum.
-    fn relay(slots: usize, phases: usize) -> Vec<u64> {
+    fn relay(runners: usize, chunks: usize, phases: usize) -> Vec<u64> {
         let n = 64;
         let mut a = vec![1u64; n];
         let mut b = vec![0u64; n];
         let (sa, sb) = (SharedMut::new(&mut a), SharedMut::new(&mut b));
-        let per = n.div_ceil(slots);
         run(
-            slots,
+            runners,
+            chunks,
             phases,
-            |_| (),
-            |_, k, p| {
+            || (),
+            |_, c, p| {
                 let (src, dst) = if p % 2 == 0 { (sa, sb) } else { (sb, sa) };
-                // SAFETY: slot k writes only its range of dst; src was written before the barrier.
+                // SAFETY: chunk c writes only its range of dst; src was written before the barrier.
                 let total: u64 = unsafe { src.get(0, n) }.iter().sum();
-                let (j0, j1) = ((k * per).min(n), ((k + 1) * per).min(n));
+                let (j0, j1) = (c * n / chunks, (c + 1) * n / chunks);
                 for v in unsafe { dst.get_mut(j0, j1 - j0) } {
                     *v = total % 1_000_003 + p as u64;
                 }
@@ -216,42 +173,45 @@ mod tests {
     }
 
     #[test]
-    fn every_slot_count_gives_the_same_result() {
-        let want = relay(1, 50);
-        for slots in [2, 3, 5, 8] {
-            assert_eq!(relay(slots, 50), want, "slots {slots}");
+    fn every_runner_count_gives_the_same_result() {
+        let want = relay(1, 8, 50);
+        for runners in [2, 3, 5, 8] {
+            assert_eq!(relay(runners, 8, 50), want, "runners {runners}");
         }
     }
 
     #[test]
-    fn more_slots_than_pool_threads_still_completes() {
+    fn more_runners_than_pool_threads_still_completes() {
+        let want = relay(1, 6, 20);
         let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
-        let want = relay(1, 20);
-        assert_eq!(pool.install(|| relay(4, 20)), want);
-        // The pool's other thread is busy for the whole run: the caller, on a pool thread,
-        // runs every slot itself after CLAIM_WAIT.
+        assert_eq!(pool.install(|| relay(4, 6, 20)), want);
+        // The pool's other thread is busy for the whole run: the caller, on a pool thread, takes
+        // every chunk itself.
         let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
         pool.spawn(|| std::thread::sleep(Duration::from_millis(400)));
         std::thread::sleep(Duration::from_millis(20));
-        let got = pool.install(|| relay(3, 20));
+        let t0 = std::time::Instant::now();
+        let got = pool.install(|| relay(3, 6, 20));
         assert_eq!(got, want);
+        assert!(t0.elapsed() < Duration::from_millis(300), "did not wait for the busy thread");
     }
 
     #[test]
-    fn a_panic_in_one_slot_reaches_the_caller() {
+    fn a_panic_in_one_chunk_reaches_the_caller() {
         let r = catch_unwind(|| {
             run(
                 3,
+                3,
                 10,
-                |_| (),
-                |_, k, p| {
-                    if k == 2 && p == 4 {
-                        panic!("slot 2 failed");
+                || (),
+                |_, c, p| {
+                    if c == 2 && p == 4 {
+                        panic!("chunk 2 failed");
                     }
                 },
             )
         });
         let e = r.expect_err("the panic propagates");
-        assert_eq!(e.downcast_ref::<&str>(), Some(&"slot 2 failed"));
+        assert_eq!(e.downcast_ref::<&str>(), Some(&"chunk 2 failed"));
     }
 }
