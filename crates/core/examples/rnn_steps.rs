@@ -5,13 +5,29 @@
 //!   cargo run --release -p recurrent-core --example rnn_steps [-- lstm:32,50,64,256 ...]
 //!
 //! Prints the median ms of each engine and their ratio. The user-facing comparison against
-//! PyTorch is `npm run bench:torch`. `ONLY=team` (or `generic`) runs one engine and
+//! PyTorch is `npm run bench:torch`. `CPU=1` reports CPU time of all threads instead of wall time (with
+//! RAYON_NUM_THREADS=1: single-core cost, which other load on the machine disturbs less).
+//! `ONLY=team` (or `generic`) runs one engine and
 //! `MODE=infer` (or `train`) one mode, for profiling.
 
 use recurrent_core::ops::elementwise::{mul, sum_to};
 use recurrent_core::ops::rnn::{recurrent_layer, set_fast_f32_engine, CellKind, RecurrentWeights};
 use recurrent_core::{backward, no_grad, DType, Tensor};
 use std::time::Instant;
+
+/// On-CPU nanoseconds of every thread of this process so far (Linux schedstat), in ms: with
+/// `CPU=1` the example reports this instead of wall time, which a busy machine distorts less.
+fn cpu_ms() -> f64 {
+    let mut ns = 0u64;
+    if let Ok(dir) = std::fs::read_dir("/proc/self/task") {
+        for e in dir.flatten() {
+            if let Ok(s) = std::fs::read_to_string(e.path().join("schedstat")) {
+                ns += s.split_whitespace().next().and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+            }
+        }
+    }
+    ns as f64 * 1e-6
+}
 
 fn median(v: Vec<f64>) -> f64 {
     let mut v: Vec<f64> = v.into_iter().filter(|x| !x.is_nan()).collect();
@@ -64,8 +80,10 @@ fn main() {
         let target = Tensor::randn(&[c.t, c.b, h], DType::F32, 6).unwrap();
         let c0 = if c.kind.has_c() { Some(&c0) } else { None };
         let w = RecurrentWeights { w_ih: &w_ih, w_hh: &w_hh, b_ih: Some(&b_ih), b_hh: Some(&b_hh) };
+        let use_cpu = std::env::var("CPU").is_ok_and(|v| v == "1");
+        let clock = |t0: Instant, cpu0: f64| if use_cpu { cpu_ms() - cpu0 } else { t0.elapsed().as_secs_f64() * 1e3 };
         let train = || {
-            let t0 = Instant::now();
+            let (t0, cpu0) = (Instant::now(), cpu_ms());
             let out = recurrent_layer(c.kind, &x, &h0, c0, &w, None, false).unwrap();
             let loss = sum_to(&mul(&out.y, &target).unwrap(), &[]).unwrap();
             backward(&loss, None).unwrap();
@@ -73,12 +91,12 @@ fn main() {
                 p.grad().unwrap().storage().unwrap();
                 p.zero_grad();
             }
-            t0.elapsed().as_secs_f64() * 1e3
+            clock(t0, cpu0)
         };
         let infer = || {
-            let t0 = Instant::now();
+            let (t0, cpu0) = (Instant::now(), cpu_ms());
             no_grad(|| recurrent_layer(c.kind, &x, &h0, c0, &w, None, false).unwrap().y.storage().unwrap());
-            t0.elapsed().as_secs_f64() * 1e3
+            clock(t0, cpu0)
         };
         // [engine][mode] samples; warm-up round first.
         let mut ms = vec![vec![vec![]; 2]; 2];

@@ -144,9 +144,15 @@ fn f32_engine_matches_f64_reference_single_layer() {
     // Every step on a team of 3 slots, whatever the size, so that odd sizes split unevenly.
     set_team_limits(0, 3);
     for kind in KINDS {
-        for (b, h, lengths) in
-            [(3, 37, Some(vec![6, 2, 4])), (1, 45, None), (13, 50, None), (3, 13, Some(vec![1, 6, 3]))]
-        {
+        // H = 600: a chunk's packed weights exceed the L2 budget, so it runs in sub-blocks.
+        let sizes = [
+            (3, 37, Some(vec![6, 2, 4])),
+            (1, 45, None),
+            (13, 50, None),
+            (3, 13, Some(vec![1, 6, 3])),
+            (2, 600, Some(vec![6, 3])),
+        ];
+        for (b, h, lengths) in sizes {
             for dirs in [1, 2] {
                 let net = Net { kind, t: 6, b, i: 5, h, layers: 1, dirs, lengths: lengths.clone() };
                 check(&net, TOL);
