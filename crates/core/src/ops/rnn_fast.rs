@@ -146,7 +146,7 @@ pub(crate) fn forward_steps<C: Cell>(cell: &C, p: &Plan, io: FwdIo) {
     let mut wm_pk = vec![0f32; if C::HAS_MID { panels * panel } else { 0 }];
     // r ⊙ h of every unit for the mid-step GEMM (cells with one), apart from ws so that the
     // GEMM's reads never overlap another chunk's writes; and each chunk's cell workspace of
-    // every row, kept between the two halves of a step ([chunk panels][B][W · 16] in order).
+    // every row, kept between the two halves of a step ([chunk][B][sub-block][W · its units]).
     let mut mid_in = vec![0f32; if C::HAS_MID { b * h } else { 0 }];
     let mut half_ws = vec![0f32; if C::HAS_MID { b * C::WS_BLOCKS * panels * NR } else { 0 }];
     let mut h_other = vec![0f32; b * h];
@@ -203,7 +203,7 @@ pub(crate) fn forward_steps<C: Cell>(cell: &C, p: &Plan, io: FwdIo) {
                 n: ch.n.min(q1 * NR) - q0 * NR,
                 np: q1 - q0,
                 npad: (q1 - q0) * NR,
-                first: 0,
+                first: 0, // unused: the sub-block's panels are addressed from its chunk's
             };
             let (j0, n, npad) = (sp.j0, sp.n, sp.npad);
             let wsl = C::WS_BLOCKS * npad;
