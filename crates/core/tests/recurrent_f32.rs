@@ -144,7 +144,7 @@ fn f32_engine_matches_f64_reference_single_layer() {
     // Every step on a team of 3 slots, whatever the size, so that odd sizes split unevenly.
     set_team_limits(0, 3);
     for kind in KINDS {
-        // H = 600: a chunk's packed weights exceed the L2 budget, so it runs in sub-blocks.
+        // H = 600: 38 panels split unevenly, packed weights larger than a core's L2.
         let sizes = [
             (3, 37, Some(vec![6, 2, 4])),
             (1, 45, None),

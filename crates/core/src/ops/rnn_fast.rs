@@ -77,15 +77,6 @@ fn split(h: usize, macs: usize) -> (usize, Vec<Chunk>) {
     (runners, chunks)
 }
 
-/// Packed weights of one sub-block that should stay in L2 while every row tile of a step goes
-/// by (with the rows' activations beside them): W of a whole chunk does not, at large H.
-const SUB_BLOCK_BYTES: usize = 256 << 10;
-
-/// Panels per sub-block for a product over `k` (summed over gate blocks) rows of weights.
-fn sub_panels(k: usize) -> usize {
-    (SUB_BLOCK_BYTES / (k * NR * 4)).max(1)
-}
-
 /// Buffers of the forward loop (time order for xp and y, processing order for ws and hprev).
 pub(crate) struct FwdIo<'a> {
     /// [T, B, G·H], the hoisted input projection without its bias, and the bias [G·H] (b_ih,
@@ -139,14 +130,13 @@ pub(crate) fn forward_steps<C: Cell>(cell: &C, p: &Plan, io: FwdIo) {
     let panels = h.div_ceil(NR);
     let npad_max = chunks.iter().map(|c| c.npad).max().unwrap_or(0);
     let panel = h * NR;
-    let sub = sub_panels(g * h);
     // Packed W_hhᵀ, per chunk its panels of every gate block ([chunk][block][panel]), and of
     // the mid-step blocks ([chunk][panel]).
     let mut w_pk = vec![0f32; C::HH_BLOCKS * panels * panel];
     let mut wm_pk = vec![0f32; if C::HAS_MID { panels * panel } else { 0 }];
     // r ⊙ h of every unit for the mid-step GEMM (cells with one), apart from ws so that the
     // GEMM's reads never overlap another chunk's writes; and each chunk's cell workspace of
-    // every row, kept between the two halves of a step ([chunk][B][sub-block][W · its units]).
+    // every row, kept between the two halves of a step ([chunk][B][W · its padded units]).
     let mut mid_in = vec![0f32; if C::HAS_MID { b * h } else { 0 }];
     let mut half_ws = vec![0f32; if C::HAS_MID { b * C::WS_BLOCKS * panels * NR } else { 0 }];
     let mut h_other = vec![0f32; b * h];
@@ -192,104 +182,99 @@ pub(crate) fn forward_steps<C: Cell>(cell: &C, p: &Plan, io: FwdIo) {
         }
         let (s, half) = ((ph - 1) / halves, (ph - 1) % halves);
         let (cur, next) = if s % 2 == 0 { (ha, hb) } else { (hb, ha) };
+        let (j0, n, npad) = (ch.j0, ch.n, ch.npad);
         let ws_base = if save { s * b } else { 0 };
         let h_cur = unsafe { cur.get(0, b * h) };
-        // The chunk in sub-blocks of `sub` panels, one after the other, each through every row
-        // tile: the sub-block's packed weights stay in L2 while the rows go by.
-        for q0 in (0..ch.np).step_by(sub) {
-            let q1 = (q0 + sub).min(ch.np);
-            let sp = Chunk {
-                j0: ch.j0 + q0 * NR,
-                n: ch.n.min(q1 * NR) - q0 * NR,
-                np: q1 - q0,
-                npad: (q1 - q0) * NR,
-                first: 0, // unused: the sub-block's panels are addressed from its chunk's
-            };
-            let (j0, n, npad) = (sp.j0, sp.n, sp.npad);
-            let wsl = C::WS_BLOCKS * npad;
-            // The cell workspace of row r: kept between the halves (per chunk, row and
-            // sub-block), or scratch.
-            let half_at =
-                |r: usize| b * C::WS_BLOCKS * ch.first * NR + r * C::WS_BLOCKS * ch.npad + C::WS_BLOCKS * q0 * NR;
-            let store_out = |hs: &[f32], wr: &[f32], r: usize, tt: usize| {
-                unsafe { next.get_mut(r * h + j0, n) }.copy_from_slice(&hs[..n]);
-                unsafe { y.get_mut((tt * b + r) * h + j0, n) }.copy_from_slice(&hs[..n]);
-                if save {
-                    for blk in 0..C::WS_BLOCKS {
-                        unsafe { ws.get_mut((ws_base + r) * ws_w + blk * h + j0, n) }
-                            .copy_from_slice(&wr[blk * npad..][..n]);
-                    }
-                }
-            };
-            if half == 0 {
-                let hw = C::HH_BLOCKS * npad;
-                for r0 in (0..b).step_by(MR) {
-                    let m = MR.min(b - r0);
-                    for blk in 0..C::HH_BLOCKS {
-                        let at = (C::HH_BLOCKS * ch.first + blk * ch.np + q0) * panel;
-                        let wb = unsafe { w_sh.get(at, sp.np * panel) };
-                        kern.panels(&h_cur[r0 * h..], h, m, h, wb, sp.np, &mut sc.tile[blk * npad..], hw);
-                    }
-                    for rl in 0..m {
-                        let r = r0 + rl;
-                        let own = r * h + j0;
-                        if save {
-                            unsafe { hprev.get_mut((s * b + r) * h + j0, n) }.copy_from_slice(&h_cur[own..own + n]);
-                        }
-                        let Some(tt) = p.time_of(s, r) else {
-                            if !C::HAS_MID {
-                                unsafe { next.get_mut(own, n) }.copy_from_slice(&h_cur[own..own + n]);
-                            }
-                            continue;
-                        };
-                        let hh = &mut sc.tile[rl * hw..(rl + 1) * hw];
-                        if let Some(bias) = hh_bias {
-                            for blk in 0..C::HH_BLOCKS {
-                                for (v, &bv) in hh[blk * npad..][..n].iter_mut().zip(&bias[blk * h + j0..][..n]) {
-                                    *v += bv;
-                                }
-                            }
-                        }
-                        gather_xp(&mut sc.xp[..g * npad], &xp[(tt * b + r) * gh..][..gh], xp_bias, h, &sp);
-                        sc.hs[..n].copy_from_slice(&h_cur[own..own + n]);
-                        if C::HAS_C {
-                            sc.cs[..n].copy_from_slice(unsafe { cs.get(own, n) });
-                        }
-                        let wr =
-                            if C::HAS_MID { unsafe { half_sh.get_mut(half_at(r), wsl) } } else { &mut sc.ws[..wsl] };
-                        cell.fwd(npad, &sc.xp[..g * npad], hh, &mut sc.hs[..npad], &mut sc.cs[..npad], wr);
-                        if C::HAS_C {
-                            unsafe { cs.get_mut(own, n) }.copy_from_slice(&sc.cs[..n]);
-                        }
-                        if C::HAS_MID {
-                            let mb = C::MID_WS_BLOCK;
-                            unsafe { mid_sh.get_mut(own, n) }.copy_from_slice(&wr[mb * npad..][..n]);
-                        } else {
-                            store_out(&sc.hs, wr, r, tt);
-                        }
-                    }
-                }
+        let wsl = C::WS_BLOCKS * npad;
+        // The chunk's cell workspace for row r: kept between the halves, or scratch.
+        let row_ws = |sc_ws: &mut Vec<f32>, r: usize| -> *mut f32 {
+            if C::HAS_MID {
+                unsafe { half_sh.get_mut(b * C::WS_BLOCKS * ch.first * NR + r * wsl, wsl) }.as_mut_ptr()
             } else {
-                // Second half (mid-step GEMM): mid = (r ⊙ h) · W_hh[mid]ᵀ for these units.
-                let mid_in = unsafe { mid_sh.get(0, b * h) };
-                let wm = unsafe { wm_sh.get((ch.first + q0) * panel, sp.np * panel) };
-                for r0 in (0..b).step_by(MR) {
-                    let m = MR.min(b - r0);
-                    kern.panels(&mid_in[r0 * h..], h, m, h, wm, sp.np, &mut sc.tile, npad);
-                    for rl in 0..m {
-                        let r = r0 + rl;
-                        let own = r * h + j0;
-                        let Some(tt) = p.time_of(s, r) else {
+                sc_ws.as_mut_ptr()
+            }
+        };
+        let store_out = |hs: &[f32], wr: &[f32], r: usize, tt: usize| {
+            let own = r * h + j0;
+            unsafe { next.get_mut(own, n) }.copy_from_slice(&hs[..n]);
+            unsafe { y.get_mut((tt * b + r) * h + j0, n) }.copy_from_slice(&hs[..n]);
+            if save {
+                for blk in 0..C::WS_BLOCKS {
+                    unsafe { ws.get_mut((ws_base + r) * ws_w + blk * h + j0, n) }
+                        .copy_from_slice(&wr[blk * npad..][..n]);
+                }
+            }
+        };
+        if half == 0 {
+            let hw = C::HH_BLOCKS * npad;
+            let nq = C::HH_BLOCKS * ch.np;
+            let w = unsafe { w_sh.get(C::HH_BLOCKS * ch.first * panel, nq * panel) };
+            for r0 in (0..b).step_by(MR) {
+                let m = MR.min(b - r0);
+                kern.panels(&h_cur[r0 * h..], h, m, h, w, nq, &mut sc.tile, hw);
+                for rl in 0..m {
+                    let r = r0 + rl;
+                    let own = r * h + j0;
+                    if save {
+                        unsafe { hprev.get_mut((s * b + r) * h + j0, n) }.copy_from_slice(&h_cur[own..own + n]);
+                    }
+                    let Some(tt) = p.time_of(s, r) else {
+                        if !C::HAS_MID {
                             unsafe { next.get_mut(own, n) }.copy_from_slice(&h_cur[own..own + n]);
-                            continue;
-                        };
-                        gather_xp(&mut sc.xp[..g * npad], &xp[(tt * b + r) * gh..][..gh], xp_bias, h, &sp);
-                        sc.hs[..n].copy_from_slice(&h_cur[own..own + n]);
-                        let wr = unsafe { half_sh.get_mut(half_at(r), wsl) };
-                        let mid = &sc.tile[rl * npad..(rl + 1) * npad];
-                        cell.fwd_mid(npad, &sc.xp[..g * npad], mid, &mut sc.hs[..npad], wr);
+                        }
+                        continue;
+                    };
+                    let hh = &mut sc.tile[rl * hw..(rl + 1) * hw];
+                    if let Some(bias) = hh_bias {
+                        for blk in 0..C::HH_BLOCKS {
+                            for (v, &bv) in hh[blk * npad..][..n].iter_mut().zip(&bias[blk * h + j0..][..n]) {
+                                *v += bv;
+                            }
+                        }
+                    }
+                    gather_xp(&mut sc.xp[..g * npad], &xp[(tt * b + r) * gh..][..gh], xp_bias, h, ch);
+                    sc.hs[..n].copy_from_slice(&h_cur[own..own + n]);
+                    if C::HAS_C {
+                        sc.cs[..n].copy_from_slice(unsafe { cs.get(own, n) });
+                    }
+                    let wr = unsafe { std::slice::from_raw_parts_mut(row_ws(&mut sc.ws, r), wsl) };
+                    cell.fwd(npad, &sc.xp[..g * npad], hh, &mut sc.hs[..npad], &mut sc.cs[..npad], wr);
+                    if C::HAS_C {
+                        unsafe { cs.get_mut(own, n) }.copy_from_slice(&sc.cs[..n]);
+                    }
+                    if C::HAS_MID {
+                        let mb = C::MID_WS_BLOCK;
+                        unsafe { mid_sh.get_mut(own, n) }.copy_from_slice(&wr[mb * npad..][..n]);
+                    } else {
                         store_out(&sc.hs, wr, r, tt);
                     }
+                }
+            }
+        } else {
+            // Second half (mid-step GEMM): mid = (r ⊙ h) · W_hh[mid]ᵀ for these units.
+            let mid_in = unsafe { mid_sh.get(0, b * h) };
+            let wm = unsafe { wm_sh.get(ch.first * panel, ch.np * panel) };
+            for r0 in (0..b).step_by(MR) {
+                let m = MR.min(b - r0);
+                kern.panels(&mid_in[r0 * h..], h, m, h, wm, ch.np, &mut sc.tile, npad);
+                for rl in 0..m {
+                    let r = r0 + rl;
+                    let own = r * h + j0;
+                    let Some(tt) = p.time_of(s, r) else {
+                        unsafe { next.get_mut(own, n) }.copy_from_slice(&h_cur[own..own + n]);
+                        continue;
+                    };
+                    gather_xp(&mut sc.xp[..g * npad], &xp[(tt * b + r) * gh..][..gh], xp_bias, h, ch);
+                    sc.hs[..n].copy_from_slice(&h_cur[own..own + n]);
+                    let wr = unsafe { std::slice::from_raw_parts_mut(row_ws(&mut sc.ws, r), wsl) };
+                    cell.fwd_mid(
+                        npad,
+                        &sc.xp[..g * npad],
+                        &sc.tile[rl * npad..(rl + 1) * npad],
+                        &mut sc.hs[..npad],
+                        wr,
+                    );
+                    store_out(&sc.hs, wr, r, tt);
                 }
             }
         }
@@ -330,7 +315,6 @@ pub(crate) fn backward_steps<C: Cell>(cell: &C, p: &Plan, io: BwdIo) {
     let kern = simd::kernels();
     let (runners, chunks) = split(h, b * gh * h);
     let panels = h.div_ceil(NR);
-    let sub_k = sub_panels(hh_w);
     let npad_max = chunks.iter().map(|c| c.npad).max().unwrap_or(0);
     let (w_hh, ws_all, hprev, dy) = (io.w_hh, io.ws, io.hprev, io.dy);
     // W_hh[..HH_BLOCKS·H, units] as panels (K = HH_BLOCKS·H), for dh += dG·W_hh, and
@@ -458,24 +442,20 @@ pub(crate) fn backward_steps<C: Cell>(cell: &C, p: &Plan, io: BwdIo) {
     };
     // dh_prev[:, units] += dG_s[:, ..HH_BLOCKS·H] · W_hh[..HH_BLOCKS·H, units].
     let gemm_step = |sc: &mut BwdScratch, ch: &Chunk, s: usize| {
+        let (j0, n, npad) = (ch.j0, ch.n, ch.npad);
         let dg_s = unsafe { dg.get(s * b * gh, b * gh) };
-        // In sub-blocks of panels that stay in L2 while every row tile goes by.
-        for q0 in (0..ch.np).step_by(sub_k) {
-            let q1 = (q0 + sub_k).min(ch.np);
-            let (j0, n, npad) = (ch.j0 + q0 * NR, ch.n.min(q1 * NR) - q0 * NR, (q1 - q0) * NR);
-            let w = unsafe { w_sh.get((ch.first + q0) * hh_w * NR, (q1 - q0) * hh_w * NR) };
-            for r0 in (0..b).step_by(MR) {
-                let m = MR.min(b - r0);
-                kern.panels(&dg_s[r0 * gh..], gh, m, hh_w, w, q1 - q0, &mut sc.tile, npad);
-                for rl in 0..m {
-                    let r = r0 + rl;
-                    if p.time_of(s, r).is_none() {
-                        continue;
-                    }
-                    let d = unsafe { dh.get_mut(r * h + j0, n) };
-                    for (v, &a) in d.iter_mut().zip(&sc.tile[rl * npad..][..n]) {
-                        *v += a;
-                    }
+        let w = unsafe { w_sh.get(ch.first * hh_w * NR, ch.np * hh_w * NR) };
+        for r0 in (0..b).step_by(MR) {
+            let m = MR.min(b - r0);
+            kern.panels(&dg_s[r0 * gh..], gh, m, hh_w, w, ch.np, &mut sc.tile, npad);
+            for rl in 0..m {
+                let r = r0 + rl;
+                if p.time_of(s, r).is_none() {
+                    continue;
+                }
+                let d = unsafe { dh.get_mut(r * h + j0, n) };
+                for (v, &a) in d.iter_mut().zip(&sc.tile[rl * npad..][..n]) {
+                    *v += a;
                 }
             }
         }
