@@ -1,11 +1,14 @@
 //! The CPU backend: the float element trait that every CPU kernel is generic over (f32 for
-//! speed, f64 for gradient checks), fast f32 activations (`math`), the GEMM (`gemm`) and the
-//! rule for when a loop runs on the thread pool (`par`). The ops call these directly; only
+//! speed, f64 for gradient checks), fast f32 activations (`math`, vectorised in `simd`), the GEMM
+//! (`gemm`), the rule for when a loop runs on the thread pool (`par`), and the persistent teams
+//! and packed step kernels of the f32 recurrent engine (`team`, `simd`). The ops call these directly; only
 //! other devices go through `backend::GpuBackend`.
 
 mod gemm;
 mod math;
 pub mod par;
+pub mod simd;
+pub mod team;
 
 pub use self::gemm::{gemm, Mat};
 pub use self::math::{fast_exp_f32, fast_tanh_f32};
@@ -41,6 +44,18 @@ pub trait Float:
     fn sqrt(self) -> Self;
     fn tanh(self) -> Self;
     fn sigmoid(self) -> Self;
+    /// `sigmoid` over a slice in place (f32: vectorised, see `simd`).
+    fn sigmoid_slice(x: &mut [Self]) {
+        for v in x {
+            *v = v.sigmoid();
+        }
+    }
+    /// `tanh` over a slice in place (f32: vectorised, see `simd`).
+    fn tanh_slice(x: &mut [Self]) {
+        for v in x {
+            *v = v.tanh();
+        }
+    }
     fn max(self, other: Self) -> Self {
         if self > other {
             self
@@ -111,6 +126,12 @@ impl Float for f32 {
     }
     fn sigmoid(self) -> Self {
         1.0 / (1.0 + fast_exp_f32(-self))
+    }
+    fn sigmoid_slice(x: &mut [Self]) {
+        (simd::kernels().sigmoid)(x)
+    }
+    fn tanh_slice(x: &mut [Self]) {
+        (simd::kernels().tanh)(x)
     }
     fn wrap(v: Vec<Self>) -> CpuStorage {
         CpuStorage::new_f32(v)

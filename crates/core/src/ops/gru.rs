@@ -24,17 +24,21 @@ impl Cell for Gru {
     const FOLD_HH_BIAS: bool = false;
     const WS_BLOCKS: usize = 4;
 
+    /// In passes over the row, so that the activations run vectorised over whole gate blocks.
     fn fwd<T: Float>(&self, h: usize, xp: &[T], hh: &[T], hs: &mut [T], _cs: &mut [T], ws: &mut [T]) {
+        for ((w, &x), &r) in ws[..2 * h].iter_mut().zip(&xp[..2 * h]).zip(&hh[..2 * h]) {
+            *w = x + r;
+        }
+        T::sigmoid_slice(&mut ws[..2 * h]);
         for j in 0..h {
-            let r = (xp[j] + hh[j]).sigmoid();
-            let z = (xp[h + j] + hh[h + j]).sigmoid();
             let hn = hh[2 * h + j];
-            let n = (xp[2 * h + j] + r * hn).tanh();
-            hs[j] = (T::ONE - z) * n + z * hs[j];
-            ws[j] = r;
-            ws[h + j] = z;
-            ws[2 * h + j] = n;
             ws[3 * h + j] = hn;
+            ws[2 * h + j] = xp[2 * h + j] + ws[j] * hn;
+        }
+        T::tanh_slice(&mut ws[2 * h..3 * h]);
+        for j in 0..h {
+            let (z, n) = (ws[h + j], ws[2 * h + j]);
+            hs[j] = (T::ONE - z) * n + z * hs[j];
         }
     }
 
@@ -96,20 +100,22 @@ impl Cell for GruResetBefore {
 
     /// First half: r and z, and r ⊙ h for the mid-step GEMM.
     fn fwd<T: Float>(&self, h: usize, xp: &[T], hh: &[T], hs: &mut [T], _cs: &mut [T], ws: &mut [T]) {
+        for ((w, &x), &r) in ws[..2 * h].iter_mut().zip(&xp[..2 * h]).zip(&hh[..2 * h]) {
+            *w = x + r;
+        }
+        T::sigmoid_slice(&mut ws[..2 * h]);
         for j in 0..h {
-            let r = (xp[j] + hh[j]).sigmoid();
-            let z = (xp[h + j] + hh[h + j]).sigmoid();
-            ws[j] = r;
-            ws[h + j] = z;
-            ws[3 * h + j] = r * hs[j];
+            ws[3 * h + j] = ws[j] * hs[j];
         }
     }
 
     fn fwd_mid<T: Float>(&self, h: usize, xp: &[T], mid: &[T], hs: &mut [T], ws: &mut [T]) {
         for j in 0..h {
-            let z = ws[h + j];
-            let n = (xp[2 * h + j] + mid[j]).tanh();
-            ws[2 * h + j] = n;
+            ws[2 * h + j] = xp[2 * h + j] + mid[j];
+        }
+        T::tanh_slice(&mut ws[2 * h..3 * h]);
+        for j in 0..h {
+            let (z, n) = (ws[h + j], ws[2 * h + j]);
             hs[j] = (T::ONE - z) * n + z * hs[j];
         }
     }

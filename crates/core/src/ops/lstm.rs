@@ -20,28 +20,28 @@ impl Cell for Lstm {
     const HAS_C: bool = true;
     const WS_BLOCKS: usize = 6;
 
+    /// In passes over the row, so that the activations run vectorised over whole gate blocks.
     fn fwd<T: Float>(&self, h: usize, xp: &[T], hh: &[T], hs: &mut [T], cs: &mut [T], ws: &mut [T]) {
-        let (wi, rest) = ws.split_at_mut(h);
-        let (wf, rest) = rest.split_at_mut(h);
-        let (wg, rest) = rest.split_at_mut(h);
+        for ((w, &x), &r) in ws[..4 * h].iter_mut().zip(&xp[..4 * h]).zip(&hh[..4 * h]) {
+            *w = x + r;
+        }
+        let (ifg, rest) = ws.split_at_mut(3 * h);
         let (wo, rest) = rest.split_at_mut(h);
         let (wc, wt) = rest.split_at_mut(h);
+        T::sigmoid_slice(&mut ifg[..2 * h]);
+        T::tanh_slice(&mut ifg[2 * h..]);
+        T::sigmoid_slice(wo);
+        let (wi, wf, wg) = (&ifg[..h], &ifg[h..2 * h], &ifg[2 * h..]);
         for j in 0..h {
-            let i = (xp[j] + hh[j]).sigmoid();
-            let f = (xp[h + j] + hh[h + j]).sigmoid();
-            let g = (xp[2 * h + j] + hh[2 * h + j]).tanh();
-            let o = (xp[3 * h + j] + hh[3 * h + j]).sigmoid();
             let c = cs[j];
-            let c_new = f * c + i * g;
-            let tc = c_new.tanh();
+            let c_new = wf[j] * c + wi[j] * wg[j];
             cs[j] = c_new;
-            hs[j] = o * tc;
-            wi[j] = i;
-            wf[j] = f;
-            wg[j] = g;
-            wo[j] = o;
             wc[j] = c;
-            wt[j] = tc;
+            wt[j] = c_new;
+        }
+        T::tanh_slice(&mut wt[..h]);
+        for j in 0..h {
+            hs[j] = wo[j] * wt[j];
         }
     }
 

@@ -13,5 +13,6 @@ pub mod matmul;
 pub mod optim;
 pub mod reduce;
 pub mod rnn;
+mod rnn_fast;
 pub mod shape;
 pub mod softmax;

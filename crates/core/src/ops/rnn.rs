@@ -14,6 +14,10 @@
 //!   per step s (reversed): fused elementwise pass → dG_s, then dh += dG_s·W_hh (one GEMM)
 //!   dX = DXP·W_ih, dW_ih = DXPᵀ·X, dW_hh = DGᵀ·H_prev: one GEMM each, over all steps.
 //!
+//! On the CPU, float32 runs the per-step part of both loops on a persistent team with packed
+//! SIMD step kernels (`rnn_fast.rs`); the generic loops below are float64's path and the
+//! reference it is tested against.
+//!
 //! Step s of row b touches time index t_b = s (forward) or len_b − 1 − s (reverse), and only
 //! while s < len_b. Past its length a row's state stops changing and its outputs stay zero.
 //! Saved buffers (WS, H_prev, DG, DXP) are in processing order [s, b]; X, Y and dX are in
@@ -28,8 +32,11 @@ use crate::launch::{self, buf, flag, int, kernels as k, mat_n, mat_t, Buf};
 use crate::ops::elementwise::dispatch_float;
 use crate::ops::gru::{Gru, GruResetBefore};
 use crate::ops::lstm::Lstm;
+use crate::ops::rnn_fast::{self, BwdIo, FwdIo};
 use crate::storage::{CpuStorage, DType};
 use crate::tensor::Tensor;
+use std::any::TypeId;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 /// One step of one row of a recurrent cell. Every slice is one row; `H` is `h`.
@@ -209,20 +216,18 @@ impl Cell for Vanilla {
     const G: usize = 1;
     const WS_BLOCKS: usize = 1;
     fn fwd<T: Float>(&self, h: usize, xp: &[T], hh: &[T], hs: &mut [T], _cs: &mut [T], ws: &mut [T]) {
-        for j in 0..h {
-            let pre = xp[j] + hh[j];
-            let v = if self.relu {
-                if pre > T::ZERO {
-                    pre
-                } else {
-                    T::ZERO
-                }
-            } else {
-                pre.tanh()
-            };
-            hs[j] = v;
-            ws[j] = v;
+        for ((w, &x), &r) in ws[..h].iter_mut().zip(&xp[..h]).zip(&hh[..h]) {
+            *w = x + r;
         }
+        if self.relu {
+            for w in &mut ws[..h] {
+                // NaN maps to 0, as the comparison form `if pre > 0 { pre } else { 0 }`.
+                *w = if *w > T::ZERO { *w } else { T::ZERO };
+            }
+        } else {
+            T::tanh_slice(&mut ws[..h]);
+        }
+        hs[..h].copy_from_slice(&ws[..h]);
     }
     fn bwd<T: Float>(
         &self,
@@ -390,18 +395,18 @@ fn ws_blocks_of<C: Cell>(_: &C) -> usize {
 
 /// Static description of one layer call, shared by the forward and backward ops.
 #[derive(Clone)]
-struct Plan {
+pub(crate) struct Plan {
     kind: CellKind,
-    t: usize,
-    b: usize,
+    pub(crate) t: usize,
+    pub(crate) b: usize,
     i: usize,
-    h: usize,
+    pub(crate) h: usize,
     lengths: Arc<Vec<usize>>,
     reverse: bool,
     has_bias: bool,
     /// Whether the workspace for backward is kept: only when history is recorded. Inference
     /// reuses one step's workspace and skips the saved states, which saves memory traffic.
-    save: bool,
+    pub(crate) save: bool,
 }
 
 impl Plan {
@@ -410,7 +415,7 @@ impl Plan {
     }
     /// Time index of row `b` at step `s`, or None once the row is past its length.
     #[inline]
-    fn time_of(&self, s: usize, b: usize) -> Option<usize> {
+    pub(crate) fn time_of(&self, s: usize, b: usize) -> Option<usize> {
         let len = self.lengths[b];
         if s >= len {
             None
@@ -552,6 +557,41 @@ struct RecurrentForward {
     plan: Plan,
 }
 
+/// Whether float32 runs the persistent-team engine (`rnn_fast.rs`); the generic loop below is
+/// the reference it is tested against (and float64's path).
+static FAST_F32: AtomicBool = AtomicBool::new(true);
+
+/// Switches float32 between the team engine (default) and the generic per-step loop, for
+/// before/after measurements in one process (`examples/rnn_steps.rs`). Process-wide.
+#[doc(hidden)]
+pub fn set_fast_f32_engine(on: bool) {
+    FAST_F32.store(on, Ordering::Relaxed);
+}
+
+/// Overrides when float32 runs its time loop on a team and with how many slots (0: one per pool
+/// thread); results do not depend on either. For tests; process-wide.
+#[doc(hidden)]
+pub fn set_team_limits(min_step_macs: usize, max_slots: usize) {
+    rnn_fast::set_team_limits(min_step_macs, max_slots)
+}
+
+/// `v` as f32 when T is f32 (the loops are generic; the team engine is f32 only).
+fn f32s<T: Float>(v: &[T]) -> Option<&[f32]> {
+    // SAFETY: T is f32, checked by its TypeId.
+    (TypeId::of::<T>() == TypeId::of::<f32>())
+        .then(|| unsafe { std::slice::from_raw_parts(v.as_ptr().cast(), v.len()) })
+}
+
+fn f32s_mut<T: Float>(v: &mut [T]) -> Option<&mut [f32]> {
+    // SAFETY: as `f32s`.
+    (TypeId::of::<T>() == TypeId::of::<f32>())
+        .then(|| unsafe { std::slice::from_raw_parts_mut(v.as_mut_ptr().cast(), v.len()) })
+}
+
+fn use_fast<T: Float>() -> bool {
+    TypeId::of::<T>() == TypeId::of::<f32>() && FAST_F32.load(Ordering::Relaxed)
+}
+
 /// Copies `bias` into every row of `dst` ([rows, n]); the GEMM then accumulates onto it.
 fn fill_rows<T: Float>(dst: &mut [T], bias: &[T]) {
     for row in dst.chunks_mut(bias.len()) {
@@ -575,17 +615,22 @@ fn forward_cpu<T: Float, C: Cell>(cell: &C, p: &Plan, inp: &[&CpuStorage]) -> Re
     let (b_ih, b_hh) = if p.has_bias { (Some(next()), Some(next())) } else { (None, None) };
 
     // XP = X·W_ihᵀ + b_ih (+ b_hh when it folds): the hoisted input projection.
+    // The team engine adds the bias when it reads XP rows, which saves a pass over XP.
+    let fast = use_fast::<T>();
     let mut xp = vec![T::ZERO; t * b * gh];
-    if let Some(bi) = b_ih {
+    let bias = b_ih.map(|bi| {
         let mut bias = bi.to_vec();
         if C::FOLD_HH_BIAS {
             for (v, &w) in bias.iter_mut().zip(b_hh.expect("both biases")) {
                 *v += w;
             }
         }
-        fill_rows(&mut xp, &bias);
+        bias
+    });
+    if let (Some(bias), false) = (&bias, fast) {
+        fill_rows(&mut xp, bias);
     }
-    gemm(t * b, gh, i, Mat::n(x, i), Mat::t(w_ih, i), &mut xp, gh, p.has_bias);
+    gemm(t * b, gh, i, Mat::n(x, i), Mat::t(w_ih, i), &mut xp, gh, p.has_bias && !fast);
 
     let ws_w = C::WS_BLOCKS * h;
     let hh_w = C::HH_BLOCKS * h;
@@ -603,35 +648,53 @@ fn forward_cpu<T: Float, C: Cell>(cell: &C, p: &Plan, inp: &[&CpuStorage]) -> Re
     let work = b * gh;
     let hh_bias: Option<&[T]> = if C::FOLD_HH_BIAS { None } else { b_hh.map(|v| &v[..hh_w]) };
 
-    for s in 0..t {
-        if p.save {
-            hprev[s * b * h..(s + 1) * b * h].copy_from_slice(&hs);
+    if fast {
+        fn f<T: Float>(v: &[T]) -> &[f32] {
+            f32s(v).expect("f32")
         }
-        if let Some(bias) = hh_bias {
-            fill_rows(&mut hh, bias);
-        }
-        gemm(b, hh_w, h, Mat::n(&hs, h), Mat::t(&w_hh[..hh_w * h], h), &mut hh, hh_w, hh_bias.is_some());
-        let ws_s = if p.save { &mut ws[s * b * ws_w..(s + 1) * b * ws_w] } else { &mut ws[..] };
-        let rows = indexed(((rows_mut(&mut hs, h), rows_mut(&mut cs, h)), rows_mut(ws_s, ws_w)));
-        par::for_each(work, PAR_MIN_FUSED, rows, |(r, ((hr, cr), wr))| {
-            if let Some(tt) = p.time_of(s, r) {
-                let xr = &xp[(tt * b + r) * gh..][..gh];
-                cell.fwd(h, xr, &hh[r * hh_w..][..hh_w], hr, cr, wr);
+        let io = FwdIo {
+            xp: f(&xp),
+            xp_bias: bias.as_deref().map(f),
+            w_hh: f(w_hh),
+            hh_bias: hh_bias.map(f),
+            y: f32s_mut(&mut y).expect("f32"),
+            ws: f32s_mut(&mut ws).expect("f32"),
+            hprev: f32s_mut(&mut hprev).expect("f32"),
+            hs: f32s_mut(&mut hs).expect("f32"),
+            cs: f32s_mut(&mut cs).expect("f32"),
+        };
+        rnn_fast::forward_steps(cell, p, io);
+    } else {
+        for s in 0..t {
+            if p.save {
+                hprev[s * b * h..(s + 1) * b * h].copy_from_slice(&hs);
             }
-        });
-        if C::HAS_MID {
-            let off = C::MID_WS_BLOCK * h;
-            gemm(b, h, h, Mat::n(&ws_s[off..], ws_w), Mat::t(&w_hh[hh_w * h..], h), &mut mid, h, false);
-            let rows = indexed((rows_mut(&mut hs, h), rows_mut(ws_s, ws_w)));
-            par::for_each(work, PAR_MIN_FUSED, rows, |(r, (hr, wr))| {
+            if let Some(bias) = hh_bias {
+                fill_rows(&mut hh, bias);
+            }
+            gemm(b, hh_w, h, Mat::n(&hs, h), Mat::t(&w_hh[..hh_w * h], h), &mut hh, hh_w, hh_bias.is_some());
+            let ws_s = if p.save { &mut ws[s * b * ws_w..(s + 1) * b * ws_w] } else { &mut ws[..] };
+            let rows = indexed(((rows_mut(&mut hs, h), rows_mut(&mut cs, h)), rows_mut(ws_s, ws_w)));
+            par::for_each(work, PAR_MIN_FUSED, rows, |(r, ((hr, cr), wr))| {
                 if let Some(tt) = p.time_of(s, r) {
-                    cell.fwd_mid(h, &xp[(tt * b + r) * gh..][..gh], &mid[r * h..][..h], hr, wr);
+                    let xr = &xp[(tt * b + r) * gh..][..gh];
+                    cell.fwd(h, xr, &hh[r * hh_w..][..hh_w], hr, cr, wr);
                 }
             });
-        }
-        for r in 0..b {
-            if let Some(tt) = p.time_of(s, r) {
-                y[(tt * b + r) * h..][..h].copy_from_slice(&hs[r * h..][..h]);
+            if C::HAS_MID {
+                let off = C::MID_WS_BLOCK * h;
+                gemm(b, h, h, Mat::n(&ws_s[off..], ws_w), Mat::t(&w_hh[hh_w * h..], h), &mut mid, h, false);
+                let rows = indexed((rows_mut(&mut hs, h), rows_mut(ws_s, ws_w)));
+                par::for_each(work, PAR_MIN_FUSED, rows, |(r, (hr, wr))| {
+                    if let Some(tt) = p.time_of(s, r) {
+                        cell.fwd_mid(h, &xp[(tt * b + r) * gh..][..gh], &mid[r * h..][..h], hr, wr);
+                    }
+                });
+            }
+            for r in 0..b {
+                if let Some(tt) = p.time_of(s, r) {
+                    y[(tt * b + r) * h..][..h].copy_from_slice(&hs[r * h..][..h]);
+                }
             }
         }
     }
@@ -736,39 +799,57 @@ fn backward_cpu<T: Float, C: Cell>(cell: &C, rb: &RecurrentBackward, inp: &[&Cpu
     let mut dmid = vec![T::ZERO; if C::HAS_MID { b * h } else { 0 }];
     let work = b * gh;
 
-    for s in (0..t).rev() {
-        if let Some(dy) = dy {
-            for r in 0..b {
-                if let Some(tt) = p.time_of(s, r) {
-                    let src = &dy[(tt * b + r) * h..][..h];
-                    for (d, &v) in dh[r * h..][..h].iter_mut().zip(src) {
-                        *d += v;
+    if use_fast::<T>() {
+        fn f<T: Float>(v: &[T]) -> &[f32] {
+            f32s(v).expect("f32")
+        }
+        let io = BwdIo {
+            w_hh: f(w_hh),
+            ws: f(ws),
+            hprev: f(hprev),
+            dy: dy.map(f),
+            dh: f32s_mut(&mut dh).expect("f32"),
+            dc: f32s_mut(&mut dc).expect("f32"),
+            dg: f32s_mut(&mut dg).expect("f32"),
+            dxp: f32s_mut(&mut dxp).expect("f32"),
+        };
+        rnn_fast::backward_steps(cell, p, io);
+    } else {
+        for s in (0..t).rev() {
+            if let Some(dy) = dy {
+                for r in 0..b {
+                    if let Some(tt) = p.time_of(s, r) {
+                        let src = &dy[(tt * b + r) * h..][..h];
+                        for (d, &v) in dh[r * h..][..h].iter_mut().zip(src) {
+                            *d += v;
+                        }
                     }
                 }
             }
-        }
-        let span = s * b * gh..(s + 1) * b * gh;
-        let (dg_s, dxp_s) = (&mut dg[span.clone()], &mut dxp[span]);
-        let ws_s = &ws[s * b * ws_w..(s + 1) * b * ws_w];
-        let hp_s = &hprev[s * b * h..(s + 1) * b * h];
-        let rows = indexed((((rows_mut(&mut dh, h), rows_mut(&mut dc, h)), rows_mut(dg_s, gh)), rows_mut(dxp_s, gh)));
-        par::for_each(work, PAR_MIN_FUSED, rows, |(r, (((dhr, dcr), dgr), dxr))| {
-            if p.time_of(s, r).is_some() {
-                cell.bwd(h, &hp_s[r * h..][..h], &ws_s[r * ws_w..][..ws_w], dhr, dcr, dgr, dxr);
-            }
-        });
-        if C::HAS_MID {
-            gemm(b, h, h, Mat::n(&dg_s[hh_w..], gh), Mat::n(&w_hh[hh_w * h..], h), &mut dmid, h, false);
-            let rows = indexed(((rows_mut(&mut dh, h), rows_mut(dg_s, gh)), rows_mut(dxp_s, gh)));
-            par::for_each(work, PAR_MIN_FUSED, rows, |(r, ((dhr, dgr), dxr))| {
+            let span = s * b * gh..(s + 1) * b * gh;
+            let (dg_s, dxp_s) = (&mut dg[span.clone()], &mut dxp[span]);
+            let ws_s = &ws[s * b * ws_w..(s + 1) * b * ws_w];
+            let hp_s = &hprev[s * b * h..(s + 1) * b * h];
+            let rows =
+                indexed((((rows_mut(&mut dh, h), rows_mut(&mut dc, h)), rows_mut(dg_s, gh)), rows_mut(dxp_s, gh)));
+            par::for_each(work, PAR_MIN_FUSED, rows, |(r, (((dhr, dcr), dgr), dxr))| {
                 if p.time_of(s, r).is_some() {
-                    let (hp, wr, dm) = (&hp_s[r * h..][..h], &ws_s[r * ws_w..][..ws_w], &dmid[r * h..][..h]);
-                    cell.bwd_mid(h, hp, wr, dm, dhr, dgr, dxr);
+                    cell.bwd(h, &hp_s[r * h..][..h], &ws_s[r * ws_w..][..ws_w], dhr, dcr, dgr, dxr);
                 }
             });
+            if C::HAS_MID {
+                gemm(b, h, h, Mat::n(&dg_s[hh_w..], gh), Mat::n(&w_hh[hh_w * h..], h), &mut dmid, h, false);
+                let rows = indexed(((rows_mut(&mut dh, h), rows_mut(dg_s, gh)), rows_mut(dxp_s, gh)));
+                par::for_each(work, PAR_MIN_FUSED, rows, |(r, ((dhr, dgr), dxr))| {
+                    if p.time_of(s, r).is_some() {
+                        let (hp, wr, dm) = (&hp_s[r * h..][..h], &ws_s[r * ws_w..][..ws_w], &dmid[r * h..][..h]);
+                        cell.bwd_mid(h, hp, wr, dm, dhr, dgr, dxr);
+                    }
+                });
+            }
+            // dh_prev = direct part + dG_s·W_hh (the rows of W_hh that multiplied h)
+            gemm(b, h, hh_w, Mat::n(dg_s, gh), Mat::n(&w_hh[..hh_w * h], h), &mut dh, h, true);
         }
-        // dh_prev = direct part + dG_s·W_hh (the rows of W_hh that multiplied h)
-        gemm(b, h, hh_w, Mat::n(dg_s, gh), Mat::n(&w_hh[..hh_w * h], h), &mut dh, h, true);
     }
 
     // X in processing order, so that one GEMM covers every step.

@@ -1,0 +1,612 @@
+//! SIMD kernels of the f32 recurrent engine, chosen once at run time: AVX-512F, AVX2 with FMA,
+//! or a portable fallback, behind one table ([`Kernels`]) so that one binary runs on any CPU.
+//! - a register-blocked product of a few rows of activations with weights packed once into
+//!   panels of 16 columns ([`pack_panels`]): up to 6 rows × up to 4 panels per inner loop,
+//!   broadcast a[r, k], load the panel's row k, FMA;
+//! - sigmoid and tanh over slices, 8 or 16 lanes at a time, with the same range reduction and
+//!   polynomials as `math.rs` (within 4e-7 relative, tested).
+//!
+//! Every output element is one sequential sum over k in the same order whatever the tile it
+//! falls in, and slice tails go through the same vector code (padded), so results do not
+//! depend on how rows and units are split between threads.
+
+use std::sync::OnceLock;
+
+/// Columns per packed panel.
+pub const NR: usize = 16;
+/// Rows per register tile.
+pub const MR: usize = 6;
+
+/// The instruction set a [`Kernels`] table runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Isa {
+    Avx512,
+    Avx2,
+    Portable,
+}
+
+/// `out[r][q·16 + l] = Σ_k a[r·lda + k] · panels[q][k][l]` for r < m, q < np (see
+/// [`Kernels::panels`]). Unsafe: the caller guarantees the extents.
+type PanelsFn =
+    unsafe fn(a: *const f32, lda: usize, m: usize, k: usize, b: *const f32, np: usize, out: *mut f32, ldo: usize);
+type ActFn = fn(&mut [f32]);
+
+/// One instruction set's kernels.
+#[derive(Clone, Copy)]
+pub struct Kernels {
+    pub isa: Isa,
+    panels: PanelsFn,
+    pub sigmoid: ActFn,
+    pub tanh: ActFn,
+}
+
+impl Kernels {
+    /// The table for `isa`, or None when this CPU lacks it.
+    pub fn for_isa(isa: Isa) -> Option<Kernels> {
+        match isa {
+            Isa::Portable => {
+                Some(Kernels { isa, panels: portable::panels, sigmoid: portable::sigmoid, tanh: portable::tanh })
+            }
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") => {
+                Some(Kernels { isa, panels: avx2::panels, sigmoid: avx2::sigmoid, tanh: avx2::tanh })
+            }
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 if std::is_x86_feature_detected!("avx512f") => {
+                Some(Kernels { isa, panels: avx512::panels, sigmoid: avx512::sigmoid, tanh: avx512::tanh })
+            }
+            _ => None,
+        }
+    }
+
+    /// `out[r·ldo + q·16 + l] = Σ_k a[r·lda + k] · b[(q·k_len + k)·16 + l]` for r < m, q < np,
+    /// l < 16: m rows of activations times np packed panels.
+    #[allow(clippy::too_many_arguments)]
+    pub fn panels(&self, a: &[f32], lda: usize, m: usize, k: usize, b: &[f32], np: usize, out: &mut [f32], ldo: usize) {
+        if m == 0 || np == 0 {
+            return;
+        }
+        assert!(k > 0 && a.len() >= (m - 1) * lda + k, "panels: a too small");
+        assert!(b.len() >= np * k * NR, "panels: b too small");
+        assert!(out.len() >= (m - 1) * ldo + np * NR, "panels: out too small");
+        // SAFETY: the asserts bound every read and write; the table holds only kernels whose
+        // instruction set this CPU has (checked in `for_isa`).
+        unsafe { (self.panels)(a.as_ptr(), lda, m, k, b.as_ptr(), np, out.as_mut_ptr(), ldo) }
+    }
+}
+
+/// The best table for this CPU, chosen on first use. `RECURRENT_SIMD=portable|avx2|avx512`
+/// caps it (for testing the fallbacks on a machine that has more).
+pub fn kernels() -> &'static Kernels {
+    static K: OnceLock<Kernels> = OnceLock::new();
+    K.get_or_init(|| {
+        let cap = std::env::var("RECURRENT_SIMD").unwrap_or_default();
+        let order: &[Isa] = match cap.trim() {
+            "portable" => &[Isa::Portable],
+            "avx2" => &[Isa::Avx2, Isa::Portable],
+            _ => &[Isa::Avx512, Isa::Avx2, Isa::Portable],
+        };
+        order.iter().find_map(|&i| Kernels::for_isa(i)).expect("the portable kernels always exist")
+    })
+}
+
+/// Packs columns [j0, j1) of the k × n matrix `B[kk][j] = src[kk·rs + j·cs]` into panels of
+/// 16 columns (`[panel][kk][16]`, zero past j1), the layout [`Kernels::panels`] reads.
+pub fn pack_panels(k: usize, j0: usize, j1: usize, src: &[f32], rs: usize, cs: usize, out: &mut Vec<f32>) {
+    let np = (j1 - j0).div_ceil(NR);
+    out.clear();
+    out.resize(np * k * NR, 0.0);
+    for q in 0..np {
+        let panel = &mut out[q * k * NR..(q + 1) * k * NR];
+        for l in 0..NR {
+            let j = j0 + q * NR + l;
+            if j >= j1 {
+                break;
+            }
+            for kk in 0..k {
+                panel[kk * NR + l] = src[kk * rs + j * cs];
+            }
+        }
+    }
+}
+
+// Constants of the exp and tanh approximations, shared with `math.rs`'s scalar versions.
+const EXP_LO: f32 = -87.3;
+const EXP_HI: f32 = 88.7;
+const MAGIC: f32 = 12_582_912.0;
+const LN2_HI: f32 = 0.693_359_4;
+const LN2_LO: f32 = -2.121_944_4e-4;
+#[allow(clippy::excessive_precision)]
+const EXP_P: [f32; 6] = [1.987_569_1e-4, 1.398_199_9e-3, 8.333_452e-3, 4.166_579_6e-2, 1.666_666_5e-1, 5.000_000_1e-1];
+#[allow(clippy::excessive_precision)]
+const TANH_P: [f32; 5] = [-5.704_988_7e-3, 2.063_908_9e-2, -5.373_971_6e-2, 1.333_144_2e-1, -3.333_328_2e-1];
+const TANH_SMALL: f32 = 0.625;
+const TANH_CLAMP: f32 = 9.0;
+
+mod portable {
+    use super::NR;
+    use crate::cpu::math::{fast_exp_f32, fast_tanh_f32};
+
+    /// Plain loops over 16-wide accumulators: the compiler vectorises them for the baseline
+    /// target (SSE2 on x86-64, NEON on aarch64).
+    #[allow(clippy::too_many_arguments)] // the BLAS shape: sizes, operands, output
+    pub(super) unsafe fn panels(
+        a: *const f32,
+        lda: usize,
+        m: usize,
+        k: usize,
+        b: *const f32,
+        np: usize,
+        out: *mut f32,
+        ldo: usize,
+    ) {
+        let mut r0 = 0;
+        while r0 < m {
+            let mr = (m - r0).min(super::MR);
+            for q in 0..np {
+                let mut acc = [[0f32; NR]; super::MR];
+                let bq = b.add(q * k * NR);
+                for kk in 0..k {
+                    let brow = std::slice::from_raw_parts(bq.add(kk * NR), NR);
+                    for (r, accr) in acc.iter_mut().enumerate().take(mr) {
+                        let av = *a.add((r0 + r) * lda + kk);
+                        for l in 0..NR {
+                            accr[l] += av * brow[l];
+                        }
+                    }
+                }
+                for (r, accr) in acc.iter().enumerate().take(mr) {
+                    std::ptr::copy_nonoverlapping(accr.as_ptr(), out.add((r0 + r) * ldo + q * NR), NR);
+                }
+            }
+            r0 += mr;
+        }
+    }
+
+    pub(super) fn sigmoid(x: &mut [f32]) {
+        for v in x {
+            *v = 1.0 / (1.0 + fast_exp_f32(-*v));
+        }
+    }
+
+    pub(super) fn tanh(x: &mut [f32]) {
+        for v in x {
+            *v = fast_tanh_f32(*v);
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use super::*;
+    use std::arch::x86_64::*;
+
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    unsafe fn tile<const M: usize, const NP: usize>(
+        a: *const f32,
+        lda: usize,
+        k: usize,
+        b: *const f32,
+        out: *mut f32,
+        ldo: usize,
+    ) {
+        let mut acc = [[[_mm256_setzero_ps(); 2]; NP]; M];
+        for kk in 0..k {
+            let mut bv = [[_mm256_setzero_ps(); 2]; NP];
+            for (q, v) in bv.iter_mut().enumerate() {
+                let p = b.add(q * k * NR + kk * NR);
+                v[0] = _mm256_loadu_ps(p);
+                v[1] = _mm256_loadu_ps(p.add(8));
+            }
+            for (r, accr) in acc.iter_mut().enumerate() {
+                let av = _mm256_broadcast_ss(&*a.add(r * lda + kk));
+                for q in 0..NP {
+                    accr[q][0] = _mm256_fmadd_ps(av, bv[q][0], accr[q][0]);
+                    accr[q][1] = _mm256_fmadd_ps(av, bv[q][1], accr[q][1]);
+                }
+            }
+        }
+        for (r, accr) in acc.iter().enumerate() {
+            for (q, v) in accr.iter().enumerate() {
+                let o = out.add(r * ldo + q * NR);
+                _mm256_storeu_ps(o, v[0]);
+                _mm256_storeu_ps(o.add(8), v[1]);
+            }
+        }
+    }
+
+    /// Rows of `M` with as many panels per pass as 12 accumulators allow (1 for 4–6 rows,
+    /// 2 for 2–3, 4 for 1: a single row would otherwise wait on FMA latency).
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    unsafe fn rows<const M: usize, const NPW: usize>(
+        a: *const f32,
+        lda: usize,
+        k: usize,
+        b: *const f32,
+        np: usize,
+        out: *mut f32,
+        ldo: usize,
+    ) {
+        let mut q = 0;
+        while q + NPW <= np {
+            tile::<M, NPW>(a, lda, k, b.add(q * k * NR), out.add(q * NR), ldo);
+            q += NPW;
+        }
+        while q < np {
+            tile::<M, 1>(a, lda, k, b.add(q * k * NR), out.add(q * NR), ldo);
+            q += 1;
+        }
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    #[allow(clippy::too_many_arguments)] // the BLAS shape: sizes, operands, output
+    pub(super) unsafe fn panels(
+        a: *const f32,
+        lda: usize,
+        m: usize,
+        k: usize,
+        b: *const f32,
+        np: usize,
+        out: *mut f32,
+        ldo: usize,
+    ) {
+        let mut r0 = 0;
+        while r0 < m {
+            let (ar, or) = (a.add(r0 * lda), out.add(r0 * ldo));
+            let mr = (m - r0).min(MR);
+            match mr {
+                6 => rows::<6, 1>(ar, lda, k, b, np, or, ldo),
+                5 => rows::<5, 1>(ar, lda, k, b, np, or, ldo),
+                4 => rows::<4, 1>(ar, lda, k, b, np, or, ldo),
+                3 => rows::<3, 2>(ar, lda, k, b, np, or, ldo),
+                2 => rows::<2, 2>(ar, lda, k, b, np, or, ldo),
+                _ => rows::<1, 4>(ar, lda, k, b, np, or, ldo),
+            }
+            r0 += mr;
+        }
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    unsafe fn exp8(x: __m256) -> __m256 {
+        let x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(EXP_LO)), _mm256_set1_ps(EXP_HI));
+        let magic = _mm256_set1_ps(MAGIC);
+        let n = _mm256_sub_ps(_mm256_fmadd_ps(x, _mm256_set1_ps(std::f32::consts::LOG2_E), magic), magic);
+        let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(LN2_HI), x);
+        let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(LN2_LO), r);
+        let mut p = _mm256_set1_ps(EXP_P[0]);
+        for &c in &EXP_P[1..] {
+            p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(c));
+        }
+        let y = _mm256_add_ps(_mm256_fmadd_ps(p, _mm256_mul_ps(r, r), r), _mm256_set1_ps(1.0));
+        let bits = _mm256_slli_epi32::<23>(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)));
+        _mm256_mul_ps(y, _mm256_castsi256_ps(bits))
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    unsafe fn sigmoid8(x: __m256) -> __m256 {
+        let one = _mm256_set1_ps(1.0);
+        let e = exp8(_mm256_sub_ps(_mm256_setzero_ps(), x));
+        _mm256_div_ps(one, _mm256_add_ps(one, e))
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    unsafe fn tanh8(x: __m256) -> __m256 {
+        let sign = _mm256_set1_ps(-0.0);
+        let ax = _mm256_andnot_ps(sign, x);
+        let z = _mm256_mul_ps(x, x);
+        let mut p = _mm256_set1_ps(TANH_P[0]);
+        for &c in &TANH_P[1..] {
+            p = _mm256_fmadd_ps(p, z, _mm256_set1_ps(c));
+        }
+        let small = _mm256_fmadd_ps(_mm256_mul_ps(x, z), p, x);
+        let two = _mm256_set1_ps(2.0);
+        let e = exp8(_mm256_mul_ps(two, _mm256_min_ps(ax, _mm256_set1_ps(TANH_CLAMP))));
+        let mag = _mm256_sub_ps(_mm256_set1_ps(1.0), _mm256_div_ps(two, _mm256_add_ps(e, _mm256_set1_ps(1.0))));
+        let large = _mm256_or_ps(mag, _mm256_and_ps(sign, x));
+        let is_small = _mm256_cmp_ps::<_CMP_LT_OQ>(ax, _mm256_set1_ps(TANH_SMALL));
+        _mm256_blendv_ps(large, small, is_small)
+    }
+
+    /// `f` over the slice 8 at a time; the tail through a padded copy, so that every element
+    /// gets the same arithmetic wherever it sits.
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    unsafe fn map8(x: &mut [f32], f: impl Fn(__m256) -> __m256) {
+        let mut chunks = x.chunks_exact_mut(8);
+        for c in &mut chunks {
+            _mm256_storeu_ps(c.as_mut_ptr(), f(_mm256_loadu_ps(c.as_ptr())));
+        }
+        let rest = chunks.into_remainder();
+        if !rest.is_empty() {
+            let mut buf = [0f32; 8];
+            buf[..rest.len()].copy_from_slice(rest);
+            _mm256_storeu_ps(buf.as_mut_ptr(), f(_mm256_loadu_ps(buf.as_ptr())));
+            let n = rest.len();
+            rest.copy_from_slice(&buf[..n]);
+        }
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn sigmoid_impl(x: &mut [f32]) {
+        map8(x, |v| sigmoid8(v))
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn tanh_impl(x: &mut [f32]) {
+        map8(x, |v| tanh8(v))
+    }
+
+    pub(super) fn sigmoid(x: &mut [f32]) {
+        // SAFETY: this table entry exists only on CPUs with AVX2 and FMA (`Kernels::for_isa`).
+        unsafe { sigmoid_impl(x) }
+    }
+
+    pub(super) fn tanh(x: &mut [f32]) {
+        // SAFETY: as `sigmoid`.
+        unsafe { tanh_impl(x) }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use super::*;
+    use std::arch::x86_64::*;
+
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    unsafe fn tile<const M: usize, const NP: usize>(
+        a: *const f32,
+        lda: usize,
+        k: usize,
+        b: *const f32,
+        out: *mut f32,
+        ldo: usize,
+    ) {
+        let mut acc = [[_mm512_setzero_ps(); NP]; M];
+        for kk in 0..k {
+            let mut bv = [_mm512_setzero_ps(); NP];
+            for (q, v) in bv.iter_mut().enumerate() {
+                *v = _mm512_loadu_ps(b.add(q * k * NR + kk * NR));
+            }
+            for (r, accr) in acc.iter_mut().enumerate() {
+                let av = _mm512_set1_ps(*a.add(r * lda + kk));
+                for q in 0..NP {
+                    accr[q] = _mm512_fmadd_ps(av, bv[q], accr[q]);
+                }
+            }
+        }
+        for (r, accr) in acc.iter().enumerate() {
+            for (q, v) in accr.iter().enumerate() {
+                _mm512_storeu_ps(out.add(r * ldo + q * NR), *v);
+            }
+        }
+    }
+
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    unsafe fn rows<const M: usize, const NPW: usize>(
+        a: *const f32,
+        lda: usize,
+        k: usize,
+        b: *const f32,
+        np: usize,
+        out: *mut f32,
+        ldo: usize,
+    ) {
+        let mut q = 0;
+        while q + NPW <= np {
+            tile::<M, NPW>(a, lda, k, b.add(q * k * NR), out.add(q * NR), ldo);
+            q += NPW;
+        }
+        while q < np {
+            tile::<M, 1>(a, lda, k, b.add(q * k * NR), out.add(q * NR), ldo);
+            q += 1;
+        }
+    }
+
+    /// 32 registers: up to 6 rows × 4 panels of 16 (24 accumulators).
+    #[target_feature(enable = "avx512f")]
+    #[allow(clippy::too_many_arguments)] // the BLAS shape: sizes, operands, output
+    pub(super) unsafe fn panels(
+        a: *const f32,
+        lda: usize,
+        m: usize,
+        k: usize,
+        b: *const f32,
+        np: usize,
+        out: *mut f32,
+        ldo: usize,
+    ) {
+        let mut r0 = 0;
+        while r0 < m {
+            let (ar, or) = (a.add(r0 * lda), out.add(r0 * ldo));
+            let mr = (m - r0).min(MR);
+            match mr {
+                6 => rows::<6, 4>(ar, lda, k, b, np, or, ldo),
+                5 => rows::<5, 4>(ar, lda, k, b, np, or, ldo),
+                4 => rows::<4, 4>(ar, lda, k, b, np, or, ldo),
+                3 => rows::<3, 4>(ar, lda, k, b, np, or, ldo),
+                2 => rows::<2, 4>(ar, lda, k, b, np, or, ldo),
+                _ => rows::<1, 4>(ar, lda, k, b, np, or, ldo),
+            }
+            r0 += mr;
+        }
+    }
+
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    unsafe fn exp16(x: __m512) -> __m512 {
+        let x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(EXP_LO)), _mm512_set1_ps(EXP_HI));
+        let magic = _mm512_set1_ps(MAGIC);
+        let n = _mm512_sub_ps(_mm512_fmadd_ps(x, _mm512_set1_ps(std::f32::consts::LOG2_E), magic), magic);
+        let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(LN2_HI), x);
+        let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(LN2_LO), r);
+        let mut p = _mm512_set1_ps(EXP_P[0]);
+        for &c in &EXP_P[1..] {
+            p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(c));
+        }
+        let y = _mm512_add_ps(_mm512_fmadd_ps(p, _mm512_mul_ps(r, r), r), _mm512_set1_ps(1.0));
+        let bits = _mm512_slli_epi32::<23>(_mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)));
+        _mm512_mul_ps(y, _mm512_castsi512_ps(bits))
+    }
+
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    unsafe fn sigmoid16(x: __m512) -> __m512 {
+        let one = _mm512_set1_ps(1.0);
+        let e = exp16(_mm512_sub_ps(_mm512_setzero_ps(), x));
+        _mm512_div_ps(one, _mm512_add_ps(one, e))
+    }
+
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    unsafe fn tanh16(x: __m512) -> __m512 {
+        let ax = _mm512_abs_ps(x);
+        let z = _mm512_mul_ps(x, x);
+        let mut p = _mm512_set1_ps(TANH_P[0]);
+        for &c in &TANH_P[1..] {
+            p = _mm512_fmadd_ps(p, z, _mm512_set1_ps(c));
+        }
+        let small = _mm512_fmadd_ps(_mm512_mul_ps(x, z), p, x);
+        let two = _mm512_set1_ps(2.0);
+        let e = exp16(_mm512_mul_ps(two, _mm512_min_ps(ax, _mm512_set1_ps(TANH_CLAMP))));
+        let mag = _mm512_sub_ps(_mm512_set1_ps(1.0), _mm512_div_ps(two, _mm512_add_ps(e, _mm512_set1_ps(1.0))));
+        // copysign(mag, x): mag ≥ 0, so OR in x's sign bit.
+        let sign = _mm512_and_si512(_mm512_castps_si512(x), _mm512_set1_epi32(i32::MIN));
+        let large = _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(mag), sign));
+        let is_small = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(ax, _mm512_set1_ps(TANH_SMALL));
+        _mm512_mask_blend_ps(is_small, large, small)
+    }
+
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    unsafe fn map16(x: &mut [f32], f: impl Fn(__m512) -> __m512) {
+        let mut chunks = x.chunks_exact_mut(16);
+        for c in &mut chunks {
+            _mm512_storeu_ps(c.as_mut_ptr(), f(_mm512_loadu_ps(c.as_ptr())));
+        }
+        let rest = chunks.into_remainder();
+        if !rest.is_empty() {
+            let mut buf = [0f32; 16];
+            buf[..rest.len()].copy_from_slice(rest);
+            _mm512_storeu_ps(buf.as_mut_ptr(), f(_mm512_loadu_ps(buf.as_ptr())));
+            let n = rest.len();
+            rest.copy_from_slice(&buf[..n]);
+        }
+    }
+
+    #[target_feature(enable = "avx512f")]
+    unsafe fn sigmoid_impl(x: &mut [f32]) {
+        map16(x, |v| sigmoid16(v))
+    }
+
+    #[target_feature(enable = "avx512f")]
+    unsafe fn tanh_impl(x: &mut [f32]) {
+        map16(x, |v| tanh16(v))
+    }
+
+    pub(super) fn sigmoid(x: &mut [f32]) {
+        // SAFETY: this table entry exists only on CPUs with AVX-512F (`Kernels::for_isa`).
+        unsafe { sigmoid_impl(x) }
+    }
+
+    pub(super) fn tanh(x: &mut [f32]) {
+        // SAFETY: as `sigmoid`.
+        unsafe { tanh_impl(x) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tables() -> Vec<Kernels> {
+        [Isa::Avx512, Isa::Avx2, Isa::Portable].into_iter().filter_map(Kernels::for_isa).collect()
+    }
+
+    #[test]
+    fn activations_match_f64_on_every_available_isa() {
+        let xs: Vec<f32> =
+            (0..200_001).map(|i| -30.0 + i as f32 * 0.0003).chain([0.0, -0.0, 1e-20, -1e-20, 100.0, -100.0]).collect();
+        for k in tables() {
+            let (mut s, mut t) = (xs.clone(), xs.clone());
+            (k.sigmoid)(&mut s);
+            (k.tanh)(&mut t);
+            let (mut ws, mut wt) = (0f64, 0f64);
+            for ((&x, &sv), &tv) in xs.iter().zip(&s).zip(&t) {
+                let x = x as f64;
+                let sr = 1.0 / (1.0 + (-x).exp());
+                ws = ws.max((sv as f64 - sr).abs() / sr.max(1e-30));
+                let tr = x.tanh();
+                if tr == 0.0 {
+                    assert_eq!(tv, 0.0, "{:?} tanh({x})", k.isa);
+                } else {
+                    wt = wt.max((tv as f64 - tr).abs() / tr.abs());
+                }
+            }
+            // sigmoid underflows to 0 below about -87 (relative error 1 there, as libm's expf):
+            // compare on the range where f32 can represent it.
+            assert!(wt < 4e-7, "{:?} tanh rel err {wt}", k.isa);
+            let ws_mid: f64 = xs
+                .iter()
+                .zip(&s)
+                .filter(|(x, _)| x.abs() < 80.0)
+                .map(|(&x, &v)| {
+                    let r = 1.0 / (1.0 + (-(x as f64)).exp());
+                    (v as f64 - r).abs() / r
+                })
+                .fold(0.0, f64::max);
+            assert!(ws_mid < 4e-7, "{:?} sigmoid rel err {ws_mid} (all: {ws})", k.isa);
+            // Odd lengths: the tail goes through the same code as the body.
+            let mut odd: Vec<f32> = xs[1000..1013].to_vec();
+            (k.tanh)(&mut odd);
+            assert_eq!(odd, t[1000..1013].to_vec(), "{:?}", k.isa);
+        }
+    }
+
+    #[test]
+    fn panel_products_match_a_naive_sum_and_each_other() {
+        let (k, n) = (37, 45);
+        for m in 1..=14 {
+            let a: Vec<f32> = (0..m * k).map(|i| ((i * 7919) % 97) as f32 / 97.0 - 0.5).collect();
+            let w: Vec<f32> = (0..k * n).map(|i| ((i * 104_729) % 89) as f32 / 89.0 - 0.5).collect();
+            // B = w as k × n, columns [3, 3 + 41): three panels, the last partial.
+            let (j0, j1) = (3, 44);
+            let mut packed = vec![];
+            pack_panels(k, j0, j1, &w, n, 1, &mut packed);
+            let np = (j1 - j0).div_ceil(NR);
+            let ldo = np * NR + 5;
+            let mut results = vec![];
+            for kern in tables() {
+                let mut out = vec![f32::NAN; m * ldo];
+                kern.panels(&a, k, m, k, &packed, np, &mut out, ldo);
+                for r in 0..m {
+                    for j in j0..j1 {
+                        let want: f64 = (0..k).map(|kk| a[r * k + kk] as f64 * w[kk * n + j] as f64).sum();
+                        let got = out[r * ldo + j - j0] as f64;
+                        assert!((got - want).abs() < 1e-5, "{:?} m={m} r={r} j={j}: {got} vs {want}", kern.isa);
+                    }
+                    for j in j1..j0 + np * NR {
+                        assert_eq!(out[r * ldo + j - j0], 0.0, "padding columns are zero");
+                    }
+                }
+                results.push(out);
+            }
+            // Row tiles of any height give the same bits as computing rows one at a time.
+            for kern in tables() {
+                let mut whole = vec![0f32; m * ldo];
+                kern.panels(&a, k, m, k, &packed, np, &mut whole, ldo);
+                for r in 0..m {
+                    let mut one = vec![0f32; ldo];
+                    kern.panels(&a[r * k..], k, 1, k, &packed, np, &mut one, ldo);
+                    assert_eq!(&one[..np * NR], &whole[r * ldo..r * ldo + np * NR], "{:?} m={m} r={r}", kern.isa);
+                }
+            }
+        }
+    }
+}

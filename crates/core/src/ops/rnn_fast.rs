@@ -1,0 +1,485 @@
+//! The f32 time loop of the recurrent op on the CPU: the steps of `rnn.rs`'s loop (same buffers,
+//! same order, same cells) run by a persistent team (`cpu::team`) instead of a fork-join per step.
+//!
+//! The hidden units are cut into chunks (whole 16-unit panels, two per runner) for the whole
+//! call. Phase 0 packs, per chunk, the rows of W_hh that produce (forward) or consume (backward)
+//! its units into panels (`cpu::simd`), once. Then every step computes, per chunk, the slice of
+//! the step GEMM for its units, and right after each tile of up to 6 rows the cell's gate math
+//! on those rows (vectorised activations) while the tile is in L1, and writes its units of the
+//! next state. The only cross-unit dependency of a step is the full previous state, so one
+//! barrier per step (double-buffered h) orders everything; cells with a mid-step GEMM
+//! (reset-before GRU) take two. A runner takes its own chunks first, so on a quiet machine a
+//! chunk's weights stay in one core's cache across steps, and any chunk nobody has started, so
+//! a runner that lost its core does not hold the step up.
+//!
+//! Backward, per step: each chunk computes the gate gradients of its units (which need only its
+//! units of dh, dc), then after a barrier its units of dh_prev += dG_s · W_hh[:, units] (which
+//! needs every unit of dG_s). The weight gradients stay single GEMMs over all steps (`rnn.rs`).
+//!
+//! The cells are the same `Cell` code as the generic loop, called on a contiguous copy of the
+//! chunk's units (padded to whole panels): gathers and scatters of a few blocks of n floats per
+//! row, small next to the row's share of the GEMM. Each output element is computed in exactly
+//! one chunk with a fixed summation order, so results do not depend on the number of threads.
+
+use crate::cpu::simd::{self, pack_panels, MR, NR};
+use crate::cpu::team::{self, SharedMut};
+use crate::ops::rnn::{Cell, Plan};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// Multiply-adds of one step's recurrent GEMM below which the team is not worth a barrier per
+/// step (a few microseconds of work): the loop then runs on the calling thread.
+const TEAM_MIN_STEP_MACS: usize = 1 << 16;
+/// Chunks per runner: a runner that finishes early can take over part of a slow one's share.
+const CHUNKS_PER_RUNNER: usize = 2;
+
+static MIN_MACS: AtomicUsize = AtomicUsize::new(TEAM_MIN_STEP_MACS);
+static MAX_RUNNERS: AtomicUsize = AtomicUsize::new(0);
+
+/// Overrides the team's size rule (tests: odd sizes through the team; other runner counts, to
+/// check that results do not depend on them). `max_runners` 0 means one per pool thread.
+pub(crate) fn set_team_limits(min_step_macs: usize, max_runners: usize) {
+    MIN_MACS.store(min_step_macs, Ordering::Relaxed);
+    MAX_RUNNERS.store(max_runners, Ordering::Relaxed);
+}
+
+/// A chunk of hidden units and where its packed weights live.
+#[derive(Clone, Copy)]
+struct Chunk {
+    j0: usize,
+    n: usize,
+    /// Panels per gate block, and units padded to whole panels.
+    np: usize,
+    npad: usize,
+    /// Panels (per gate block) of the chunks before it: where its packed panels start.
+    first: usize,
+}
+
+/// Runners and chunks for a step of `macs` multiply-adds over `h` units.
+fn split(h: usize, macs: usize) -> (usize, Vec<Chunk>) {
+    let panels = h.div_ceil(NR);
+    let runners = if macs < MIN_MACS.load(Ordering::Relaxed) {
+        1
+    } else {
+        match MAX_RUNNERS.load(Ordering::Relaxed) {
+            0 => rayon::current_num_threads(),
+            n => n,
+        }
+        .clamp(1, panels)
+    };
+    let count = if runners == 1 { 1 } else { (CHUNKS_PER_RUNNER * runners).min(panels) };
+    let chunks = (0..count)
+        .map(|c| {
+            let (p0, p1) = (c * panels / count, (c + 1) * panels / count);
+            let (j0, j1) = (p0 * NR, (p1 * NR).min(h));
+            Chunk { j0, n: j1 - j0, np: p1 - p0, npad: (p1 - p0) * NR, first: p0 }
+        })
+        .collect();
+    (runners, chunks)
+}
+
+/// Buffers of the forward loop (time order for xp and y, processing order for ws and hprev).
+pub(crate) struct FwdIo<'a> {
+    /// [T, B, G·H], the hoisted input projection without its bias, and the bias [G·H] (b_ih,
+    /// plus b_hh where the cell folds it) added as rows are read.
+    pub xp: &'a [f32],
+    pub xp_bias: Option<&'a [f32]>,
+    pub w_hh: &'a [f32],
+    /// b_hh [G·H] for cells that do not fold it.
+    pub hh_bias: Option<&'a [f32]>,
+    pub y: &'a mut [f32],
+    /// [T, B, W·H] when saving, else one step [B, W·H].
+    pub ws: &'a mut [f32],
+    /// [T, B, H] when saving, else empty.
+    pub hprev: &'a mut [f32],
+    /// h0 on entry, h_T on exit; c likewise (cells with c).
+    pub hs: &'a mut [f32],
+    pub cs: &'a mut [f32],
+}
+
+/// A runner's scratch, sized for the largest chunk.
+struct FwdScratch {
+    /// One row tile of the step GEMM: [MR][HH_BLOCKS · npad].
+    tile: Vec<f32>,
+    xp: Vec<f32>,
+    hs: Vec<f32>,
+    cs: Vec<f32>,
+    ws: Vec<f32>,
+}
+
+/// The chunk's units of one XP row (plus the bias), as contiguous gate blocks of `npad`.
+fn gather_xp(dst: &mut [f32], row: &[f32], bias: Option<&[f32]>, h: usize, ch: &Chunk) {
+    let (j0, n, npad) = (ch.j0, ch.n, ch.npad);
+    for (blk, d) in dst.chunks_mut(npad).enumerate() {
+        let (d, src) = (&mut d[..n], &row[blk * h + j0..][..n]);
+        match bias {
+            Some(bv) => {
+                for ((d, &x), &c) in d.iter_mut().zip(src).zip(&bv[blk * h + j0..][..n]) {
+                    *d = x + c;
+                }
+            }
+            None => d.copy_from_slice(src),
+        }
+    }
+}
+
+pub(crate) fn forward_steps<C: Cell>(cell: &C, p: &Plan, io: FwdIo) {
+    let (t, b, h, g) = (p.t, p.b, p.h, C::G);
+    let (gh, hh_w, ws_w) = (g * h, C::HH_BLOCKS * h, C::WS_BLOCKS * h);
+    let kern = simd::kernels();
+    let (runners, chunks) = split(h, b * hh_w * h);
+    let panels = h.div_ceil(NR);
+    let npad_max = chunks.iter().map(|c| c.npad).max().unwrap_or(0);
+    let panel = h * NR;
+    // Packed W_hhᵀ, per chunk its panels of every gate block ([chunk][block][panel]), and of
+    // the mid-step blocks ([chunk][panel]).
+    let mut w_pk = vec![0f32; C::HH_BLOCKS * panels * panel];
+    let mut wm_pk = vec![0f32; if C::HAS_MID { panels * panel } else { 0 }];
+    // r ⊙ h of every unit for the mid-step GEMM (cells with one), apart from ws so that the
+    // GEMM's reads never overlap another chunk's writes; and each chunk's cell workspace of
+    // every row, kept between the two halves of a step ([chunk][B][W · its padded units]).
+    let mut mid_in = vec![0f32; if C::HAS_MID { b * h } else { 0 }];
+    let mut half_ws = vec![0f32; if C::HAS_MID { b * C::WS_BLOCKS * panels * NR } else { 0 }];
+    let mut h_other = vec![0f32; b * h];
+    let (xp, xp_bias, w_hh, hh_bias, save) = (io.xp, io.xp_bias, io.w_hh, io.hh_bias, p.save);
+    let (ha, hb) = (SharedMut::new(io.hs), SharedMut::new(&mut h_other));
+    let (cs, y, ws, hprev) =
+        (SharedMut::new(io.cs), SharedMut::new(io.y), SharedMut::new(io.ws), SharedMut::new(io.hprev));
+    let (w_sh, wm_sh) = (SharedMut::new(&mut w_pk), SharedMut::new(&mut wm_pk));
+    let (mid_sh, half_sh) = (SharedMut::new(&mut mid_in), SharedMut::new(&mut half_ws));
+    let halves = if C::HAS_MID { 2 } else { 1 };
+    let wsl_max = C::WS_BLOCKS * npad_max;
+
+    let scratch = || FwdScratch {
+        tile: vec![0.0; MR * C::HH_BLOCKS * npad_max],
+        xp: vec![0.0; g * npad_max],
+        hs: vec![0.0; npad_max],
+        cs: vec![0.0; npad_max],
+        ws: vec![0.0; wsl_max],
+    };
+
+    // SAFETY (every shared access below): in a phase, chunk c writes only its units [j0, j0 + n)
+    // of next, cs, y, ws, hprev and mid_in, its own packed panels and its part of half_ws, and
+    // reads other chunks' data only from buffers written before the last barrier.
+    let pack = |ch: &Chunk| {
+        let mut one = Vec::new();
+        for blk in 0..C::HH_BLOCKS {
+            // B[kk][j] = W_hh[(blk·H + j)·H + kk]: W_hhᵀ for this gate block.
+            pack_panels(h, ch.j0, ch.j0 + ch.n, &w_hh[blk * h * h..], 1, h, &mut one);
+            let at = (C::HH_BLOCKS * ch.first + blk * ch.np) * panel;
+            unsafe { w_sh.get_mut(at, ch.np * panel) }.copy_from_slice(&one);
+        }
+        if C::HAS_MID {
+            pack_panels(h, ch.j0, ch.j0 + ch.n, &w_hh[hh_w * h..], 1, h, &mut one);
+            unsafe { wm_sh.get_mut(ch.first * panel, ch.np * panel) }.copy_from_slice(&one);
+        }
+    };
+
+    let work = |sc: &mut FwdScratch, c: usize, ph: usize| {
+        let ch = &chunks[c];
+        if ph == 0 {
+            pack(ch);
+            return;
+        }
+        let (s, half) = ((ph - 1) / halves, (ph - 1) % halves);
+        let (cur, next) = if s % 2 == 0 { (ha, hb) } else { (hb, ha) };
+        let (j0, n, npad) = (ch.j0, ch.n, ch.npad);
+        let ws_base = if save { s * b } else { 0 };
+        let h_cur = unsafe { cur.get(0, b * h) };
+        let wsl = C::WS_BLOCKS * npad;
+        // The chunk's cell workspace for row r: kept between the halves, or scratch.
+        let row_ws = |sc_ws: &mut Vec<f32>, r: usize| -> *mut f32 {
+            if C::HAS_MID {
+                unsafe { half_sh.get_mut(b * C::WS_BLOCKS * ch.first * NR + r * wsl, wsl) }.as_mut_ptr()
+            } else {
+                sc_ws.as_mut_ptr()
+            }
+        };
+        let store_out = |hs: &[f32], wr: &[f32], r: usize, tt: usize| {
+            let own = r * h + j0;
+            unsafe { next.get_mut(own, n) }.copy_from_slice(&hs[..n]);
+            unsafe { y.get_mut((tt * b + r) * h + j0, n) }.copy_from_slice(&hs[..n]);
+            if save {
+                for blk in 0..C::WS_BLOCKS {
+                    unsafe { ws.get_mut((ws_base + r) * ws_w + blk * h + j0, n) }
+                        .copy_from_slice(&wr[blk * npad..][..n]);
+                }
+            }
+        };
+        if half == 0 {
+            let hw = C::HH_BLOCKS * npad;
+            let nq = C::HH_BLOCKS * ch.np;
+            let w = unsafe { w_sh.get(C::HH_BLOCKS * ch.first * panel, nq * panel) };
+            for r0 in (0..b).step_by(MR) {
+                let m = MR.min(b - r0);
+                kern.panels(&h_cur[r0 * h..], h, m, h, w, nq, &mut sc.tile, hw);
+                for rl in 0..m {
+                    let r = r0 + rl;
+                    let own = r * h + j0;
+                    if save {
+                        unsafe { hprev.get_mut((s * b + r) * h + j0, n) }.copy_from_slice(&h_cur[own..own + n]);
+                    }
+                    let Some(tt) = p.time_of(s, r) else {
+                        if !C::HAS_MID {
+                            unsafe { next.get_mut(own, n) }.copy_from_slice(&h_cur[own..own + n]);
+                        }
+                        continue;
+                    };
+                    let hh = &mut sc.tile[rl * hw..(rl + 1) * hw];
+                    if let Some(bias) = hh_bias {
+                        for blk in 0..C::HH_BLOCKS {
+                            for (v, &bv) in hh[blk * npad..][..n].iter_mut().zip(&bias[blk * h + j0..][..n]) {
+                                *v += bv;
+                            }
+                        }
+                    }
+                    gather_xp(&mut sc.xp[..g * npad], &xp[(tt * b + r) * gh..][..gh], xp_bias, h, ch);
+                    sc.hs[..n].copy_from_slice(&h_cur[own..own + n]);
+                    if C::HAS_C {
+                        sc.cs[..n].copy_from_slice(unsafe { cs.get(own, n) });
+                    }
+                    let wr = unsafe { std::slice::from_raw_parts_mut(row_ws(&mut sc.ws, r), wsl) };
+                    cell.fwd(npad, &sc.xp[..g * npad], hh, &mut sc.hs[..npad], &mut sc.cs[..npad], wr);
+                    if C::HAS_C {
+                        unsafe { cs.get_mut(own, n) }.copy_from_slice(&sc.cs[..n]);
+                    }
+                    if C::HAS_MID {
+                        let mb = C::MID_WS_BLOCK;
+                        unsafe { mid_sh.get_mut(own, n) }.copy_from_slice(&wr[mb * npad..][..n]);
+                    } else {
+                        store_out(&sc.hs, wr, r, tt);
+                    }
+                }
+            }
+        } else {
+            // Second half (mid-step GEMM): mid = (r ⊙ h) · W_hh[mid]ᵀ for these units.
+            let mid_in = unsafe { mid_sh.get(0, b * h) };
+            let wm = unsafe { wm_sh.get(ch.first * panel, ch.np * panel) };
+            for r0 in (0..b).step_by(MR) {
+                let m = MR.min(b - r0);
+                kern.panels(&mid_in[r0 * h..], h, m, h, wm, ch.np, &mut sc.tile, npad);
+                for rl in 0..m {
+                    let r = r0 + rl;
+                    let own = r * h + j0;
+                    let Some(tt) = p.time_of(s, r) else {
+                        unsafe { next.get_mut(own, n) }.copy_from_slice(&h_cur[own..own + n]);
+                        continue;
+                    };
+                    gather_xp(&mut sc.xp[..g * npad], &xp[(tt * b + r) * gh..][..gh], xp_bias, h, ch);
+                    sc.hs[..n].copy_from_slice(&h_cur[own..own + n]);
+                    let wr = unsafe { std::slice::from_raw_parts_mut(row_ws(&mut sc.ws, r), wsl) };
+                    cell.fwd_mid(
+                        npad,
+                        &sc.xp[..g * npad],
+                        &sc.tile[rl * npad..(rl + 1) * npad],
+                        &mut sc.hs[..npad],
+                        wr,
+                    );
+                    store_out(&sc.hs, wr, r, tt);
+                }
+            }
+        }
+    };
+    team::run(runners, chunks.len(), 1 + t * halves, scratch, work);
+    if t % 2 == 1 {
+        io.hs.copy_from_slice(&h_other);
+    }
+}
+
+/// Buffers of the backward loop (see `backward_cpu` in `rnn.rs`).
+pub(crate) struct BwdIo<'a> {
+    pub w_hh: &'a [f32],
+    pub ws: &'a [f32],
+    pub hprev: &'a [f32],
+    pub dy: Option<&'a [f32]>,
+    /// dh_T, dc_T on entry; dh_0, dc_0 on exit.
+    pub dh: &'a mut [f32],
+    pub dc: &'a mut [f32],
+    /// [T, B, G·H], zero on entry.
+    pub dg: &'a mut [f32],
+    pub dxp: &'a mut [f32],
+}
+
+struct BwdScratch {
+    tile: Vec<f32>,
+    hp: Vec<f32>,
+    ws: Vec<f32>,
+    dh: Vec<f32>,
+    dc: Vec<f32>,
+    dg: Vec<f32>,
+    dxp: Vec<f32>,
+}
+
+pub(crate) fn backward_steps<C: Cell>(cell: &C, p: &Plan, io: BwdIo) {
+    let (t, b, h, g) = (p.t, p.b, p.h, C::G);
+    let (gh, hh_w, ws_w) = (g * h, C::HH_BLOCKS * h, C::WS_BLOCKS * h);
+    let kern = simd::kernels();
+    let (runners, chunks) = split(h, b * gh * h);
+    let panels = h.div_ceil(NR);
+    let npad_max = chunks.iter().map(|c| c.npad).max().unwrap_or(0);
+    let (w_hh, ws_all, hprev, dy) = (io.w_hh, io.ws, io.hprev, io.dy);
+    // W_hh[..HH_BLOCKS·H, units] as panels (K = HH_BLOCKS·H), for dh += dG·W_hh, and
+    // W_hh[mid blocks, units] (K = H) for dmid = dG[mid]·W_hh[mid].
+    let mut w_pk = vec![0f32; panels * hh_w * NR];
+    let mut wm_pk = vec![0f32; if C::HAS_MID { panels * h * NR } else { 0 }];
+    // dG_s of the mid-step blocks, copied out for the mid-step GEMM (cells with one), so that
+    // its reads never overlap another chunk's writes to dG.
+    let mut dmid_in = vec![0f32; if C::HAS_MID { b * h } else { 0 }];
+    let (dh, dc) = (SharedMut::new(io.dh), SharedMut::new(io.dc));
+    let (dg, dxp) = (SharedMut::new(io.dg), SharedMut::new(io.dxp));
+    let (w_sh, wm_sh, dmid_sh) = (SharedMut::new(&mut w_pk), SharedMut::new(&mut wm_pk), SharedMut::new(&mut dmid_in));
+
+    let scratch = || BwdScratch {
+        tile: vec![0.0; MR * npad_max],
+        hp: vec![0.0; npad_max],
+        ws: vec![0.0; C::WS_BLOCKS * npad_max],
+        dh: vec![0.0; npad_max],
+        dc: vec![0.0; npad_max],
+        dg: vec![0.0; g * npad_max],
+        dxp: vec![0.0; g * npad_max],
+    };
+
+    // SAFETY (every shared access): a chunk reads and writes only its units of dh, dc, dG, dXP
+    // and dmid_in and its own packed panels, except the GEMM phases, which read all of dG_s (or
+    // dmid_in) after the barrier that completed it.
+    let pack = |ch: &Chunk| {
+        let mut one = Vec::new();
+        // B[kk][j] = W_hh[kk·H + j], kk over the blocks that multiplied h.
+        pack_panels(hh_w, ch.j0, ch.j0 + ch.n, w_hh, h, 1, &mut one);
+        unsafe { w_sh.get_mut(ch.first * hh_w * NR, ch.np * hh_w * NR) }.copy_from_slice(&one);
+        if C::HAS_MID {
+            pack_panels(h, ch.j0, ch.j0 + ch.n, &w_hh[hh_w * h..], h, 1, &mut one);
+            unsafe { wm_sh.get_mut(ch.first * h * NR, ch.np * h * NR) }.copy_from_slice(&one);
+        }
+    };
+    let gather = |sc: &mut BwdScratch, ch: &Chunk, s: usize, r: usize| {
+        let (j0, n, npad) = (ch.j0, ch.n, ch.npad);
+        sc.hp[..n].copy_from_slice(&hprev[(s * b + r) * h + j0..][..n]);
+        let wrow = &ws_all[(s * b + r) * ws_w..][..ws_w];
+        for blk in 0..C::WS_BLOCKS {
+            sc.ws[blk * npad..][..n].copy_from_slice(&wrow[blk * h + j0..][..n]);
+        }
+        sc.dh[..n].copy_from_slice(unsafe { dh.get(r * h + j0, n) });
+        if C::HAS_C {
+            sc.dc[..n].copy_from_slice(unsafe { dc.get(r * h + j0, n) });
+        }
+    };
+    let scatter = |sc: &BwdScratch, ch: &Chunk, s: usize, r: usize| {
+        let (j0, n, npad) = (ch.j0, ch.n, ch.npad);
+        unsafe { dh.get_mut(r * h + j0, n) }.copy_from_slice(&sc.dh[..n]);
+        if C::HAS_C {
+            unsafe { dc.get_mut(r * h + j0, n) }.copy_from_slice(&sc.dc[..n]);
+        }
+        for blk in 0..g {
+            let off = (s * b + r) * gh + blk * h + j0;
+            unsafe { dg.get_mut(off, n) }.copy_from_slice(&sc.dg[blk * npad..][..n]);
+            unsafe { dxp.get_mut(off, n) }.copy_from_slice(&sc.dxp[blk * npad..][..n]);
+        }
+    };
+    // The cell's (first) backward half for step s on these units.
+    let cell_step = |sc: &mut BwdScratch, ch: &Chunk, s: usize| {
+        let (j0, n, npad) = (ch.j0, ch.n, ch.npad);
+        for r in 0..b {
+            let Some(tt) = p.time_of(s, r) else { continue };
+            if let Some(dy) = dy {
+                let d = unsafe { dh.get_mut(r * h + j0, n) };
+                for (v, &a) in d.iter_mut().zip(&dy[(tt * b + r) * h + j0..][..n]) {
+                    *v += a;
+                }
+            }
+            gather(sc, ch, s, r);
+            sc.dg.fill(0.0);
+            sc.dxp.fill(0.0);
+            let (gn, wn) = (g * npad, C::WS_BLOCKS * npad);
+            cell.bwd(
+                npad,
+                &sc.hp[..npad],
+                &sc.ws[..wn],
+                &mut sc.dh[..npad],
+                &mut sc.dc[..npad],
+                &mut sc.dg[..gn],
+                &mut sc.dxp[..gn],
+            );
+            scatter(sc, ch, s, r);
+            if C::HAS_MID {
+                unsafe { dmid_sh.get_mut(r * h + j0, n) }.copy_from_slice(&sc.dg[C::HH_BLOCKS * npad..][..n]);
+            }
+        }
+    };
+    // Mid-step half (reset-before GRU): dmid = dG_s[mid] · W_hh[mid] for these units, then the
+    // cell's second half.
+    let mid_step = |sc: &mut BwdScratch, ch: &Chunk, s: usize| {
+        let (j0, n, npad) = (ch.j0, ch.n, ch.npad);
+        let dmid_in = unsafe { dmid_sh.get(0, b * h) };
+        let wm = unsafe { wm_sh.get(ch.first * h * NR, ch.np * h * NR) };
+        for r0 in (0..b).step_by(MR) {
+            let m = MR.min(b - r0);
+            kern.panels(&dmid_in[r0 * h..], h, m, h, wm, ch.np, &mut sc.tile, npad);
+            for rl in 0..m {
+                let r = r0 + rl;
+                if p.time_of(s, r).is_none() {
+                    continue;
+                }
+                gather(sc, ch, s, r);
+                for blk in 0..g {
+                    let off = (s * b + r) * gh + blk * h + j0;
+                    sc.dg[blk * npad..][..n].copy_from_slice(unsafe { dg.get(off, n) });
+                    sc.dxp[blk * npad..][..n].copy_from_slice(unsafe { dxp.get(off, n) });
+                }
+                let (gn, wn) = (g * npad, C::WS_BLOCKS * npad);
+                let dm = &sc.tile[rl * npad..(rl + 1) * npad];
+                cell.bwd_mid(
+                    npad,
+                    &sc.hp[..npad],
+                    &sc.ws[..wn],
+                    dm,
+                    &mut sc.dh[..npad],
+                    &mut sc.dg[..gn],
+                    &mut sc.dxp[..gn],
+                );
+                scatter(sc, ch, s, r);
+            }
+        }
+    };
+    // dh_prev[:, units] += dG_s[:, ..HH_BLOCKS·H] · W_hh[..HH_BLOCKS·H, units].
+    let gemm_step = |sc: &mut BwdScratch, ch: &Chunk, s: usize| {
+        let (j0, n, npad) = (ch.j0, ch.n, ch.npad);
+        let dg_s = unsafe { dg.get(s * b * gh, b * gh) };
+        let w = unsafe { w_sh.get(ch.first * hh_w * NR, ch.np * hh_w * NR) };
+        for r0 in (0..b).step_by(MR) {
+            let m = MR.min(b - r0);
+            kern.panels(&dg_s[r0 * gh..], gh, m, hh_w, w, ch.np, &mut sc.tile, npad);
+            for rl in 0..m {
+                let r = r0 + rl;
+                if p.time_of(s, r).is_none() {
+                    continue;
+                }
+                let d = unsafe { dh.get_mut(r * h + j0, n) };
+                for (v, &a) in d.iter_mut().zip(&sc.tile[rl * npad..][..n]) {
+                    *v += a;
+                }
+            }
+        }
+    };
+    // Phases: packing; the cell half of step T−1; then per step s (descending) [its mid half,]
+    // its GEMM together with the cell half of step s − 1. Each phase ends at a barrier.
+    let per = if C::HAS_MID { 2 } else { 1 };
+    let work = |sc: &mut BwdScratch, c: usize, ph: usize| {
+        let ch = &chunks[c];
+        match ph {
+            0 => pack(ch),
+            1 => cell_step(sc, ch, t - 1),
+            _ => {
+                let (s, part) = (t - 1 - (ph - 2) / per, (ph - 2) % per);
+                if part + 1 < per {
+                    mid_step(sc, ch, s);
+                } else {
+                    gemm_step(sc, ch, s);
+                    if s > 0 {
+                        cell_step(sc, ch, s - 1);
+                    }
+                }
+            }
+        }
+    };
+    team::run(runners, chunks.len(), 2 + per * t, scratch, work);
+}

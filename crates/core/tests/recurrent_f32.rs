@@ -1,0 +1,208 @@
+//! The float32 recurrent engine (persistent team, packed SIMD step kernels) against the float64
+//! generic loop, the reference: every cell, lengths, both directions, two stacked bidirectional
+//! layers, B = 1 and B > 1, sizes that are not multiples of the 16-unit panels; forward outputs
+//! and every gradient. Also: bits do not depend on the team's slot count, and repeat.
+
+use recurrent_core::ops::elementwise::{mul, sum_to};
+use recurrent_core::ops::rnn::{recurrent_layer, set_team_limits, CellKind, RecurrentWeights};
+use recurrent_core::ops::shape::concat;
+use recurrent_core::{backward, DType, Result, Tensor};
+use std::sync::Mutex;
+
+const KINDS: [CellKind; 5] =
+    [CellKind::RnnTanh, CellKind::RnnRelu, CellKind::Lstm, CellKind::Gru, CellKind::GruResetBefore];
+
+/// The team limits are process-wide: tests that set them run one at a time.
+static LIMITS: Mutex<()> = Mutex::new(());
+
+fn values(n: usize, seed: u64, scale: f64) -> Vec<f64> {
+    let t = Tensor::randn(&[n], DType::F64, seed).unwrap();
+    t.to_vec_f64().unwrap().into_iter().map(|x| scale * x).collect()
+}
+
+fn tensor(v: &[f64], shape: &[usize], dtype: DType) -> Tensor {
+    let t = match dtype {
+        DType::F64 => Tensor::from_f64(v.to_vec(), shape).unwrap(),
+        _ => Tensor::from_f32(v.iter().map(|&x| x as f32).collect(), shape).unwrap(),
+    };
+    t.set_requires_grad(true).unwrap();
+    t
+}
+
+/// A stack of `layers` layers, `dirs` directions each, as the TS modules compose the op.
+#[derive(Clone)]
+struct Net {
+    kind: CellKind,
+    t: usize,
+    b: usize,
+    i: usize,
+    h: usize,
+    layers: usize,
+    dirs: usize,
+    lengths: Option<Vec<usize>>,
+}
+
+impl Net {
+    /// x, then per layer and direction: h0, [c0], w_ih, w_hh, b_ih, b_hh (PyTorch-like scale).
+    fn params(&self, seed: u64) -> Vec<(Vec<f64>, Vec<usize>)> {
+        let (g, h) = (self.kind.gates(), self.h);
+        let s = 1.0 / (h as f64).sqrt();
+        let mut v = vec![(values(self.t * self.b * self.i, seed, 1.0), vec![self.t, self.b, self.i])];
+        for l in 0..self.layers {
+            let in_size = if l == 0 { self.i } else { self.dirs * h };
+            for d in 0..self.dirs {
+                let sd = seed + 100 * (1 + l as u64) + 10 * d as u64;
+                v.push((values(self.b * h, sd, 0.5), vec![self.b, h]));
+                if self.kind.has_c() {
+                    v.push((values(self.b * h, sd + 1, 0.5), vec![self.b, h]));
+                }
+                v.push((values(g * h * in_size, sd + 2, s), vec![g * h, in_size]));
+                v.push((values(g * h * h, sd + 3, 1.5 * s), vec![g * h, h]));
+                v.push((values(g * h, sd + 4, s), vec![g * h]));
+                v.push((values(g * h, sd + 5, s), vec![g * h]));
+            }
+        }
+        v
+    }
+
+    /// Forward, a weighted sum of every output as the loss, backward. Returns the outputs and
+    /// then every gradient, flattened to f64.
+    fn run(&self, params: &[(Vec<f64>, Vec<usize>)], dtype: DType) -> Result<Vec<Vec<f64>>> {
+        let ts: Vec<Tensor> = params.iter().map(|(v, s)| tensor(v, s, dtype)).collect();
+        let c = self.kind.has_c() as usize;
+        let per = 5 + c;
+        let mut layer_in = ts[0].clone();
+        let mut outs = vec![];
+        for l in 0..self.layers {
+            let mut ys = vec![];
+            for d in 0..self.dirs {
+                let p = &ts[1 + (l * self.dirs + d) * per..];
+                let c0 = if c == 1 { Some(&p[1]) } else { None };
+                let w =
+                    RecurrentWeights { w_ih: &p[1 + c], w_hh: &p[2 + c], b_ih: Some(&p[3 + c]), b_hh: Some(&p[4 + c]) };
+                let o = recurrent_layer(self.kind, &layer_in, &p[0], c0, &w, self.lengths.as_deref(), d == 1)?;
+                outs.push(o.h_t);
+                outs.extend(o.c_t);
+                ys.push(o.y);
+            }
+            layer_in = if ys.len() == 1 { ys.pop().unwrap() } else { concat(&[&ys[0], &ys[1]], 2)? };
+        }
+        outs.push(layer_in);
+        let mut loss: Option<Tensor> = None;
+        for (k, o) in outs.iter().enumerate() {
+            let n: usize = o.shape().iter().product();
+            let wv = values(n, 9000 + k as u64, 1.0);
+            let w = match dtype {
+                DType::F64 => Tensor::from_f64(wv, o.shape())?,
+                _ => Tensor::from_f32(wv.iter().map(|&x| x as f32).collect(), o.shape())?,
+            };
+            let term = sum_to(&mul(o, &w)?, &[])?;
+            loss = Some(match loss {
+                None => term,
+                Some(l) => recurrent_core::ops::elementwise::add(&l, &term)?,
+            });
+        }
+        backward(&loss.unwrap(), None)?;
+        let mut res: Vec<Vec<f64>> = outs.iter().map(|o| o.to_vec_f64().unwrap()).collect();
+        for t in &ts {
+            res.push(t.grad().expect("every input gets a gradient").to_vec_f64()?);
+        }
+        Ok(res)
+    }
+}
+
+/// Largest |f32 − f64| of each output and gradient, relative to that array's largest |f64|.
+fn check(net: &Net, tol: f64) {
+    let params = net.params(17);
+    let want = net.run(&params, DType::F64).unwrap();
+    let got = net.run(&params, DType::F32).unwrap();
+    assert_eq!(want.len(), got.len());
+    for (k, (w, g)) in want.iter().zip(&got).enumerate() {
+        let scale = w.iter().fold(0f64, |m, v| m.max(v.abs())).max(1e-3);
+        let err = w.iter().zip(g).fold(0f64, |m, (a, b)| m.max((a - b).abs())) / scale;
+        assert!(
+            err < tol,
+            "{:?} B={} H={} layers={} dirs={} lengths={:?}: array {k} off by {err:e} (relative to {scale:e})",
+            net.kind,
+            net.b,
+            net.h,
+            net.layers,
+            net.dirs,
+            net.lengths
+        );
+    }
+}
+
+/// Tolerance: float32 rounding through a few steps of sums over tens of terms is ~1e-6
+/// relative; 1e-4 leaves room for the gradients' longer chains, and is far below what any
+/// indexing or masking mistake gives (order 1).
+const TOL: f64 = 1e-4;
+
+#[test]
+fn f32_engine_matches_f64_reference_single_layer() {
+    let _g = LIMITS.lock().unwrap_or_else(|p| p.into_inner());
+    // Every step on a team of 3 slots, whatever the size, so that odd sizes split unevenly.
+    set_team_limits(0, 3);
+    for kind in KINDS {
+        // H = 600: 38 panels split unevenly, packed weights larger than a core's L2.
+        let sizes = [
+            (3, 37, Some(vec![6, 2, 4])),
+            (1, 45, None),
+            (13, 50, None),
+            (3, 13, Some(vec![1, 6, 3])),
+            (2, 600, Some(vec![6, 3])),
+        ];
+        for (b, h, lengths) in sizes {
+            for dirs in [1, 2] {
+                let net = Net { kind, t: 6, b, i: 5, h, layers: 1, dirs, lengths: lengths.clone() };
+                check(&net, TOL);
+            }
+        }
+    }
+    set_team_limits(1 << 16, 0);
+}
+
+#[test]
+fn f32_engine_matches_f64_reference_two_bidirectional_layers() {
+    let _g = LIMITS.lock().unwrap_or_else(|p| p.into_inner());
+    set_team_limits(0, 2);
+    for kind in KINDS {
+        for (b, h, lengths) in [(3, 37, Some(vec![5, 2, 4])), (1, 20, Some(vec![3]))] {
+            let net = Net { kind, t: 5, b, i: 4, h, layers: 2, dirs: 2, lengths };
+            check(&net, TOL);
+        }
+    }
+    set_team_limits(1 << 16, 0);
+}
+
+/// The default size rule (the team only above its threshold, one slot per pool thread) at a
+/// size that uses it, through B not a multiple of the row tile.
+#[test]
+fn f32_engine_matches_f64_reference_at_default_limits() {
+    let _g = LIMITS.lock().unwrap_or_else(|p| p.into_inner());
+    for kind in KINDS {
+        let net =
+            Net { kind, t: 4, b: 9, i: 7, h: 100, layers: 1, dirs: 2, lengths: Some(vec![4, 1, 2, 3, 4, 4, 2, 3, 1]) };
+        check(&net, TOL);
+    }
+}
+
+#[test]
+fn f32_bits_do_not_depend_on_slot_count_and_repeat() {
+    let _g = LIMITS.lock().unwrap_or_else(|p| p.into_inner());
+    for kind in KINDS {
+        let net = Net { kind, t: 5, b: 7, i: 6, h: 70, layers: 1, dirs: 2, lengths: Some(vec![5, 3, 5, 1, 2, 5, 4]) };
+        let params = net.params(5);
+        let bits = |slots: usize| {
+            set_team_limits(0, slots);
+            let r = net.run(&params, DType::F32).unwrap();
+            r.into_iter().flatten().map(f64::to_bits).collect::<Vec<u64>>()
+        };
+        let one = bits(1);
+        assert_eq!(one, bits(1), "{kind:?}: repeat");
+        for slots in [2, 3, 5] {
+            assert_eq!(one, bits(slots), "{kind:?}: {slots} slots");
+        }
+    }
+    set_team_limits(1 << 16, 0);
+}
