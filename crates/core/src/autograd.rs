@@ -167,10 +167,7 @@ fn check_outputs(op: &dyn Op, out: &[(usize, DType)], specs: &[(Vec<usize>, DTyp
 
 /// Runs one op on the executor thread: host math, device math, or a copy between the two.
 fn run_job(
-    op: &dyn Op,
-    backend: Option<&dyn GpuBackend>,
-    in_slots: &[Arc<DataSlot>],
-    out_slots: &[Arc<DataSlot>],
+    op: &dyn Op, backend: Option<&dyn GpuBackend>, in_slots: &[Arc<DataSlot>], out_slots: &[Arc<DataSlot>],
     specs: &[(Vec<usize>, DType)],
 ) {
     let outcome = (|| -> Result<Vec<Stored>> {

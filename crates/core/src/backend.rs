@@ -52,15 +52,7 @@ pub trait GpuBackend: Send + Sync + 'static {
     /// `c[m×n] (+)= a[m×k] · b[k×n]` in the buffers' dtype (FP32 without TF32).
     #[allow(clippy::too_many_arguments)]
     fn gemm(
-        &self,
-        m: usize,
-        n: usize,
-        k: usize,
-        a: GpuMat,
-        b: GpuMat,
-        c: &dyn DeviceBuffer,
-        c_offset: usize,
-        ldc: usize,
+        &self, m: usize, n: usize, k: usize, a: GpuMat, b: GpuMat, c: &dyn DeviceBuffer, c_offset: usize, ldc: usize,
         accumulate: bool,
     ) -> Result<()>;
     /// `batch.count` products `c_i (+)= a_i · b_i`, where operand i starts `i · stride` elements
@@ -70,17 +62,8 @@ pub trait GpuBackend: Send + Sync + 'static {
     /// [`gemm`]: GpuBackend::gemm
     #[allow(clippy::too_many_arguments)]
     fn gemm_batched(
-        &self,
-        m: usize,
-        n: usize,
-        k: usize,
-        a: GpuMat,
-        b: GpuMat,
-        c: &dyn DeviceBuffer,
-        c_offset: usize,
-        ldc: usize,
-        accumulate: bool,
-        batch: Strides,
+        &self, m: usize, n: usize, k: usize, a: GpuMat, b: GpuMat, c: &dyn DeviceBuffer, c_offset: usize, ldc: usize,
+        accumulate: bool, batch: Strides,
     ) -> Result<()> {
         for i in 0..batch.count {
             let ai = GpuMat { offset: a.offset + i * batch.a, ..a };

@@ -97,11 +97,7 @@ pub fn check_shape(op: &str, shape: &[usize]) -> Result<usize> {
 
 impl Tensor {
     pub(crate) fn from_parts(
-        shape: Vec<usize>,
-        dtype: DType,
-        device: Device,
-        slot: Arc<DataSlot>,
-        grad_fn: Option<GradFn>,
+        shape: Vec<usize>, dtype: DType, device: Device, slot: Arc<DataSlot>, grad_fn: Option<GradFn>,
     ) -> Tensor {
         LIVE_TENSORS.fetch_add(1, Ordering::Relaxed);
         let requires_grad = grad_fn.is_some();

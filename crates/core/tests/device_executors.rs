@@ -92,16 +92,8 @@ impl GpuBackend for HostDevice {
         Ok(copy(&b.data))
     }
     fn gemm(
-        &self,
-        _m: usize,
-        _n: usize,
-        _k: usize,
-        _a: GpuMat,
-        _b: GpuMat,
-        _c: &dyn DeviceBuffer,
-        _c_offset: usize,
-        _ldc: usize,
-        _accumulate: bool,
+        &self, _m: usize, _n: usize, _k: usize, _a: GpuMat, _b: GpuMat, _c: &dyn DeviceBuffer, _c_offset: usize,
+        _ldc: usize, _accumulate: bool,
     ) -> Result<()> {
         Err(Error::internal("gemm", "the test device only stores data"))
     }

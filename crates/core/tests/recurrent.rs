@@ -77,11 +77,7 @@ fn every_cell_has_correct_gradients_with_masking_and_both_directions() {
 
 /// Straightforward per-step reference in f64, written from the PyTorch equations.
 fn reference(
-    kind: CellKind,
-    x: &[Vec<f64>],
-    shapes: (usize, usize, usize, usize),
-    lengths: &[usize],
-    reverse: bool,
+    kind: CellKind, x: &[Vec<f64>], shapes: (usize, usize, usize, usize), lengths: &[usize], reverse: bool,
 ) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
     let (t, b, i, h) = shapes;
     let c_off = kind.has_c() as usize;

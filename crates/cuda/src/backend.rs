@@ -300,32 +300,15 @@ impl GpuBackend for CudaBackend {
 
     /// One product is a batch of one: a single cuBLAS entry point (strided-batched) serves both.
     fn gemm(
-        &self,
-        m: usize,
-        n: usize,
-        k: usize,
-        a: GpuMat,
-        b: GpuMat,
-        c: &dyn DeviceBuffer,
-        c_offset: usize,
-        ldc: usize,
+        &self, m: usize, n: usize, k: usize, a: GpuMat, b: GpuMat, c: &dyn DeviceBuffer, c_offset: usize, ldc: usize,
         accumulate: bool,
     ) -> Result<()> {
         self.gemm_batched(m, n, k, a, b, c, c_offset, ldc, accumulate, Strides { count: 1, a: 0, b: 0, c: 0 })
     }
 
     fn gemm_batched(
-        &self,
-        m: usize,
-        n: usize,
-        k: usize,
-        a: GpuMat,
-        b: GpuMat,
-        c: &dyn DeviceBuffer,
-        c_offset: usize,
-        ldc: usize,
-        accumulate: bool,
-        batch: Strides,
+        &self, m: usize, n: usize, k: usize, a: GpuMat, b: GpuMat, c: &dyn DeviceBuffer, c_offset: usize, ldc: usize,
+        accumulate: bool, batch: Strides,
     ) -> Result<()> {
         let bt = plan::column_major_batched(m, n, k, &a, &b, c, c_offset, ldc, accumulate, batch)?;
         let g = bt.first;

@@ -275,15 +275,7 @@ impl GpuBackend for EmuBackend {
         })
     }
     fn gemm(
-        &self,
-        m: usize,
-        n: usize,
-        k: usize,
-        a: GpuMat,
-        b: GpuMat,
-        c: &dyn DeviceBuffer,
-        c_offset: usize,
-        ldc: usize,
+        &self, m: usize, n: usize, k: usize, a: GpuMat, b: GpuMat, c: &dyn DeviceBuffer, c_offset: usize, ldc: usize,
         accumulate: bool,
     ) -> Result<()> {
         let g = plan::column_major(m, n, k, &a, &b, c, c_offset, ldc, accumulate)?;
@@ -307,17 +299,8 @@ impl GpuBackend for EmuBackend {
         Ok(())
     }
     fn gemm_batched(
-        &self,
-        m: usize,
-        n: usize,
-        k: usize,
-        a: GpuMat,
-        b: GpuMat,
-        c: &dyn DeviceBuffer,
-        c_offset: usize,
-        ldc: usize,
-        accumulate: bool,
-        batch: Strides,
+        &self, m: usize, n: usize, k: usize, a: GpuMat, b: GpuMat, c: &dyn DeviceBuffer, c_offset: usize, ldc: usize,
+        accumulate: bool, batch: Strides,
     ) -> Result<()> {
         let g = plan::column_major_batched(m, n, k, &a, &b, c, c_offset, ldc, accumulate, batch)?;
         let (da, db, dc) = (self.buffer(b.buf)?, self.buffer(a.buf)?, self.buffer(c)?);

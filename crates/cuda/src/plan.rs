@@ -58,14 +58,7 @@ fn i32_of(v: usize, what: &str) -> Result<i32> {
 /// call, checking every operand against its buffer and the dtypes against each other.
 #[allow(clippy::too_many_arguments)]
 pub fn column_major(
-    m: usize,
-    n: usize,
-    k: usize,
-    a: &GpuMat,
-    b: &GpuMat,
-    c: &dyn DeviceBuffer,
-    c_off: usize,
-    ldc: usize,
+    m: usize, n: usize, k: usize, a: &GpuMat, b: &GpuMat, c: &dyn DeviceBuffer, c_off: usize, ldc: usize,
     accumulate: bool,
 ) -> Result<ColGemm> {
     let dt = c.dtype();
@@ -114,16 +107,8 @@ pub struct ColBatch {
 /// ones between lie between them).
 #[allow(clippy::too_many_arguments)]
 pub fn column_major_batched(
-    m: usize,
-    n: usize,
-    k: usize,
-    a: &GpuMat,
-    b: &GpuMat,
-    c: &dyn DeviceBuffer,
-    c_off: usize,
-    ldc: usize,
-    accumulate: bool,
-    batch: Strides,
+    m: usize, n: usize, k: usize, a: &GpuMat, b: &GpuMat, c: &dyn DeviceBuffer, c_off: usize, ldc: usize,
+    accumulate: bool, batch: Strides,
 ) -> Result<ColBatch> {
     if batch.count == 0 {
         return Err(Error::internal("gemm", "an empty batch"));
@@ -210,9 +195,7 @@ fn elem_of(dt: DType) -> Elem {
 /// Checks `args` against `sig` (count, kinds, pointer element types, offsets inside their
 /// buffers) and packs them; `addr(buf, offset)` gives a buffer element's device address.
 pub fn pack(
-    sig: &Signature,
-    args: &[KernelArg],
-    addr: impl Fn(&dyn DeviceBuffer, usize) -> Result<u64>,
+    sig: &Signature, args: &[KernelArg], addr: impl Fn(&dyn DeviceBuffer, usize) -> Result<u64>,
 ) -> Result<Packed> {
     let bad = |msg: String| Error::internal(&sig.name, format!("launch does not match kernels/{}: {msg}", sig.file));
     if args.len() != sig.params.len() {

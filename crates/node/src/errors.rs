@@ -104,9 +104,7 @@ impl Pending {
     /// failure is kept for [`Pending::reject`]; what `compute` returns meanwhile only tells
     /// napi-rs to call `reject`.
     pub(crate) fn run<T, E: Into<Failure>>(
-        &mut self,
-        op: &str,
-        f: impl FnOnce() -> std::result::Result<T, E>,
+        &mut self, op: &str, f: impl FnOnce() -> std::result::Result<T, E>,
     ) -> Result<T> {
         let failure = match catch_unwind(AssertUnwindSafe(f)) {
             Ok(Ok(v)) => return Ok(v),

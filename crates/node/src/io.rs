@@ -69,10 +69,7 @@ impl Task for SaveTask {
 /// do not reach the file. Resolves once the file is on disk; never blocks the JS thread.
 #[napi(catch_unwind)]
 pub fn save_safetensors(
-    path: String,
-    names: Vec<String>,
-    tensors: Vec<&NativeTensor>,
-    metadata: HashMap<String, String>,
+    path: String, names: Vec<String>, tensors: Vec<&NativeTensor>, metadata: HashMap<String, String>,
 ) -> Result<AsyncTask<SaveTask>> {
     let op = "saveSafetensors";
     if names.len() != tensors.len() {

@@ -206,10 +206,7 @@ pub fn log_softmax(env: Env, x: &NativeTensor, axis: f64) -> Result<NativeTensor
 /// Mean negative log-likelihood of integer targets under softmax(logits).
 #[napi(catch_unwind)]
 pub fn cross_entropy(
-    env: Env,
-    logits: &NativeTensor,
-    targets: &NativeTensor,
-    ignore_index: Option<i32>,
+    env: Env, logits: &NativeTensor, targets: &NativeTensor, ignore_index: Option<i32>,
 ) -> Result<NativeTensor> {
     out(&env, loss::cross_entropy(&logits.get("crossEntropy")?, &targets.get("crossEntropy")?, ignore_index))
 }
@@ -236,16 +233,8 @@ pub struct RecurrentLayerOutput {
 #[napi(catch_unwind)]
 #[allow(clippy::too_many_arguments)]
 pub fn recurrent_layer(
-    env: Env,
-    kind: String,
-    x: &NativeTensor,
-    h0: &NativeTensor,
-    c0: Option<&NativeTensor>,
-    w_ih: &NativeTensor,
-    w_hh: &NativeTensor,
-    b_ih: Option<&NativeTensor>,
-    b_hh: Option<&NativeTensor>,
-    lengths: Option<Vec<f64>>,
+    env: Env, kind: String, x: &NativeTensor, h0: &NativeTensor, c0: Option<&NativeTensor>, w_ih: &NativeTensor,
+    w_hh: &NativeTensor, b_ih: Option<&NativeTensor>, b_hh: Option<&NativeTensor>, lengths: Option<Vec<f64>>,
     reverse: bool,
 ) -> Result<RecurrentLayerOutput> {
     const OP: &str = "recurrentLayer";

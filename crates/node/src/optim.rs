@@ -104,11 +104,7 @@ fn to_rule(r: &OptimizerRule) -> recurrent_core::Result<Rule> {
 /// enqueued on the executor. Returns at once; shape, dtype and state-count errors throw here.
 #[napi(catch_unwind)]
 pub fn optimizer_update(
-    env: Env,
-    rule: OptimizerRule,
-    param: &NativeTensor,
-    grad: &NativeTensor,
-    state: Vec<&NativeTensor>,
+    env: Env, rule: OptimizerRule, param: &NativeTensor, grad: &NativeTensor, state: Vec<&NativeTensor>,
 ) -> Result<()> {
     let r = to_rule(&rule).js()?;
     let op = "optimizerUpdate";

@@ -163,10 +163,7 @@ pub fn for_each<S: Split>(work: usize, min: usize, split: S, f: impl Fn(S::Item)
 
 /// `f(item)` for every item of `split`, collected in item order.
 pub fn map_collect<S: Split, R: Send>(
-    work: usize,
-    min: usize,
-    split: S,
-    f: impl Fn(S::Item) -> R + Sync + Send,
+    work: usize, min: usize, split: S, f: impl Fn(S::Item) -> R + Sync + Send,
 ) -> Vec<R> {
     if parallel(work, min, split.len()) {
         split.par().map(f).collect()

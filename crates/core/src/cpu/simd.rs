@@ -131,14 +131,7 @@ mod portable {
     /// target (SSE2 on x86-64, NEON on aarch64).
     #[allow(clippy::too_many_arguments)] // the BLAS shape: sizes, operands, output
     pub(super) unsafe fn panels(
-        a: *const f32,
-        lda: usize,
-        m: usize,
-        k: usize,
-        b: *const f32,
-        np: usize,
-        out: *mut f32,
-        ldo: usize,
+        a: *const f32, lda: usize, m: usize, k: usize, b: *const f32, np: usize, out: *mut f32, ldo: usize,
     ) {
         let mut r0 = 0;
         while r0 < m {
@@ -184,12 +177,7 @@ mod avx2 {
     #[target_feature(enable = "avx2,fma")]
     #[inline]
     unsafe fn tile<const M: usize, const NP: usize>(
-        a: *const f32,
-        lda: usize,
-        k: usize,
-        b: *const f32,
-        out: *mut f32,
-        ldo: usize,
+        a: *const f32, lda: usize, k: usize, b: *const f32, out: *mut f32, ldo: usize,
     ) {
         let mut acc = [[[_mm256_setzero_ps(); 2]; NP]; M];
         for kk in 0..k {
@@ -221,13 +209,7 @@ mod avx2 {
     #[target_feature(enable = "avx2,fma")]
     #[inline]
     unsafe fn rows<const M: usize, const NPW: usize>(
-        a: *const f32,
-        lda: usize,
-        k: usize,
-        b: *const f32,
-        np: usize,
-        out: *mut f32,
-        ldo: usize,
+        a: *const f32, lda: usize, k: usize, b: *const f32, np: usize, out: *mut f32, ldo: usize,
     ) {
         let mut q = 0;
         while q + NPW <= np {
@@ -243,14 +225,7 @@ mod avx2 {
     #[target_feature(enable = "avx2,fma")]
     #[allow(clippy::too_many_arguments)] // the BLAS shape: sizes, operands, output
     pub(super) unsafe fn panels(
-        a: *const f32,
-        lda: usize,
-        m: usize,
-        k: usize,
-        b: *const f32,
-        np: usize,
-        out: *mut f32,
-        ldo: usize,
+        a: *const f32, lda: usize, m: usize, k: usize, b: *const f32, np: usize, out: *mut f32, ldo: usize,
     ) {
         let mut r0 = 0;
         while r0 < m {
@@ -360,12 +335,7 @@ mod avx512 {
     #[target_feature(enable = "avx512f")]
     #[inline]
     unsafe fn tile<const M: usize, const NP: usize>(
-        a: *const f32,
-        lda: usize,
-        k: usize,
-        b: *const f32,
-        out: *mut f32,
-        ldo: usize,
+        a: *const f32, lda: usize, k: usize, b: *const f32, out: *mut f32, ldo: usize,
     ) {
         let mut acc = [[_mm512_setzero_ps(); NP]; M];
         for kk in 0..k {
@@ -390,13 +360,7 @@ mod avx512 {
     #[target_feature(enable = "avx512f")]
     #[inline]
     unsafe fn rows<const M: usize, const NPW: usize>(
-        a: *const f32,
-        lda: usize,
-        k: usize,
-        b: *const f32,
-        np: usize,
-        out: *mut f32,
-        ldo: usize,
+        a: *const f32, lda: usize, k: usize, b: *const f32, np: usize, out: *mut f32, ldo: usize,
     ) {
         let mut q = 0;
         while q + NPW <= np {
@@ -413,14 +377,7 @@ mod avx512 {
     #[target_feature(enable = "avx512f")]
     #[allow(clippy::too_many_arguments)] // the BLAS shape: sizes, operands, output
     pub(super) unsafe fn panels(
-        a: *const f32,
-        lda: usize,
-        m: usize,
-        k: usize,
-        b: *const f32,
-        np: usize,
-        out: *mut f32,
-        ldo: usize,
+        a: *const f32, lda: usize, m: usize, k: usize, b: *const f32, np: usize, out: *mut f32, ldo: usize,
     ) {
         let mut r0 = 0;
         while r0 < m {

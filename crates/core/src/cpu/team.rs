@@ -40,10 +40,7 @@ fn wait_while(mut busy: impl FnMut() -> bool) {
 /// the thread that uses it); anything a chunk keeps from one phase to the next must live in
 /// buffers indexed by chunk, since the next phase's chunk may run elsewhere.
 pub fn run<S>(
-    runners: usize,
-    chunks: usize,
-    phases: usize,
-    scratch: impl Fn() -> S + Sync,
+    runners: usize, chunks: usize, phases: usize, scratch: impl Fn() -> S + Sync,
     work: impl Fn(&mut S, usize, usize) + Sync,
 ) {
     if runners <= 1 || chunks <= 1 {

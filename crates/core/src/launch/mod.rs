@@ -86,12 +86,7 @@ pub(crate) fn copy(be: &dyn GpuBackend, src: &dyn DeviceBuffer) -> Result<Buf> {
 
 /// `dst[dst_off..][..n] = src[src_off..][..n]`.
 pub(crate) fn copy_into(
-    be: &dyn GpuBackend,
-    dst: &dyn DeviceBuffer,
-    dst_off: usize,
-    src: &dyn DeviceBuffer,
-    src_off: usize,
-    n: usize,
+    be: &dyn GpuBackend, dst: &dyn DeviceBuffer, dst_off: usize, src: &dyn DeviceBuffer, src_off: usize, n: usize,
 ) -> Result<()> {
     k::COPY.launch(be, src.dtype(), n, &[at(dst, dst_off), at(src, src_off), int(n)])
 }
@@ -99,15 +94,8 @@ pub(crate) fn copy_into(
 /// Copies a `rows × cols` block between two row-major matrices.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn copy2d(
-    be: &dyn GpuBackend,
-    dst: &dyn DeviceBuffer,
-    dst_off: usize,
-    dst_ld: usize,
-    src: &dyn DeviceBuffer,
-    src_off: usize,
-    src_ld: usize,
-    rows: usize,
-    cols: usize,
+    be: &dyn GpuBackend, dst: &dyn DeviceBuffer, dst_off: usize, dst_ld: usize, src: &dyn DeviceBuffer, src_off: usize,
+    src_ld: usize, rows: usize, cols: usize,
 ) -> Result<()> {
     k::COPY2D.launch(
         be,
@@ -184,11 +172,7 @@ pub(crate) fn broadcast_strides(shape: &[usize], out: &[usize]) -> Vec<usize> {
 /// `out[i] = x[Σ idx_k · strides_k]` with `idx` the row-major multi-index of `i` over `shape`:
 /// materialises transposes and broadcasts.
 pub(crate) fn gather(
-    be: &dyn GpuBackend,
-    op: &str,
-    x: &dyn DeviceBuffer,
-    shape: &[usize],
-    strides: &[usize],
+    be: &dyn GpuBackend, op: &str, x: &dyn DeviceBuffer, shape: &[usize], strides: &[usize],
 ) -> Result<Buf> {
     let n: usize = shape.iter().product();
     let out = be.alloc(x.dtype(), n)?;
@@ -214,14 +198,8 @@ pub(crate) fn strided_args(op: &str, shape: &[usize], strides: &[Vec<usize>]) ->
 /// Broadcasting binary op over `out_shape` with each operand's broadcast strides.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn binary_broadcast(
-    be: &dyn GpuBackend,
-    op: &str,
-    code: i32,
-    a: &dyn DeviceBuffer,
-    a_shape: &[usize],
-    b: &dyn DeviceBuffer,
-    b_shape: &[usize],
-    out_shape: &[usize],
+    be: &dyn GpuBackend, op: &str, code: i32, a: &dyn DeviceBuffer, a_shape: &[usize], b: &dyn DeviceBuffer,
+    b_shape: &[usize], out_shape: &[usize],
 ) -> Result<Buf> {
     let n: usize = out_shape.iter().product();
     let out = be.alloc(a.dtype(), n)?;
@@ -243,12 +221,7 @@ pub(crate) fn binary_broadcast(
 /// Sums `x` (row-major `shape`) over the dimensions flagged in `reduced`, times `factor`.
 /// The result holds the kept dimensions in order (row-major), as the CPU's.
 pub(crate) fn reduce_sum(
-    be: &dyn GpuBackend,
-    op: &str,
-    x: &dyn DeviceBuffer,
-    shape: &[usize],
-    reduced: &[bool],
-    factor: f64,
+    be: &dyn GpuBackend, op: &str, x: &dyn DeviceBuffer, shape: &[usize], reduced: &[bool], factor: f64,
 ) -> Result<Buf> {
     let dt = x.dtype();
     let strides = strides_of(shape);
@@ -362,11 +335,7 @@ const MAX_PENDING: usize = 256;
 /// kernels that use the indices skip invalid ones, so nothing reads outside its buffer in the
 /// meantime; the error then surfaces there with `report`'s (the CPU's) message.
 pub(crate) fn check_indices_later(
-    be: &dyn GpuBackend,
-    op: &'static str,
-    idx: &dyn DeviceBuffer,
-    limit: usize,
-    ignore: Option<i32>,
+    be: &dyn GpuBackend, op: &'static str, idx: &dyn DeviceBuffer, limit: usize, ignore: Option<i32>,
     report: IndexReport,
 ) -> Result<()> {
     let n = idx.len();
@@ -389,11 +358,7 @@ pub(crate) fn check_indices_later(
 /// [`check_indices_later`] does; a set flag then fails that read with `report`'s error for
 /// the host copy of `data`.
 pub(crate) fn report_later(
-    be: &dyn GpuBackend,
-    op: &'static str,
-    flag: Buf,
-    data: &dyn DeviceBuffer,
-    report: ValueReport,
+    be: &dyn GpuBackend, op: &'static str, flag: Buf, data: &dyn DeviceBuffer, report: ValueReport,
 ) -> Result<()> {
     // A copy, so that later in-place reuse of the caller's buffer cannot change what is reported.
     let kept = copy(be, data)?;

@@ -74,10 +74,7 @@ fn broadcast_strides(shape: &[usize], out: &[usize]) -> Vec<usize> {
 
 /// Calls `f(out_row_start, a_offset, a_step, b_offset, b_step, len)` for each last-dim row.
 fn for_each_broadcast_row(
-    out: &[usize],
-    sa: &[usize],
-    sb: &[usize],
-    mut f: impl FnMut(usize, usize, usize, usize, usize, usize),
+    out: &[usize], sa: &[usize], sb: &[usize], mut f: impl FnMut(usize, usize, usize, usize, usize, usize),
 ) {
     let nd = out.len();
     if nd == 0 {

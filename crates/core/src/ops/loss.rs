@@ -206,10 +206,7 @@ struct CrossEntropyGrad {
 }
 
 fn ce_grad_cpu<T: Float>(
-    op: &CrossEntropyGrad,
-    g: &CpuStorage,
-    logits: &CpuStorage,
-    targets: &CpuStorage,
+    op: &CrossEntropyGrad, g: &CpuStorage, logits: &CpuStorage, targets: &CpuStorage,
 ) -> Result<Vec<CpuStorage>> {
     let (g, x) = (T::view(g), T::view(logits));
     let tg = targets.as_i32().expect("targets are int32");
@@ -276,11 +273,7 @@ impl Op for CrossEntropyGrad {
 /// On the device: checks the targets (an out-of-range one gives the CPU's error), then returns
 /// `[Σ loss, count]` over the rows.
 fn ce_sums_gpu(
-    be: &dyn GpuBackend,
-    logits: &dyn DeviceBuffer,
-    targets: &dyn DeviceBuffer,
-    c: usize,
-    ignore: Option<i32>,
+    be: &dyn GpuBackend, logits: &dyn DeviceBuffer, targets: &dyn DeviceBuffer, c: usize, ignore: Option<i32>,
 ) -> Result<Arc<dyn DeviceBuffer>> {
     // Checked without waiting: a bad target is reported (with the CPU's message) at the next
     // read back to the host; the kernels skip it meanwhile.

@@ -11,7 +11,8 @@ use crate::backend::GpuBackend;
 use crate::cpu::Float;
 use crate::error::Result;
 use crate::launch::{buf, flag, kernels as k};
-use crate::ops::rnn::{BwdStep, Cell, DeviceCell, FwdStep};
+use crate::ops::rnn::Cell;
+use crate::ops::rnn_device::{BwdStep, DeviceCell, FwdStep};
 
 pub(crate) struct Lstm;
 

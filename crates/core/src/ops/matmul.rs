@@ -115,17 +115,8 @@ impl Op for Gemm {
 
 #[allow(clippy::too_many_arguments)]
 fn gemm_op(
-    name: &'static str,
-    a: &Tensor,
-    b: &Tensor,
-    bias: Option<&Tensor>,
-    batch: usize,
-    m: usize,
-    n: usize,
-    k: usize,
-    ta: bool,
-    tb: bool,
-    out_shape: Vec<usize>,
+    name: &'static str, a: &Tensor, b: &Tensor, bias: Option<&Tensor>, batch: usize, m: usize, n: usize, k: usize,
+    ta: bool, tb: bool, out_shape: Vec<usize>,
 ) -> Result<Tensor> {
     debug_assert_eq!(a.numel(), batch * m * k);
     debug_assert_eq!(b.numel(), batch * k * n);

@@ -13,6 +13,7 @@ pub mod matmul;
 pub mod optim;
 pub mod reduce;
 pub mod rnn;
+mod rnn_device;
 mod rnn_fast;
 pub mod shape;
 pub mod softmax;

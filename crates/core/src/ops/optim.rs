@@ -54,8 +54,7 @@ struct Update {
 
 /// Applies `f(p, g, state)` to every element; `state` holds this element's state values.
 fn map_elements<T: Float, const S: usize>(
-    inp: &[&CpuStorage],
-    f: impl Fn(&mut T, T, &mut [T; S]) + Sync,
+    inp: &[&CpuStorage], f: impl Fn(&mut T, T, &mut [T; S]) + Sync,
 ) -> Vec<CpuStorage> {
     let mut p = T::view(inp[0]).to_vec();
     let g = T::view(inp[1]);

@@ -133,11 +133,7 @@ type Values = Vec<Vec<f64>>;
 /// Runs `f` on `dev` with fresh leaves; returns (outputs, gradients of the inputs in `wrt` of
 /// Σ_k Σ out_k ⊙ w_k with fixed random w_k).
 fn run_on(
-    dev: Device,
-    inputs: &[Tensor],
-    wrt: &[usize],
-    seed: u64,
-    f: &dyn Fn(&[Tensor]) -> Result<Vec<Tensor>>,
+    dev: Device, inputs: &[Tensor], wrt: &[usize], seed: u64, f: &dyn Fn(&[Tensor]) -> Result<Vec<Tensor>>,
 ) -> Result<(Values, Values)> {
     let leaves: Vec<Tensor> = inputs.iter().map(|t| t.to(dev).map(|d| d.detach())).collect::<Result<_>>()?;
     for &i in wrt {
@@ -177,11 +173,7 @@ fn run_on(
 
 /// Compares `f` on the CPU and on `dev`: outputs with tol.0, gradients of inputs `wrt` with tol.1.
 pub fn parity(
-    case: &str,
-    dev: Device,
-    inputs: &[Tensor],
-    wrt: &[usize],
-    tol: (f64, f64),
+    case: &str, dev: Device, inputs: &[Tensor], wrt: &[usize], tol: (f64, f64),
     f: impl Fn(&[Tensor]) -> Result<Vec<Tensor>>,
 ) -> Vec<Outcome> {
     let seed = base_seed() ^ 0x5eed;
@@ -600,14 +592,7 @@ pub fn optimizers(dev: Device) -> Vec<Outcome> {
 
 /// Inputs of one recurrent layer: x, h0, [c0], w_ih, w_hh, [b_ih, b_hh].
 pub fn layer_inputs(
-    kind: CellKind,
-    t: usize,
-    b: usize,
-    i: usize,
-    h: usize,
-    bias: bool,
-    dt: DType,
-    seed: u64,
+    kind: CellKind, t: usize, b: usize, i: usize, h: usize, bias: bool, dt: DType, seed: u64,
 ) -> Vec<Tensor> {
     let g = kind.gates();
     let s = 0.6;
