@@ -25,12 +25,12 @@ import ort from 'onnxruntime-node'
 
 import { Adam, GRU, LSTM, RNN, type RNNBase, mse, noGrad, tensor, toOnnx, torchToKerasRecurrent, type Tensor } from '../index.js'
 import { barChartSvg, median } from './chart.js'
+import { type Cell, G, LAT, QUICK, S1, S2, type Size } from './sizes.js'
 import { LoopDelayMonitor, type LoopStats } from './loop-delay.js'
 // The same seeded inputs as the parity specs, so benches and tests draw identical data.
 import { randomArray } from '../__test__/helpers/numeric.js'
 
 const require = createRequire(import.meta.url)
-const QUICK = process.env.BENCH_QUICK === '1'
 const TFJS_BUDGET_S = Number(process.env.BENCH_TFJS_BUDGET_S ?? (QUICK ? 60 : 480))
 const benchStart = performance.now()
 
@@ -45,19 +45,8 @@ console.log = (...a: unknown[]) => {
   origLog(...a)
 }
 
-type Cell = 'lstm' | 'gru' | 'rnn'
-interface Size {
-  B: number
-  T: number
-  I: number
-  H: number
-}
-const G: Record<Cell, number> = { lstm: 4, gru: 3, rnn: 1 }
 const CELL_NAME: Record<Cell, string> = { lstm: 'LSTM', gru: 'GRU (reset-before)', rnn: 'SimpleRNN (tanh)' }
 
-const S1: Size = QUICK ? { B: 4, T: 10, I: 8, H: 16 } : { B: 32, T: 50, I: 64, H: 256 }
-const S2: Size = QUICK ? { B: 8, T: 12, I: 32, H: 32 } : { B: 64, T: 100, I: 512, H: 512 }
-const LAT: Size = QUICK ? { B: 1, T: 10, I: 16, H: 16 } : { B: 1, T: 100, I: 256, H: 256 }
 
 const fwdFlops = (c: Cell, s: Size) => 2 * G[c] * s.H * (s.I + s.H) * s.B * s.T
 const sizeLabel = (s: Size) => `B=${s.B} T=${s.T} I=${s.I} H=${s.H}`

@@ -44,11 +44,11 @@ import { fileURLToPath } from 'node:url'
 
 import { Adam, GRU, LSTM, RNN, type RNNBase, mse, noGrad, saveSafetensors, synchronize, tensor, type Tensor } from '../index.js'
 import { barChartSvg, median } from './chart.js'
+import { type Cell, G, LAT, QUICK, S1, S2, type Size } from './sizes.js'
 import { LoopDelayMonitor, type LoopStats } from './loop-delay.js'
 // The same seeded inputs as the parity specs and bench/vs-tfjs.ts.
 import { randomArray } from '../__test__/helpers/numeric.js'
 
-const QUICK = process.env.BENCH_QUICK === '1'
 const ROUNDS = Math.max(1, Number(process.env.BENCH_ROUNDS ?? (QUICK ? 3 : 7)))
 const THREADS = Math.max(1, Number(process.env.BENCH_THREADS ?? 2))
 // The rayon pool starts lazily at the first tensor, so this still takes effect here.
@@ -66,13 +66,6 @@ const say = (...a: unknown[]) => console.log(...a)
 
 // ---- cases -------------------------------------------------------------------------------------
 
-type Cell = 'lstm' | 'gru' | 'rnn'
-interface Size {
-  B: number
-  T: number
-  I: number
-  H: number
-}
 interface Case {
   id: string
   kind: 'train' | 'infer'
@@ -81,12 +74,8 @@ interface Case {
   layers: number
   bidirectional: boolean
 }
-const G: Record<Cell, number> = { lstm: 4, gru: 3, rnn: 1 }
 const CELL_NAME: Record<Cell, string> = { lstm: 'LSTM', gru: 'GRU', rnn: 'RNN tanh' }
 
-const S1: Size = QUICK ? { B: 4, T: 10, I: 8, H: 16 } : { B: 32, T: 50, I: 64, H: 256 }
-const S2: Size = QUICK ? { B: 8, T: 12, I: 32, H: 32 } : { B: 64, T: 100, I: 512, H: 512 }
-const LAT: Size = QUICK ? { B: 1, T: 10, I: 16, H: 16 } : { B: 1, T: 100, I: 256, H: 256 }
 
 const one = (id: string, kind: Case['kind'], cell: Cell, size: Size): Case => ({ id, kind, cell, size, layers: 1, bidirectional: false })
 const ALL_CASES: Case[] = [
