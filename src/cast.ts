@@ -42,10 +42,3 @@ export function castLeaf(t: Tensor, dtype: FloatDType, device: Device = t.device
     return moved
   })
 }
-
-/**
- * The former name of {@link castLeaf}, from when the values went through a typed array; kept so
- * that its callers switch in their own change.
- * @internal
- */
-export const castOnHost = castLeaf

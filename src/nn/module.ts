@@ -14,7 +14,7 @@ import { DTypeError, ShapeError, ValueError } from '../errors.js'
 import { requireDevice, type Device } from '../device.js'
 import { noGrad } from '../ops/grad.js'
 import { keep } from '../scope.js'
-import { castOnHost, isFloatDType } from '../cast.js'
+import { castLeaf, isFloatDType } from '../cast.js'
 
 /** Options of {@link Module.loadStateDict}. */
 export interface LoadStateDictOptions {
@@ -161,37 +161,20 @@ export abstract class Module {
       throw new DTypeError(`${this.constructor.name}.to`, `parameters are float32 or float64, got 'int32'`)
     }
     const d = requireDevice(`${this.constructor.name}.to`, target) as Device
-    const seen = new Set<Tensor>()
-    const moves: Array<[Tensor, Tensor]> = []
-    try {
-      noGrad(() => {
-        for (const m of this.modules()) {
-          for (const t of [...m.#parameters.values(), ...m.#buffers.values()]) {
-            if (t === null || seen.has(t)) continue
-            seen.add(t)
-            if (t.device === d) continue
-            // Kept: it shares its handle with `t` after _replaceWith, so no scope may dispose it.
-            const moved = keep(t.to(d))
-            moves.push([t, moved])
-            const g = t.grad
-            if (g !== null) {
-              moved.grad = g.to(d)
-              g.dispose()
-            }
-            if (t.requiresGrad) moved.requiresGrad = true
-          }
-        }
-      })
-    } catch (e) {
-      for (const [, moved] of moves) moved.dispose()
-      throw e
-    }
-    for (const [t, moved] of moves) t._replaceWith(moved)
-    return this
+    return this.#replaceEach((t) => (t.device === d ? null : t.to(d)))
   }
 
   /** Converts the float tensors to `dtype` in place (see {@link to}). */
   #convert(dtype: FloatDType): this {
+    return this.#replaceEach((t) => (t.dtype === dtype || !isFloatDType(t.dtype) ? null : castLeaf(t, dtype)))
+  }
+
+  /**
+   * Replaces every parameter and buffer `t` for which `change(t)` makes a new tensor (null: leave
+   * it), in place: the gradient goes through `change` too, `requiresGrad` is kept, and each
+   * `Tensor` object stays the same (it takes the new handle). Nothing changes if any step throws.
+   */
+  #replaceEach(change: (t: Tensor) => Tensor | null): this {
     const seen = new Set<Tensor>()
     const moves: Array<[Tensor, Tensor]> = []
     try {
@@ -200,25 +183,27 @@ export abstract class Module {
           for (const t of [...m.#parameters.values(), ...m.#buffers.values()]) {
             if (t === null || seen.has(t)) continue
             seen.add(t)
-            if (t.dtype === dtype || !isFloatDType(t.dtype)) continue
-            const converted = keep(castOnHost(t, dtype))
-            moves.push([t, converted])
+            const made = change(t)
+            if (made === null) continue
+            // Kept: it shares its handle with `t` after _replaceWith, so no scope may dispose it.
+            const replaced = keep(made)
+            moves.push([t, replaced])
             const g = t.grad
             if (g !== null) {
-              const gc = castOnHost(g, dtype)
-              converted.grad = gc
-              gc.dispose()
+              const gc = change(g) ?? g
+              replaced.grad = gc // the gradient slot holds its own reference
+              if (gc !== g) gc.dispose()
               g.dispose()
             }
-            if (t.requiresGrad) converted.requiresGrad = true
+            if (t.requiresGrad) replaced.requiresGrad = true
           }
         }
       })
     } catch (e) {
-      for (const [, c] of moves) c.dispose()
+      for (const [, replaced] of moves) replaced.dispose()
       throw e
     }
-    for (const [t, c] of moves) t._replaceWith(c)
+    for (const [t, replaced] of moves) t._replaceWith(replaced)
     return this
   }
 
@@ -405,7 +390,7 @@ export abstract class Module {
       noGrad(() => {
         for (const [param, src] of todo) {
           if (param === src) continue
-          if (src.dtype !== param.dtype) values.push([param, castOnHost(src, param.dtype as FloatDType, param.device), true])
+          if (src.dtype !== param.dtype) values.push([param, castLeaf(src, param.dtype as FloatDType, param.device), true])
           else if (src.device !== param.device) values.push([param, src.to(param.device), true])
           else values.push([param, src, false])
         }
