@@ -1,6 +1,20 @@
-/** Data: vocabularies, token streams for truncated BPTT, and seeded batch loaders. */
+/** Data: vocabularies, token streams for truncated BPTT, seeded batch loaders, and padding/collation of id sequences. */
 
-export { CharVocab, ByteVocab, vocabFromJSON, type Vocab, type VocabJSON, type CharVocabOptions, type CharVocabFileOptions } from './vocab.js'
+export {
+  CharVocab,
+  ByteVocab,
+  TokenVocab,
+  vocabFromJSON,
+  type Vocab,
+  type VocabJSON,
+  type CharVocabOptions,
+  type CharVocabFileOptions,
+  type TokenMode,
+  type TokenVocabOptions,
+  type TokenVocabJSON,
+  type TokenEncodeOptions,
+} from './vocab.js'
+export { padSequences, collatePairs, type PadOptions, type PaddedBatch, type CollatePairsOptions, type CollatedPairs } from './pad.js'
 export {
   arrayStream,
   fileStream,

@@ -1,5 +1,6 @@
 /**
- * Vocabularies for character- and byte-level language models: text ↔ int32 token ids,
+ * Vocabularies: character- and byte-level ones for language models, and token vocabularies
+ * (characters or words, with PAD/BOS/EOS/UNK) for seq2seq. Text ↔ int32 token ids,
  * serialisable to JSON (so that a checkpoint carries the vocabulary it was trained with).
  */
 
@@ -238,4 +239,203 @@ function countChars(text: string, counts: Map<number, number>): void {
     const cp = ch.codePointAt(0)!
     counts.set(cp, (counts.get(cp) ?? 0) + 1)
   }
+}
+
+/** How a {@link TokenVocab} splits text: into characters (code points) or whitespace-separated words. */
+export type TokenMode = 'char' | 'word'
+
+/** Options of {@link TokenVocab.build}. */
+export interface TokenVocabOptions {
+  /** `'char'` (default): one token per code point; `'word'`: tokens separated by whitespace. */
+  mode?: TokenMode
+  /** Keep only tokens seen at least this many times (default 1); the others encode as UNK. */
+  minCount?: number
+  /** At most this many ids in all, the 4 specials included: the most frequent tokens are kept. */
+  maxSize?: number
+}
+
+/** Options of {@link TokenVocab.encode}. */
+export interface TokenEncodeOptions {
+  /** Start with BOS (default false). */
+  bos?: boolean
+  /** End with EOS (default false). */
+  eos?: boolean
+}
+
+/** The JSON form of a {@link TokenVocab}: the specials are fixed, and listed so that other readers need not know them. */
+export interface TokenVocabJSON {
+  type: 'tokens'
+  mode: TokenMode
+  specials: { pad: 0; bos: 1; eos: 2; unk: 3 }
+  /** The ordinary tokens; the i-th has id `4 + i`. */
+  tokens: string[]
+}
+
+const SPECIALS = { pad: 0, bos: 1, eos: 2, unk: 3 } as const
+const FIRST_TOKEN = 4
+const WHITESPACE = /\s+/u
+
+/**
+ * A vocabulary for seq2seq: characters or whitespace-separated words, plus four special ids at
+ * fixed places: PAD = 0, BOS = 1, EOS = 2, UNK = 3 (so that padding, the decoder's start token,
+ * `ignoreIndex` and beam search agree without being told). Ordinary tokens follow from id 4, the
+ * most frequent first (ties: in code-point order). The specials are not tokens of the text: a
+ * word `<unk>` in the text is an ordinary word.
+ *
+ * ```ts
+ * const vocab = TokenVocab.build(['hello world', 'hello'], { mode: 'word' })
+ * vocab.encode('hello there', { bos: true, eos: true })  // [1, 4, 3, 2]
+ * vocab.decode([1, 4, 5, 2, 0, 0])                        // 'hello world'
+ * saveCheckpoint(path, { model, metadata: { vocab: vocab.toJSON() } })
+ * TokenVocab.fromJSON(ck.metadata.vocab)
+ * ```
+ */
+export class TokenVocab {
+  static readonly PAD = SPECIALS.pad
+  static readonly BOS = SPECIALS.bos
+  static readonly EOS = SPECIALS.eos
+  static readonly UNK = SPECIALS.unk
+  readonly pad = SPECIALS.pad
+  readonly bos = SPECIALS.bos
+  readonly eos = SPECIALS.eos
+  readonly unk = SPECIALS.unk
+  readonly mode: TokenMode
+  /** The ordinary tokens; `tokens[i]` has id `4 + i`. */
+  readonly tokens: readonly string[]
+  readonly #ids: Map<string, number>
+
+  /** A vocabulary of exactly these ordinary tokens (ids 4, 5, … in this order); see {@link build}. */
+  constructor(mode: TokenMode, tokens: readonly string[]) {
+    this.#ids = tokenIds('TokenVocab', mode, tokens)
+    this.mode = mode
+    this.tokens = Object.freeze([...tokens])
+  }
+
+  /** Number of ids: the 4 specials and the ordinary tokens. */
+  get size(): number {
+    return FIRST_TOKEN + this.tokens.length
+  }
+
+  /** The tokens of `text` in this vocabulary's mode (code points, or whitespace-separated words). */
+  tokenize(text: string): string[] {
+    if (typeof text !== 'string') throw new ValueError('TokenVocab.tokenize', `text must be a string, got ${typeof text}`)
+    if (this.mode === 'char') return [...text]
+    return text.split(WHITESPACE).filter((w) => w !== '')
+  }
+
+  /** Builds the vocabulary of the tokens of `texts`. */
+  static build(texts: Iterable<string>, options: TokenVocabOptions = {}): TokenVocab {
+    const what = 'TokenVocab.build'
+    const mode = options.mode ?? 'char'
+    if (mode !== 'char' && mode !== 'word') throw new ValueError(what, `mode must be 'char' or 'word', got ${JSON.stringify(mode)}`)
+    const minCount = options.minCount ?? 1
+    if (!Number.isInteger(minCount) || minCount < 1) throw new ValueError(what, `minCount must be a positive integer, got ${String(minCount)}`)
+    const maxSize = options.maxSize
+    if (maxSize !== undefined && !(Number.isInteger(maxSize) && maxSize > FIRST_TOKEN)) {
+      throw new ValueError(what, `maxSize must be an integer > ${FIRST_TOKEN} (the specials PAD, BOS, EOS, UNK take ids 0-3), got ${String(maxSize)}`)
+    }
+    if (texts === null || typeof texts !== 'object' || !(Symbol.iterator in texts)) throw new ValueError(what, 'texts must be an iterable of strings')
+    const splitter = new TokenVocab(mode, [])
+    const counts = new Map<string, number>()
+    let i = 0
+    for (const text of texts) {
+      if (typeof text !== 'string') throw new ValueError(what, `texts[${i}] must be a string, got ${text === null ? 'null' : typeof text}`)
+      for (const tok of splitter.tokenize(text)) counts.set(tok, (counts.get(tok) ?? 0) + 1)
+      i++
+    }
+    const kept = [...counts.entries()].filter(([, n]) => n >= minCount).sort((a, b) => b[1] - a[1] || compareCodePoints(a[0], b[0]))
+    const tokens = kept.map(([tok]) => tok)
+    return new TokenVocab(mode, maxSize === undefined ? tokens : tokens.slice(0, maxSize - FIRST_TOKEN))
+  }
+
+  /** Rebuilds a vocabulary from its {@link toJSON} form (object or string); a malformed one throws a ValueError saying what is wrong. */
+  static fromJSON(json: unknown): TokenVocab {
+    const what = 'TokenVocab.fromJSON'
+    let j = json
+    if (typeof j === 'string') {
+      try {
+        j = JSON.parse(j)
+      } catch (e) {
+        throw new ValueError(what, `not valid JSON (${(e as Error).message})`)
+      }
+    }
+    if (j === null || typeof j !== 'object' || Array.isArray(j)) throw new ValueError(what, `expected a token vocabulary object, got ${describe(j)}`)
+    const o = j as Partial<Record<keyof TokenVocabJSON, unknown>>
+    if (o.type !== 'tokens') throw new ValueError(what, `expected type 'tokens', got ${describe(o.type)}`)
+    const sp = o.specials as Record<string, unknown> | undefined
+    if (sp === null || typeof sp !== 'object' || Object.entries(SPECIALS).some(([k, v]) => sp[k] !== v) || Object.keys(sp).length !== 4) {
+      throw new ValueError(what, `specials must be ${JSON.stringify(SPECIALS)}, got ${describe(sp)}`)
+    }
+    tokenIds(what, o.mode, o.tokens)
+    return new TokenVocab(o.mode as TokenMode, o.tokens as string[])
+  }
+
+  /** The id of one token (UNK if it has none). */
+  idOf(token: string): number {
+    return this.#ids.get(token) ?? SPECIALS.unk
+  }
+
+  /** The ids of the tokens of `text` (unknown tokens → UNK), optionally framed by BOS and EOS. */
+  encode(text: string, options: TokenEncodeOptions = {}): number[] {
+    if (typeof text !== 'string') throw new ValueError('TokenVocab.encode', `text must be a string, got ${text === null ? 'null' : typeof text}`)
+    const ids = this.tokenize(text).map((t) => this.idOf(t))
+    if (options.bos) ids.unshift(SPECIALS.bos)
+    if (options.eos) ids.push(SPECIALS.eos)
+    return ids
+  }
+
+  /**
+   * The text of `ids`: it stops at the first EOS and skips PAD and BOS; UNK reads `'\uFFFD'` in
+   * char mode and `'<unk>'` in word mode; words are joined by one space. Throws on an id that
+   * is not an integer in `[0, size)`.
+   */
+  decode(ids: ArrayLike<number>): string {
+    const parts: string[] = []
+    for (let i = 0; i < ids.length; i++) {
+      const id = ids[i]!
+      if (!Number.isInteger(id) || id < 0 || id >= this.size) throw new ValueError('TokenVocab.decode', `ids[${i}] = ${id} is not an id in [0, ${this.size})`)
+      if (id === SPECIALS.eos) break
+      if (id === SPECIALS.pad || id === SPECIALS.bos) continue
+      parts.push(id === SPECIALS.unk ? (this.mode === 'char' ? DEFAULT_UNK : '<unk>') : this.tokens[id - FIRST_TOKEN]!)
+    }
+    return parts.join(this.mode === 'char' ? '' : ' ')
+  }
+
+  toJSON(): TokenVocabJSON {
+    return { type: 'tokens', mode: this.mode, specials: { ...SPECIALS }, tokens: [...this.tokens] }
+  }
+}
+
+/** The id of each ordinary token, after checking the list for `mode`. */
+function tokenIds(what: string, mode: unknown, tokens: unknown): Map<string, number> {
+  if (mode !== 'char' && mode !== 'word') throw new ValueError(what, `mode must be 'char' or 'word', got ${describe(mode)}`)
+  if (!Array.isArray(tokens)) throw new ValueError(what, `tokens must be an array of strings, got ${describe(tokens)}`)
+  const ids = new Map<string, number>()
+  tokens.forEach((tok: unknown, i) => {
+    if (typeof tok !== 'string') throw new ValueError(what, `tokens[${i}] must be a string, got ${describe(tok)}`)
+    if (mode === 'char' && [...tok].length !== 1) throw new ValueError(what, `tokens[${i}] must be one character in char mode, got ${JSON.stringify(tok)}`)
+    if (mode === 'word' && (tok === '' || WHITESPACE.test(tok))) {
+      throw new ValueError(what, `tokens[${i}] must be a non-empty word without whitespace in word mode, got ${JSON.stringify(tok)}`)
+    }
+    if (ids.has(tok)) throw new ValueError(what, `duplicate token ${JSON.stringify(tok)} (tokens[${i}])`)
+    ids.set(tok, FIRST_TOKEN + i)
+  })
+  return ids
+}
+
+/** Orders strings by code point (not by UTF-16 unit, which misorders astral characters). */
+function compareCodePoints(a: string, b: string): number {
+  const x = [...a]
+  const y = [...b]
+  for (let i = 0; i < Math.min(x.length, y.length); i++) {
+    const d = x[i]!.codePointAt(0)! - y[i]!.codePointAt(0)!
+    if (d !== 0) return d
+  }
+  return x.length - y.length
+}
+
+function describe(v: unknown): string {
+  if (v === undefined) return 'nothing'
+  const s = JSON.stringify(v)
+  return s === undefined ? typeof v : s.length > 80 ? `${s.slice(0, 80)}…` : s
 }
