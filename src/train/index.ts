@@ -27,6 +27,7 @@ export {
   type CommonFitOptions,
   type FitModel,
   type Batch,
+  type BatchInput,
   type BatchSource,
   type OptimizerLike,
   type SchedulerLike,

@@ -15,14 +15,20 @@ import { crossEntropy } from '../../nn/loss.js'
 import type { TokenChunk, TokenStream } from '../../data/stream.js'
 import type { ChunkLoss, RecurrentState, StatefulModel } from '../tbptt.js'
 import { Accumulator, countCorrect, isClassification, type Metrics } from './metrics.js'
-import type { Batch, FitModel } from './options.js'
+import type { Batch, BatchInput, FitModel } from './options.js'
 
 /** Options of {@link evaluate}. */
-export interface EvaluateOptions {
+export interface EvaluateOptions<X extends BatchInput<X> = Tensor> {
   /** How to run the model (default `model.forward(x)`, taking `.output` of an object). */
-  forward?: (x: Tensor) => unknown
+  forward?: (x: X) => unknown
   /** Compute the accuracy for int32 targets (default true). */
   accuracy?: boolean
+  /**
+   * The padding target id: targets equal to it are not counted in the mean loss (each batch's
+   * loss is weighted by its number of other targets) nor in the accuracy. The loss must ignore
+   * them too (`crossEntropy(o, y, { ignoreIndex })`).
+   */
+  ignoreIndex?: number
   /** Stop early (the metrics cover the batches done). */
   signal?: AbortSignal
 }
@@ -35,19 +41,79 @@ export function outputOf(r: unknown, what: string): Tensor {
   throw new ValueError(what, 'the model must return a Tensor or { output: Tensor }')
 }
 
+/** Checks `ignoreIndex` (an integer, or undefined). @internal */
+export function checkIgnoreIndex(what: string, v: unknown): number | undefined {
+  if (v !== undefined && !(typeof v === 'number' && Number.isInteger(v))) throw new ValueError(what, `ignoreIndex must be an integer, got ${String(v)}`)
+  return v
+}
+
+/** Number of targets of `y` that are not `ignoreIndex` (all of them without one). @internal */
+export function countTargets(y: ArrayLike<number>, ignoreIndex: number | undefined): number {
+  if (ignoreIndex === undefined) return y.length
+  let n = 0
+  for (let i = 0; i < y.length; i++) if (y[i] !== ignoreIndex) n++
+  return n
+}
+
+function describe(v: unknown): string {
+  if (v === null) return 'null'
+  if (Array.isArray(v)) return 'an array'
+  if (typeof v !== 'object') return typeof v
+  const name = (v as object).constructor?.name ?? 'Object'
+  return `${/^[AEIOU]/.test(name) ? 'an' : 'a'} ${name}`
+}
+
+/**
+ * Checks a batch `{ x, y }` (x a Tensor or an object of named Tensors, y a Tensor) and returns
+ * its tensors on `device`, with a function that frees the copies made for that. @internal
+ */
+export function batchOnDevice<X>(what: string, b: unknown, device: Device, ignoreIndex?: number): { x: X; y: Tensor; free: () => void } {
+  const shape = 'each batch must be { x, y } with x a Tensor or an object of named Tensors and y a Tensor'
+  if (b === null || typeof b !== 'object') throw new ValueError(what, `${shape}, got ${describe(b)}`)
+  const { x, y } = b as { x?: unknown; y?: unknown }
+  if (!(y instanceof Tensor)) throw new ValueError(what, `${shape}; y is ${describe(y)}`)
+  if (ignoreIndex !== undefined && y.dtype !== 'int32') throw new ValueError(what, `ignoreIndex needs int32 (class) targets, got y of dtype ${y.dtype}`)
+  const copies: Tensor[] = []
+  const move = (t: Tensor) => {
+    const m = onDevice(t, device)
+    if (m !== t) copies.push(m)
+    return m
+  }
+  let xs: unknown
+  if (x instanceof Tensor) {
+    xs = move(x)
+  } else if (x !== null && typeof x === 'object' && !Array.isArray(x)) {
+    const entries = Object.entries(x)
+    if (entries.length === 0) throw new ValueError(what, `${shape}; x is an empty object`)
+    for (const [k, v] of entries) if (!(v instanceof Tensor)) throw new ValueError(what, `${shape}; x.${k} is ${describe(v)}`)
+    xs = Object.fromEntries(entries.map(([k, v]) => [k, move(v as Tensor)]))
+  } else {
+    throw new ValueError(what, `${shape}; x is ${describe(x)}`)
+  }
+  const ys = move(y)
+  return {
+    x: xs as X,
+    y: ys,
+    free: () => {
+      for (const c of copies) c.dispose()
+    },
+  }
+}
+
 /**
  * Evaluates `model` on batches without history and in eval mode (restoring the previous mode):
- * mean loss per target, perplexity and accuracy for int32 targets. Each batch's loss is read
- * while the next one computes.
+ * mean loss per target, perplexity and accuracy for int32 targets (with `ignoreIndex`, per
+ * non-padding target). Each batch's loss is read while the next one computes.
  */
-export async function evaluate(
-  model: FitModel,
-  data: Iterable<Batch> | AsyncIterable<Batch>,
+export async function evaluate<X extends BatchInput<X> = Tensor>(
+  model: FitModel<X>,
+  data: Iterable<Batch<X>> | AsyncIterable<Batch<X>>,
   loss: (output: Tensor, target: Tensor) => Tensor,
-  options: EvaluateOptions = {},
+  options: EvaluateOptions<X> = {},
 ): Promise<Metrics> {
-  const fwd = options.forward ?? ((x: Tensor) => model.forward(x))
+  const fwd = options.forward ?? ((x: X) => model.forward(x))
   const wantAcc = options.accuracy ?? true
+  const ignoreIndex = checkIgnoreIndex('evaluate', options.ignoreIndex)
   const device = modelDevice(model)
   const acc = new Accumulator()
   const wasTraining = (model as { training?: boolean }).training
@@ -56,11 +122,12 @@ export async function evaluate(
   const settle = async (p: { loss: Tensor; out: Tensor; y: Tensor }) => {
     const cls = isClassification(p.out, p.y)
     acc.classes ||= p.y.dtype === 'int32'
-    acc.add(await p.loss.item(), p.y.size)
-    if (wantAcc && cls) {
-      const [o, t] = await Promise.all([p.out.data(), p.y.data()])
-      acc.correct += countCorrect(o, t)
-      acc.accCount += p.y.size
+    const wantY = (wantAcc && cls) || ignoreIndex !== undefined
+    const [l, o, t] = await Promise.all([p.loss.item(), wantAcc && cls ? p.out.data() : null, wantY ? p.y.data() : null])
+    acc.add(l, t ? countTargets(t, ignoreIndex) : p.y.size)
+    if (o && t) {
+      acc.correct += countCorrect(o, t, ignoreIndex)
+      acc.accCount += countTargets(t, ignoreIndex)
     }
     p.loss.dispose()
     p.out.dispose()
@@ -69,13 +136,13 @@ export async function evaluate(
     for await (const b of data) {
       if (options.signal?.aborted) break
       const { out, l } = noGrad(() => {
-        const x = onDevice(b.x, device)
-        const y = onDevice(b.y, device)
-        const out = outputOf(fwd(x), 'evaluate')
-        const l = loss(out, y)
-        if (x !== b.x) x.dispose()
-        if (y !== b.y) y.dispose()
-        return { out, l }
+        const { x, y, free } = batchOnDevice<X>('evaluate', b, device, ignoreIndex)
+        try {
+          const out = outputOf(fwd(x), 'evaluate')
+          return { out, l: loss(out, y) }
+        } finally {
+          free()
+        }
       })
       if (pending) await settle(pending)
       pending = { loss: l, out, y: b.y }

@@ -30,6 +30,7 @@ export type {
   CommonFitOptions,
   FitModel,
   Batch,
+  BatchInput,
   BatchSource,
   OptimizerLike,
   SchedulerLike,

@@ -21,9 +21,21 @@ import { TBPTT, type TBPTTMeta } from '../tbptt.js'
 import { loadCheckpoint, saveCheckpoint, type Checkpoint, type HasStateDict, type StatefulModule } from '../checkpoint.js'
 import { Accumulator, countCorrect, isClassification, type Metrics } from './metrics.js'
 import { FitRun, type EpochEndEvent, type FitResult, type StepEvent, type StopReason, type ValidationEvent } from './events.js'
-import { chunkTensors, defaultChunkLoss, evaluate, evaluateStream, onDevice, outputOf, type EvaluateOptions, type EvaluateStreamOptions } from './evaluate.js'
+import {
+  batchOnDevice,
+  checkIgnoreIndex,
+  chunkTensors,
+  countTargets,
+  defaultChunkLoss,
+  evaluate,
+  evaluateStream,
+  outputOf,
+  type EvaluateOptions,
+  type EvaluateStreamOptions,
+} from './evaluate.js'
 import { EarlyStopping, earlyStoppingConfig } from './early-stopping.js'
-import type { Batch, BatchSource, CommonFitOptions, FitModel, FitOptions, FitTBPTTModel, FitTBPTTOptions, OptimizerLike } from './options.js'
+import { crossEntropy } from '../../nn/loss.js'
+import type { Batch, BatchInput, BatchSource, CommonFitOptions, FitModel, FitOptions, FitTBPTTModel, FitTBPTTOptions, OptimizerLike } from './options.js'
 
 /** The JSON state of a loop, saved in checkpoints under `fit`. */
 interface LoopMeta {
@@ -37,6 +49,7 @@ interface LoopMeta {
 
 interface StepOut {
   loss: Tensor
+  /** Targets of the step; with the task's `ignoreIndex`, counted from `target` once it is read. */
   count: number
   output: Tensor | null
   target: Tensor
@@ -47,6 +60,8 @@ interface StepOut {
 interface Task<I> {
   model: { train?(mode?: boolean): unknown; eval?(): unknown } & Partial<StatefulModule>
   params: readonly Tensor[]
+  /** Targets equal to this are padding: not counted in the averages. */
+  ignoreIndex?: number | undefined
   items(epoch: number, skip: number): Iterable<I> | AsyncIterable<I>
   /** At the start of an epoch (not when resuming in its middle). */
   startEpoch(epoch: number): void
@@ -135,18 +150,24 @@ function runLoop<I>(task: Task<I>, o: CommonFitOptions, hasValidation: boolean):
     let acc = new Accumulator()
 
     const settle = async (p: Pending) => {
-      const loss = await p.loss.item()
-      lastLoss = loss
       const cls = p.target.dtype === 'int32'
+      const ignore = task.ignoreIndex
+      const wantAcc = o.trainAccuracy === true && p.output !== null && isClassification(p.output, p.target)
+      const [loss, out, y] = await Promise.all([
+        p.loss.item(),
+        wantAcc ? p.output!.data() : null,
+        wantAcc || (ignore !== undefined && cls) ? p.target.data() : null,
+      ])
+      lastLoss = loss
+      const count = y && ignore !== undefined ? countTargets(y, ignore) : p.count
       acc.classes ||= cls
-      acc.add(loss, p.count)
+      acc.add(loss, count)
       let accuracy: number | undefined
-      if (o.trainAccuracy && p.output && isClassification(p.output, p.target)) {
-        const [out, y] = await Promise.all([p.output.data(), p.target.data()])
-        const c = countCorrect(out, y)
+      if (out && y && count > 0) {
+        const c = countCorrect(out, y, ignore)
         acc.correct += c
-        acc.accCount += p.target.size
-        accuracy = c / p.target.size
+        acc.accCount += count
+        accuracy = c / count
       }
       p.loss.dispose()
       p.output?.dispose()
@@ -158,8 +179,8 @@ function runLoop<I>(task: Task<I>, o: CommonFitOptions, hasValidation: boolean):
         epoch: p.epoch,
         batch: p.batch,
         loss,
-        count: p.count,
-        tokensPerSec: p.count / Math.max(1e-9, (now - lastEventAt) / 1000),
+        count,
+        tokensPerSec: count / Math.max(1e-9, (now - lastEventAt) / 1000),
         elapsedMs: now - t0,
       }
       lastEventAt = now
@@ -303,12 +324,14 @@ function checkSource(what: string, src: unknown): void {
 }
 
 /**
- * Trains `model` on batches `{ x, y }`: for each batch, `zeroGrad`, `loss(forward(x), y)`,
+ * Trains `model` on batches `{ x, y }` (`x` one tensor, or several by name that `forward`
+ * receives as one object): for each batch, `zeroGrad`, `loss(forward(x), y)`,
  * `backward`, optional gradient clipping, `await optimizer.step()`. Epochs, validation at each
  * epoch end, metrics (loss, perplexity and accuracy for int32 targets, targets/s), callbacks,
  * progress events, early stopping, periodic checkpoints and resuming, and cancellation by
  * AbortSignal (between steps: the model stays usable). Batches on another device than the
  * model's parameters (a `DataLoader` makes them on the CPU) are copied to it for each step.
+ * With `ignoreIndex`, padding targets are left out of every per-target average.
  *
  * ```ts
  * const run = fit(model, { data: loader, loss: crossEntropy, optimizer: opt, epochs: 10, validation: valBatches })
@@ -316,29 +339,34 @@ function checkSource(what: string, src: unknown): void {
  * const result = await run
  * ```
  */
-export function fit(model: FitModel, options: FitOptions): FitRun {
+export function fit<X extends BatchInput<X> = Tensor>(model: FitModel<X>, options: FitOptions<X>): FitRun {
   if (model === null || typeof model !== 'object' || typeof model.forward !== 'function') throw new ValueError('fit', 'model must have forward(x)')
   if (options === null || typeof options !== 'object') throw new ValueError('fit', 'options are required')
   checkSource('options.data', options.data)
   if (options.validation !== undefined) checkSource('options.validation', options.validation)
-  if (typeof options.loss !== 'function') throw new ValueError('fit', 'options.loss must be a function (output, target) => scalar Tensor')
-  const fwd = options.forward ?? ((x: Tensor) => model.forward(x))
+  if (options.loss !== undefined && typeof options.loss !== 'function') throw new ValueError('fit', 'options.loss must be a function (output, target) => scalar Tensor')
+  const ignoreIndex = checkIgnoreIndex('fit', options.ignoreIndex)
+  const ceOptions = ignoreIndex === undefined ? {} : { ignoreIndex }
+  const loss = options.loss ?? ((output: Tensor, target: Tensor) => crossEntropy(output, target, ceOptions))
+  const fwd = options.forward ?? ((x: X) => model.forward(x))
   const validation = options.validation
-  const task: Task<Batch> = {
-    model: model as Task<Batch>['model'],
+  const task: Task<Batch<X>> = {
+    model: model as Task<Batch<X>>['model'],
     params: paramsOf('fit', model, options.optimizer),
+    ignoreIndex,
     items: (e, skip) => sourceItems(options.data, e, skip),
     startEpoch: () => {},
     trainStep: (b) => {
-      if (!b || !(b.x instanceof Tensor) || !(b.y instanceof Tensor)) throw new ValueError('fit', 'each batch must be { x: Tensor, y: Tensor }')
       // Batches go to the parameters' device (a DataLoader makes them on the CPU).
-      const device = deviceOfFirst(task.params)
-      const x = onDevice(b.x, device)
-      const y = onDevice(b.y, device)
-      const out = outputOf(fwd(x), 'fit')
-      const l = options.loss(out, y)
-      if (x !== b.x) x.dispose()
-      if (y !== b.y) y.dispose()
+      const { x, y, free } = batchOnDevice<X>('fit', b, deviceOfFirst(task.params), ignoreIndex)
+      let out: Tensor
+      let l: unknown
+      try {
+        out = outputOf(fwd(x), 'fit')
+        l = loss(out, y)
+      } finally {
+        free()
+      }
       if (!(l instanceof Tensor) || l.size !== 1) throw new ValueError('fit', 'the loss must return a one-element Tensor')
       l.backward()
       const r: StepOut = { loss: l.detach(), count: b.y.size, output: options.trainAccuracy ? out.detach() : null, target: b.y }
@@ -348,9 +376,10 @@ export function fit(model: FitModel, options: FitOptions): FitRun {
     },
     validate: validation
       ? (signal) => {
-          const opts: EvaluateOptions = { forward: fwd }
+          const opts: EvaluateOptions<X> = { forward: fwd }
           if (signal) opts.signal = signal
-          return evaluate(model, iterate(sourceItems(validation, 0, 0)), options.loss, opts)
+          if (ignoreIndex !== undefined) opts.ignoreIndex = ignoreIndex
+          return evaluate(model, iterate(sourceItems(validation, 0, 0)), loss, opts)
         }
       : null,
     extraState: () => ({}),

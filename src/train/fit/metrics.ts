@@ -13,17 +13,21 @@ export interface Metrics {
   perplexity?: number
   /** Fraction of targets whose arg-max output is the target, for int32 targets (when computed). */
   accuracy?: number
-  /** Number of targets (`y.size` summed). */
+  /** Number of targets (`y.size` summed, or the targets that are not `ignoreIndex`). */
   count: number
 }
 
-/** Number of rows of `out` (`[N, C]` flattened) whose arg-max equals `y` (int32 `[N]`). @internal */
-export function countCorrect(out: ArrayLike<number>, y: ArrayLike<number>): number {
+/**
+ * Number of rows of `out` (`[N, C]` flattened) whose arg-max equals `y` (int32 `[N]`), leaving
+ * out the rows whose target is `ignoreIndex`. @internal
+ */
+export function countCorrect(out: ArrayLike<number>, y: ArrayLike<number>, ignoreIndex?: number): number {
   const N = y.length
   if (N === 0 || out.length % N !== 0) return 0
   const C = out.length / N
   let correct = 0
   for (let n = 0; n < N; n++) {
+    if (y[n] === ignoreIndex) continue
     const base = n * C
     let best = 0
     let bv = out[base]!
@@ -52,6 +56,8 @@ export class Accumulator {
   accCount = 0
   classes = false
   add(loss: number, count: number): void {
+    // A batch whose targets are all ignored has a 0/0 mean loss and weighs nothing.
+    if (count === 0) return
     this.lossSum += loss * count
     this.count += count
   }

@@ -80,17 +80,24 @@ export interface CommonFitOptions {
   resume?: string | Checkpoint
 }
 
-/** A model for {@link fit}: `forward(x)` returns the output tensor (or `{ output }`). */
-export interface FitModel {
-  forward(x: Tensor): unknown
+/**
+ * What a batch feeds the model: one tensor, or several by name (a seq2seq batch
+ * `{ source, sourceLengths, targetIn }`). Written as a bound on `X` so that an interface with
+ * tensor fields qualifies, not only a type with an index signature.
+ */
+export type BatchInput<X = unknown> = Tensor | { readonly [K in keyof X]: Tensor }
+
+/** A model for {@link fit}: `forward(x)` returns the output tensor (or `{ output }`); `x` is the batch's input, a tensor or a record of tensors. */
+export interface FitModel<X extends BatchInput<X> = Tensor> {
+  forward(x: X): unknown
   parameters?(): Tensor[]
   train?(mode?: boolean): unknown
   eval?(): unknown
 }
 
-/** A batch of {@link fit}. */
-export interface Batch {
-  x: Tensor
+/** A batch of {@link fit}: the model's input `x` (one tensor or several by name) and the target `y`. */
+export interface Batch<X extends BatchInput<X> = Tensor> {
+  x: X
   y: Tensor
 }
 
@@ -107,13 +114,24 @@ export type BatchSource<B = Batch> =
   | AsyncIterable<B>
 
 /** Options of {@link fit}. */
-export interface FitOptions extends CommonFitOptions {
-  data: BatchSource
-  /** `loss(output, y)` → a scalar tensor (mean over the batch). */
-  loss: (output: Tensor, target: Tensor) => Tensor
-  validation?: BatchSource
+export interface FitOptions<X extends BatchInput<X> = Tensor> extends CommonFitOptions {
+  data: BatchSource<Batch<X>>
+  /**
+   * `loss(output, y)` → a scalar tensor, the mean over the batch's (non-ignored) targets.
+   * Default: `crossEntropy(output, y, { ignoreIndex })` (class axis last). A loss of your own
+   * must ignore the same targets as `ignoreIndex` does.
+   */
+  loss?: (output: Tensor, target: Tensor) => Tensor
+  /**
+   * The target id that marks padding (e.g. `TokenVocab.PAD`): targets equal to it are not
+   * counted. The epoch and validation losses are then means over the other targets (each
+   * batch's loss weighted by its number of them, not by `y.size`), the accuracy counts only
+   * them, and the step events' `count` is that number. Needs int32 targets.
+   */
+  ignoreIndex?: number
+  validation?: BatchSource<Batch<X>>
   /** How to run the model (default `model.forward(x)`, taking `.output` of an object). */
-  forward?: (x: Tensor) => unknown
+  forward?: (x: X) => unknown
 }
 
 /** A model for {@link fitTBPTT}. */
