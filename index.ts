@@ -228,3 +228,8 @@ export {
 } from './src/io/tfjs/index.js'
 export { toOnnx, saveOnnx, type OnnxExportOptions } from './src/io/onnx.js'
 export { loadTorchStateDict, saveTorchStateDict } from './src/io/pytorch.js'
+
+// ---- seq2seq ----------------------------------------------------------------------------------
+// Decoding over a step interface (greedy, sampling, batched beam search) and text generation
+// with a language model.
+export * from './src/seq2seq/index.js'

@@ -110,6 +110,15 @@ function tensorsIn(x: unknown): Set<Tensor> | Tensor | null {
   return out
 }
 
+/**
+ * The distinct tensors in `x` (found as {@link tidy} finds them in a result).
+ * @internal for the decoders, which free the tensors of a state that the next state dropped.
+ */
+export function tensorsOf(x: unknown): Set<Tensor> {
+  const ts = tensorsIn(x)
+  return ts instanceof Tensor ? new Set([ts]) : (ts ?? new Set())
+}
+
 /** Ends `s`: the tensors of `result` move to the parent scope, the rest are disposed. */
 function endScope(s: Scope, result: unknown): void {
   s.open = false

@@ -1,21 +1,17 @@
 /**
  * Shared pieces of the CLI commands: file access with one-line errors, the checkpoint layout of
- * `train-char` (model config + vocabulary in the metadata), sampling, a seeded PRNG and number
- * formatting.
+ * `train-char` (model config + vocabulary in the metadata) and number formatting. Sampling is
+ * the library's `generate` (src/seq2seq/generate.ts).
  */
 
 import { existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, realpathSync, statSync, unlinkSync } from 'node:fs'
 import { readFile } from 'node:fs/promises'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { noGrad } from '../ops/grad.js'
-import { tensor } from '../ops/factories.js'
-import { dispose, tidy, tidyAsync } from '../scope.js'
 import { RecurrentError } from '../errors.js'
 import { CharVocab, type VocabJSON } from '../data/vocab.js'
 import { RecurrentLM, type LMCell } from '../train/lm.js'
 import { loadCheckpoint, type Checkpoint } from '../train/checkpoint.js'
-import type { RecurrentState } from '../train/tbptt.js'
 import { CliError } from './args.js'
 
 /** The checkpoint file inside an `--out` folder. */
@@ -164,109 +160,6 @@ export async function loadCharModel(file: string): Promise<{ model: RecurrentLM;
     throw new CliError(`cannot load checkpoint '${file}': its weights do not fit its config (${oneLine((e as Error).message)})`, { cause: e })
   }
   return { model, vocab, ck }
-}
-
-/** mulberry32: a small seeded PRNG returning floats in [0, 1). */
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) | 0
-    let t = Math.imul(a ^ (a >>> 15), 1 | a)
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
-
-/** Options of {@link generate}. */
-export interface GenerateOptions {
-  /** Text to condition on; it is not repeated in the result. */
-  prime: string
-  /** Characters to generate. */
-  length: number
-  /** Softmax temperature; 0 picks the most likely character every time. */
-  temperature: number
-  /** Seed of the sampling PRNG. */
-  seed: number
-  /** Called with each generated piece of text (for streaming output). */
-  onText?: (s: string) => void
-}
-
-/**
- * Generates `length` characters after `prime`: runs the prime through the model (one forward
- * over all its characters), then samples one character at a time from
- * softmax(logits / temperature), feeding each back in with the carried state. The unknown
- * character is never sampled. Without a prime the model starts after a newline.
- */
-export async function generate(model: RecurrentLM, vocab: CharVocab, o: GenerateOptions): Promise<string> {
-  const rand = mulberry32(o.seed)
-  const V = vocab.size
-  let ids = vocab.encode(o.prime)
-  if (ids.length === 0) {
-    const nl = vocab.idOf(10)
-    ids = Int32Array.of(nl >= 0 && nl !== vocab.unkId ? nl : vocab.unkId === 0 && V > 1 ? 1 : 0)
-  }
-  const wasTraining = model.training
-  model.eval()
-  const probs = new Float64Array(V)
-  let out = ''
-  let pieces = ''
-  try {
-    // The scope frees whatever is left when the loop ends or fails; inside, each step frees its
-    // input and intermediates (tidy) and the previous state, so memory stays flat.
-    await tidyAsync(async () => {
-      let state: RecurrentState | null = null
-      for (let i = 0; i < o.length; i++) {
-        const r = tidy(() => noGrad(() => model.forward(tensor(ids, [ids.length, 1], { dtype: 'int32' }), state)))
-        dispose(state)
-        state = r.state
-        const logits = await r.output.data()
-        r.output.dispose()
-        const base = logits.length - V
-        // softmax(logits / T) over the last step, without the unknown character
-        let best = -1
-        let bv = -Infinity
-        for (let v = 0; v < V; v++) {
-          if (v === vocab.unkId) continue
-          const x = Number(logits[base + v])
-          if (x > bv) {
-            bv = x
-            best = v
-          }
-        }
-        let next = best
-        if (o.temperature > 0) {
-          let sum = 0
-          for (let v = 0; v < V; v++) {
-            probs[v] = v === vocab.unkId ? 0 : Math.exp((Number(logits[base + v]) - bv) / o.temperature)
-            sum += probs[v]!
-          }
-          let u = rand() * sum
-          next = best
-          for (let v = 0; v < V; v++) {
-            u -= probs[v]!
-            if (u < 0 && probs[v]! > 0) {
-              next = v
-              break
-            }
-          }
-        }
-        const ch = vocab.chars[next]!
-        out += ch
-        if (o.onText) {
-          pieces += ch
-          if (pieces.length >= 64 || ch === '\n') {
-            o.onText(pieces)
-            pieces = ''
-          }
-        }
-        ids = Int32Array.of(next)
-      }
-    })
-  } finally {
-    model.train(wasTraining)
-  }
-  if (o.onText && pieces) o.onText(pieces)
-  return out
 }
 
 /** 1234567 → "1,234,567". */

@@ -4,7 +4,8 @@
  */
 
 import { helpText, parseArgs, UsageError, type FlagSpec } from './args.js'
-import { generate, loadCharModel, resolveCheckpointPath } from './common.js'
+import { generate } from '../seq2seq/generate.js'
+import { loadCharModel, resolveCheckpointPath } from './common.js'
 
 export const SAMPLE_FLAGS: readonly FlagSpec[] = [
   { name: 'checkpoint', type: 'string', metavar: 'PATH', default: './checkpoints/char-lstm', help: `a train-char --out folder (its checkpoint.safetensors) or a checkpoint file` },

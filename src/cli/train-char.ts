@@ -19,6 +19,7 @@ import type { FitEvent, FitResult } from '../train/fit/events.js'
 import type { Metrics } from '../train/fit/metrics.js'
 import type { Checkpoint } from '../train/checkpoint.js'
 import type { RecurrentLM } from '../train/lm.js'
+import { generate } from '../seq2seq/generate.js'
 import { CliError, helpText, parseArgs, UsageError, type FlagSpec, type FlagValue } from './args.js'
 import {
   CHECKPOINT_FILE,
@@ -30,7 +31,6 @@ import {
   fmtInt,
   fmtSI,
   fsReason,
-  generate,
   readCheckpoint,
   readText,
   type CharModelConfig,
