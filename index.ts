@@ -125,6 +125,7 @@ export {
 // the top-level names.
 export {
   Module,
+  parameter,
   Linear,
   Embedding,
   Dropout,

@@ -1,6 +1,6 @@
 /** Layers and models: the `nn` part of the public API. */
 
-export { Module, type LoadStateDictOptions, type LoadStateDictResult } from './module.js'
+export { Module, parameter, type LoadStateDictOptions, type LoadStateDictResult } from './module.js'
 export { Linear, type LinearOptions } from './linear.js'
 export { Embedding, type EmbeddingOptions } from './embedding.js'
 export { Dropout, type DropoutOptions } from './dropout.js'
