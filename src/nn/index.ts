@@ -20,6 +20,17 @@ export {
 export { LSTM, type LSTMOptions, type LSTMInput, type LSTMOutput } from './lstm.js'
 export { GRU, type GRUOptions } from './gru.js'
 export {
+  RNNCellBase,
+  RNNCell,
+  LSTMCell,
+  GRUCell,
+  type RNNCellBaseOptions,
+  type RNNCellOptions,
+  type LSTMCellOptions,
+  type GRUCellOptions,
+  type LSTMCellState,
+} from './cells.js'
+export {
   mse,
   crossEntropy,
   MSELoss,
