@@ -1,6 +1,6 @@
 /** Layers and models: the `nn` part of the public API. */
 
-export { Module, type LoadStateDictOptions, type LoadStateDictResult } from './module.js'
+export { Module, parameter, type LoadStateDictOptions, type LoadStateDictResult } from './module.js'
 export { Linear, type LinearOptions } from './linear.js'
 export { Embedding, type EmbeddingOptions } from './embedding.js'
 export { Dropout, type DropoutOptions } from './dropout.js'
@@ -19,6 +19,17 @@ export {
 } from './rnn.js'
 export { LSTM, type LSTMOptions, type LSTMInput, type LSTMOutput } from './lstm.js'
 export { GRU, type GRUOptions } from './gru.js'
+export {
+  RNNCellBase,
+  RNNCell,
+  LSTMCell,
+  GRUCell,
+  type RNNCellBaseOptions,
+  type RNNCellOptions,
+  type LSTMCellOptions,
+  type GRUCellOptions,
+  type LSTMCellState,
+} from './cells.js'
 export {
   mse,
   crossEntropy,

@@ -2,11 +2,12 @@
  * The `Module` base class: a tree of named parameters and sub-modules, as in PyTorch's
  * `torch.nn.Module`.
  *
- * A module registers its tensors with {@link Module.registerParameter} and its children with
- * {@link Module.registerModule}, in the order a PyTorch module would declare them. Everything
- * else (names, parameter lists, train/eval mode, state dicts, gradient reset) is derived from
- * that tree, so checkpoint keys match PyTorch's `state_dict()` keys exactly
- * (`0.weight`, `lstm.weight_ih_l0`, `lstm.bias_hh_l1_reverse`, ...).
+ * A module's children and parameters are either registered explicitly
+ * ({@link Module.registerModule}, {@link Module.registerParameter}) or simply assigned as
+ * properties (`this.head = new Linear(4, 2)`), as PyTorch's `__setattr__` does. Everything else
+ * (names, parameter lists, train/eval mode, state dicts, gradient reset) is derived from that
+ * tree, so checkpoint keys match PyTorch's `state_dict()` keys exactly (`0.weight`,
+ * `lstm.weight_ih_l0`, `lstm.bias_hh_l1_reverse`, ...).
  */
 
 import { Tensor, type FloatDType } from '../tensor.js'
@@ -45,29 +46,104 @@ function sameShape(a: readonly number[], b: readonly number[]): boolean {
 const NAME_RE = /^[A-Za-z0-9_]+$/
 
 /**
+ * Whether a tensor assigned as a property counts as a parameter: a live leaf that requires a
+ * gradient (what {@link parameter} makes), PyTorch's `nn.Parameter`. A plain tensor (a constant,
+ * a cached state) or the output of an op is an ordinary property.
+ */
+function isParameterLike(v: Tensor): boolean {
+  return !v.isDisposed && v.isLeaf && v.requiresGrad
+}
+
+/**
+ * Marks `tensor` as a trainable parameter and returns it, PyTorch's `nn.Parameter`: it sets
+ * `requiresGrad` and `keep()`s it (so no `tidy` scope disposes it). Assigned as a property of a
+ * {@link Module}, it registers itself under the property's name:
+ *
+ * ```ts
+ * class Scaler extends Module {
+ *   gain = parameter(ones([4]))
+ *   forward(x: Tensor) { return x.mul(this.gain) }
+ * }
+ * new Scaler().namedParameters() // [['gain', Tensor [4]]]
+ * ```
+ *
+ * Any leaf tensor with `requiresGrad = true` assigned as a property registers too; `parameter`
+ * only saves the two steps, and keeps the tensor from the moment it is made (a module built
+ * inside `tidy` would otherwise lose a plain `requiresGrad` tensor when the scope ends, before
+ * the module first lists it).
+ */
+export function parameter(tensor: Tensor): Tensor {
+  if (!(tensor instanceof Tensor)) throw new ValueError('parameter', `expected a Tensor, got ${tensor === null ? 'null' : typeof tensor}`)
+  if (!tensor.isLeaf) throw new ValueError('parameter', 'expected a leaf tensor (a factory result or a detach()), got the output of an op')
+  if (!tensor.requiresGrad) tensor.requiresGrad = true
+  keep(tensor)
+  return tensor
+}
+
+/**
  * Base class of every layer and model.
  *
- * Subclasses call {@link registerParameter} and {@link registerModule} in their constructor and
- * implement `forward`. Parameters are leaf tensors with `requiresGrad = true`; their names in
- * {@link namedParameters} and {@link stateDict} are the dotted paths through the module tree.
+ * Subclasses declare their children and parameters in their constructor (or as class fields)
+ * and implement `forward`. Parameters are leaf tensors with `requiresGrad = true`; their names
+ * in {@link namedParameters} and {@link stateDict} are the dotted paths through the module tree,
+ * own parameters first, then each child's, in declaration order (PyTorch's order).
  *
  * ```ts
  * class Model extends Module {
- *   lstm = this.registerModule('lstm', new LSTM(1, 32, { numLayers: 2 }))
- *   head = this.registerModule('head', new Linear(32, 1))
+ *   lstm = new LSTM(1, 32, { numLayers: 2 })
+ *   head = new Linear(32, 1)
  *   forward(x: Tensor) { return this.head.forward(this.lstm.forward(x).output) }
  * }
  * new Model().namedParameters().map(([n]) => n)
  * // ['lstm.weight_ih_l0', 'lstm.weight_hh_l0', 'lstm.bias_ih_l0', 'lstm.bias_hh_l0',
  * //  'lstm.weight_ih_l1', ..., 'head.weight', 'head.bias']
  * ```
+ *
+ * **Registration by assignment**, as PyTorch's `__setattr__`. A property of the module (an own,
+ * enumerable data property whose name is letters, digits and `_`) registers itself when it
+ * holds:
+ * - a `Module`: a child, under the property's name;
+ * - a leaf tensor with `requiresGrad = true` (see {@link parameter}): a parameter. A tensor
+ *   without `requiresGrad` (a constant, a carried state) and the output of an op are ordinary
+ *   properties; a non-trainable tensor that should move with {@link to} is a buffer
+ *   ({@link registerBuffer}).
+ *
+ * The properties are discovered lazily: every method that reads the tree (listing parameters,
+ * children or modules, state dicts, `to`, `train`, the `register*` methods, `toString`) first
+ * looks at this module's own properties, in definition order, and registers what is new. That
+ * is why it works for class fields (defined with define semantics, so no setter could see
+ * them) and for plain assignments in a constructor or later, without a Proxy (which would
+ * break the private members of every subclass). A consequence: registration happens at the
+ * first such read, so the order of names is the order of the properties' definition, and
+ * explicit `register*` calls made in between keep their place (each looks first).
+ *
+ * Reassigning a property updates the registry in place, keeping the name's position, as in
+ * PyTorch: a new Module or parameter tensor replaces the old one; `null` leaves the name
+ * registered but absent (in no list, as PyTorch's `None`); for a name that was registered by
+ * assignment, any other value (or `delete`) unregisters it. Explicitly registered names follow
+ * a property of the same name only when it holds a Module (child), a tensor (parameter or
+ * buffer) or `null`; assigning a tensor without `requiresGrad` to a parameter's name is an
+ * error at the next read (PyTorch's `TypeError`).
+ *
+ * Not registered: a value already registered in this module under another name (so
+ * `this.w = this.registerParameter('weight', t)` is listed once, as `weight`), a module that
+ * would make a cycle (this module itself or one of its ancestors), arrays or maps of modules
+ * (use {@link Sequential} or `registerModule` with indices), getters, and properties whose
+ * names have other characters (`$cache`). A back-reference from a child to its parent is such a
+ * cycle: whichever of the two is read first keeps the other as its child, so keep such
+ * references out of the tree with a private field (`#owner`), which is never discovered.
  */
 export abstract class Module {
   /** True in training mode (the default), false after {@link eval}. Read by Dropout and RNN dropout. */
   training = true
   readonly #parameters = new Map<string, Tensor | null>()
   readonly #buffers = new Map<string, Tensor | null>()
-  readonly #modules = new Map<string, Module>()
+  /** Children by name; null is a registered but absent child (a property set to null). */
+  readonly #modules = new Map<string, Module | null>()
+  /** The names registered by assignment: their entries follow their property (see the class doc). */
+  readonly #assigned = new Set<string>()
+  /** Set while {@link #sync} runs, so that a cycle check reaching back here does not re-enter it. */
+  #syncing = false
 
   /**
    * The computation of the module. Each subclass declares its own signature, for example
@@ -84,9 +160,10 @@ export abstract class Module {
    * place in the order but appears in no list.
    *
    * The tensor is marked with `keep()`, so a module built inside `tidy` keeps its parameters.
+   * A name registered by assignment (a property, see the class doc) is taken over.
    */
   registerParameter<T extends Tensor | null>(name: string, tensor: T): T {
-    this.#checkName(name)
+    this.#claim(name, this.#parameters)
     if (tensor !== null) {
       if (!(tensor instanceof Tensor)) {
         throw new ValueError(`registerParameter`, `'${name}' must be a Tensor or null`)
@@ -105,7 +182,7 @@ export abstract class Module {
    * `null` registers an absent one. Returns `tensor` (marked with `keep()`, as parameters are).
    */
   registerBuffer<T extends Tensor | null>(name: string, tensor: T): T {
-    this.#checkName(name)
+    this.#claim(name, this.#buffers)
     if (tensor !== null && !(tensor instanceof Tensor)) {
       throw new ValueError(`registerBuffer`, `'${name}' must be a Tensor or null`)
     }
@@ -217,9 +294,12 @@ export abstract class Module {
     return this.to('float32')
   }
 
-  /** Registers `module` as the child `name` of this module and returns it. */
+  /**
+   * Registers `module` as the child `name` of this module and returns it. A name registered by
+   * assignment (a property, see the class doc) is taken over.
+   */
   registerModule<M extends Module>(name: string, module: M): M {
-    this.#checkName(name)
+    this.#claim(name, this.#modules)
     if (!(module instanceof Module)) {
       throw new ValueError(`registerModule`, `'${name}' must be a Module`)
     }
@@ -227,29 +307,142 @@ export abstract class Module {
     return module
   }
 
-  #checkName(name: string): void {
+  /**
+   * Checks `name` for an explicit registration into `into`. The properties defined so far are
+   * registered first, so that names keep their declaration order when both ways are mixed. A
+   * name registered by assignment becomes explicit (in place when `into` already holds it); one
+   * registered explicitly before is an error.
+   */
+  #claim(name: string, into: Map<string, unknown>): void {
     if (typeof name !== 'string' || !NAME_RE.test(name)) {
       throw new ValueError(`register`, `a module or parameter name must be a non-empty string of letters, digits and '_'; got '${String(name)}'`)
+    }
+    this.#sync()
+    if (this.#assigned.has(name)) {
+      this.#assigned.delete(name)
+      for (const m of [this.#parameters, this.#buffers, this.#modules] as Array<Map<string, unknown>>) if (m !== into) m.delete(name)
+      return
     }
     if (this.#parameters.has(name) || this.#buffers.has(name) || this.#modules.has(name)) {
       throw new ValueError(`register`, `'${name}' is already registered in ${this.constructor.name}`)
     }
   }
 
+  /**
+   * Brings the registry up to date with this module's own properties (registration by
+   * assignment; the rules are in the class doc). Only this module's level: the readers that
+   * walk the tree call it on each module they visit.
+   */
+  #sync(): void {
+    if (this.#syncing) return
+    this.#syncing = true
+    try {
+      for (const key of Object.keys(this)) {
+        if (!NAME_RE.test(key)) continue
+        const d = Object.getOwnPropertyDescriptor(this, key)
+        if (d === undefined || !('value' in d)) continue
+        this.#adopt(key, d.value)
+      }
+      for (const key of this.#assigned) {
+        if (!Object.hasOwn(this, key)) this.#unassign(key)
+      }
+    } finally {
+      this.#syncing = false
+    }
+  }
+
+  /** Registers or updates the entry of property `key`, which holds `v`. */
+  #adopt(key: string, v: unknown): void {
+    const assigned = this.#assigned.has(key)
+    if (this.#modules.has(key)) {
+      const cur = this.#modules.get(key)
+      if (v === cur) return
+      if (v === null || (v instanceof Module && !this.#wouldCycle(v))) {
+        this.#modules.set(key, v)
+        return
+      }
+      if (!assigned) return
+      this.#unassign(key)
+    } else if (this.#parameters.has(key)) {
+      const cur = this.#parameters.get(key)
+      if (v === cur) return
+      if (v === null) {
+        this.#parameters.set(key, null)
+        return
+      }
+      if (v instanceof Tensor && isParameterLike(v)) {
+        this.#parameters.set(key, keep(v))
+        return
+      }
+      if (!assigned) {
+        if (v instanceof Tensor) {
+          throw new ValueError(
+            `${this.constructor.name}`,
+            `'${key}' is a parameter: assign a leaf tensor with requiresGrad (see parameter()) or null, got a tensor without requiresGrad`,
+          )
+        }
+        return
+      }
+      this.#unassign(key)
+    } else if (this.#buffers.has(key)) {
+      const cur = this.#buffers.get(key)
+      if (v !== cur && (v === null || v instanceof Tensor)) this.#buffers.set(key, v === null ? null : keep(v))
+      return
+    }
+    if (v instanceof Module) {
+      if (this.#holds(v) || this.#wouldCycle(v)) return
+      this.#modules.set(key, v)
+      this.#assigned.add(key)
+    } else if (v instanceof Tensor && isParameterLike(v)) {
+      if (this.#holds(v)) return
+      this.#parameters.set(key, keep(v))
+      this.#assigned.add(key)
+    }
+  }
+
+  #unassign(key: string): void {
+    this.#assigned.delete(key)
+    this.#modules.delete(key)
+    this.#parameters.delete(key)
+  }
+
+  /** Whether `v` is already registered in this module (under any name). */
+  #holds(v: Module | Tensor): boolean {
+    const maps: Array<Map<string, unknown>> = v instanceof Module ? [this.#modules] : [this.#parameters, this.#buffers]
+    return maps.some((m) => [...m.values()].includes(v))
+  }
+
+  /**
+   * Whether making `m` a child would make a cycle: it is this module, has it as a descendant, or
+   * is itself in the middle of discovering its properties (so it is an ancestor on the path that
+   * led here: the module whose tree is being read first keeps its children).
+   */
+  #wouldCycle(m: Module): boolean {
+    return m === this || m.#syncing || m.modules().includes(this)
+  }
+
   /** The direct children, in registration order, with their names. */
   namedChildren(): Array<[string, Module]> {
-    return [...this.#modules.entries()]
+    return this.#children()
   }
 
   /** The direct children, in registration order. */
   children(): Module[] {
-    return [...this.#modules.values()]
+    return this.#children().map(([, m]) => m)
+  }
+
+  /** The present children (not the null ones), after {@link #sync}. */
+  #children(): Array<[string, Module]> {
+    this.#sync()
+    const out: Array<[string, Module]> = []
+    for (const [name, m] of this.#modules) if (m !== null) out.push([name, m])
+    return out
   }
 
   /** This module and every descendant, depth first, with dotted names (`''` for this one). */
   namedModules(prefix = ''): Array<[string, Module]> {
     const out: Array<[string, Module]> = [[prefix, this]]
-    for (const [name, m] of this.#modules) {
+    for (const [name, m] of this.#children()) {
       out.push(...m.namedModules(prefix ? `${prefix}.${name}` : name))
     }
     return out
@@ -278,10 +471,11 @@ export abstract class Module {
   }
 
   #collect(prefix: string, visit: (name: string, t: Tensor) => void): void {
+    const children = this.#children()
     for (const [name, t] of this.#parameters) {
       if (t !== null) visit(prefix ? `${prefix}.${name}` : name, t)
     }
-    for (const [name, m] of this.#modules) {
+    for (const [name, m] of children) {
       m.#collect(prefix ? `${prefix}.${name}` : name, visit)
     }
   }
@@ -304,7 +498,7 @@ export abstract class Module {
    */
   train(mode = true): this {
     this.training = mode
-    for (const m of this.#modules.values()) m.train(mode)
+    for (const m of this.children()) m.train(mode)
     return this
   }
 
@@ -409,10 +603,11 @@ export abstract class Module {
   /** A one-line-per-module summary with parameter shapes, like printing a PyTorch module. */
   toString(): string {
     const lines = [`${this.constructor.name}(${this.extraRepr()}`]
-    for (const [name, m] of this.#modules) {
+    const children = this.#children()
+    for (const [name, m] of children) {
       lines.push(`  (${name}): ${m.toString().split('\n').join('\n  ')}`)
     }
-    if (this.#modules.size === 0) return `${lines[0]})`
+    if (children.length === 0) return `${lines[0]})`
     lines.push(')')
     return lines.join('\n')
   }
