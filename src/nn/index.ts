@@ -28,3 +28,10 @@ export {
   type MSEOptions,
   type CrossEntropyOptions,
 } from './loss.js'
+export {
+  Attention,
+  type AttentionKind,
+  type AttentionOptions,
+  type AttentionMemory,
+  type AttentionResult,
+} from './attention.js'
