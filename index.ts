@@ -118,6 +118,8 @@ export {
   synchronize,
   type MemoryInfo,
 } from './src/ops/index.js'
+// the fused attention op (the `Attention` module is exported with nn below)
+export { attention, type AttentionScore, type AttentionOpOptions } from './src/ops/index.js'
 
 // ---- nn ---------------------------------------------------------------------------------------
 // The nn layer (src/nn/*.ts: Module, Linear, RNN, LSTM, GRU, losses ...) appends its exports
@@ -170,6 +172,14 @@ export {
   type Reduction,
   type MSEOptions,
   type CrossEntropyOptions,
+} from './src/nn/index.js'
+// attention over encoder outputs (bahdanau, dot, general)
+export {
+  Attention,
+  type AttentionKind,
+  type AttentionOptions,
+  type AttentionMemory,
+  type AttentionResult,
 } from './src/nn/index.js'
 
 // ---- optim ------------------------------------------------------------------------------------

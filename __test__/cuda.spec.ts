@@ -20,6 +20,8 @@ import test, { type ExecutionContext } from 'ava'
 
 import {
   Adam,
+  Attention,
+  attention,
   CudaUnavailableError,
   DeviceError,
   LSTM,
@@ -463,4 +465,63 @@ withCuda('crossEntropy and noGrad inference on CUDA match the CPU', async (t) =>
   m.to('cuda')
   const outGpu = await noGrad(() => m.forward(x.to('cuda'))).data()
   t.true(maxRel(outGpu, outCpu) < 1e-5)
+})
+
+/** ‖a − b‖∞ / ‖b‖∞. */
+function normRel(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  return maxRel(a, b, Math.max(...Array.from(b, Math.abs)))
+}
+
+withCuda('the fused attention op and the Attention module on CUDA match the CPU (fresh random inputs)', async (t) => {
+  // Fresh inputs each run, logged so that a failure can be replayed.
+  const base = Date.now() % 1_000_000
+  t.log(`attention inputs: base seed ${base}`)
+  const [B, S, A, E] = [3, 37, 40, 45]
+  const lengthsCpu = tensor(new Int32Array([37, 5, 1]))
+  for (const score of ['additive', 'dot'] as const) {
+    const make = () => [randn([B, A], { seed: base + 1 }), randn([S, B, A], { seed: base + 2 }), randn([S, B, E], { seed: base + 3 }), randn([A], { seed: base + 4 })]
+    const wc = randn([B, E], { seed: base + 5 })
+    const ww = randn([B, S], { seed: base + 6 })
+    const run = async (device: Device) => {
+      const xs = make().map((x) => {
+        const d = x.to(device)
+        d.requiresGrad = true
+        return d
+      })
+      const [q, k, vals, v] = xs as [Tensor, Tensor, Tensor, Tensor]
+      const o = attention(q, k, vals, { score, v: score === 'additive' ? v : null, lengths: lengthsCpu.to(device) })
+      t.is(o.context.device, device === 'cpu' ? 'cpu' : 'cuda:0')
+      o.context.mul(wc.to(device)).sum().add(o.weights.mul(ww.to(device)).sum()).backward()
+      const grads = await Promise.all((score === 'additive' ? xs : xs.slice(0, 3)).map((x) => x.grad!.data()))
+      return [await o.context.data(), await o.weights.data(), ...grads]
+    }
+    const cpu = await run('cpu')
+    const gpu = await run('cuda')
+    const names = ['context', 'weights', 'grad query', 'grad keys', 'grad values', 'grad v']
+    // Relative to the largest magnitude (‖gpu − cpu‖∞ / ‖cpu‖∞, as crates/cuda/tests/parity.rs):
+    // elementwise ratios blow up on entries that merely happen to be near zero.
+    cpu.forEach((c, i) => {
+      const err = normRel(gpu[i]!, c)
+      t.log(`${score} ${names[i]}: max rel diff ${err.toExponential(2)}`)
+      t.true(err < (i < 2 ? 1e-5 : 1e-4), `${score} ${names[i]}: ${err}`)
+    })
+  }
+  // The module, with a memory reordered on the device, as beam search does.
+  const m = new Attention(6, 8, { seed: base + 7 })
+  const enc = randn([S, B, 8], { seed: base + 8 })
+  const q = randn([4, 6], { seed: base + 9 })
+  const index = tensor(new Int32Array([2, 0, 0, 1]))
+  const cpuOut = m.forward(q, m.memory(enc, [37, 5, 1]).reorder(index))
+  m.to('cuda')
+  const gpuOut = m.forward(q.to('cuda'), m.memory(enc.to('cuda'), [37, 5, 1]).reorder(index.to('cuda')))
+  t.is(gpuOut.weights.device, 'cuda:0')
+  t.true(normRel(await gpuOut.context.data(), await cpuOut.context.data()) < 1e-5)
+  t.true(normRel(await gpuOut.weights.data(), await cpuOut.weights.data()) < 1e-5)
+  // A bad length in a device tensor (never read on the host up front) surfaces at the next read,
+  // with the CPU's message.
+  const bad = attention(randn([2, 3], { device: 'cuda' }), randn([4, 2, 3], { device: 'cuda' }), randn([4, 2, 2], { device: 'cuda' }), {
+    score: 'dot',
+    lengths: tensor(new Int32Array([2, 9])).to('cuda'),
+  })
+  await t.throwsAsync(() => bad.context.data(), { message: /^attention: lengths\[1\] is 9/ })
 })

@@ -39,3 +39,10 @@ export {
   type MSEOptions,
   type CrossEntropyOptions,
 } from './loss.js'
+export {
+  Attention,
+  type AttentionKind,
+  type AttentionOptions,
+  type AttentionMemory,
+  type AttentionResult,
+} from './attention.js'

@@ -62,6 +62,7 @@ export { embedding } from './embedding.js'
 export { eq, lt, gt, where, maskedFill, sequenceMask, type SequenceMaskOptions } from './compare.js'
 export { argmax, max, topk, gather, indexSelect, type ValuesIndices, type TopkOptions } from './index_ops.js'
 export { cast } from './cast.js'
+export { attention, type AttentionScore, type AttentionOpOptions, type AttentionResult } from './attention.js'
 export { dropout, type DropoutOptions } from './dropout.js'
 export { mse, crossEntropy, type CrossEntropyOptions } from './loss.js'
 export {

@@ -25,6 +25,7 @@ pub const FILES: &[(&str, &str)] = &[
     ("compare.cu", include_str!("../kernels/compare.cu")),
     ("cast.cu", include_str!("../kernels/cast.cu")),
     ("index.cu", include_str!("../kernels/index.cu")),
+    ("attention.cu", include_str!("../kernels/attention.cu")),
 ];
 
 /// The text NVRTC compiles for `file`: the common prelude, then the file with its own line

@@ -50,6 +50,8 @@ emu_test!(loss_ops, |dev| cases::losses(dev));
 emu_test!(embedding_op, |dev| cases::embeddings(dev));
 emu_test!(primitives_f32, |dev| cases::primitives(dev, DType::F32));
 emu_test!(primitives_f64, |dev| cases::primitives(dev, DType::F64));
+emu_test!(attention_f32, |dev| cases::attentions(dev, DType::F32));
+emu_test!(attention_f64, |dev| cases::attentions(dev, DType::F64));
 emu_test!(dropout_same_mask_as_cpu, |dev| cases::dropouts(dev));
 emu_test!(optimizer_updates_and_clipping, |dev| cases::optimizers(dev));
 emu_test!(recurrent_cells_f32, |dev| CELLS.iter().flat_map(|&k| cases::recurrent(dev, k, DType::F32)).collect());

@@ -58,6 +58,8 @@ parity_test!(loss_ops, |dev| cases::losses(dev));
 parity_test!(embedding_op, |dev| cases::embeddings(dev));
 parity_test!(primitives_f32, |dev| cases::primitives(dev, DType::F32));
 parity_test!(primitives_f64, |dev| cases::primitives(dev, DType::F64));
+parity_test!(attention_f32, |dev| cases::attentions(dev, DType::F32));
+parity_test!(attention_f64, |dev| cases::attentions(dev, DType::F64));
 parity_test!(dropout_same_mask_as_cpu, |dev| cases::dropouts(dev));
 parity_test!(optimizer_updates_and_clipping, |dev| cases::optimizers(dev));
 parity_test!(recurrent_cells_f32, |dev| CELLS.iter().flat_map(|&k| cases::recurrent(dev, k, DType::F32)).collect());

@@ -7,7 +7,7 @@ use crate::{sync_external_memory, IntoJs};
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
 use recurrent_core::ops::{
-    cast as ca, compare as cmp, dropout as dr, elementwise as ew, embedding as emb, index as ix, loss, matmul as mm,
+    attention as att, cast as ca, compare as cmp, dropout as dr, elementwise as ew, embedding as emb, index as ix, loss, matmul as mm,
     reduce as red, rnn, shape as sh, softmax as sm,
 };
 use recurrent_core::Tensor;
@@ -342,4 +342,34 @@ pub fn gather(env: Env, x: &NativeTensor, axis: f64, index: &NativeTensor) -> Re
 pub fn index_select(env: Env, x: &NativeTensor, axis: f64, index: &NativeTensor) -> Result<NativeTensor> {
     let a = convert::index("indexSelect", "axis", axis).js()?;
     out(&env, ix::index_select(&x.get("indexSelect")?, a, &index.get("indexSelect")?))
+}
+
+/// What `attention` returns.
+#[napi(object, object_from_js = false)]
+pub struct AttentionOutput {
+    /// The weighted sum of the values, [B, E].
+    pub context: NativeTensor,
+    /// The attention weights, [B, S]; zero past each row's length.
+    pub weights: NativeTensor,
+}
+
+/// Score, length mask, softmax and context in one op; lengths as an int32 tensor or as JS
+/// numbers (the core checks either).
+#[napi(catch_unwind)]
+#[allow(clippy::too_many_arguments)]
+pub fn attention(
+    env: Env, query: &NativeTensor, keys: &NativeTensor, values: &NativeTensor, score: String, v: Option<&NativeTensor>,
+    lengths: Option<&NativeTensor>, length_numbers: Option<Vec<f64>>,
+) -> Result<AttentionOutput> {
+    const OP: &str = "attention";
+    let score = att::Score::parse(&score).js()?;
+    let (v, lens) = (opt(v, OP)?, opt(lengths, OP)?);
+    let lengths = match (&lens, &length_numbers) {
+        (Some(t), _) => Some(att::Lengths::Tensor(t)),
+        (None, Some(n)) => Some(att::Lengths::Numbers(n)),
+        (None, None) => None,
+    };
+    let r = att::attention(&query.get(OP)?, &keys.get(OP)?, &values.get(OP)?, score, v.as_ref(), lengths).js()?;
+    sync_external_memory(&env);
+    Ok(AttentionOutput { context: NativeTensor::new(r.context), weights: NativeTensor::new(r.weights) })
 }

@@ -215,6 +215,12 @@ kernels! {
         INDEX_SELECT = "index_select" [f32, f64, i32] (Out, In, InI32, I64 * 4);
         INDEX_SELECT_BWD = "index_select_bwd" [f32, f64] (Out, In, InI32, I64 * 4);
     }
+    "attention.cu" {
+        ATTENTION_FWD = "attention_fwd" [f32, f64] (Out, Out, In * 4, InI32, OutI32, I64 * 4, I32);
+        ATTENTION_BWD_SCORES = "attention_bwd_scores" [f32, f64] (Out, In * 4, InI32, I64 * 3, I32, I32);
+        ATTENTION_BWD_KEYS = "attention_bwd_keys" [f32, f64] (Out, Out, In * 6, InI32, I64 * 4, I32, I32);
+        ATTENTION_BWD_QUERY = "attention_bwd_query" [f32, f64] (Out, Out, In * 4, InI32, I64 * 3, I32);
+    }
     "optim.cu" {
         CLIP_COEF = "clip_coef" [] (OutF64, InF64, I64, F64, F64, I32);
         SGD = "sgd" [f32, f64] (Out, Out, In, In, In, I64, F64 * 4, I32, I32, I32);

@@ -1,5 +1,6 @@
 //! Every op of the engine, one file per family; each file holds forward and backward together.
 
+pub mod attention;
 pub mod cast;
 pub mod compare;
 pub mod dropout;

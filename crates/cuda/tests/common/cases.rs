@@ -962,3 +962,53 @@ fn cast_vec(v: Vec<f64>, dt: DType) -> Tensor {
     let n = v.len();
     cast(v, &[n], dt)
 }
+
+/// The attention op (forward, and the gradients of query, keys, values and v) for both scores,
+/// with lengths on the device and without, at sizes that exercise every loop of
+/// `kernels/attention.cu` (S and E above a block, A above a warp); then a bad device length,
+/// reported at the next read with the CPU's message.
+pub fn attentions(dev: Device, dt: DType) -> Vec<Outcome> {
+    use recurrent_core::ops::attention::{attention, Lengths, Score};
+    let tol = tol_of(dt);
+    let d = if dt == DType::F64 { "f64" } else { "f32" };
+    let mut out = Vec::new();
+    let sizes = [(3usize, 5usize, 4usize, 3usize), (2, 300, 70, 9), (2, 7, 33, 300)];
+    for (k, &(b, s, a, e)) in sizes.iter().enumerate() {
+        let seed = 300 + 10 * k as u64;
+        let inputs = [
+            rnd(&[b, a], seed, dt, 0.5),
+            rnd(&[s, b, a], seed + 1, dt, 0.5),
+            rnd(&[s, b, e], seed + 2, dt, 1.0),
+            rnd(&[a], seed + 3, dt, 1.0),
+            ints_in(&[b], seed + 4, 1, s as i32 + 1),
+        ];
+        for score in [Score::Additive, Score::Dot] {
+            let name = format!("attention_{score:?}_{b}x{s}x{a}x{e}_{d}");
+            for masked in [false, true] {
+                out.extend(parity(&format!("{name}_len{}", masked as u8), dev, &inputs, &[0, 1, 2, 3], tol, |x| {
+                    let v = (score == Score::Additive).then_some(&x[3]);
+                    let l = masked.then(|| Lengths::Tensor(&x[4]));
+                    let o = attention(&x[0], &x[1], &x[2], score, v, l)?;
+                    Ok(vec![o.context, o.weights])
+                }));
+            }
+            // One output only: the backward without the other's gradient.
+            for which in 0..2 {
+                out.extend(parity(&format!("{name}_out{which}_only"), dev, &inputs, &[0, 1, 2, 3], tol, |x| {
+                    let v = (score == Score::Additive).then_some(&x[3]);
+                    let o = attention(&x[0], &x[1], &x[2], score, v, Some(Lengths::Tensor(&x[4])))?;
+                    Ok(vec![if which == 0 { o.context } else { o.weights }])
+                }));
+            }
+        }
+    }
+    let on = |t: Tensor| t.to(dev).unwrap();
+    let (q, keys, vals) =
+        (on(rnd(&[2, 3], 340, dt, 1.0)), on(rnd(&[4, 2, 3], 341, dt, 1.0)), on(rnd(&[4, 2, 2], 342, dt, 1.0)));
+    let bad = on(Tensor::from_i32(vec![2, 5], &[2]).unwrap());
+    let e = attention(&q, &keys, &vals, Score::Dot, None, Some(Lengths::Tensor(&bad)))
+        .and_then(|o| o.context.to_vec_f64())
+        .unwrap_err();
+    assert!(e.kind() == ErrorKind::Value && e.to_string().contains("lengths[1] is 5"), "{e}");
+    out
+}
