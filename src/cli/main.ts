@@ -1,5 +1,6 @@
 /**
- * The `recurrent` command line: `recurrent train-char ...` and `recurrent sample ...`.
+ * The `recurrent` command line: `train-char` and `sample` (a character-level language model),
+ * `train-seq2seq` and `translate` (an encoder-decoder on `source<TAB>target` pairs).
  *
  * Every failure ends as ONE line on stderr, `recurrent: <what went wrong>`, and a non-zero exit
  * status (2 for a bad command line, 1 otherwise, 130 when interrupted); `--debug` adds the stack.
@@ -13,6 +14,8 @@ import { CliError, UsageError } from './args.js'
 import { oneLine, packageRoot } from './common.js'
 import { sampleCommand } from './sample.js'
 import { trainCharCommand } from './train-char.js'
+import { trainSeq2SeqCommand } from './train-seq2seq.js'
+import { translateCommand } from './translate.js'
 
 export const MAIN_HELP = `Usage: recurrent <command> [flags]
 
@@ -21,10 +24,17 @@ Commands:
                bundled KJV New Testament), with progress, validation bits/char, checkpoints,
                a loss-curve SVG and a generated sample
   sample       generate text from a train-char checkpoint
+  train-seq2seq
+               train an encoder-decoder with attention on source<TAB>target pairs, with
+               progress, validation exact match, checkpoints and a loss-curve SVG
+  translate    read sources on stdin, write a train-seq2seq model's outputs on stdout
+               (greedy or beam search)
 
 Run 'recurrent <command> --help' for the flags of a command.
   recurrent train-char --minutes 1 --out .demo-checkpoints
   recurrent sample --checkpoint .demo-checkpoints --prime "And he said" --length 400
+  recurrent train-seq2seq --pairs pairs.tsv --minutes 5 --out ./s2s
+  echo "123+456" | recurrent translate --checkpoint ./s2s --beam 4
 `
 
 function version(): string {
@@ -71,7 +81,7 @@ export async function main(args: readonly string[] = process.argv.slice(2)): Pro
         process.stdout.write(MAIN_HELP)
         return 0
       }
-      throw new UsageError(`unknown flag '${argv[0]}': give a command first (train-char, sample)`)
+      throw new UsageError(`unknown flag '${argv[0]}': give a command first (train-char, sample, train-seq2seq, translate)`)
     }
     const rest = argv.slice(1)
     switch (cmd) {
@@ -79,14 +89,18 @@ export async function main(args: readonly string[] = process.argv.slice(2)): Pro
         return await trainCharCommand(rest, { out: process.stdout, tty: process.stdout.isTTY === true, columns: process.stdout.columns || 100 })
       case 'sample':
         return await sampleCommand(rest, process.stdout)
+      case 'train-seq2seq':
+        return await trainSeq2SeqCommand(rest, { out: process.stdout, tty: process.stdout.isTTY === true, columns: process.stdout.columns || 100 })
+      case 'translate':
+        return await translateCommand(rest, { input: process.stdin, inputIsTTY: process.stdin.isTTY === true, out: process.stdout })
       case 'help': {
         const sub = rest[0]
-        if (sub === 'train-char' || sub === 'sample') return await main([sub, '--help'])
+        if (sub === 'train-char' || sub === 'sample' || sub === 'train-seq2seq' || sub === 'translate') return await main([sub, '--help'])
         process.stdout.write(MAIN_HELP)
         return 0
       }
       default:
-        throw new UsageError(`unknown command '${cmd}' (commands: train-char, sample)`)
+        throw new UsageError(`unknown command '${cmd}' (commands: train-char, sample, train-seq2seq, translate)`)
     }
   } catch (e) {
     return fail(e)

@@ -21,6 +21,10 @@ export interface ProgressInfo {
   elapsedSec: number
   /** Estimated seconds left. */
   etaSec: number
+  /** Show the loss in bits per character too (default true; off for seq2seq). */
+  bpc?: boolean | undefined
+  /** More to show after the loss, such as a validation accuracy. */
+  extra?: string | undefined
 }
 
 export interface ProgressOptions {
@@ -98,8 +102,9 @@ export class Progress {
     const parts = [
       `step ${String(info.step).padStart(w)}/${info.totalSteps}`,
       `loss ${info.loss.toFixed(3)}`,
-      `bpc ${(info.loss / Math.LN2).toFixed(3)}`,
     ]
+    if (info.bpc !== false) parts.push(`bpc ${(info.loss / Math.LN2).toFixed(3)}`)
+    if (info.extra) parts.push(info.extra)
     if (info.valBpc !== undefined) parts.push(`val bpc ${info.valBpc.toFixed(3)}`)
     parts.push(`${fmtSI(info.tokensPerSec)} tok/s`)
     if (!compact) parts.push(`elapsed ${fmtDuration(info.elapsedSec)}`)

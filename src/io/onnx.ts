@@ -21,7 +21,6 @@
  * initial states; every other model has one output, `output`. The input is `input`.
  */
 
-import type { Tensor } from '../tensor.js'
 import { ValueError, CheckpointError } from '../errors.js'
 import { Module } from '../nn/module.js'
 import { Linear } from '../nn/linear.js'
@@ -29,12 +28,13 @@ import { Embedding } from '../nn/embedding.js'
 import { Dropout } from '../nn/dropout.js'
 import { Sequential } from '../nn/sequential.js'
 import { Tanh, Sigmoid, ReLU } from '../nn/activation.js'
-import { RNN, RNNBase } from '../nn/rnn.js'
+import { RNNBase } from '../nn/rnn.js'
 import { LSTM } from '../nn/lstm.js'
-import { GRU } from '../nn/gru.js'
-import { KerasActivationLayer, KerasSequential, type KerasActivation, type MergeMode } from './tfjs/sequential.js'
+import { KerasActivationLayer, KerasSequential, type MergeMode } from './tfjs/sequential.js'
 import { atomicWrite } from './tfjs/artifacts.js'
-import { ProtoWriter } from './protobuf.js'
+import { Seq2Seq } from '../seq2seq/model.js'
+import { seq2seqToOnnx, type Seq2SeqOnnx } from '../seq2seq/onnx.js'
+import { FLOAT, INT32, GraphBuilder, emitActivation, emitLinear, emitRecurrent, encodeModel, floatData, type Io } from './onnx-graph.js'
 
 /** Options of {@link toOnnx} and {@link saveOnnx}. */
 export interface OnnxExportOptions {
@@ -49,214 +49,6 @@ export interface OnnxExportOptions {
   opsetVersion?: number
   /** The graph's name (default: the model's class name). */
   graphName?: string
-}
-
-// ---- ONNX enums --------------------------------------------------------------------------------
-
-const FLOAT = 1
-const INT32 = 6
-const INT64 = 7
-const ATTR_FLOAT = 1
-const ATTR_INT = 2
-const ATTR_STRING = 3
-const ATTR_INTS = 7
-const ATTR_STRINGS = 8
-
-type Attr =
-  | { name: string; int: number }
-  | { name: string; float: number }
-  | { name: string; str: string }
-  | { name: string; ints: number[] }
-  | { name: string; strs: string[] }
-
-interface Init {
-  name: string
-  dims: number[]
-  type: number
-  raw: Uint8Array
-}
-
-interface Node {
-  op: string
-  inputs: string[]
-  outputs: string[]
-  attrs: Attr[]
-  name: string
-}
-
-/** Collects nodes and initializers, with unique value names. */
-class GraphBuilder {
-  readonly nodes: Node[] = []
-  readonly inits: Init[] = []
-  readonly #names = new Set<string>()
-
-  fresh(base: string): string {
-    let name = base
-    for (let i = 1; this.#names.has(name); i++) name = `${base}_${i}`
-    this.#names.add(name)
-    return name
-  }
-
-  reserve(name: string): string {
-    if (this.#names.has(name)) throw new ValueError('toOnnx', `duplicate value name '${name}'`)
-    this.#names.add(name)
-    return name
-  }
-
-  floats(base: string, dims: number[], data: Float32Array): string {
-    const name = this.fresh(base)
-    this.inits.push({ name, dims, type: FLOAT, raw: leBytes(data) })
-    return name
-  }
-
-  int64s(base: string, values: number[]): string {
-    const name = this.fresh(base)
-    const a = new BigInt64Array(values.map((v) => BigInt(v)))
-    this.inits.push({ name, dims: [values.length], type: INT64, raw: leBytes(a) })
-    return name
-  }
-
-  /** Adds a node; returns its outputs (fresh names from `outs`, or the given names when `named`). */
-  node(op: string, inputs: string[], outs: string[], attrs: Attr[] = [], named = false): string[] {
-    const outputs = outs.map((o) => (named ? o : this.fresh(o)))
-    this.nodes.push({ op, inputs, outputs, attrs, name: this.fresh(`${op}_node`) })
-    return outputs
-  }
-
-  one(op: string, inputs: string[], out: string, attrs: Attr[] = []): string {
-    return this.node(op, inputs, [out], attrs)[0]!
-  }
-}
-
-function leBytes(a: Float32Array | Int32Array | BigInt64Array): Uint8Array {
-  // Typed arrays are little-endian on every platform Node supports; copy to own the bytes.
-  return new Uint8Array(a.buffer.slice(a.byteOffset, a.byteOffset + a.byteLength))
-}
-
-function floatData(op: string, t: Tensor): Float32Array {
-  const d = t.dataSync()
-  if (d instanceof Float32Array) return d
-  if (d instanceof Float64Array) return Float32Array.from(d)
-  throw new ValueError(op, `parameters must be floating point, got ${t.dtype}`)
-}
-
-// ---- emitters ----------------------------------------------------------------------------------
-
-/** ONNX gate block order, as indices of PyTorch's blocks. */
-function onnxOrder(m: RNNBase): number[] {
-  if (m instanceof LSTM) return [0, 3, 1, 2] // i o f c  <-  i f g o
-  if (m instanceof GRU) return [1, 0, 2] // z r h  <-  r z n
-  return [0]
-}
-
-function reorderRows(w: Float32Array, H: number, cols: number, order: number[]): Float32Array {
-  const out = new Float32Array(w.length)
-  const block = H * cols
-  order.forEach((src, j) => out.set(w.subarray(src * block, src * block + block), j * block))
-  return out
-}
-
-interface RecurrentOut {
-  /** The last layer's output, time-major `[T, B, D·H]`. */
-  seq: string
-  /** The last layer's raw output `[T, D, B, H]`. */
-  y: string
-  /** Per layer, `Y_h [D, B, H]`. */
-  yh: string[]
-  /** Per layer, `Y_c [D, B, H]` (LSTM). */
-  yc: string[]
-}
-
-function emitRecurrent(g: GraphBuilder, m: RNNBase, x: string, batchMajor: boolean, prefix: string): RecurrentOut {
-  const op = 'toOnnx'
-  const H = m.hiddenSize
-  const D = m.numDirections
-  const G = m.gateCount
-  const order = onnxOrder(m)
-  const onnxOp = m instanceof LSTM ? 'LSTM' : m instanceof GRU ? 'GRU' : 'RNN'
-  if (!(m instanceof LSTM || m instanceof GRU || m instanceof RNN)) {
-    throw new ValueError(op, `unsupported recurrent module ${m.constructor.name}`)
-  }
-  let input = batchMajor ? g.one('Transpose', [x], `${prefix}x_tm`, [{ name: 'perm', ints: [1, 0, 2] }]) : x
-  const out: RecurrentOut = { seq: '', y: '', yh: [], yc: [] }
-  for (let k = 0; k < m.numLayers; k++) {
-    const ws: Float32Array[] = []
-    const rs: Float32Array[] = []
-    const bs: Float32Array[] = []
-    let inDim = 0
-    for (let d = 0; d < D; d++) {
-      const lw = m.layerWeights(k, d === 1)
-      inDim = lw.wIh.shape[1]!
-      ws.push(reorderRows(floatData(op, lw.wIh), H, inDim, order))
-      rs.push(reorderRows(floatData(op, lw.wHh), H, H, order))
-      if (lw.bIh || lw.bHh) {
-        const b = new Float32Array(2 * G * H)
-        if (lw.bIh) b.set(reorderRows(floatData(op, lw.bIh), H, 1, order), 0)
-        if (lw.bHh) b.set(reorderRows(floatData(op, lw.bHh), H, 1, order), G * H)
-        bs.push(b)
-      }
-    }
-    const cat = (parts: Float32Array[]) => {
-      const a = new Float32Array(parts.reduce((n, p) => n + p.length, 0))
-      let o = 0
-      for (const p of parts) {
-        a.set(p, o)
-        o += p.length
-      }
-      return a
-    }
-    const W = g.floats(`${prefix}W_l${k}`, [D, G * H, inDim], cat(ws))
-    const R = g.floats(`${prefix}R_l${k}`, [D, G * H, H], cat(rs))
-    const inputs = [input, W, R]
-    if (bs.length === D) inputs.push(g.floats(`${prefix}B_l${k}`, [D, 2 * G * H], cat(bs)))
-    const attrs: Attr[] = [
-      { name: 'hidden_size', int: H },
-      { name: 'direction', str: D === 2 ? 'bidirectional' : 'forward' },
-    ]
-    if (m instanceof GRU) attrs.push({ name: 'linear_before_reset', int: m.resetAfter ? 1 : 0 })
-    if (m instanceof RNN) attrs.push({ name: 'activations', strs: Array(D).fill(m.nonlinearity === 'relu' ? 'Relu' : 'Tanh') })
-    const outNames = [`${prefix}Y_l${k}`, `${prefix}Y_h_l${k}`]
-    if (m instanceof LSTM) outNames.push(`${prefix}Y_c_l${k}`)
-    const [Y, Yh, Yc] = g.node(onnxOp, inputs, outNames, attrs)
-    out.yh.push(Yh!)
-    if (Yc) out.yc.push(Yc)
-    // [T, D, B, H] → [T, B, D·H]
-    if (D === 1) {
-      input = g.one('Squeeze', [Y!, g.int64s(`${prefix}axes1`, [1])], `${prefix}seq_l${k}`)
-    } else {
-      const t = g.one('Transpose', [Y!], `${prefix}Y_tbdh_l${k}`, [{ name: 'perm', ints: [0, 2, 1, 3] }])
-      input = g.one('Reshape', [t, g.int64s(`${prefix}shape_tb_1`, [0, 0, -1])], `${prefix}seq_l${k}`)
-    }
-    out.y = Y!
-  }
-  out.seq = input
-  return out
-}
-
-function emitLinear(g: GraphBuilder, m: Linear, x: string, prefix: string): string {
-  const W = floatData('toOnnx', m.weight)
-  const Wt = new Float32Array(W.length)
-  const o = m.outFeatures
-  const n = m.inFeatures
-  for (let r = 0; r < o; r++) for (let c = 0; c < n; c++) Wt[c * o + r] = W[r * n + c]!
-  let y = g.one('MatMul', [x, g.floats(`${prefix}weight_t`, [n, o], Wt)], `${prefix}matmul`)
-  if (m.bias) y = g.one('Add', [y, g.floats(`${prefix}bias`, [o], floatData('toOnnx', m.bias))], `${prefix}linear`)
-  return y
-}
-
-function emitActivation(g: GraphBuilder, a: KerasActivation | 'tanh' | 'sigmoid' | 'relu', x: string, prefix: string): string {
-  switch (a) {
-    case 'linear':
-      return x
-    case 'tanh':
-      return g.one('Tanh', [x], `${prefix}tanh`)
-    case 'sigmoid':
-      return g.one('Sigmoid', [x], `${prefix}sigmoid`)
-    case 'relu':
-      return g.one('Relu', [x], `${prefix}relu`)
-    case 'softmax':
-      return g.one('Softmax', [x], `${prefix}softmax`, [{ name: 'axis', int: -1 }])
-  }
 }
 
 /** Merges the two directions along `axis` of a `[.., D, ..]` value. */
@@ -285,11 +77,6 @@ function emitLeaf(g: GraphBuilder, m: Module, x: string, prefix: string, what: s
 
 // ---- model → ModelProto ------------------------------------------------------------------------
 
-interface Io {
-  name: string
-  type: number
-  shape: ReadonlyArray<number | string | null> | null
-}
 
 function defaultInput(model: Module): { type: number; shape: Array<number | string> } {
   const first = (m: Module): Module | undefined => {
@@ -310,12 +97,16 @@ function defaultInput(model: Module): { type: number; shape: Array<number | stri
 
 /**
  * Exports `model` as an ONNX model (the bytes of an `.onnx` file). The parameters are read as
- * they are now (this waits for pending updates).
+ * they are now (this waits for pending updates). A `Seq2Seq` exports as two graphs, its encoder
+ * and one decoder step (`Seq2SeqOnnx`, see `src/seq2seq/onnx.ts`).
  *
  * @throws ValueError for a module that has no ONNX export (the message lists those that do).
  */
-export function toOnnx(model: Module, options: OnnxExportOptions = {}): Uint8Array {
+export function toOnnx(model: Seq2Seq, options?: OnnxExportOptions): Seq2SeqOnnx
+export function toOnnx(model: Module, options?: OnnxExportOptions): Uint8Array
+export function toOnnx(model: Module, options: OnnxExportOptions = {}): Uint8Array | Seq2SeqOnnx {
   const op = 'toOnnx'
+  if (model instanceof Seq2Seq) return seq2seqToOnnx(model, options.opsetVersion === undefined ? {} : { opsetVersion: options.opsetVersion })
   if (!(model instanceof Module)) throw new ValueError(op, `expected a Module, got ${model === null ? 'null' : typeof model}`)
   const opset = options.opsetVersion ?? 14
   if (!Number.isInteger(opset) || opset < 14 || opset > 17) throw new ValueError(op, `opsetVersion must be an integer in [14, 17], got ${opset}`)
@@ -368,85 +159,28 @@ export function toOnnx(model: Module, options: OnnxExportOptions = {}): Uint8Arr
   return encodeModel(g, [input], outputs, opset, options.graphName ?? model.constructor.name)
 }
 
-function writeAttr(w: ProtoWriter, a: Attr): void {
-  w.string(1, a.name)
-  if ('int' in a) w.int(20, ATTR_INT).int(3, a.int)
-  else if ('float' in a) w.int(20, ATTR_FLOAT).float(2, a.float)
-  else if ('str' in a) w.int(20, ATTR_STRING).string(4, a.str)
-  else if ('ints' in a) {
-    w.int(20, ATTR_INTS)
-    for (const v of a.ints) w.int(8, v)
-  } else {
-    w.int(20, ATTR_STRINGS)
-    for (const s of a.strs) w.string(9, s)
-  }
-}
-
-function writeValueInfo(w: ProtoWriter, io: Io): void {
-  w.string(1, io.name)
-  w.message(2, (tp) =>
-    tp.message(1, (tt) => {
-      tt.int(1, io.type)
-      if (io.shape) {
-        tt.message(2, (sh) => {
-          for (const d of io.shape!) {
-            sh.message(1, (dim) => {
-              if (typeof d === 'number') dim.int(1, d)
-              else if (typeof d === 'string') dim.string(2, d)
-            })
-          }
-        })
-      }
-    }),
-  )
-}
-
-function encodeModel(g: GraphBuilder, inputs: Io[], outputs: Io[], opset: number, graphName: string): Uint8Array {
-  const w = new ProtoWriter()
-  w.int(1, 7) // ir_version 7 (ONNX 1.8+; opsets up to 14 and beyond are read by current runtimes)
-  w.string(2, 'recurrent')
-  w.string(3, '0.1.0')
-  w.message(7, (gw) => {
-    for (const n of g.nodes) {
-      gw.message(1, (nw) => {
-        for (const i of n.inputs) nw.string(1, i)
-        for (const o of n.outputs) nw.string(2, o)
-        nw.string(3, n.name)
-        nw.string(4, n.op)
-        for (const a of n.attrs) nw.message(5, (aw) => writeAttr(aw, a))
-      })
-    }
-    gw.string(2, graphName)
-    for (const t of g.inits) {
-      gw.message(5, (tw) => {
-        for (const d of t.dims) tw.int(1, d)
-        tw.int(2, t.type)
-        tw.string(8, t.name)
-        tw.bytes(9, t.raw)
-      })
-    }
-    for (const io of inputs) gw.message(11, (vw) => writeValueInfo(vw, io))
-    for (const io of outputs) gw.message(12, (vw) => writeValueInfo(vw, io))
-  })
-  w.message(8, (ow) => {
-    ow.string(1, '')
-    ow.int(2, opset)
-  })
-  return w.finish()
-}
 
 /**
  * Writes {@link toOnnx}'s bytes to `path` (through a temporary file and a rename, so a failed
- * write leaves an earlier file intact).
+ * write leaves an earlier file intact). A `Seq2Seq` writes `<path>.encoder.onnx` and
+ * `<path>.decoder_step.onnx` (a trailing `.onnx` of `path` is dropped first).
  *
  * @throws CheckpointError when the file cannot be written.
  */
 export async function saveOnnx(model: Module, path: string, options: OnnxExportOptions = {}): Promise<void> {
   if (typeof path !== 'string' || path.length === 0) throw new ValueError('saveOnnx', `path must be a non-empty string, got ${String(path)}`)
-  const bytes = toOnnx(model, options)
-  try {
-    await atomicWrite(path, bytes)
-  } catch (e) {
-    throw new CheckpointError('saveOnnx', `cannot write '${path}': ${(e as Error).message}`, { cause: e })
+  const files: Array<[string, Uint8Array]> = []
+  if (model instanceof Seq2Seq) {
+    // Two graphs: `<path>.encoder.onnx` and `<path>.decoder_step.onnx` (path without `.onnx`).
+    const base = path.replace(/\.onnx$/, '')
+    const g = toOnnx(model, options)
+    files.push([`${base}.encoder.onnx`, g.encoder], [`${base}.decoder_step.onnx`, g.decoderStep])
+  } else files.push([path, toOnnx(model, options)])
+  for (const [file, bytes] of files) {
+    try {
+      await atomicWrite(file, bytes)
+    } catch (e) {
+      throw new CheckpointError('saveOnnx', `cannot write '${file}': ${(e as Error).message}`, { cause: e })
+    }
   }
 }

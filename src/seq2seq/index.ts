@@ -13,3 +13,20 @@ export {
   type BeamSearchOptions,
 } from './decode.js'
 export { generate, LanguageModelStep, type GenerateOptions, type LanguageModelStepOptions } from './generate.js'
+export {
+  Seq2Seq,
+  reorderState,
+  PAD_ID,
+  BOS_ID,
+  EOS_ID,
+  type Seq2SeqOptions,
+  type Seq2SeqConfig,
+  type Seq2SeqCell,
+  type Seq2SeqAttention,
+  type Seq2SeqBatch,
+  type EncodedSource,
+  type DecoderState,
+  type TeacherForcingOptions,
+  type TranslateOptions,
+} from './model.js'
+export { seq2seqToOnnx, type Seq2SeqOnnx, type Seq2SeqOnnxOptions } from './onnx.js'
