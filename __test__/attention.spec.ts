@@ -7,7 +7,10 @@
 import test from 'ava'
 
 import * as r from '../index.js'
-import { Attention, DTypeError, ShapeError, ValueError, type Tensor } from '../index.js'
+import { Attention, DTypeError, type RecurrentError, ShapeError, ValueError, type Tensor } from '../index.js'
+
+/** An error class of the library (ShapeError, DTypeError, ValueError, …). */
+type ErrorClass = abstract new (op: string, detail: string) => RecurrentError
 
 const list = (t: Tensor) => Array.from(t.dataSync())
 const maxDiff = (a: ArrayLike<number>, b: ArrayLike<number>) => {
@@ -164,7 +167,7 @@ test('float32 runs and agrees with float64', (t) => {
 
 test('op errors name the op, what was expected and what was got', (t) => {
   const x = inputs(50)
-  const check = (fn: () => unknown, cls: typeof ShapeError, code: string, re: RegExp) => {
+  const check = (fn: () => unknown, cls: ErrorClass, code: string, re: RegExp) => {
     const e = t.throws(fn, { instanceOf: cls })
     t.is(e.code, code)
     t.is(e.op, 'attention')
@@ -304,7 +307,7 @@ test('a memory made inside tidy keeps its tensors; the module converts with to()
 })
 
 test('Attention errors name the op, what was expected and what was got', (t) => {
-  const check = (fn: () => unknown, cls: typeof ShapeError, op: string, re: RegExp) => {
+  const check = (fn: () => unknown, cls: ErrorClass, op: string, re: RegExp) => {
     const e = t.throws(fn, { instanceOf: cls })
     t.is(e.op, op)
     t.regex(e.message, re)

@@ -7,8 +7,8 @@ use crate::{sync_external_memory, IntoJs};
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
 use recurrent_core::ops::{
-    attention as att, cast as ca, compare as cmp, dropout as dr, elementwise as ew, embedding as emb, index as ix, loss, matmul as mm,
-    reduce as red, rnn, shape as sh, softmax as sm,
+    attention as att, cast as ca, compare as cmp, dropout as dr, elementwise as ew, embedding as emb, index as ix,
+    loss, matmul as mm, reduce as red, rnn, shape as sh, softmax as sm,
 };
 use recurrent_core::Tensor;
 
@@ -358,8 +358,8 @@ pub struct AttentionOutput {
 #[napi(catch_unwind)]
 #[allow(clippy::too_many_arguments)]
 pub fn attention(
-    env: Env, query: &NativeTensor, keys: &NativeTensor, values: &NativeTensor, score: String, v: Option<&NativeTensor>,
-    lengths: Option<&NativeTensor>, length_numbers: Option<Vec<f64>>,
+    env: Env, query: &NativeTensor, keys: &NativeTensor, values: &NativeTensor, score: String,
+    v: Option<&NativeTensor>, lengths: Option<&NativeTensor>, length_numbers: Option<Vec<f64>>,
 ) -> Result<AttentionOutput> {
     const OP: &str = "attention";
     let score = att::Score::parse(&score).js()?;
