@@ -83,7 +83,7 @@ test('teacher-forced logits equal a step-by-step decode fed the same tokens', as
     let worst = 0
     for (let s = 0; s < T; s++) {
       const tokens = reshape(slice(b.targetIn, 0, s, 1), [4])
-      const r = model.step(tokens, state)
+      const r = model.decoder.step(tokens, state)
       state = r.state
       const got = (await r.logits.data()) as Float32Array
       for (let i = 0; i < got.length; i++) worst = Math.max(worst, Math.abs(got[i]! - all[s * got.length + i]!))
@@ -152,7 +152,7 @@ test('bad input: clear errors naming the op, expected and got', (t) => {
   t.throws(() => model.loss({ ...b, targetOut: undefined }), { instanceOf: ValueError, message: /batch.targetOut must be an int32 Tensor/ })
 })
 
-test('greedy and beam decoding leak no tensors', async (t) => {
+test.serial('greedy and beam decoding leak no tensors', async (t) => {
   const model = small()
   model.eval()
   const b = collatePairs(randomPairs(4, 12, 9, 3), { pad: PAD_ID, bos: BOS_ID, eos: EOS_ID })
@@ -165,8 +165,8 @@ test('greedy and beam decoding leak no tensors', async (t) => {
   t.is(memory().tensors, before)
 })
 
-test('a reduced addition task (1–2 digit numbers) reaches 95% held-out exact match within the step budget', async (t) => {
-  const r = await trainAddition({ digits: 2, targetAccuracy: 0.95, maxSteps: 1500, evalEvery: 100, hiddenSize: 64, heldOut: 300, seed: 2 })
+test('a reduced addition task (numbers below 100) reaches 95% held-out exact match within the step budget', async (t) => {
+  const r = await trainAddition({ digits: 2, targetAccuracy: 0.95, maxSteps: 1500, evalEvery: 100, hiddenSize: 64, lr: 0.01, heldOut: 300, seed: 2 })
   t.log(`exact match ${(100 * r.exactMatch).toFixed(1)}% after ${r.steps} steps, ${r.seconds.toFixed(0)} s; e.g. ${r.examples.map(([s, o]) => `${s}=${o}`).join(', ')}`)
   t.true(r.exactMatch >= 0.95, `exact match ${r.exactMatch}`)
 })
@@ -195,7 +195,7 @@ async function onnxGreedy(model: Seq2Seq, pairs: Array<[number[], number[]]>, ma
     const done = new Array(B).fill(false)
     for (let s = 0; s < maxLength && done.some((d) => !d); s++) {
       const feeds: Record<string, ort.Tensor> = { tokens: new ort.Tensor('int32', tokens, [B]), ...state }
-      if (model.attention) Object.assign(feeds, { encoder_outputs: e.encoder_outputs!, memory_keys: e.memory_keys!, source_lengths: new ort.Tensor('int32', lengths, [B]) })
+      if (model.decoder.attention) Object.assign(feeds, { encoder_outputs: e.encoder_outputs!, memory_keys: e.memory_keys!, source_lengths: new ort.Tensor('int32', lengths, [B]) })
       const r = await dec.run(feeds)
       const logits = r.logits!.data as Float32Array
       const V = model.config.targetVocabSize

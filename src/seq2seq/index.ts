@@ -14,19 +14,27 @@ export {
 } from './decode.js'
 export { generate, LanguageModelStep, type GenerateOptions, type LanguageModelStepOptions } from './generate.js'
 export {
-  Seq2Seq,
+  AttentionDecoder,
   reorderState,
   PAD_ID,
   BOS_ID,
   EOS_ID,
+  type AttentionDecoderOptions,
+  type DecoderCell,
+  type DecoderAttention,
+  type DecoderState,
+  type DecoderStepResult,
+  type TeacherForcingOptions,
+  type DecodeRunOptions,
+} from './decoder.js'
+export {
+  Seq2Seq,
   type Seq2SeqOptions,
   type Seq2SeqConfig,
   type Seq2SeqCell,
   type Seq2SeqAttention,
   type Seq2SeqBatch,
   type EncodedSource,
-  type DecoderState,
-  type TeacherForcingOptions,
   type TranslateOptions,
 } from './model.js'
 export { seq2seqToOnnx, type Seq2SeqOnnx, type Seq2SeqOnnxOptions } from './onnx.js'

@@ -6,41 +6,41 @@
 
 import type { Tensor } from '../tensor.js'
 import { ShapeError, ValueError } from '../errors.js'
-import { manualSeed, randUniform, seedState, setSeedState } from '../ops/random.js'
-import { concat, reshape, slice, stack } from '../ops/shape.js'
+import { manualSeed, seedState, setSeedState } from '../ops/random.js'
+import { concat, reshape, slice } from '../ops/shape.js'
 import { tanh } from '../ops/elementwise.js'
-import { argmax } from '../ops/index_ops.js'
-import { indexSelect } from '../ops/index_ops.js'
-import { lt, where } from '../ops/compare.js'
 import { crossEntropy } from '../ops/loss.js'
-import { cast } from '../ops/cast.js'
-import { tensorsOf, tidy } from '../scope.js'
-import { noGrad } from '../ops/grad.js'
+import { tidy } from '../scope.js'
 import { Module } from '../nn/module.js'
 import { Embedding } from '../nn/embedding.js'
 import { Linear } from '../nn/linear.js'
-import { Dropout } from '../nn/dropout.js'
 import { RNN, type Lengths, type RNNBase } from '../nn/rnn.js'
 import { LSTM } from '../nn/lstm.js'
 import { GRU } from '../nn/gru.js'
-import { GRUCell, LSTMCell, RNNCell } from '../nn/cells.js'
-import { Attention, type AttentionMemory } from '../nn/attention.js'
-import { beamSearch, greedyDecode, sampleDecode, type DecoderStep, type Hypothesis } from './decode.js'
+import type { DecoderStep, Hypothesis } from './decode.js'
+import {
+  AttentionDecoder,
+  BOS_ID,
+  EOS_ID,
+  PAD_ID,
+  type DecodeRunOptions,
+  type DecoderAttention,
+  type DecoderCell,
+  type DecoderState,
+  type TeacherForcingOptions,
+} from './decoder.js'
+
+export { BOS_ID, EOS_ID, PAD_ID }
 
 /** The recurrent cell of the encoder and of the decoder. */
-export type Seq2SeqCell = 'lstm' | 'gru' | 'rnn'
+export type Seq2SeqCell = DecoderCell
 
 /**
  * The attention of the decoder: `'bahdanau'` (additive), `'luong'` (Luong's `general`
  * score, `hᵀ W s`), `'dot'` (Luong's `dot`, `hᵀ s`; needs equal sizes), or `'none'` (the
  * decoder sees the source only through the bridged state).
  */
-export type Seq2SeqAttention = 'bahdanau' | 'luong' | 'dot' | 'none'
-
-/** The special ids every `Seq2Seq` vocabulary shares (those of `TokenVocab`). */
-export const PAD_ID = 0
-export const BOS_ID = 1
-export const EOS_ID = 2
+export type Seq2SeqAttention = DecoderAttention
 
 /** Options of {@link Seq2Seq}; all of them are its `config`, saved in checkpoints. */
 export interface Seq2SeqOptions {
@@ -91,42 +91,8 @@ export interface EncodedSource {
   state: DecoderState
 }
 
-/**
- * The decoder's state between steps: per layer `h [N, H]` (and `c [N, H]` for LSTM), and the
- * attention memory of the rows' sources (null without attention). N is B, or B·K in a beam.
- */
-export interface DecoderState {
-  h: Tensor[]
-  c: Tensor[] | null
-  memory: AttentionMemory | null
-}
-
 /** Options of {@link Seq2Seq.translate}. */
-export interface TranslateOptions {
-  /** The most tokens generated per row, the ending EOS included. */
-  maxLength: number
-  /** K: 1 (default) decodes greedily, more runs a batched beam search. */
-  beamWidth?: number
-  /** Hypotheses per row, best first (default 1, at most `beamWidth`). */
-  nBest?: number
-  /** α of the beam's GNMT length penalty (default 0). */
-  lengthPenalty?: number
-  /** Sample instead of taking the most likely token (greedy only; 0 is greedy). */
-  temperature?: number
-  topK?: number
-  topP?: number
-  seed?: number
-}
-
-/** Options of {@link Seq2Seq.forward}. */
-export interface TeacherForcingOptions {
-  /**
-   * Probability that a step reads the true previous token rather than the model's own last
-   * choice (scheduled sampling, drawn per row and step from the global generator). Default 1:
-   * pure teacher forcing.
-   */
-  teacherForcing?: number
-}
+export type TranslateOptions = DecodeRunOptions
 
 function fmt(shape: readonly number[]): string {
   return `[${shape.join(', ')}]`
@@ -140,16 +106,12 @@ function fmt(shape: readonly number[]): string {
  *
  *   encoder:  e = Embedding_s(source) [S, B, E] → RNN/LSTM/GRU (L, D) → outputs [S, B, D·H], hN [L·D, B, H]
  *   bridge:   h⁰ₗ = tanh(W_b [hN_fwd; hN_bwd] + b) when D = 2, else hNₗ (likewise cN for LSTM)
- *   decoder, at step t with the previous token yₜ₋₁:
- *     cₜ = Attention(query = top-layer hₜ₋₁, keys = outputs, masked by the source lengths)
- *     xₜ = [Embedding_t(yₜ₋₁); cₜ]      (without attention: Embedding_t(yₜ₋₁))
- *     hₜ⁽ˡ⁾ = cell⁽ˡ⁾(xₜ or hₜ⁽ˡ⁻¹⁾, hₜ₋₁⁽ˡ⁾)
- *     logitsₜ = W_o [hₜ⁽ᴸ⁾; cₜ] + b_o     [B, V_t]
+ *   decoder:  an {@link AttentionDecoder} over the encoder outputs (masked by the source
+ *             lengths), from the bridged state: logits [T, B, V_t]
  *
- * The attention query is the state before the step (Bahdanau's order) for every score; the
- * context also feeds the output layer (Luong's). Parameter names: `srcEmbedding.weight`,
- * `encoder.weight_ih_l0`, …, `bridgeH.weight`, `bridgeC.weight` (bidirectional only),
- * `tgtEmbedding.weight`, `attention.*`, `decoder0.weight_ih`, …, `head.weight`, `head.bias`.
+ * Parameter names: `srcEmbedding.weight`, `encoder.weight_ih_l0`, …, `bridgeH.weight`,
+ * `bridgeC.weight` (bidirectional only), `decoder.embedding.weight`, `decoder.attention.*`,
+ * `decoder.cell0.weight_ih`, …, `decoder.head.weight`, `decoder.head.bias`.
  *
  * ```ts
  * const model = new Seq2Seq({ sourceVocabSize: vs.size, targetVocabSize: vt.size, hiddenSize: 128 })
@@ -163,11 +125,7 @@ export class Seq2Seq extends Module {
   readonly encoder: RNNBase
   readonly bridgeH: Linear | null
   readonly bridgeC: Linear | null
-  readonly tgtEmbedding: Embedding
-  readonly attention: Attention | null
-  readonly decoderCells: Array<LSTMCell | GRUCell | RNNCell>
-  readonly drop: Dropout | null
-  readonly head: Linear
+  readonly decoder: AttentionDecoder
 
   constructor(options: Seq2SeqOptions) {
     super()
@@ -204,9 +162,8 @@ export class Seq2Seq extends Module {
     this.config = config
     const { embeddingDim: E, numLayers: L } = config
     const D = bidirectional ? 2 : 1
-    const K = D * H
-    if (attention === 'dot' && K !== H) {
-      throw new ValueError('Seq2Seq', `attention 'dot' needs the encoder outputs (${K}) and the decoder state (${H}) to have one size; a bidirectional encoder needs 'luong' or 'bahdanau'`)
+    if (attention === 'dot' && D * H !== H) {
+      throw new ValueError('Seq2Seq', `attention 'dot' needs the encoder outputs (${D * H}) and the decoder state (${H}) to have one size; a bidirectional encoder needs 'luong' or 'bahdanau'`)
     }
     const saved = options.seed !== undefined ? seedState() : null
     if (options.seed !== undefined) manualSeed(options.seed)
@@ -218,23 +175,20 @@ export class Seq2Seq extends Module {
       // states per layer become one decoder state.
       this.bridgeH = D === 2 ? this.registerModule('bridgeH', new Linear(2 * H, H)) : null
       this.bridgeC = D === 2 && cell === 'lstm' ? this.registerModule('bridgeC', new Linear(2 * H, H)) : null
-      this.tgtEmbedding = this.registerModule('tgtEmbedding', new Embedding(config.targetVocabSize, E))
-      this.attention =
-        attention === 'none'
-          ? null
-          : this.registerModule(
-              'attention',
-              new Attention(H, K, attention === 'bahdanau' ? { score: 'bahdanau', attentionSize: config.attentionSize } : { score: attention === 'luong' ? 'general' : 'dot' }),
-            )
-      const ctx = this.attention ? K : 0
-      this.decoderCells = []
-      for (let l = 0; l < L; l++) {
-        const inSize = l === 0 ? E + ctx : H
-        const c = cell === 'lstm' ? new LSTMCell(inSize, H) : cell === 'gru' ? new GRUCell(inSize, H) : new RNNCell(inSize, H)
-        this.decoderCells.push(this.registerModule(`decoder${l}`, c))
-      }
-      this.drop = dropout > 0 ? this.registerModule('drop', new Dropout(dropout)) : null
-      this.head = this.registerModule('head', new Linear(H + ctx, config.targetVocabSize))
+      this.decoder = this.registerModule(
+        'decoder',
+        new AttentionDecoder({
+          vocabSize: config.targetVocabSize,
+          embeddingDim: E,
+          hiddenSize: H,
+          numLayers: L,
+          cell,
+          memorySize: D * H,
+          attention,
+          attentionSize: config.attentionSize,
+          dropout,
+        }),
+      )
     } finally {
       if (saved) setSeedState(saved)
     }
@@ -245,6 +199,7 @@ export class Seq2Seq extends Module {
    * bridges its final state into the decoder's initial state.
    */
   encode(source: Tensor, sourceLengths: Lengths): EncodedSource {
+    if (source === null || typeof source !== 'object' || !Array.isArray(source.shape)) throw new ValueError('Seq2Seq.encode', `expected an int32 Tensor of source ids, got ${source === null ? 'null' : typeof source}`)
     if (source.rank !== 2 || source.dtype !== 'int32') {
       throw new ShapeError('Seq2Seq.encode', `expected int32 source ids [S, B], got ${source.dtype} ${fmt(source.shape)}`)
     }
@@ -255,11 +210,10 @@ export class Seq2Seq extends Module {
       const r = this.encoder.forward(e, { lengths: sourceLengths })
       const layerStates = (all: Tensor, bridge: Linear | null): Tensor[] => {
         const out: Tensor[] = []
-        if (bridge === null) {
-          for (let l = 0; l < L; l++) out.push(reshape(slice(all, 0, l, 1), [B, H]))
-        } else {
-          for (let l = 0; l < L; l++) {
-            const both = reshape(slice(all, 0, 2 * l, 2), [2, B, H])
+        for (let l = 0; l < L; l++) {
+          if (bridge === null) out.push(reshape(slice(all, 0, l, 1), [B, H]))
+          else {
+            const both = slice(all, 0, 2 * l, 2)
             const fwd = reshape(slice(both, 0, 0, 1), [B, H])
             const bwd = reshape(slice(both, 0, 1, 1), [B, H])
             out.push(tanh(bridge.forward(concat([fwd, bwd], 1))))
@@ -269,36 +223,7 @@ export class Seq2Seq extends Module {
       }
       const h = layerStates(r.hN, this.bridgeH)
       const c = cell === 'lstm' ? layerStates(r.cN!, this.bridgeC) : null
-      const memory = this.attention ? this.attention.memory(r.output, sourceLengths) : null
-      return { outputs: r.output, state: { h, c, memory } }
-    })
-  }
-
-  /** One decoder step: previous tokens int32 `[N]` and the state → logits `[N, V_t]` and the new state. */
-  step(tokens: Tensor, state: DecoderState): { logits: Tensor; state: DecoderState } {
-    return tidy(() => {
-      const e = this.tgtEmbedding.forward(tokens)
-      const context = this.attention && state.memory ? this.attention.forward(state.h[state.h.length - 1]!, state.memory).context : null
-      let x = context ? concat([e, context], 1) : e
-      const h: Tensor[] = []
-      const c: Tensor[] | null = state.c ? [] : null
-      for (let l = 0; l < this.decoderCells.length; l++) {
-        if (l > 0 && this.drop) x = this.drop.forward(x)
-        const cellModule = this.decoderCells[l]!
-        if (cellModule instanceof LSTMCell) {
-          const s = cellModule.forward(x, { h: state.h[l]!, c: state.c![l]! })
-          h.push(s.h)
-          c!.push(s.c)
-          x = s.h
-        } else {
-          const hn = cellModule.forward(x, state.h[l]!)
-          h.push(hn)
-          x = hn
-        }
-      }
-      let out = context ? concat([x, context], 1) : x
-      if (this.drop) out = this.drop.forward(out)
-      return { logits: this.head.forward(out), state: { h, c, memory: state.memory } }
+      return { outputs: r.output, state: this.decoder.initialState(h, c, r.output, sourceLengths) }
     })
   }
 
@@ -308,29 +233,9 @@ export class Seq2Seq extends Module {
    * of the true token with probability `1 − teacherForcing` (scheduled sampling).
    */
   override forward(batch: Seq2SeqBatch, options: TeacherForcingOptions = {}): Tensor {
-    const ratio = options.teacherForcing ?? 1
-    if (typeof ratio !== 'number' || !(ratio >= 0 && ratio <= 1)) throw new ValueError('Seq2Seq.forward', `teacherForcing must be in [0, 1], got ${String(ratio)}`)
     const { source, sourceLengths, targetIn } = checkBatch('Seq2Seq.forward', batch, false)
-    const T = targetIn.shape[0]!
-    const B = targetIn.shape[1]!
-    if (source.shape[1] !== B) throw new ShapeError('Seq2Seq.forward', `source and targetIn must have the same batch size, got ${fmt(source.shape)} and ${fmt(targetIn.shape)}`)
-    return tidy(() => {
-      let state = this.encode(source, sourceLengths).state
-      const steps: Tensor[] = []
-      let prevChoice: Tensor | null = null
-      for (let t = 0; t < T; t++) {
-        let tokens = reshape(slice(targetIn, 0, t, 1), [B])
-        if (ratio < 1 && prevChoice !== null) {
-          const useTruth = lt(randUniform([B], 0, 1), ratio)
-          tokens = where(useTruth, tokens, prevChoice)
-        }
-        const r = this.step(tokens, state)
-        state = r.state
-        steps.push(r.logits)
-        if (ratio < 1) prevChoice = cast(argmax(r.logits.detach(), 1), 'int32')
-      }
-      return stack(steps, 0)
-    })
+    if (source.shape[1] !== targetIn.shape[1]) throw new ShapeError('Seq2Seq.forward', `source and targetIn must have the same batch size, got ${fmt(source.shape)} and ${fmt(targetIn.shape)}`)
+    return tidy(() => this.decoder.forward(targetIn, this.encode(source, sourceLengths).state, options).logits)
   }
 
   /**
@@ -353,21 +258,8 @@ export class Seq2Seq extends Module {
    * tensor you passed, which the state shares. {@link translate} does all of this.
    */
   decoding(source: Tensor, sourceLengths: Lengths): [DecoderStep<DecoderState>, DecoderState] {
-    const state = noGrad(() =>
-      tidy(() => {
-        const enc = this.encode(source, sourceLengths)
-        return enc.state
-      }),
-    )
-    const step: DecoderStep<DecoderState> = {
-      step: (tokens, s) =>
-        tidy(() => {
-          const r = this.step(tokens, s)
-          return { logProbs: r.logits.logSoftmax(-1), state: r.state }
-        }),
-      reorder: (s, index) => reorderState(s, index),
-    }
-    return [step, state]
+    const state = AttentionDecoder.inference(() => this.encode(source, sourceLengths).state)
+    return [this.decoder.asDecoderStep(), state]
   }
 
   /**
@@ -376,29 +268,12 @@ export class Seq2Seq extends Module {
    * hypotheses best first (`tokens` without BOS and EOS).
    */
   async translate(source: Tensor, sourceLengths: Lengths, options: TranslateOptions): Promise<Hypothesis[][]> {
-    if (options === null || typeof options !== 'object') throw new ValueError('Seq2Seq.translate', 'options { maxLength } are required')
     const wasTraining = this.training
     this.eval()
-    const [dec, init] = this.decoding(source, sourceLengths)
     try {
-      const common = { batchSize: source.shape[1]!, bos: BOS_ID, eos: EOS_ID, maxLength: options.maxLength }
-      const K = options.beamWidth ?? 1
-      if (K > 1 || (options.nBest ?? 1) > 1) {
-        return await beamSearch(dec, init, { ...common, beamWidth: K, nBest: options.nBest ?? 1, lengthPenalty: options.lengthPenalty ?? 0 })
-      }
-      if ((options.temperature ?? 0) > 0) {
-        const o = { ...common, temperature: options.temperature! }
-        return await sampleDecode(dec, init, {
-          ...o,
-          ...(options.topK !== undefined ? { topK: options.topK } : {}),
-          ...(options.topP !== undefined ? { topP: options.topP } : {}),
-          ...(options.seed !== undefined ? { seed: options.seed } : {}),
-        })
-      }
-      return await greedyDecode(dec, init, common)
+      const state = AttentionDecoder.inference(() => this.encode(source, sourceLengths).state)
+      return await this.decoder.decode(state, options, [source, sourceLengths])
     } finally {
-      // The state holds the caller's lengths tensor when one was given: free only ours.
-      for (const t of tensorsOf(init)) if (t !== source && t !== sourceLengths) t.dispose()
       this.train(wasTraining)
     }
   }
@@ -407,15 +282,6 @@ export class Seq2Seq extends Module {
     const c = this.config
     return `cell='${c.cell}', hiddenSize=${c.hiddenSize}, numLayers=${c.numLayers}, bidirectional=${c.bidirectional}, attention='${c.attention}'`
   }
-}
-
-/** Selects (and repeats) rows of a decoder state: beams are reordered with it. */
-export function reorderState(state: DecoderState, index: Tensor): DecoderState {
-  return tidy(() => ({
-    h: state.h.map((t) => indexSelect(t, 0, index)),
-    c: state.c ? state.c.map((t) => indexSelect(t, 0, index)) : null,
-    memory: state.memory ? state.memory.reorder(index) : null,
-  }))
 }
 
 function checkBatch(op: string, batch: Seq2SeqBatch, needTarget: boolean): Seq2SeqBatch {

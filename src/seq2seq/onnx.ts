@@ -134,7 +134,7 @@ export function seq2seqToOnnx(model: Seq2Seq, options: Seq2SeqOnnxOptions = {}):
   const D = cfg.bidirectional ? 2 : 1
   const K = D * H
   const isLstm = cfg.cell === 'lstm'
-  const att = model.attention
+  const att = model.decoder.attention
 
   // ---- encoder
   const e = new GraphBuilder()
@@ -179,7 +179,7 @@ export function seq2seqToOnnx(model: Seq2Seq, options: Seq2SeqOnnxOptions = {}):
     if (isLstm) dIn.push({ name: d.reserve(`c_l${l}`), type: FLOAT, shape: ['N', H] })
   }
   const dOut: Io[] = []
-  const emb = d.one('Gather', [d.floats('tgt_embedding', [cfg.targetVocabSize, cfg.embeddingDim], floatData('toOnnx', model.tgtEmbedding.weight)), 'tokens'], 'tgt_emb', [{ name: 'axis', int: 0 }])
+  const emb = d.one('Gather', [d.floats('tgt_embedding', [cfg.targetVocabSize, cfg.embeddingDim], floatData('toOnnx', model.decoder.embedding.weight)), 'tokens'], 'tgt_emb', [{ name: 'axis', int: 0 }])
   let context: string | null = null
   let weights: string | null = null
   if (att) {
@@ -217,13 +217,13 @@ export function seq2seqToOnnx(model: Seq2Seq, options: Seq2SeqOnnxOptions = {}):
   }
   let x = context ? d.one('Concat', [emb, context], 'dec.x', [{ name: 'axis', int: 1 }]) : emb
   for (let l = 0; l < L; l++) {
-    const s = emitCellStep(d, model.decoderCells[l]!, x, `h_l${l}`, isLstm ? `c_l${l}` : null, `dec${l}.`)
+    const s = emitCellStep(d, model.decoder.cells[l]!, x, `h_l${l}`, isLstm ? `c_l${l}` : null, `dec${l}.`)
     finish(d, dOut, s.h, `h_l${l}_out`, ['N', H])
     if (s.c) finish(d, dOut, s.c, `c_l${l}_out`, ['N', H])
     x = s.h
   }
   const out = context ? d.one('Concat', [x, context], 'dec.out', [{ name: 'axis', int: 1 }]) : x
-  finish(d, dOut, linearOf(d, model.head, out, 'head.'), 'logits', ['N', cfg.targetVocabSize])
+  finish(d, dOut, linearOf(d, model.decoder.head, out, 'head.'), 'logits', ['N', cfg.targetVocabSize])
   if (weights) finish(d, dOut, weights, 'attention_weights', ['N', 'S'])
   const decoderStep = encodeModel(d, dIn, dOut, opset, 'Seq2SeqDecoderStep')
   return { encoder, decoderStep }
