@@ -5,7 +5,7 @@
  * optimizer; resumable bit-identically) and a loss-curve SVG.
  */
 
-import { existsSync, renameSync, unlinkSync, writeFileSync } from 'node:fs'
+import { existsSync } from 'node:fs'
 import { createHash } from 'node:crypto'
 import { join, resolve } from 'node:path'
 import type { Tensor } from '../tensor.js'
@@ -21,8 +21,8 @@ import { Seq2Seq, BOS_ID, EOS_ID, PAD_ID, type Seq2SeqAttention, type Seq2SeqBat
 import type { Hypothesis } from '../seq2seq/decode.js'
 import { CliError, helpText, parseArgs, UsageError, type FlagSpec, type FlagValue } from './args.js'
 import { CHECKPOINT_FILE, fmtDuration, fmtInt, fmtSI, fsReason, makeOutDir, readCheckpoint, readText, removeStaleTemps } from './common.js'
-import { Progress, Smoother, type Writer } from './progress.js'
-import { lineChartSvg } from './svg.js'
+import type { Writer } from './progress.js'
+import { BatchOrder, curveFrom, parseTabLines, permutation, runSteps } from './run-loop.js'
 
 /** The `kind` of a train-seq2seq checkpoint's config. */
 export const TRAIN_SEQ2SEQ_KIND = 'recurrent.train-seq2seq'
@@ -137,86 +137,15 @@ export interface TextPair {
   line: number
 }
 
-/**
- * Parses `source<TAB>target` lines. Blank lines are skipped; any other line without exactly one
- * tab, or with an empty side, is an error naming its line number.
- */
+/** Parses `source<TAB>target` lines (see {@link parseTabLines}). */
 export function parsePairs(text: string, path: string): TextPair[] {
-  const lines = text.replace(/^\uFEFF/, '').split(/\r?\n/)
-  const pairs: TextPair[] = []
-  const show = (s: string) => JSON.stringify(s.length > 60 ? `${s.slice(0, 57)}...` : s)
-  for (let i = 0; i < lines.length; i++) {
-    const line = lines[i]!
-    if (line.trim() === '') continue
-    const parts = line.split('\t')
-    if (parts.length !== 2) {
-      const why = parts.length === 1 ? 'no tab' : `${parts.length - 1} tabs`
-      throw new CliError(`${path}:${i + 1}: expected one 'source<TAB>target' pair, got a line with ${why}: ${show(line)}`)
-    }
-    const [source, target] = parts as [string, string]
-    if (source.trim() === '') throw new CliError(`${path}:${i + 1}: the source (before the tab) is empty: ${show(line)}`)
-    if (target.trim() === '') throw new CliError(`${path}:${i + 1}: the target (after the tab) is empty: ${show(line)}`)
-    pairs.push({ source, target, line: i + 1 })
-  }
-  if (pairs.length === 0) throw new CliError(`'${path}' has no pairs: expected one 'source<TAB>target' per line`)
-  return pairs
-}
-
-/** mulberry32: a small seeded generator of uniform numbers in [0, 1), the same on every platform. */
-function mulberry32(seed: number): () => number {
-  let s = seed >>> 0
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0
-    let t = s
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32
-  }
-}
-
-/** A deterministic permutation of 0..n−1 from a seed (Fisher–Yates on mulberry32). */
-export function permutation(n: number, seed: number): Int32Array {
-  const rand = mulberry32(seed)
-  const p = new Int32Array(n)
-  for (let i = 0; i < n; i++) p[i] = i
-  for (let i = n - 1; i > 0; i--) {
-    const j = Math.floor(rand() * (i + 1))
-    const t = p[i]!
-    p[i] = p[j]!
-    p[j] = t
-  }
-  return p
+  return parseTabLines(text, path, ['source', 'target']).map(({ a, b, line }) => ({ source: a, target: b, line }))
 }
 
 /** Token ids of the pairs, encoded once. */
 interface EncodedPair {
   source: number[]
   target: number[]
-}
-
-/** The rows of the batch of step `step` (0-based): every epoch is a fresh seeded shuffle. */
-class BatchOrder {
-  #epoch = -1
-  #perm: Int32Array = new Int32Array(0)
-  readonly stepsPerEpoch: number
-
-  constructor(
-    readonly n: number,
-    readonly batch: number,
-    readonly seed: number,
-  ) {
-    this.stepsPerEpoch = Math.ceil(n / batch)
-  }
-
-  rows(step: number): Int32Array {
-    const epoch = Math.floor(step / this.stepsPerEpoch)
-    if (epoch !== this.#epoch) {
-      this.#perm = permutation(this.n, (this.seed * 7919 + epoch * 104729 + 1) >>> 0)
-      this.#epoch = epoch
-    }
-    const i = step % this.stepsPerEpoch
-    return this.#perm.subarray(i * this.batch, Math.min(this.n, (i + 1) * this.batch))
-  }
 }
 
 function collate(pairs: readonly EncodedPair[]): Seq2SeqBatch {
@@ -276,45 +205,6 @@ export async function evaluateSeq2Seq(model: Seq2Seq, pairs: readonly EncodedPai
     model.train(wasTraining)
   }
   return { loss: lossSum / Math.max(1, tokens), tokenAccuracy: correct / Math.max(1, tokens), exactMatch: exact / Math.max(1, pairs.length), count: pairs.length }
-}
-
-function writeFileAtomic(path: string, data: string): void {
-  const tmp = `${path}.tmp-${process.pid}`
-  try {
-    writeFileSync(tmp, data)
-    renameSync(tmp, path)
-  } catch (e) {
-    try {
-      unlinkSync(tmp)
-    } catch {}
-    throw e
-  }
-}
-
-/** The loss curve kept in the checkpoint metadata. */
-interface CurveJSON {
-  train: Array<[number, number]>
-  val: Array<[number, number]>
-  exact: Array<[number, number]>
-}
-
-const CURVE_BUCKET = 10
-
-function curveFrom(j: unknown, upTo: number): CurveJSON {
-  const o = j as Partial<CurveJSON> | null
-  const ok = (a: unknown): a is Array<[number, number]> => Array.isArray(a) && a.every((p) => Array.isArray(p) && p.length === 2 && p.every(Number.isFinite))
-  const keep = (a: unknown) => (ok(a) ? a.filter(([s]) => s <= upTo) : [])
-  return { train: keep(o?.train), val: keep(o?.val), exact: keep(o?.exact) }
-}
-
-function curveSvg(curve: CurveJSON, title: string): string {
-  return lineChartSvg(
-    [
-      { name: `training (mean of ${CURVE_BUCKET} steps)`, points: curve.train, color: '#1f77b4', width: 2 },
-      { name: 'validation', points: curve.val, color: '#d62728', markers: true, width: 2 },
-    ],
-    { title, xLabel: 'optimizer step', xMin: 0, yLabel: 'cross-entropy per target token (nats)', yMin: 0 },
-  )
 }
 
 /** What the command writes to. */
@@ -412,12 +302,12 @@ export async function trainSeq2SeqCommand(argv: readonly string[], io: Seq2SeqIO
   const ckEvery = prev ? prev.train.checkpointEvery : Number(v['checkpoint-every'])
 
   // ---- split and vocabularies
-  const order = permutation(pairs.length, seed)
+  const split = permutation(pairs.length, seed)
   let nVal = valFraction > 0 ? Math.floor(pairs.length * valFraction) : 0
   if (valFraction > 0 && nVal < 1) throw new CliError(`--pairs '${pairsPath}' has ${pairs.length} pair(s): too few to hold out --val-fraction ${valFraction} (use --val-fraction 0)`)
   if (pairs.length - nVal < 1) nVal = pairs.length - 1
-  const valText = [...order.subarray(0, nVal)].map((i) => pairs[i]!)
-  const trainText = [...order.subarray(nVal)].map((i) => pairs[i]!)
+  const valText = [...split.subarray(0, nVal)].map((i) => pairs[i]!)
+  const trainText = [...split.subarray(nVal)].map((i) => pairs[i]!)
   vocabs ??= {
     source: TokenVocab.build(trainText.map((p) => p.source), { mode: tokens }),
     target: TokenVocab.build(trainText.map((p) => p.target), { mode: tokens }),
@@ -469,10 +359,10 @@ export async function trainSeq2SeqCommand(argv: readonly string[], io: Seq2SeqIO
   const opt = new Adam(model.parameters(), { lr })
   const start = resumeCk?.step ?? 0
   if (resumeCk) resumeCk.restore(model, opt)
-  const curve = prev ? curveFrom((resumeCk!.metadata as { curve?: unknown } | null)?.curve, start) : { train: [], val: [], exact: [] }
+  const curve = prev ? curveFrom((resumeCk!.metadata as { curve?: unknown } | null)?.curve, start) : { train: [], val: [], score: [] }
   const metadata = { sourceVocab: sv.toJSON(), targetVocab: tv.toJSON(), curve }
 
-  const order2 = new BatchOrder(train.length, batch, seed)
+  const order = new BatchOrder(train.length, batch, seed)
   const logEvery = v['log-every'] !== undefined ? Number(v['log-every']) : 50
 
   print(`recurrent train-seq2seq: ${pairsPath}`)
@@ -480,131 +370,65 @@ export async function trainSeq2SeqCommand(argv: readonly string[], io: Seq2SeqIO
   print(
     `  model: ${modelCfg.cell.toUpperCase()} ${modelCfg.numLayers}×${modelCfg.hiddenSize}${modelCfg.bidirectional ? ' bidirectional encoder' : ''}, attention ${modelCfg.attention}, embedding ${modelCfg.embeddingDim}; ${fmtInt(model.numParameters())} parameters`,
   )
-  print(
-    `  training: batch ${batch} (${fmtInt(order2.stepsPerEpoch)} steps/epoch), Adam lr ${lr}, clip ${clip || 'off'}, teacher forcing ${teacherForcing}, seed ${seed}`,
-  )
+  print(`  training: batch ${batch} (${fmtInt(order.stepsPerEpoch)} steps/epoch), Adam lr ${lr}, clip ${clip || 'off'}, teacher forcing ${teacherForcing}, seed ${seed}`)
   const planText = [target !== null ? `to step ${fmtInt(target)}` : null, capSec !== null ? `at most ${fmtDuration(capSec)}` : null].filter(Boolean).join(', ')
   print(`  plan: ${prev ? `resuming at step ${fmtInt(start)}, ` : ''}${planText}; checkpoint every ${fmtInt(ckEvery)} steps → ${ckFile}`)
   if (!prev && existsSync(ckFile)) print(`  note: starting a new run; it replaces ${ckFile} (use --resume to continue that run instead)`)
 
-  const title = `seq2seq ${modelCfg.cell.toUpperCase()} ${modelCfg.numLayers}×${modelCfg.hiddenSize}, attention ${modelCfg.attention}`
-  const writeSvg = () => {
-    try {
-      writeFileAtomic(svgFile, curveSvg(curve, title))
-    } catch (e) {
-      throw new CliError(`cannot write '${svgFile}': ${fsReason(e)}`, { cause: e })
-    }
-  }
-  let lastCkStep = resumeCk ? start : -1
-  const checkpoint = async (step: number) => {
-    try {
-      await saveCheckpoint(ckFile, { model, optimizer: opt, step, config, metadata })
-    } catch (e) {
-      throw new CliError(`cannot write checkpoint '${ckFile}': ${fsReason(e)}`, { cause: e })
-    }
-    lastCkStep = step
-    writeSvg()
-  }
-
-  // ---- train
-  const progress = new Progress(io.out, { tty: io.tty, every: logEvery, columns: io.columns ?? 100 })
-  let stopWhy: string | null = null
-  let interrupts = 0
-  const onSigint = () => {
-    interrupts++
-    if (interrupts > 1) {
-      progress.done()
-      process.stderr.write('recurrent: interrupted\n')
-      process.exit(130)
-    }
-    stopWhy = 'interrupted'
-    progress.log('interrupted: stopping after this step (Ctrl-C again to quit at once)')
-  }
-  process.on('SIGINT', onSigint)
-  const t0 = performance.now()
-  const elapsed = () => (performance.now() - t0) / 1000
-  const smooth = new Smoother(0.95)
-  let lastVal: Seq2SeqMetrics | null = null
-  let step = start
-  let seenTokens = 0
-  let bucket: number[] = []
   const params = model.parameters()
-  const validate = async () => {
-    if (val.length === 0) return
-    lastVal = await evaluateSeq2Seq(model, val, maxLength)
-    curve.val.push([step, +lastVal.loss.toFixed(5)])
-    curve.exact.push([step, +lastVal.exactMatch.toFixed(5)])
-    progress.log(
-      `step ${String(step).padStart(6)}  validation: loss ${lastVal.loss.toFixed(4)}, token accuracy ${(100 * lastVal.tokenAccuracy).toFixed(2)}%, exact match ${(100 * lastVal.exactMatch).toFixed(2)}% (${fmtInt(lastVal.count)} pairs)`,
-    )
-  }
-  try {
-    if (target !== null && start >= target) {
-      print(`  already at step ${fmtInt(start)}: nothing to train (pass --steps N with N > ${start} to train further)`)
-    } else {
+  let lastMetrics: Seq2SeqMetrics | null = null
+  const r = await runSteps({
+    out: io.out,
+    tty: io.tty,
+    columns: io.columns,
+    start,
+    resumed: resumeCk !== null,
+    target,
+    capSec,
+    valEvery,
+    checkpointEvery: ckEvery,
+    logEvery,
+    curve,
+    svg: { file: svgFile, title: `seq2seq ${modelCfg.cell.toUpperCase()} ${modelCfg.numLayers}×${modelCfg.hiddenSize}, attention ${modelCfg.attention}`, yLabel: 'cross-entropy per target token (nats)' },
+    trainStep: async (step) => {
       model.train()
-      for (;;) {
-        if (target !== null && step >= target) break
-        if (capSec !== null && elapsed() >= capSec) {
-          stopWhy = `time limit (${fmtDuration(capSec)})`
-          break
-        }
-        if (stopWhy === 'interrupted') break
-        const rows = order2.rows(step)
-        const chunk = [...rows].map((i) => train[i]!)
-        const lossT: Tensor = tidy(() => {
-          const l = model.loss(collate(chunk), { teacherForcing })
-          l.backward()
-          return l
-        })
-        if (clip > 0) clipGradNorm(params, clip).dispose()
-        await opt.step()
-        opt.zeroGrad()
-        const loss = await lossT.item()
-        lossT.dispose()
-        step++
-        seenTokens += chunk.reduce((s, p) => s + p.source.length + p.target.length + 1, 0)
-        smooth.add(loss)
-        bucket.push(loss)
-        if (bucket.length === CURVE_BUCKET) {
-          curve.train.push([step - (CURVE_BUCKET - 1) / 2, +(bucket.reduce((a, b) => a + b, 0) / CURVE_BUCKET).toFixed(5)])
-          bucket = []
-        }
-        const el = elapsed()
-        const done = step - start
-        const total = target ?? start + Math.max(done, Math.round((done * (capSec ?? el)) / Math.max(1e-9, el)))
-        let eta = target !== null ? ((target - step) * el) / Math.max(1, done) : Math.max(0, (capSec ?? el) - el)
-        if (capSec !== null) eta = Math.min(eta, Math.max(0, capSec - el))
-        const lv = lastVal as Seq2SeqMetrics | null
-        progress.update({
-          step,
-          totalSteps: total,
-          loss: smooth.value,
-          bpc: false,
-          extra: lv ? `val exact ${(100 * lv.exactMatch).toFixed(1)}%` : undefined,
-          tokensPerSec: seenTokens / Math.max(1e-9, el),
-          elapsedSec: el,
-          etaSec: eta,
-        })
-        if (step % valEvery === 0) await validate()
-        if (step % ckEvery === 0) await checkpoint(step)
+      const chunk = [...order.rows(step)].map((i) => train[i]!)
+      const lossT: Tensor = tidy(() => {
+        const l = model.loss(collate(chunk), { teacherForcing })
+        l.backward()
+        return l
+      })
+      if (clip > 0) clipGradNorm(params, clip).dispose()
+      await opt.step()
+      opt.zeroGrad()
+      const loss = await lossT.item()
+      lossT.dispose()
+      return { loss, tokens: chunk.reduce((s, p) => s + p.source.length + p.target.length + 1, 0) }
+    },
+    validate: async () => {
+      if (val.length === 0) return null
+      const m = await evaluateSeq2Seq(model, val, maxLength)
+      lastMetrics = m
+      return {
+        loss: m.loss,
+        score: m.exactMatch,
+        line: `loss ${m.loss.toFixed(4)}, token accuracy ${(100 * m.tokenAccuracy).toFixed(2)}%, exact match ${(100 * m.exactMatch).toFixed(2)}% (${fmtInt(m.count)} pairs)`,
       }
-    }
-  } finally {
-    process.off('SIGINT', onSigint)
-    progress.done()
-  }
-  const trainSec = elapsed()
-  if (step > start || lastCkStep !== step) {
-    if (curve.val.at(-1)?.[0] !== step) await validate()
-    if (lastCkStep !== step) await checkpoint(step)
-  }
+    },
+    checkpoint: async (step) => {
+      try {
+        await saveCheckpoint(ckFile, { model, optimizer: opt, step, config, metadata })
+      } catch (e) {
+        throw new CliError(`cannot write checkpoint '${ckFile}': ${fsReason(e)}`, { cause: e })
+      }
+    },
+  })
   print()
-  if (stopWhy) print(`stopped: ${stopWhy} at step ${fmtInt(step)}`)
-  if (step > start) print(`trained: steps ${fmtInt(start)} → ${fmtInt(step)} (${(step / order2.stepsPerEpoch).toFixed(2)} epochs) in ${fmtDuration(trainSec)}, ${fmtSI(seenTokens / Math.max(1e-9, trainSec))} tokens/s`)
-  const fv = lastVal as Seq2SeqMetrics | null
-  if (fv) print(`validation: exact match ${(100 * fv.exactMatch).toFixed(2)}%, token accuracy ${(100 * fv.tokenAccuracy).toFixed(2)}%, loss ${fv.loss.toFixed(4)} on ${fmtInt(fv.count)} held-out pairs`)
-  print(`checkpoint: ${ckFile} (step ${fmtInt(lastCkStep)})`)
+  if (r.stopWhy) print(`stopped: ${r.stopWhy} at step ${fmtInt(r.step)}`)
+  if (r.step > start) print(`trained: steps ${fmtInt(start)} → ${fmtInt(r.step)} (${(r.step / order.stepsPerEpoch).toFixed(2)} epochs) in ${fmtDuration(r.seconds)}, ${fmtSI(r.tokens / Math.max(1e-9, r.seconds))} tokens/s`)
+  const fv = lastMetrics as Seq2SeqMetrics | null
+  if (fv && r.validation) print(`validation: exact match ${(100 * fv.exactMatch).toFixed(2)}%, token accuracy ${(100 * fv.tokenAccuracy).toFixed(2)}%, loss ${fv.loss.toFixed(4)} on ${fmtInt(fv.count)} held-out pairs`)
+  print(`checkpoint: ${ckFile} (step ${fmtInt(r.lastCheckpoint)})`)
   print(`loss curve: ${svgFile}`)
   if (val.length > 0) {
     const show = val.slice(0, 5)
@@ -612,7 +436,7 @@ export async function trainSeq2SeqCommand(argv: readonly string[], io: Seq2SeqIO
     print('held-out examples (source → output | target):')
     show.forEach((p, i) => print(`  ${sv.decode(p.source)} → ${tv.decode(decoded[i]![0]!.tokens)} | ${tv.decode(p.target)}`))
   }
-  return stopWhy === 'interrupted' ? 130 : 0
+  return r.stopWhy === 'interrupted' ? 130 : 0
 }
 
 /** Options of {@link translateIds}. */
