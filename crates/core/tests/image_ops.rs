@@ -63,7 +63,6 @@ fn conv_ref(x: &[f64], xs: [usize; 4], w: &[f64], ws: [usize; 4], b: Option<&[f6
             }
         }
     }
-    let _ = c;
     y
 }
 
@@ -233,6 +232,15 @@ fn max_pool_routes_the_gradient_to_the_first_maximum() {
     recurrent_core::backward(&recurrent_core::ops::reduce::sum_all(&y).unwrap(), None).unwrap();
     let g = f64s(&xl.grad().unwrap());
     assert_eq!(g, vec![0., 1., 1., 0., 0., 0., 0., 0., 1., 0., 1., 0., 0., 0., 0., 0.]);
+    // A NaN in a window wins (PyTorch propagates it) and takes the gradient.
+    let x = Tensor::from_f64(vec![1., f64::NAN, 3., 2.], &[1, 1, 2, 2]).unwrap();
+    let xl = x.detach();
+    xl.set_requires_grad(true).unwrap();
+    let y = max_pool2d(&xl, Pool2dOptions::new([2, 2])).unwrap();
+    assert!(f64s(&y)[0].is_nan());
+    let g = Tensor::from_f64(vec![1.0], &[1, 1, 1, 1]).unwrap();
+    recurrent_core::backward(&y, Some(g)).unwrap();
+    assert_eq!(f64s(&xl.grad().unwrap()), vec![0., 1., 0., 0.]);
 }
 
 #[test]

@@ -79,6 +79,11 @@ fn adaptive_window(o: usize, out: usize, size: usize) -> (usize, usize) {
 // ---------------------------------------------------------------------------------------------
 // max pooling
 
+#[inline]
+fn is_nan<T: Float>(v: T) -> bool {
+    v.partial_cmp(&v).is_none()
+}
+
 /// Outputs `[y, argmax]`: the argmax is the flat index `iy·W + ix` inside the plane.
 struct MaxPool {
     g: Geom,
@@ -102,7 +107,7 @@ fn max_pool_cpu<T: Float>(g: &Geom, x: &CpuStorage) -> Result<Vec<CpuStorage>> {
                 for iy in y0..y1 {
                     for ix in x0..x1 {
                         let v = xp[iy * g.w + ix];
-                        if v > bv || (v != v && bv == bv) {
+                        if v > bv || (is_nan(v) && !is_nan(bv)) {
                             bv = v;
                             best = iy * g.w + ix;
                         }
