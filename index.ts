@@ -182,6 +182,25 @@ export {
   type AttentionResult,
 } from './src/nn/index.js'
 
+// image ops and layers (convolution, pooling, normalisation). The layers' option types take
+// the top-level names; the ops' own stay reachable as `ops.Conv2dOptions` etc.
+export { conv2d, maxPool2d, avgPool2d, adaptiveAvgPool2d, batchNorm2d, layerNorm, flatten } from './src/ops/index.js'
+export {
+  Conv2d,
+  Flatten,
+  MaxPool2d,
+  AvgPool2d,
+  AdaptiveAvgPool2d,
+  BatchNorm2d,
+  LayerNorm,
+  type Conv2dOptions,
+  type MaxPool2dOptions,
+  type AvgPool2dOptions,
+  type BatchNorm2dOptions,
+  type LayerNormOptions,
+  type RegisterBufferOptions,
+} from './src/nn/index.js'
+
 // ---- optim ------------------------------------------------------------------------------------
 export {
   Optimizer,

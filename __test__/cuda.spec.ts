@@ -524,4 +524,38 @@ withCuda('the fused attention op and the Attention module on CUDA match the CPU 
     lengths: tensor(new Int32Array([2, 9])).to('cuda'),
   })
   await t.throwsAsync(() => bad.context.data(), { message: /^attention: lengths\[1\] is 9/ })
+withCuda('a small CNN (conv, batch norm, pools, layer norm) trains a step on CUDA as on the CPU', async (t) => {
+  // Imported here so that this test stays self-contained.
+  const { AdaptiveAvgPool2d, BatchNorm2d, Conv2d, Flatten, LayerNorm, Linear, MaxPool2d, ReLU, Sequential } = await import('../index.js')
+  const make = () =>
+    new Sequential(
+      new Conv2d(3, 4, 3, { padding: 1, seed: 1 }),
+      new BatchNorm2d(4),
+      new ReLU(),
+      new MaxPool2d(2),
+      new Conv2d(4, 6, 3, { stride: 2, padding: 1, groups: 2, seed: 2 }),
+      new AdaptiveAvgPool2d(2),
+      new Flatten(),
+      new LayerNorm(24),
+      new Linear(24, 3, { seed: 3 }),
+    )
+  const cpu = make()
+  const gpu = make().to('cuda')
+  const xc = randn([4, 3, 8, 8], { seed: 31 })
+  const run = (m: Module, x: Tensor) => {
+    const y = m.forward(x) as Tensor
+    y.square().sum().backward()
+    return y
+  }
+  const yc = await run(cpu, xc).data()
+  const yg = await run(gpu, xc.to('cuda')).data()
+  t.true(maxRel(yg, yc) < 1e-5, `output: ${maxRel(yg, yc)}`)
+  const sc = cpu.stateDict()
+  const sg = gpu.stateDict()
+  for (const k of ['0.weight', '4.weight', '7.weight', '1.weight']) {
+    const err = maxRel(await sg[k]!.grad!.data(), await sc[k]!.grad!.data())
+    t.true(err < 1e-4, `${k} gradient: ${err}`)
+  }
+  for (const k of ['1.running_mean', '1.running_var']) t.true(maxRel(await sg[k]!.data(), await sc[k]!.data()) < 1e-5, k)
+  t.is(sg['1.num_batches_tracked']!.itemSync(), 1)
 })

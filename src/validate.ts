@@ -157,3 +157,18 @@ export function checkUnit(op: string, what: string, v: unknown): number {
   }
   return v
 }
+
+/**
+ * A (height, width) pair of integers ≥ `min`, as the image ops take sizes, strides and
+ * paddings: one number for both, or an array of two.
+ */
+export function pairArg(op: string, what: string, v: unknown, min: number): [number, number] {
+  const pair = typeof v === 'number' ? [v, v] : v
+  const ok =
+    Array.isArray(pair) && pair.length === 2 && pair.every((e) => typeof e === 'number' && Number.isInteger(e) && e >= min)
+  if (!ok) {
+    const got = Array.isArray(v) && v.length <= 4 ? `[${v.map((e) => describe(e)).join(', ')}]` : describe(v)
+    throw new ValueError(op, `${what} must be an integer ≥ ${min} or a pair [height, width] of them, got ${got}`)
+  }
+  return [pair[0] as number, pair[1] as number]
+}

@@ -1,6 +1,7 @@
 /** Layers and models: the `nn` part of the public API. */
 
 export { Module, parameter, type LoadStateDictOptions, type LoadStateDictResult } from './module.js'
+export type { RegisterBufferOptions } from './module.js'
 export { Linear, type LinearOptions } from './linear.js'
 export { Embedding, type EmbeddingOptions } from './embedding.js'
 export { Dropout, type DropoutOptions } from './dropout.js'
@@ -46,3 +47,6 @@ export {
   type AttentionMemory,
   type AttentionResult,
 } from './attention.js'
+export { Conv2d, Flatten, type Conv2dOptions } from './conv.js'
+export { MaxPool2d, AvgPool2d, AdaptiveAvgPool2d, type MaxPool2dOptions, type AvgPool2dOptions } from './pool.js'
+export { BatchNorm2d, LayerNorm, type BatchNorm2dOptions, type LayerNormOptions } from './norm.js'

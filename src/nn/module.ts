@@ -16,6 +16,7 @@ import { requireDevice, type Device } from '../device.js'
 import { noGrad } from '../ops/grad.js'
 import { keep } from '../scope.js'
 import { castLeaf, isFloatDType } from '../cast.js'
+import { describe, optionsArg } from '../validate.js'
 
 /** Options of {@link Module.loadStateDict}. */
 export interface LoadStateDictOptions {
@@ -28,6 +29,12 @@ export interface LoadStateDictOptions {
 }
 
 /** What {@link Module.loadStateDict} loaded, PyTorch's `_IncompatibleKeys`. */
+/** Options of {@link Module.registerBuffer}. */
+export interface RegisterBufferOptions {
+  /** Whether the buffer belongs in {@link Module.stateDict} (default false). */
+  persistent?: boolean
+}
+
 export interface LoadStateDictResult {
   /** Parameters of the module that the dictionary did not hold (left unchanged). */
   missingKeys: string[]
@@ -138,6 +145,8 @@ export abstract class Module {
   training = true
   readonly #parameters = new Map<string, Tensor | null>()
   readonly #buffers = new Map<string, Tensor | null>()
+  /** The buffers (by name) that belong in the state dict. */
+  readonly #persistent = new Set<string>()
   /** Children by name; null is a registered but absent child (a property set to null). */
   readonly #modules = new Map<string, Module | null>()
   /** The names registered by assignment: their entries follow their property (see the class doc). */
@@ -178,16 +187,25 @@ export abstract class Module {
   /**
    * Registers `tensor` as the buffer `name`: a tensor the module computes with but does not
    * train (a constant, a running statistic). Buffers move with {@link to}; they are not in
-   * {@link parameters} and not in {@link stateDict} (PyTorch's non-persistent buffers).
-   * `null` registers an absent one. Returns `tensor` (marked with `keep()`, as parameters are).
+   * {@link parameters}. By default they are not in {@link stateDict} either (PyTorch's
+   * non-persistent buffers); with `{ persistent: true }` they are, after the module's own
+   * parameters (PyTorch's order), and {@link loadStateDict} fills them, as BatchNorm's running
+   * statistics. `null` registers an absent one. Returns `tensor` (marked with `keep()`, as
+   * parameters are).
    */
-  registerBuffer<T extends Tensor | null>(name: string, tensor: T): T {
+  registerBuffer<T extends Tensor | null>(name: string, tensor: T, options: RegisterBufferOptions = {}): T {
     this.#claim(name, this.#buffers)
     if (tensor !== null && !(tensor instanceof Tensor)) {
       throw new ValueError(`registerBuffer`, `'${name}' must be a Tensor or null`)
     }
+    const persistent = optionsArg('registerBuffer', options).persistent ?? false
+    if (typeof persistent !== 'boolean') {
+      throw new ValueError('registerBuffer', `persistent must be a boolean (true or false), got ${describe(persistent)}`)
+    }
     if (tensor !== null) keep(tensor)
     this.#buffers.set(name, tensor)
+    if (persistent) this.#persistent.add(name)
+    else this.#persistent.delete(name)
     return tensor
   }
 
@@ -470,13 +488,19 @@ export abstract class Module {
     return out
   }
 
-  #collect(prefix: string, visit: (name: string, t: Tensor) => void): void {
+  /** Visits the parameters (and, for the state dict, the persistent buffers) in PyTorch's order. */
+  #collect(prefix: string, visit: (name: string, t: Tensor) => void, withBuffers = false): void {
     const children = this.#children()
     for (const [name, t] of this.#parameters) {
       if (t !== null) visit(prefix ? `${prefix}.${name}` : name, t)
     }
+    if (withBuffers) {
+      for (const [name, t] of this.#buffers) {
+        if (t !== null && this.#persistent.has(name)) visit(prefix ? `${prefix}.${name}` : name, t)
+      }
+    }
     for (const [name, m] of children) {
-      m.#collect(prefix ? `${prefix}.${name}` : name, visit)
+      m.#collect(prefix ? `${prefix}.${name}` : name, visit, withBuffers)
     }
   }
 
@@ -513,15 +537,20 @@ export abstract class Module {
   }
 
   /**
-   * The parameters by dotted name, every name of a shared tensor included. The values are the
+   * The parameters and persistent buffers (see {@link registerBuffer}) by dotted name, every
+   * name of a shared tensor included. The values are the
    * live parameter tensors themselves (as in PyTorch, not copies): an optimizer step is seen
    * through them. Use `t.detach()` or `await t.data()` to snapshot.
    */
   stateDict(): Record<string, Tensor> {
     const out: Record<string, Tensor> = {}
-    this.#collect('', (name, t) => {
-      out[name] = t
-    })
+    this.#collect(
+      '',
+      (name, t) => {
+        out[name] = t
+      },
+      true,
+    )
     return out
   }
 

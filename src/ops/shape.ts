@@ -1,6 +1,6 @@
 /**
- * Shape ops: `reshape`, `transpose`, `concat`, `stack`, `slice` and `split`; mirrors
- * `crates/core/src/ops/shape.rs`.
+ * Shape ops: `reshape`, `flatten`, `transpose`, `concat`, `stack`, `slice` and `split`;
+ * mirrors `crates/core/src/ops/shape.rs` (`flatten` is a reshape).
  */
 
 import { ValueError, wrap } from '../errors.js'
@@ -11,6 +11,20 @@ import { shapeArg } from './factories.js'
 /** The same data with a new shape of the same size; one dimension may be `-1`. */
 export function reshape(x: Tensor, shape: readonly number[]): Tensor {
   return op(() => native.reshape(handle('reshape', x), shapeArg('reshape', shape)))
+}
+
+/**
+ * Merges dimensions `startDim..endDim` (inclusive; negative counts from the end; default all)
+ * into one, as PyTorch's `flatten`: `[N, C, H, W]` with `startDim = 1` → `[N, C·H·W]`.
+ */
+export function flatten(x: Tensor, startDim = 0, endDim = -1): Tensor {
+  handle('flatten', x)
+  if (x.rank === 0) return reshape(x, [1])
+  const s = normAxis('flatten', startDim, x.rank)
+  const e = normAxis('flatten', endDim, x.rank)
+  if (s > e) throw new ValueError('flatten', `startDim must not come after endDim, got ${startDim} and ${endDim} for a tensor of rank ${x.rank}`)
+  const merged = x.shape.slice(s, e + 1).reduce((a, b) => a * b, 1)
+  return reshape(x, [...x.shape.slice(0, s), merged, ...x.shape.slice(e + 1)])
 }
 
 /** Swaps dimensions `d0` and `d1` of `x` (negative counts from the end; default the last two). */

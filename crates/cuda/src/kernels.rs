@@ -26,6 +26,9 @@ pub const FILES: &[(&str, &str)] = &[
     ("cast.cu", include_str!("../kernels/cast.cu")),
     ("index.cu", include_str!("../kernels/index.cu")),
     ("attention.cu", include_str!("../kernels/attention.cu")),
+    ("conv.cu", include_str!("../kernels/conv.cu")),
+    ("pool.cu", include_str!("../kernels/pool.cu")),
+    ("norm.cu", include_str!("../kernels/norm.cu")),
 ];
 
 /// The text NVRTC compiles for `file`: the common prelude, then the file with its own line

@@ -232,6 +232,27 @@ kernels! {
         CLIP_SCALE = "clip_scale" [f32, f64] (Out, In, I64, InF64);
         CLIP_NORM_OUT = "clip_norm_out" [f32, f64] (Out, InF64);
     }
+    "conv.cu" {
+        IM2COL = "im2col" [f32, f64] (Out, In, I64 * 14);
+        COL2IM = "col2im" [f32, f64] (Out, In, I64 * 14);
+        CONV_BIAS_FILL = "conv_bias_fill" [f32, f64] (Out, In, I64 * 3);
+    }
+    "pool.cu" {
+        MAX_POOL_FWD = "max_pool_fwd" [f32, f64] (Out, OutI32, In, I64 * 11);
+        MAX_POOL_BWD = "max_pool_bwd" [f32, f64] (Out, In, InI32, I64 * 11);
+        AVG_POOL_FWD = "avg_pool_fwd" [f32, f64] (Out, In, I64 * 11, I32);
+        AVG_POOL_BWD = "avg_pool_bwd" [f32, f64] (Out, In, I64 * 11, I32);
+    }
+    "norm.cu" {
+        BATCH_NORM_STATS = "batch_norm_stats" [f32, f64] (Out, Out, In, I64 * 3);
+        BATCH_NORM_FWD = "batch_norm_fwd" [f32, f64] (Out, In * 5, I64 * 3, F64, I32, I32);
+        BATCH_NORM_RUNNING = "batch_norm_running" [f32, f64] (Out, Out, In * 4, I64, I64, F64);
+        BATCH_NORM_BWD_REDUCE = "batch_norm_bwd_reduce" [f32, f64] (Out, Out, In * 4, I64 * 3, F64);
+        BATCH_NORM_BWD = "batch_norm_bwd" [f32, f64] (Out, In * 7, I64 * 3, F64, I32, I32);
+        LAYER_NORM_FWD = "layer_norm_fwd" [f32, f64] (Out, In * 3, I64, I64, F64, I32, I32, I32);
+        LAYER_NORM_BWD = "layer_norm_bwd" [f32, f64] (Out, Out, In * 3, I64, I64, F64, I32, I32);
+        LAYER_NORM_PARAM_GRAD = "layer_norm_param_grad" [f32, f64] (Out, Out, In * 3, I64, I64);
+    }
 }
 
 #[cfg(test)]

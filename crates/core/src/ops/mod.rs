@@ -3,6 +3,7 @@
 pub mod attention;
 pub mod cast;
 pub mod compare;
+pub mod conv;
 pub mod dropout;
 pub mod elementwise;
 pub mod embedding;
@@ -11,7 +12,9 @@ pub mod index;
 pub mod loss;
 pub mod lstm;
 pub mod matmul;
+pub mod norm;
 pub mod optim;
+pub mod pool;
 pub mod reduce;
 pub mod rnn;
 mod rnn_device;
