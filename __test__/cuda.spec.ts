@@ -524,6 +524,8 @@ withCuda('the fused attention op and the Attention module on CUDA match the CPU 
     lengths: tensor(new Int32Array([2, 9])).to('cuda'),
   })
   await t.throwsAsync(() => bad.context.data(), { message: /^attention: lengths\[1\] is 9/ })
+})
+
 withCuda('a small CNN (conv, batch norm, pools, layer norm) trains a step on CUDA as on the CPU', async (t) => {
   // Imported here so that this test stays self-contained.
   const { AdaptiveAvgPool2d, BatchNorm2d, Conv2d, Flatten, LayerNorm, Linear, MaxPool2d, ReLU, Sequential } = await import('../index.js')
