@@ -10,7 +10,7 @@
  */
 
 import { pathToFileURL } from 'node:url'
-import { Adam, BOS_ID, EOS_ID, PAD_ID, Seq2Seq, TokenVocab, clipGradNorm, collatePairs, dispose, manualSeed, tidy } from '../index.js'
+import { Adam, BOS_ID, CosineWithWarmup, EOS_ID, PAD_ID, Seq2Seq, TokenVocab, clipGradNorm, collatePairs, dispose, manualSeed, tidy } from '../index.js'
 
 /** Options of {@link trainAddition}. */
 export interface AdditionOptions {
@@ -18,15 +18,15 @@ export interface AdditionOptions {
   digits?: number
   /** Stop once held-out exact match reaches this (default 0.99). */
   targetAccuracy?: number
-  /** Give up after this many optimizer steps (default 6000). */
+  /** Give up after this many optimizer steps, where the learning-rate schedule ends (default 5000). */
   maxSteps?: number
-  /** Give up after this many seconds (default 600). */
+  /** Give up after this many seconds (default 1200). */
   maxSeconds?: number
   /** Validate every this many steps (default 250). */
   evalEvery?: number
   hiddenSize?: number
   batchSize?: number
-  /** Adam's learning rate (default 3e-3). */
+  /** Adam's peak learning rate (default 5e-3). */
   lr?: number
   /** Encoder in both directions (default true). */
   bidirectional?: boolean
@@ -71,8 +71,8 @@ function generator(seed: number): () => number {
 export async function trainAddition(options: AdditionOptions = {}): Promise<AdditionResult> {
   const digits = options.digits ?? 3
   const target = options.targetAccuracy ?? 0.99
-  const maxSteps = options.maxSteps ?? 6000
-  const maxSeconds = options.maxSeconds ?? 600
+  const maxSteps = options.maxSteps ?? 5000
+  const maxSeconds = options.maxSeconds ?? 1200
   const evalEvery = options.evalEvery ?? 250
   const batchSize = options.batchSize ?? 64
   const seed = options.seed ?? 1
@@ -95,7 +95,10 @@ export async function trainAddition(options: AdditionOptions = {}): Promise<Addi
     bidirectional: options.bidirectional ?? true,
     seed,
   })
-  const opt = new Adam(model.parameters(), { lr: options.lr ?? 3e-3 })
+  const lr = options.lr ?? 5e-3
+  const opt = new Adam(model.parameters(), { lr })
+  // Warmup, then a cosine decay to lr/20 at maxSteps: the late, small steps settle the carries.
+  const schedule = new CosineWithWarmup(opt, { warmupSteps: Math.min(100, maxSteps), totalSteps: maxSteps, minLr: lr / 20 })
   const params = model.parameters()
   const evalPairs = [...heldOut].map(([s, t]) => [vocab.encode(s), vocab.encode(t)] as [number[], number[]])
   const maxLength = digits + 3
@@ -129,6 +132,7 @@ export async function trainAddition(options: AdditionOptions = {}): Promise<Addi
     })
     clipGradNorm(params, 1).dispose()
     await opt.step()
+    schedule.step()
     opt.zeroGrad()
     step++
     if (step % evalEvery === 0 || step === maxSteps) {
