@@ -33,7 +33,7 @@ import { RNN, RNNBase } from '../nn/rnn.js'
 import { LSTM } from '../nn/lstm.js'
 import { GRU } from '../nn/gru.js'
 import { KerasActivationLayer, KerasSequential, type KerasActivation, type MergeMode } from './tfjs/sequential.js'
-import { atomicWrite } from './tfjs/artifacts.js'
+import { atomicWrite } from './atomic.js'
 import { ProtoWriter } from './protobuf.js'
 
 /** Options of {@link toOnnx} and {@link saveOnnx}. */
