@@ -5,10 +5,11 @@
  * One file for both kinds of machine:
  * - WITHOUT CUDA (no GPU, or no driver/NVRTC/cuBLAS): every CUDA request throws a
  *   `CudaUnavailableError` that says what is missing, nothing is created or moved, and CPU
- *   work goes on. The GPU tests log `SKIP: no CUDA device: <reason>` and pass.
+ *   work goes on. The GPU tests are registered as skipped (`test.skip`), so ava reports them;
+ *   with `RECURRENT_REQUIRE_CUDA=1` (scripts/gpu-check.sh) they run and fail instead.
  * - WITH CUDA (`cudaAvailable()` true): the same training code runs on 'cuda' with only the
  *   device changed and must match the CPU (the CPU is the oracle), and cross-device mixing is a
- *   DeviceError. The no-CUDA tests log a SKIP line and pass.
+ *   DeviceError. The no-CUDA tests are registered as skipped.
  *
  * `scripts/gpu-check.sh` runs this file on a GPU machine (with the Node.js found there or the one
  * carried in the bundle). Without a GPU, `npm run test:cuda-emu` runs it against the host
@@ -56,6 +57,8 @@ import {
 
 const HAS_CUDA = cudaAvailable()
 const REASON = cudaUnavailableReason()
+/** Set where a missing device is a failure (the GPU check), not a skip. */
+const REQUIRE_CUDA = process.env.RECURRENT_REQUIRE_CUDA === '1'
 
 /** Largest |a − b| / max(|b|, floor) over two arrays of the same length. */
 function maxRel(a: ArrayLike<number>, b: ArrayLike<number>, floor = 1e-3): number {
@@ -166,16 +169,9 @@ test("Module.to('cpu') keeps every parameter object, its data and requiresGrad; 
 
 // ---- without CUDA: a clear CudaUnavailableError, nothing moved, CPU work goes on --------------
 
-/** Runs `body` only on a machine without CUDA; elsewhere logs a SKIP line and passes. */
+/** A test for machines without CUDA; registered as skipped where CUDA is available. */
 function withoutCuda(title: string, body: (t: ExecutionContext) => void | Promise<void>) {
-  test(`no CUDA: ${title}`, async (t) => {
-    if (HAS_CUDA) {
-      t.log('SKIP: CUDA is available here; this test is for machines without it')
-      t.pass()
-      return
-    }
-    await body(t)
-  })
+  ;(HAS_CUDA ? test.skip : test)(`no CUDA: ${title}`, body)
 }
 
 /** The CUDA-unavailable error: the class, its code, the op, and what is missing. */
@@ -250,21 +246,19 @@ withoutCuda("new LSTM(2, 3).to('cuda'): CudaUnavailableError, and the module is 
 })
 
 // ---- with CUDA: the GPU branch ----------------------------------------------------------------
-// Everything below needs a CUDA device; on a machine without one each test logs
-// `SKIP: no CUDA device: <reason>` and passes. It was written before any run on a GPU: it is
+// Everything below needs a CUDA device; on a machine without one each test is reported as
+// skipped (or fails, with RECURRENT_REQUIRE_CUDA=1). It was written before any run on a GPU: it is
 // exercised by scripts/gpu-check.sh on a GPU machine, and by `npm run test:cuda-emu` on the
 // kernel emulator.
 
-/** Runs `body` only with CUDA; elsewhere logs `SKIP: no CUDA device: <reason>` and passes. */
+/**
+ * A test that needs CUDA: registered as skipped where none is available, or, with
+ * RECURRENT_REQUIRE_CUDA=1, as a test that fails naming the reason.
+ */
 function withCuda(title: string, body: (t: ExecutionContext) => void | Promise<void>) {
-  test.serial(`CUDA: ${title}`, async (t) => {
-    if (!HAS_CUDA) {
-      t.log(`SKIP: no CUDA device: ${REASON}`)
-      t.pass()
-      return
-    }
-    await body(t)
-  })
+  if (HAS_CUDA) test.serial(`CUDA: ${title}`, body)
+  else if (REQUIRE_CUDA) test.serial(`CUDA: ${title}`, (t) => t.fail(`RECURRENT_REQUIRE_CUDA=1 but no CUDA device: ${REASON}`))
+  else test.skip(`CUDA: ${title}`, body)
 }
 
 withCuda("randn → to('cuda') → ops → data() matches the CPU", async (t) => {

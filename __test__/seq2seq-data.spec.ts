@@ -6,7 +6,7 @@
  */
 
 import test from 'ava'
-import { mkdtempSync } from 'node:fs'
+import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 
@@ -25,6 +25,10 @@ import {
   saveCheckpoint,
   type Tensor,
 } from '../index.js'
+
+/** Temporary files of this file's tests, removed when they end. */
+const scratch = mkdtempSync(join(tmpdir(), 'recurrent-seq2seq-data-'))
+test.after.always(() => rmSync(scratch, { recursive: true, force: true }))
 
 const ints = async (t: Tensor) => Array.from(await t.data())
 
@@ -227,7 +231,7 @@ test('TokenVocab.build: invalid options and texts are refused by content', (t) =
 })
 
 test('TokenVocab: the vocabularies round-trip through a checkpoint, and a corrupt one gives a clear error', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'recurrent-vocab-'))
+  const dir = mkdtempSync(join(scratch, 'vocab-'))
   const source = TokenVocab.build(['12+34', '5+678'])
   const target = TokenVocab.build(['forty six', 'six hundred eighty three'], { mode: 'word' })
   manualSeed(1)

@@ -7,7 +7,7 @@
  */
 
 import test from 'ava'
-import { mkdtempSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 
@@ -39,6 +39,10 @@ import {
   type StatefulModel,
   type TokenChunk,
 } from '../index.js'
+
+/** Temporary files of this file's tests, removed when they end. */
+const scratch = mkdtempSync(join(tmpdir(), 'recurrent-tbptt-'))
+test.after.always(() => rmSync(scratch, { recursive: true, force: true }))
 
 const F64 = { dtype: 'float64' as const }
 
@@ -406,7 +410,7 @@ test('arrayStream: B contiguous rows, chunks of T, targets shifted by one, from 
 })
 
 test('fileStream byte-level equals arrayStream over the bytes; char-level follows UTF-8 characters', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'recurrent-stream-'))
+  const dir = mkdtempSync(join(scratch, 'stream-'))
   const bytes = Uint8Array.from({ length: 5000 }, (_, i) => (i * 7919) % 251)
   const p = join(dir, 'bytes.bin')
   writeFileSync(p, bytes)
@@ -475,7 +479,7 @@ test('CharVocab: encode/decode, unknown characters, JSON round trip; ByteVocab',
   t.throws(() => strict.encode('abd'), { message: /not in the vocabulary/ })
   const top = CharVocab.fromText('aaaabbbcc d', { maxSize: 3 })
   t.deepEqual([...top.chars], ['\uFFFD', 'a', 'b'])
-  const dir = mkdtempSync(join(tmpdir(), 'recurrent-vocab-'))
+  const dir = mkdtempSync(join(scratch, 'vocab-'))
   writeFileSync(join(dir, 'v.txt'), 'zyx ✓✓')
   const fv = await CharVocab.fromFile(join(dir, 'v.txt'))
   t.deepEqual([...fv.chars], ['\uFFFD', ' ', 'x', 'y', 'z', '✓'])

@@ -21,7 +21,7 @@ order = []
 current = "?"
 skipped = False
 for line in parity.splitlines():
-    m = re.search(r"(?:device: .*|SKIP: .*)\[(\w+)\]", line)
+    m = re.search(r"(?:device: .*|SKIP: .*|no CUDA device .*)\[(\w+)\]", line)
     if m:
         current = m.group(1)
         skipped = skipped or "SKIP:" in line

@@ -170,3 +170,37 @@ pub fn synchronize() -> Result<()> {
     }
     first
 }
+
+/// Holds the CPU executor: a job that blocks its worker until [`Hold::release`] (or the drop of
+/// the hold, or `limit`, whichever comes first), so that everything enqueued after it is known
+/// to be pending. Tests use it to order events explicitly instead of hoping that a large matmul
+/// is still running; the limit keeps a test that forgets to release from stalling the process.
+pub struct Hold {
+    released: Arc<(Mutex<bool>, Condvar)>,
+}
+
+impl Hold {
+    pub fn new(limit: std::time::Duration) -> Hold {
+        let released = Arc::new((Mutex::new(false), Condvar::new()));
+        let r = released.clone();
+        cpu_executor().send(Box::new(move || {
+            let (lock, cv) = &*r;
+            let guard = lock.lock().unwrap_or_else(|p| p.into_inner());
+            let _ = cv.wait_timeout_while(guard, limit, |done| !*done);
+        }));
+        Hold { released }
+    }
+
+    /// Lets the executor go on.
+    pub fn release(&self) {
+        let (lock, cv) = &*self.released;
+        *lock.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        cv.notify_all();
+    }
+}
+
+impl Drop for Hold {
+    fn drop(&mut self) {
+        self.release();
+    }
+}

@@ -6,7 +6,6 @@ use crate::storage::CpuStorage;
 use crate::tensor::Tensor;
 use safetensors::tensor::{Dtype as StDtype, SafeTensors, TensorView};
 use std::collections::HashMap;
-use std::io::Write;
 use std::path::Path;
 
 fn ck(msg: impl std::fmt::Display) -> Error {
@@ -103,20 +102,36 @@ fn with_metadata(plain: &[u8], meta: &std::collections::BTreeMap<&str, &str>) ->
     out
 }
 
-/// Writes `bytes` to `path` atomically: a temporary file in the same folder, flushed to disk,
-/// then renamed over the target. A crash at any point leaves the previous file intact.
+/// Writes `bytes` to `path` atomically: a temporary file in the same folder, written whole and
+/// fsynced, renamed over the target, then the folder fsynced (so the rename itself is durable).
+/// A crash or failure at any point leaves the previous file intact.
+///
+/// Every step goes through [`faults`]: the tests inject failures and hangs at chosen points and
+/// count the fsyncs from outside the process (`RECURRENT_IO_FAULT`, `RECURRENT_IO_TRACE`).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let name = path.file_name().ok_or_else(|| ck(format!("'{}' is not a file path", path.display())))?;
-    let tmp =
-        dir.join(format!(".{}.tmp-{}-{}", name.to_string_lossy(), std::process::id(), crate::tensor::live_tensors()));
+    static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+    let tmp = dir.join(format!(".{}.tmp-{}-{n}", name.to_string_lossy(), std::process::id()));
+    let hooks = faults::Hooks::from_env(n);
     let result = (|| -> std::io::Result<()> {
         let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
+        hooks.trace(&format!("create {}", tmp.display()));
+        hooks.write_all(&mut f, bytes)?;
+        hooks.point("before-fsync")?;
         f.sync_all()?;
+        hooks.trace(&format!("fsync {}", tmp.display()));
+        drop(f);
+        hooks.point("before-rename")?;
         std::fs::rename(&tmp, path)?;
+        hooks.trace(&format!("rename {} {}", tmp.display(), path.display()));
+        hooks.point("before-dir-fsync")?;
+        // Best effort: some file systems cannot fsync a folder; the file itself is on disk.
         if let Ok(d) = std::fs::File::open(dir) {
-            let _ = d.sync_all();
+            if d.sync_all().is_ok() {
+                hooks.trace(&format!("fsync-dir {}", dir.display()));
+            }
         }
         Ok(())
     })();
@@ -124,6 +139,94 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         let _ = std::fs::remove_file(&tmp);
         ck(format!("cannot write '{}': {e}", path.display()))
     })
+}
+
+/// Deterministic fault injection for [`write_atomic`], read from the environment at each write
+/// (one variable lookup, next to the cost of an fsync). Unset, nothing changes.
+///
+/// - `RECURRENT_IO_FAULT=<action>@<point>[#<k>]`: at `<point>` of the `k`-th atomic write of
+///   this process (every write when `#k` is absent), `fail` returns an I/O error (the caller
+///   sees a `CheckpointError`) or `hang` prints `RECURRENT_IO_FAULT: hanging at <point>` on
+///   stderr and blocks that thread for good, so a test can SIGKILL the process at exactly that
+///   point. Points: `after-bytes=<N>` (the temporary file holds its first N bytes),
+///   `before-fsync`, `before-rename`, `before-dir-fsync`.
+/// - `RECURRENT_IO_TRACE=<file>`: each step (`create`, `write <bytes>`, `fsync`, `rename`,
+///   `fsync-dir`, `fault`) is appended to `<file>` as one line, so a test counts the fsyncs
+///   and checks their order against the rename.
+///
+/// The TypeScript writer (`atomicWrite` in `src/io/tfjs/artifacts.ts`) reads the same variables.
+pub mod faults {
+    use std::io::Write;
+
+    /// The faults and trace of one write.
+    pub struct Hooks {
+        action: Option<(String, String)>,
+        trace: Option<String>,
+    }
+
+    impl Hooks {
+        /// The hooks for the `n`-th atomic write of this process.
+        pub fn from_env(n: u64) -> Hooks {
+            let trace = std::env::var("RECURRENT_IO_TRACE").ok().filter(|s| !s.is_empty());
+            let action = std::env::var("RECURRENT_IO_FAULT").ok().and_then(|spec| {
+                let (spec, which) = match spec.split_once('#') {
+                    Some((s, k)) => (s.to_string(), k.trim().parse::<u64>().ok()),
+                    None => (spec.clone(), None),
+                };
+                let (action, point) = spec.split_once('@')?;
+                (which.is_none_or(|k| k == n)).then(|| (action.trim().to_string(), point.trim().to_string()))
+            });
+            Hooks { action, trace }
+        }
+
+        /// Appends one line to the trace file, if there is one.
+        pub fn trace(&self, line: &str) {
+            if let Some(file) = &self.trace {
+                if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(file) {
+                    let _ = writeln!(f, "{line}");
+                }
+            }
+        }
+
+        /// Injects the fault chosen for `point`, if any.
+        pub fn point(&self, point: &str) -> std::io::Result<()> {
+            let Some((action, at)) = &self.action else { return Ok(()) };
+            if at != point {
+                return Ok(());
+            }
+            self.trace(&format!("fault {action}@{point}"));
+            match action.as_str() {
+                "hang" => {
+                    eprintln!("RECURRENT_IO_FAULT: hanging at {point}");
+                    loop {
+                        std::thread::park();
+                    }
+                }
+                _ => Err(std::io::Error::other(format!("injected fault at {point} (RECURRENT_IO_FAULT)"))),
+            }
+        }
+
+        /// `f.write_all(bytes)`, stopped at `after-bytes=N` when that fault is chosen.
+        pub fn write_all(&self, f: &mut std::fs::File, bytes: &[u8]) -> std::io::Result<()> {
+            let cut = self
+                .action
+                .as_ref()
+                .and_then(|(_, p)| Some((p, p.strip_prefix("after-bytes=")?.parse::<usize>().ok()?)));
+            match cut {
+                Some((point, n)) => {
+                    let n = n.min(bytes.len());
+                    f.write_all(&bytes[..n])?;
+                    self.trace(&format!("write {n}"));
+                    self.point(point)
+                }
+                None => {
+                    f.write_all(bytes)?;
+                    self.trace(&format!("write {}", bytes.len()));
+                    Ok(())
+                }
+            }
+        }
+    }
 }
 
 pub fn save_safetensors(path: &Path, tensors: &[(String, Tensor)], metadata: &HashMap<String, String>) -> Result<()> {

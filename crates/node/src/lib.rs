@@ -250,3 +250,27 @@ pub fn set_grad_enabled(enabled: bool) -> bool {
 pub fn is_grad_enabled() -> bool {
     recurrent_core::is_grad_enabled()
 }
+
+/// Holds the CPU executor until `release()` (or 30 s, or garbage collection of the handle), so
+/// that ops enqueued meanwhile are certainly pending. For tests that must order events rather
+/// than race a long computation; not part of the public TypeScript API.
+#[napi]
+pub struct ExecutorHold {
+    hold: recurrent_core::executor::Hold,
+}
+
+#[napi]
+impl ExecutorHold {
+    /// Lets the executor go on; calling it again does nothing.
+    #[napi(catch_unwind)]
+    pub fn release(&self) {
+        self.hold.release();
+    }
+}
+
+/// Enqueues a hold on the CPU executor: every op enqueued after it waits until it is released.
+#[napi(catch_unwind)]
+pub fn hold_executor() -> ExecutorHold {
+    ensure_runtime();
+    ExecutorHold { hold: recurrent_core::executor::Hold::new(std::time::Duration::from_secs(30)) }
+}

@@ -5,10 +5,11 @@
  * parsed and emitted by `topology.ts`.
  */
 
-import { mkdir, open, realpath, rename, writeFile, unlink } from 'node:fs/promises'
+import { mkdir, open, realpath } from 'node:fs/promises'
 import { dirname, isAbsolute, join, relative, resolve, sep } from 'node:path'
 import { native } from '../../native.js'
 import { CheckpointError, ValueError } from '../../errors.js'
+import { atomicWrite } from '../atomic.js'
 import { KerasSequential } from './sequential.js'
 import { buildModel, emitModel, fmt } from './topology.js'
 
@@ -288,17 +289,5 @@ export async function saveTfjsModel(model: KerasSequential, dir: string): Promis
   } catch (e) {
     if (e instanceof CheckpointError) throw e
     throw new CheckpointError(op, `cannot write the model to '${target}': ${(e as Error).message}`, { cause: e })
-  }
-}
-
-/** Writes `data` to `file` through a temporary file in the same folder and a rename. @internal */
-export async function atomicWrite(file: string, data: Uint8Array): Promise<void> {
-  const tmp = `${file}.tmp-${process.pid}-${Date.now()}`
-  try {
-    await writeFile(tmp, data)
-    await rename(tmp, file)
-  } catch (e) {
-    await unlink(tmp).catch(() => {})
-    throw e
   }
 }
