@@ -14,6 +14,7 @@
 //! emulator of the kernels, to rehearse the check on a machine without a GPU.
 
 mod common;
+mod image_cases;
 
 use common::cases::{self, assert_all, CELLS};
 use recurrent_core::backend::register_cuda;
@@ -73,6 +74,12 @@ parity_test!(training_steps, |dev| CELLS
     .iter()
     .flat_map(|&k| [(false, false), (true, true)].into_iter().flat_map(move |(l, r)| cases::training(dev, k, l, r)))
     .collect());
+parity_test!(conv2d_f32, |dev| image_cases::convs(dev, DType::F32));
+parity_test!(conv2d_f64, |dev| image_cases::convs(dev, DType::F64));
+parity_test!(pools_f32, |dev| image_cases::pools(dev, DType::F32));
+parity_test!(pools_f64, |dev| image_cases::pools(dev, DType::F64));
+parity_test!(norms_f32, |dev| image_cases::norms(dev, DType::F32));
+parity_test!(norms_f64, |dev| image_cases::norms(dev, DType::F64));
 
 #[test]
 #[cfg_attr(recurrent_skip = "gpu", ignore = "needs a CUDA device")]

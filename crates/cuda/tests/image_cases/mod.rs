@@ -1,5 +1,5 @@
 //! CPU-vs-device parity cases of the image ops (conv2d, the pools, batch norm, layer norm),
-//! shared by `tests/emulated_image.rs` (the host emulator) and `tests/parity_image.rs` (a real
+//! shared by `tests/emulated_image.rs` (the host emulator) and `tests/parity.rs` (a real
 //! device). Each case runs on the same fresh random inputs on the CPU (the oracle) and on
 //! `cuda:0` and compares outputs and input gradients with the tolerances of `common::cases`
 //! (relative ∞-norm: float32 1e-5 forward, 1e-4 gradients; float64 1e-10 / 1e-9), printing
