@@ -372,7 +372,7 @@ pub fn batch_norm2d(
     if running_mean.is_some() != running_var.is_some() {
         return Err(Error::value(OP, "running_mean and running_var must be given together"));
     }
-    if !(opts.eps > 0.0 && opts.eps.is_finite()) || !(0.0..=1.0).contains(&opts.momentum) {
+    if !(opts.eps > 0.0 && opts.eps.is_finite() && (0.0..=1.0).contains(&opts.momentum)) {
         return Err(Error::value(
             OP,
             format!(
