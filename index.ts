@@ -16,6 +16,7 @@ export {
   CheckpointError,
   ValueError,
   MemoryError,
+  ImageError,
   InternalError,
 } from './src/errors.js'
 

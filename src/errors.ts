@@ -56,6 +56,13 @@ export class ValueError extends RecurrentError {
 export class MemoryError extends RecurrentError {
   override readonly code = 'ERR_MEMORY'
 }
+/**
+ * An image file could not be read, decoded or written: missing, truncated or corrupt data, an
+ * unsupported format, or above the size limits. The message names the file and the reason.
+ */
+export class ImageError extends RecurrentError {
+  override readonly code = 'ERR_IMAGE'
+}
 /** A bug inside the engine (a caught panic, a broken invariant). Please report it. */
 export class InternalError extends RecurrentError {
   override readonly code = 'ERR_INTERNAL'
@@ -65,7 +72,7 @@ type ErrorClass = new (op: string, detail: string, options?: { cause?: unknown }
 
 /** Each class by the `code` its instances carry (the codes of `ErrorKind::code` in the core). */
 const BY_CODE: ReadonlyMap<string, ErrorClass> = new Map(
-  [ShapeError, DTypeError, DeviceError, DisposedError, CudaUnavailableError, CheckpointError, ValueError, MemoryError, InternalError].map(
+  [ShapeError, DTypeError, DeviceError, DisposedError, CudaUnavailableError, CheckpointError, ValueError, MemoryError, ImageError, InternalError].map(
     (C): [string, ErrorClass] => [new C('', '').code, C],
   ),
 )

@@ -26,3 +26,4 @@ export {
   type BlockSource,
 } from './stream.js'
 export { DataLoader, epochPermutation, type Dataset, type EpochSource, type DataLoaderOptions } from './loader.js'
+export { readImage, readImages, writePng, type ReadImageOptions, type ImageSize } from './image.js'

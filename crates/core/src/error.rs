@@ -13,6 +13,7 @@ pub enum ErrorKind {
     Checkpoint,
     Value,
     Memory,
+    Image,
     Internal,
 }
 
@@ -28,6 +29,7 @@ impl ErrorKind {
             ErrorKind::Checkpoint => "CheckpointError",
             ErrorKind::Value => "ValueError",
             ErrorKind::Memory => "MemoryError",
+            ErrorKind::Image => "ImageError",
             ErrorKind::Internal => "InternalError",
         }
     }
@@ -44,12 +46,13 @@ impl ErrorKind {
             ErrorKind::Checkpoint => "ERR_CHECKPOINT",
             ErrorKind::Value => "ERR_VALUE",
             ErrorKind::Memory => "ERR_MEMORY",
+            ErrorKind::Image => "ERR_IMAGE",
             ErrorKind::Internal => "ERR_INTERNAL",
         }
     }
 
     /// Every kind, for tests that check the mapping in each layer.
-    pub const ALL: [ErrorKind; 9] = [
+    pub const ALL: [ErrorKind; 10] = [
         ErrorKind::Shape,
         ErrorKind::DType,
         ErrorKind::Device,
@@ -58,6 +61,7 @@ impl ErrorKind {
         ErrorKind::Checkpoint,
         ErrorKind::Value,
         ErrorKind::Memory,
+        ErrorKind::Image,
         ErrorKind::Internal,
     ];
 }
@@ -80,6 +84,9 @@ pub enum Error {
     Value { op: String, msg: String },
     #[error("{op}: cannot allocate {what}")]
     Memory { op: String, what: String },
+    /// An image file that cannot be read, decoded or written; `msg` names the file.
+    #[error("{op}: {msg}")]
+    Image { op: String, msg: String },
     #[error("{op}: internal error: {msg}")]
     Internal { op: String, msg: String },
 }
@@ -97,6 +104,7 @@ impl Error {
             Error::Checkpoint { .. } => ErrorKind::Checkpoint,
             Error::Value { .. } => ErrorKind::Value,
             Error::Memory { .. } => ErrorKind::Memory,
+            Error::Image { .. } => ErrorKind::Image,
             Error::Internal { .. } => ErrorKind::Internal,
         }
     }
@@ -112,6 +120,7 @@ impl Error {
             | Error::CudaUnavailable { op, .. }
             | Error::Value { op, .. }
             | Error::Memory { op, .. }
+            | Error::Image { op, .. }
             | Error::Internal { op, .. } => op,
             Error::Checkpoint { .. } => "checkpoint",
         }
@@ -125,6 +134,10 @@ impl Error {
     }
     pub fn value(op: &str, msg: impl fmt::Display) -> Self {
         Error::Value { op: op.into(), msg: msg.to_string() }
+    }
+    /// An image file error: `cannot <verb> '<path>': <reason>`.
+    pub fn image(op: &str, verb: &str, path: &std::path::Path, reason: impl fmt::Display) -> Self {
+        Error::Image { op: op.into(), msg: format!("cannot {verb} '{}': {reason}", path.display()) }
     }
     pub fn internal(op: &str, msg: impl fmt::Display) -> Self {
         Error::Internal { op: op.into(), msg: msg.to_string() }
@@ -168,6 +181,7 @@ mod tests {
             Error::dtype("add", "float32", "int32"),
             Error::Disposed { op: "data".into() },
             Error::value("dropout", "p must be in [0, 1)"),
+            Error::image("readImage", "read", std::path::Path::new("a.png"), "no such file"),
             Error::internal("lstm", "boom"),
         ] {
             assert!(e.to_string().starts_with(&format!("{}: ", e.op())), "{e}");

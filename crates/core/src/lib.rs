@@ -10,6 +10,7 @@ pub mod cpu;
 pub mod error;
 pub mod executor;
 pub mod gradcheck;
+pub mod image;
 pub mod io;
 pub mod launch;
 pub mod ops;

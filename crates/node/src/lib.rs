@@ -17,6 +17,7 @@ mod convert;
 mod cuda;
 mod errors;
 mod factories;
+mod image;
 mod image_ops;
 mod io;
 mod ops;
