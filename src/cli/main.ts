@@ -1,6 +1,7 @@
 /**
  * The `recurrent` command line: `train-char` and `sample` (a character-level language model),
- * `train-seq2seq` and `translate` (an encoder-decoder on `source<TAB>target` pairs).
+ * `train-seq2seq` and `translate` (an encoder-decoder on `source<TAB>target` pairs),
+ * `train-caption` and `caption` (an image captioner).
  *
  * Every failure ends as ONE line on stderr, `recurrent: <what went wrong>`, and a non-zero exit
  * status (2 for a bad command line, 1 otherwise, 130 when interrupted); `--debug` adds the stack.
@@ -16,6 +17,8 @@ import { sampleCommand } from './sample.js'
 import { trainCharCommand } from './train-char.js'
 import { trainSeq2SeqCommand } from './train-seq2seq.js'
 import { translateCommand } from './translate.js'
+import { trainCaptionCommand } from './train-caption.js'
+import { captionCommand } from './caption.js'
 
 export const MAIN_HELP = `Usage: recurrent <command> [flags]
 
@@ -29,12 +32,18 @@ Commands:
                progress, validation exact match, checkpoints and a loss-curve SVG
   translate    read sources on stdin, write a train-seq2seq model's outputs on stdout
                (greedy or beam search)
+  train-caption
+               train an image captioner (CNN encoder, attending LSTM decoder) on a folder of
+               images and filename<TAB>caption lines
+  caption      caption image files with a train-caption checkpoint (and draw attention maps)
 
 Run 'recurrent <command> --help' for the flags of a command.
   recurrent train-char --minutes 1 --out .demo-checkpoints
   recurrent sample --checkpoint .demo-checkpoints --prime "And he said" --length 400
   recurrent train-seq2seq --pairs pairs.tsv --minutes 5 --out ./s2s
   echo "123+456" | recurrent translate --checkpoint ./s2s --beam 4
+  recurrent train-caption --images imgs/ --captions imgs/captions.tsv --minutes 5 --out ./cap
+  recurrent caption --checkpoint ./cap --attention-map maps/ imgs/0001.png
 `
 
 function version(): string {
@@ -81,7 +90,7 @@ export async function main(args: readonly string[] = process.argv.slice(2)): Pro
         process.stdout.write(MAIN_HELP)
         return 0
       }
-      throw new UsageError(`unknown flag '${argv[0]}': give a command first (train-char, sample, train-seq2seq, translate)`)
+      throw new UsageError(`unknown flag '${argv[0]}': give a command first (train-char, sample, train-seq2seq, translate, train-caption, caption)`)
     }
     const rest = argv.slice(1)
     switch (cmd) {
@@ -93,14 +102,18 @@ export async function main(args: readonly string[] = process.argv.slice(2)): Pro
         return await trainSeq2SeqCommand(rest, { out: process.stdout, tty: process.stdout.isTTY === true, columns: process.stdout.columns || 100 })
       case 'translate':
         return await translateCommand(rest, { input: process.stdin, inputIsTTY: process.stdin.isTTY === true, out: process.stdout })
+      case 'train-caption':
+        return await trainCaptionCommand(rest, { out: process.stdout, tty: process.stdout.isTTY === true, columns: process.stdout.columns || 100 })
+      case 'caption':
+        return await captionCommand(rest, process.stdout)
       case 'help': {
         const sub = rest[0]
-        if (sub === 'train-char' || sub === 'sample' || sub === 'train-seq2seq' || sub === 'translate') return await main([sub, '--help'])
+        if (sub === 'train-char' || sub === 'sample' || sub === 'train-seq2seq' || sub === 'translate' || sub === 'train-caption' || sub === 'caption') return await main([sub, '--help'])
         process.stdout.write(MAIN_HELP)
         return 0
       }
       default:
-        throw new UsageError(`unknown command '${cmd}' (commands: train-char, sample, train-seq2seq, translate)`)
+        throw new UsageError(`unknown command '${cmd}' (commands: train-char, sample, train-seq2seq, translate, train-caption, caption)`)
     }
   } catch (e) {
     return fail(e)

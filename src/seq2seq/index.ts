@@ -38,3 +38,12 @@ export {
   type TranslateOptions,
 } from './model.js'
 export { seq2seqToOnnx, type Seq2SeqOnnx, type Seq2SeqOnnxOptions } from './onnx.js'
+export {
+  ImageCaptioner,
+  attentionPanels,
+  type ImageCaptionerOptions,
+  type ImageCaptionerConfig,
+  type CaptionBatch,
+  type Caption,
+} from './captioning.js'
+export { corpusBleu } from './metrics.js'
