@@ -82,7 +82,7 @@ impl ImageOptions {
             Some(Resize::Exact(h, w)) => vec![h, w],
             None => vec![],
         };
-        if sizes.iter().any(|&n| n == 0) {
+        if sizes.contains(&0) {
             return Err(Error::value(op, "resize sizes must be positive"));
         }
         if matches!(self.crop, Some((h, w)) if h == 0 || w == 0) {
