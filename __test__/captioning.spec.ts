@@ -6,16 +6,14 @@
  */
 
 import test from 'ava'
-import { spawn } from 'node:child_process'
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
-import { dirname, join } from 'node:path'
-import { fileURLToPath } from 'node:url'
+import { join } from 'node:path'
 
-import { BOS_ID, EOS_ID, ImageCaptioner, ShapeError, ValueError, corpusBleu, loadSafetensors, padSequences, randn, saveSafetensors } from '../index.js'
+import { BOS_ID, EOS_ID, ImageCaptioner, ShapeError, ValueError, corpusBleu, padSequences, randn, saveSafetensors } from '../index.js'
 import { makeShapes, trainShapes } from '../examples/shapes.js'
+import { assertOneLineError, cli, tensorsOf } from './helpers/cli.js'
 
-const root = join(dirname(fileURLToPath(import.meta.url)), '..')
 const work = mkdtempSync(join(tmpdir(), 'recurrent-caption-'))
 test.after.always(() => rmSync(work, { recursive: true, force: true }))
 
@@ -78,40 +76,6 @@ test('a reduced shapes task (32×32 images) learns to caption held-out images wi
 })
 
 // ---- CLI -------------------------------------------------------------------------------------
-
-interface Result {
-  code: number | null
-  stdout: string
-  stderr: string
-}
-
-function cli(args: string[]): Promise<Result> {
-  const argv = ['--import', '@oxc-node/core/register', join(root, 'src', 'cli', 'main.ts'), ...args]
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, argv, { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] })
-    let stdout = ''
-    let stderr = ''
-    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d))
-    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d))
-    child.on('error', reject)
-    child.on('close', (code) => resolve({ code, stdout, stderr }))
-  })
-}
-
-function assertOneLineError(t: import('ava').ExecutionContext, r: Result, reason: RegExp): void {
-  t.not(r.code, 0, `exit status ${r.code}`)
-  const lines = r.stderr.split('\n').filter((l) => l !== '')
-  t.is(lines.length, 1, `stderr: ${JSON.stringify(r.stderr)}`)
-  t.regex(lines[0] ?? '', reason)
-  t.false(r.stderr.includes('    at '), 'no stack trace')
-}
-
-async function tensorsOf(file: string): Promise<Map<string, Float64Array>> {
-  const { tensors } = await loadSafetensors(file)
-  const out = new Map<string, Float64Array>()
-  for (const [k, v] of Object.entries(tensors)) out.set(k, Float64Array.from(await v.data()))
-  return out
-}
 
 test.serial('train-caption trains, validates, checkpoints and resumes bit-identically; caption writes captions and attention maps', async (t) => {
   const dir = join(work, 'cli-shapes')

@@ -6,46 +6,16 @@
  */
 
 import test from 'ava'
-import { spawn } from 'node:child_process'
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
-import { dirname, join } from 'node:path'
-import { fileURLToPath } from 'node:url'
+import { join } from 'node:path'
 
-import { loadSafetensors } from '../index.js'
+import { assertOneLineError, cli as run, tensorsOf } from './helpers/cli.js'
 
-const root = join(dirname(fileURLToPath(import.meta.url)), '..')
 const work = mkdtempSync(join(tmpdir(), 'recurrent-s2s-cli-'))
 test.after.always(() => rmSync(work, { recursive: true, force: true }))
 
-interface Result {
-  code: number | null
-  stdout: string
-  stderr: string
-}
-
-function cli(args: string[], stdin = ''): Promise<Result> {
-  const argv = ['--import', '@oxc-node/core/register', join(root, 'src', 'cli', 'main.ts'), ...args]
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, argv, { cwd: root, stdio: ['pipe', 'pipe', 'pipe'] })
-    let stdout = ''
-    let stderr = ''
-    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d))
-    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d))
-    child.on('error', reject)
-    child.on('close', (code) => resolve({ code, stdout, stderr }))
-    child.stdin.end(stdin)
-  })
-}
-
-function assertOneLineError(t: import('ava').ExecutionContext, r: Result, reason: RegExp): void {
-  t.not(r.code, 0, `exit status ${r.code}`)
-  const lines = r.stderr.split('\n').filter((l) => l !== '')
-  t.is(lines.length, 1, `stderr: ${JSON.stringify(r.stderr)}`)
-  t.regex(lines[0] ?? '', /^recurrent: /)
-  t.regex(lines[0] ?? '', reason)
-  t.false(r.stderr.includes('    at '), 'no stack trace')
-}
+const cli = (args: string[], stdin?: string) => run(args, stdin === undefined ? {} : { stdin })
 
 /** Reversal of short letter strings: learnable in a few hundred steps. */
 const pairsFile = join(work, 'reverse.tsv')
@@ -63,13 +33,6 @@ const pairsFile = join(work, 'reverse.tsv')
   writeFileSync(pairsFile, lines.join('\n') + '\n')
 }
 const small = ['--pairs', pairsFile, '--hidden', '48', '--embedding', '16', '--batch', '32', '--lr', '0.01']
-
-async function tensorsOf(file: string): Promise<Map<string, Float64Array>> {
-  const { tensors } = await loadSafetensors(file)
-  const out = new Map<string, Float64Array>()
-  for (const [k, t] of Object.entries(tensors)) out.set(k, Float64Array.from(await t.data()))
-  return out
-}
 
 test.serial('train-seq2seq trains, validates and checkpoints; translate answers line by line', async (t) => {
   const out = join(work, 'run')

@@ -1,4 +1,4 @@
-// Runs the `recurrent` CLI as a child process, for cli.spec.ts and cli-convergence.spec.ts.
+// Runs the `recurrent` CLI as a child process, for the CLI specs (char LM, seq2seq, captioning).
 
 import type { ExecutionContext } from 'ava'
 import { spawn } from 'node:child_process'
@@ -20,6 +20,8 @@ export interface CliOptions {
   bin?: boolean
   /** Extra environment variables of the child. */
   env?: Record<string, string>
+  /** Written to the child's stdin, which is then closed (default: no stdin). */
+  stdin?: string
   /** Called with each chunk of stderr and the child, e.g. to kill it at a chosen moment. */
   onStderr?: (all: string, child: import('node:child_process').ChildProcess) => void
 }
@@ -28,11 +30,12 @@ export interface CliOptions {
 export function cli(args: string[], options: CliOptions = {}): Promise<Result> {
   const argv = options.bin ? [join(root, 'bin', 'recurrent.js'), ...args] : ['--import', '@oxc-node/core/register', join(root, 'src', 'cli', 'main.ts'), ...args]
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, argv, { cwd: root, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...options.env } })
+    const child = spawn(process.execPath, argv, { cwd: root, stdio: [options.stdin === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'], env: { ...process.env, ...options.env } })
+    if (options.stdin !== undefined) child.stdin!.end(options.stdin)
     let stdout = ''
     let stderr = ''
-    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d))
-    child.stderr.setEncoding('utf8').on('data', (d: string) => {
+    child.stdout!.setEncoding('utf8').on('data', (d: string) => (stdout += d))
+    child.stderr!.setEncoding('utf8').on('data', (d: string) => {
       stderr += d
       options.onStderr?.(stderr, child)
     })
@@ -50,4 +53,13 @@ export function assertOneLineError(t: ExecutionContext, r: Result, reason: RegEx
   t.regex(lines[0] ?? '', reason)
   t.false(r.stderr.includes('    at '), 'no stack trace')
   t.false(r.stdout.includes('    at '), 'no stack trace on stdout')
+}
+
+/** The values of each tensor of a safetensors file, by name (to compare checkpoints bit for bit). */
+export async function tensorsOf(file: string): Promise<Map<string, Float64Array>> {
+  const { loadSafetensors } = await import('../../index.js')
+  const { tensors } = await loadSafetensors(file)
+  const out = new Map<string, Float64Array>()
+  for (const [k, t] of Object.entries(tensors)) out.set(k, Float64Array.from(await t.data()))
+  return out
 }

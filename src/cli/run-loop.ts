@@ -6,10 +6,31 @@
  */
 
 import { renameSync, unlinkSync, writeFileSync } from 'node:fs'
-import { CliError } from './args.js'
+import { CliError, type FlagSpec } from './args.js'
 import { fmtDuration, fsReason } from './common.js'
 import { Progress, Smoother, type Writer } from './progress.js'
 import { lineChartSvg } from './svg.js'
+
+/**
+ * The optimisation and run flags every `train-*` command of this loop takes, after its own
+ * model flags: `unit` names what one batch row is ('pairs', 'captions'), `heldOut` what the
+ * validation fraction holds out.
+ */
+export function runFlags(d: { batch: number; lr: number; clip: number; valFraction: number; seed: number }, unit: string, heldOut: string): FlagSpec[] {
+  return [
+    { name: 'batch', type: 'int', min: 1, default: d.batch, help: `${unit} per optimizer step` },
+    { name: 'lr', type: 'number', above: 0, default: d.lr, help: 'Adam learning rate' },
+    { name: 'clip', type: 'number', min: 0, default: d.clip, help: 'clip the global gradient norm to this (0: no clipping)' },
+    { name: 'steps', type: 'int', min: 1, metavar: 'N', help: 'train this many optimizer steps in total' },
+    { name: 'minutes', type: 'number', above: 0, metavar: 'X', help: 'time budget (default: 1 when --steps is not given; with --steps, a time limit)' },
+    { name: 'val-fraction', type: 'number', min: 0, max: 0.5, default: d.valFraction, help: `hold out this fraction of the ${heldOut} for validation (0: none)` },
+    { name: 'val-every', type: 'int', min: 1, default: 200, help: 'validate every N steps (and at the end)' },
+    { name: 'checkpoint-every', type: 'int', min: 1, default: 200, help: 'write the checkpoint every N steps (and at the end)' },
+    { name: 'log-every', type: 'int', min: 1, metavar: 'N', help: 'without a terminal: print a progress line every N steps (default 50)' },
+    { name: 'seed', type: 'int', min: 0, default: d.seed, help: 'seed of the initialisation, the split and the batch order' },
+    { name: 'resume', type: 'bool', help: 'continue the run in --out from its checkpoint (same settings, bit-identical to an uninterrupted run); --steps N extends it' },
+  ]
+}
 
 /** One line of a two-column file, with its 1-based line number. */
 export interface TabLine {

@@ -29,7 +29,7 @@ import { corpusBleu } from '../seq2seq/metrics.js'
 import { CliError, helpText, parseArgs, UsageError, type FlagSpec, type FlagValue } from './args.js'
 import { CHECKPOINT_FILE, fmtDuration, fmtInt, fsReason, makeOutDir, oneLine, readCheckpoint, readText, removeStaleTemps } from './common.js'
 import type { Writer } from './progress.js'
-import { BatchOrder, curveFrom, parseTabLines, permutation, runSteps } from './run-loop.js'
+import { BatchOrder, curveFrom, parseTabLines, permutation, runFlags, runSteps } from './run-loop.js'
 
 /** The `kind` of a train-caption checkpoint's config. */
 export const TRAIN_CAPTION_KIND = 'recurrent.train-caption'
@@ -58,17 +58,7 @@ export const CAPTION_FLAGS: readonly FlagSpec[] = [
   { name: 'hidden', type: 'int', min: 1, default: CAPTION_DEFAULTS.hidden, help: 'hidden size of the LSTM decoder' },
   { name: 'embedding', type: 'int', min: 1, default: CAPTION_DEFAULTS.embedding, help: 'word embedding size' },
   { name: 'attention', type: 'string', choices: ['bahdanau', 'luong', 'dot'], default: CAPTION_DEFAULTS.attention, help: 'attention over the image regions' },
-  { name: 'batch', type: 'int', min: 1, default: CAPTION_DEFAULTS.batch, help: 'captions per optimizer step' },
-  { name: 'lr', type: 'number', above: 0, default: CAPTION_DEFAULTS.lr, help: 'Adam learning rate' },
-  { name: 'clip', type: 'number', min: 0, default: CAPTION_DEFAULTS.clip, help: 'clip the global gradient norm to this (0: no clipping)' },
-  { name: 'steps', type: 'int', min: 1, metavar: 'N', help: 'train this many optimizer steps in total' },
-  { name: 'minutes', type: 'number', above: 0, metavar: 'X', help: 'time budget (default: 1 when --steps is not given; with --steps, a time limit)' },
-  { name: 'val-fraction', type: 'number', min: 0, max: 0.5, default: CAPTION_DEFAULTS.valFraction, help: 'hold out this fraction of the images for validation (0: none)' },
-  { name: 'val-every', type: 'int', min: 1, default: 200, help: 'validate every N steps (and at the end)' },
-  { name: 'checkpoint-every', type: 'int', min: 1, default: 200, help: 'write the checkpoint every N steps (and at the end)' },
-  { name: 'log-every', type: 'int', min: 1, metavar: 'N', help: 'without a terminal: print a progress line every N steps (default 50)' },
-  { name: 'seed', type: 'int', min: 0, default: CAPTION_DEFAULTS.seed, help: 'seed of the initialisation, the split and the batch order' },
-  { name: 'resume', type: 'bool', help: 'continue the run in --out from its checkpoint (bit-identical to an uninterrupted run); --steps N extends it' },
+  ...runFlags(CAPTION_DEFAULTS, 'captions', 'images'),
 ]
 
 export const CAPTION_HELP = helpText(

@@ -22,7 +22,7 @@ import type { Hypothesis } from '../seq2seq/decode.js'
 import { CliError, helpText, parseArgs, UsageError, type FlagSpec, type FlagValue } from './args.js'
 import { CHECKPOINT_FILE, fmtDuration, fmtInt, fmtSI, fsReason, makeOutDir, readCheckpoint, readText, removeStaleTemps } from './common.js'
 import type { Writer } from './progress.js'
-import { BatchOrder, curveFrom, parseTabLines, permutation, runSteps } from './run-loop.js'
+import { BatchOrder, curveFrom, parseTabLines, permutation, runFlags, runSteps } from './run-loop.js'
 
 /** The `kind` of a train-seq2seq checkpoint's config. */
 export const TRAIN_SEQ2SEQ_KIND = 'recurrent.train-seq2seq'
@@ -62,17 +62,7 @@ export const SEQ2SEQ_FLAGS: readonly FlagSpec[] = [
   { name: 'attention', type: 'string', choices: ['bahdanau', 'luong', 'dot', 'none'], default: SEQ2SEQ_DEFAULTS.attention, help: 'attention of the decoder over the encoder outputs' },
   { name: 'dropout', type: 'number', min: 0, max: 0.95, default: SEQ2SEQ_DEFAULTS.dropout, help: 'dropout between layers and before the output layer' },
   { name: 'teacher-forcing', type: 'number', min: 0, max: 1, default: SEQ2SEQ_DEFAULTS.teacherForcing, help: 'probability of feeding the true previous token (below 1: scheduled sampling)' },
-  { name: 'batch', type: 'int', min: 1, default: SEQ2SEQ_DEFAULTS.batch, help: 'pairs per optimizer step' },
-  { name: 'lr', type: 'number', above: 0, default: SEQ2SEQ_DEFAULTS.lr, help: 'Adam learning rate' },
-  { name: 'clip', type: 'number', min: 0, default: SEQ2SEQ_DEFAULTS.clip, help: 'clip the global gradient norm to this (0: no clipping)' },
-  { name: 'steps', type: 'int', min: 1, metavar: 'N', help: 'train this many optimizer steps in total' },
-  { name: 'minutes', type: 'number', above: 0, metavar: 'X', help: 'time budget (default: 1 when --steps is not given; with --steps, a time limit)' },
-  { name: 'val-fraction', type: 'number', min: 0, max: 0.5, default: SEQ2SEQ_DEFAULTS.valFraction, help: 'hold out this fraction of the pairs for validation (0: none)' },
-  { name: 'val-every', type: 'int', min: 1, default: 200, help: 'validate every N steps (and at the end)' },
-  { name: 'checkpoint-every', type: 'int', min: 1, default: 200, help: 'write the checkpoint every N steps (and at the end)' },
-  { name: 'log-every', type: 'int', min: 1, metavar: 'N', help: 'without a terminal: print a progress line every N steps (default 50)' },
-  { name: 'seed', type: 'int', min: 0, default: SEQ2SEQ_DEFAULTS.seed, help: 'seed of the initialisation, the split and the batch order' },
-  { name: 'resume', type: 'bool', help: 'continue the run in --out from its checkpoint (same settings, bit-identical to an uninterrupted run); --steps N extends it' },
+  ...runFlags(SEQ2SEQ_DEFAULTS, 'pairs', 'pairs'),
 ]
 
 export const SEQ2SEQ_HELP = helpText(
