@@ -114,11 +114,13 @@ export async function makeShapes(dir: string, count: number, options: { size?: n
 
 /** Options of {@link trainShapes}. */
 export interface ShapesOptions {
-  /** Images generated (default 3000); a tenth is held out. */
+  /** Images generated (default 2000); a tenth is held out. */
   count?: number
   /** Image side (default 64). */
   size?: number
+  /** Output channels of the CNN's three blocks (default [16, 32, 64]: a 64×64 image → 8×8 regions). */
   channels?: number[]
+  /** The decoder's hidden size (default 128). */
   hiddenSize?: number
   /** Stop once the held-out exact-caption rate reaches this (default 0.9). */
   targetAccuracy?: number
@@ -134,7 +136,7 @@ export interface ShapesOptions {
 /** Generates the images, trains the captioner from their pixels, and reports the held-out rate. */
 export async function trainShapes(o: ShapesOptions = {}): Promise<{ exact: number; steps: number; seconds: number; examples: string[]; attentionMap: string }> {
   const dir = o.dir ?? join('.tmp', 'shapes')
-  const count = o.count ?? 3000
+  const count = o.count ?? 2000
   const seed = o.seed ?? 1
   const log = o.log ?? (() => {})
   const { files, captions } = await makeShapes(dir, count, { size: o.size ?? 64, seed })
@@ -145,7 +147,7 @@ export async function trainShapes(o: ShapesOptions = {}): Promise<{ exact: numbe
   const nVal = Math.max(1, Math.floor(count / 10))
   const vocab = TokenVocab.build(captions.flat(), { mode: 'word' })
   manualSeed(seed)
-  const model = new ImageCaptioner({ vocabSize: vocab.size, channels: o.channels ?? [32, 64, 96], hiddenSize: o.hiddenSize ?? 256, seed })
+  const model = new ImageCaptioner({ vocabSize: vocab.size, channels: o.channels ?? [16, 32, 64], hiddenSize: o.hiddenSize ?? 128, seed })
   const opt = new Adam(model.parameters(), { lr: 2e-3 })
   const params = model.parameters()
   const train: Array<{ image: number; ids: number[] }> = []
