@@ -76,8 +76,9 @@ test.serial('p99 event-loop delay stays under 20 ms while a Seq2Seq with attenti
   for (let i = 0; i < 64; i++) pairs.push([Array.from({ length: 20 }, (_, k) => 4 + ((i + k) % 30)), Array.from({ length: 16 }, (_, k) => 3 + ((i * k) % 30))])
   const batch = r.collatePairs(pairs, { pad: r.PAD_ID, bos: r.BOS_ID, eos: r.EOS_ID })
   const step = async () => {
-    const loss = r.tidy(() => {
-      const l = model.loss(batch)
+    // lossAsync builds the decoder's per-step graph with turns for the event loop.
+    const loss = await r.tidyAsync(async () => {
+      const l = await model.lossAsync(batch)
       l.backward()
       return l
     })

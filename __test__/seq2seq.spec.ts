@@ -247,3 +247,18 @@ test('toOnnx(Seq2Seq): the encoder and decoder-step graphs decode greedily exact
     t.true(new Set(theirs.map((x) => x.join(','))).size > 1, `${JSON.stringify(c)}: decodes differ between rows`)
   }
 })
+
+test('lossAsync (the graph built with turns for the event loop) equals loss, gradients included', async (t) => {
+  const b = collatePairs(randomPairs(6, 12, 9, 13), { pad: PAD_ID, bos: BOS_ID, eos: EOS_ID })
+  const run = async (useAsync: boolean) => {
+    const model = small({ numLayers: 2, seed: 9 })
+    manualSeed(4)
+    const loss = useAsync ? await model.lossAsync(b, { teacherForcing: 0.7 }) : model.loss(b, { teacherForcing: 0.7 })
+    loss.backward()
+    return { loss: await loss.item(), grads: await Promise.all(model.parameters().map((p) => p.grad!.data())) }
+  }
+  const a = await run(false)
+  const c = await run(true)
+  t.is(c.loss, a.loss)
+  t.deepEqual(c.grads, a.grads)
+})

@@ -15,7 +15,7 @@ import { concat } from '../ops/shape.js'
 import { tensor } from '../ops/factories.js'
 import { indexSelect } from '../ops/index_ops.js'
 import { noGrad } from '../ops/grad.js'
-import { dispose, keep, tidy } from '../scope.js'
+import { dispose, keep, tidy, tidyAsync } from '../scope.js'
 import { Adam } from '../optim/adam.js'
 import { clipGradNorm } from '../optim/clip.js'
 import { TokenVocab, type TokenVocabJSON } from '../data/vocab.js'
@@ -372,8 +372,8 @@ export async function trainCaptionCommand(argv: readonly string[], io: { out: Wr
       trainStep: async (step) => {
         model.train()
         const chunk = [...order.rows(step)].map((i) => samples[i]!)
-        const lossT = tidy(() => {
-          const l = model.loss(makeBatch(inputs, chunk))
+        const lossT = await tidyAsync(async () => {
+          const l = await model.lossAsync(makeBatch(inputs, chunk))
           l.backward()
           return l
         })

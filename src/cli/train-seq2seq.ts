@@ -11,7 +11,7 @@ import { join, resolve } from 'node:path'
 import type { Tensor } from '../tensor.js'
 import { manualSeed } from '../ops/random.js'
 import { noGrad } from '../ops/grad.js'
-import { dispose, tidy } from '../scope.js'
+import { dispose, tidy, tidyAsync } from '../scope.js'
 import { Adam } from '../optim/adam.js'
 import { clipGradNorm } from '../optim/clip.js'
 import { TokenVocab, type TokenVocabJSON } from '../data/vocab.js'
@@ -383,8 +383,9 @@ export async function trainSeq2SeqCommand(argv: readonly string[], io: Seq2SeqIO
     trainStep: async (step) => {
       model.train()
       const chunk = [...order.rows(step)].map((i) => train[i]!)
-      const lossT: Tensor = tidy(() => {
-        const l = model.loss(collate(chunk), { teacherForcing })
+      // lossAsync: the decoder's graph is built with turns for the event loop.
+      const lossT: Tensor = await tidyAsync(async () => {
+        const l = await model.lossAsync(collate(chunk), { teacherForcing })
         l.backward()
         return l
       })

@@ -13,7 +13,7 @@ import { indexSelect } from '../ops/index_ops.js'
 import { mean } from '../ops/reduce.js'
 import { tanh } from '../ops/elementwise.js'
 import { crossEntropy } from '../ops/loss.js'
-import { tidy } from '../scope.js'
+import { tidy, tidyAsync } from '../scope.js'
 import { Module } from '../nn/module.js'
 import { Linear } from '../nn/linear.js'
 import { Sequential } from '../nn/sequential.js'
@@ -202,15 +202,29 @@ export class ImageCaptioner extends Module {
 
   /** Mean cross-entropy over the non-padding caption tokens. */
   loss(batch: CaptionBatch): Tensor {
-    const O = 'ImageCaptioner.loss'
+    this.#checkBatch('ImageCaptioner.loss', batch)
+    return tidy(() => {
+      const logits = this.forward(batch)
+      const [T, B, V] = logits.shape as [number, number, number]
+      return crossEntropy(reshape(logits, [T * B, V]), reshape(batch.targetOut, [T * B]), { ignoreIndex: PAD_ID })
+    })
+  }
+
+  #checkBatch(O: string, batch: CaptionBatch): void {
     if (batch === null || typeof batch !== 'object') throw new ValueError(O, 'expected a batch { input, targetIn, targetOut }')
     for (const k of ['targetIn', 'targetOut'] as const) {
       const t = batch[k]
       if (t?.rank !== 2 || t.dtype !== 'int32') throw new ShapeError(O, `expected batch.${k} int32 [T, B], got ${t ? `${t.dtype} ${fmt(t.shape)}` : String(t)}`)
     }
     if (batch.input?.shape?.[0] !== batch.targetIn.shape[1]) throw new ShapeError(O, `expected ${batch.targetIn.shape[1]} inputs (targetIn ${fmt(batch.targetIn.shape)}), got ${fmt(batch.input?.shape ?? [])}`)
-    return tidy(() => {
-      const logits = this.forward(batch)
+  }
+
+  /** {@link loss}, giving the event loop a turn every few decoder steps (`AttentionDecoder.forwardAsync`). */
+  async lossAsync(batch: CaptionBatch): Promise<Tensor> {
+    this.#checkBatch('ImageCaptioner.lossAsync', batch)
+    return tidyAsync(async () => {
+      const state = this.initialState(this.encode(batch.input).features)
+      const { logits } = await this.decoder.forwardAsync(batch.targetIn, state)
       const [T, B, V] = logits.shape as [number, number, number]
       return crossEntropy(reshape(logits, [T * B, V]), reshape(batch.targetOut, [T * B]), { ignoreIndex: PAD_ID })
     })

@@ -12,7 +12,7 @@ import { concat, reshape, slice, stack } from '../ops/shape.js'
 import { argmax, indexSelect } from '../ops/index_ops.js'
 import { lt, where } from '../ops/compare.js'
 import { noGrad } from '../ops/grad.js'
-import { tensorsOf, tidy } from '../scope.js'
+import { tensorsOf, tidy, tidyAsync } from '../scope.js'
 import { Module } from '../nn/module.js'
 import { Embedding } from '../nn/embedding.js'
 import { Linear } from '../nn/linear.js'
@@ -212,28 +212,56 @@ export class AttentionDecoder extends Module {
    * true token with probability `1 − teacherForcing` (scheduled sampling).
    */
   override forward(targetIn: Tensor, state: DecoderState, options: TeacherForcingOptions = {}): { logits: Tensor; weights: Tensor | null } {
-    const op = 'AttentionDecoder.forward'
+    const run = this.#teacherForced('AttentionDecoder.forward', targetIn, state, options)
+    return tidy(() => {
+      let r = run.next()
+      while (!r.done) r = run.next()
+      return r.value
+    })
+  }
+
+  /**
+   * {@link forward}, giving the event loop a turn every `yieldEvery` decoder steps (default 4):
+   * building a long teacher-forced graph is milliseconds of JS per step, and a training loop
+   * that awaits this keeps the p99 event-loop delay low. Same result, same random draws.
+   */
+  async forwardAsync(targetIn: Tensor, state: DecoderState, options: TeacherForcingOptions & { yieldEvery?: number } = {}): Promise<{ logits: Tensor; weights: Tensor | null }> {
+    const every = options.yieldEvery ?? 4
+    if (!Number.isInteger(every) || every < 1) throw new ValueError('AttentionDecoder.forwardAsync', `yieldEvery must be a positive integer, got ${String(every)}`)
+    const run = this.#teacherForced('AttentionDecoder.forwardAsync', targetIn, state, options)
+    return tidyAsync(async () => {
+      let n = 0
+      let r = run.next()
+      while (!r.done) {
+        if (++n % every === 0) await new Promise<void>((resolve) => setImmediate(resolve))
+        r = run.next()
+      }
+      return r.value
+    })
+  }
+
+  /** The teacher-forced loop, one decoder step per iteration: shared by forward and forwardAsync. */
+  *#teacherForced(op: string, targetIn: Tensor, state: DecoderState, options: TeacherForcingOptions): Generator<void, { logits: Tensor; weights: Tensor | null }> {
     const ratio = options.teacherForcing ?? 1
     if (typeof ratio !== 'number' || !(ratio >= 0 && ratio <= 1)) throw new ValueError(op, `teacherForcing must be in [0, 1], got ${String(ratio)}`)
     checkTokens(op, targetIn, 2)
     const [T, B] = targetIn.shape as [number, number]
     if (state.h[0]!.shape[0] !== B) throw new ShapeError(op, `expected a state of batch ${B} (targetIn [${T}, ${B}]), got [${state.h[0]!.shape.join(', ')}]`)
-    return tidy(() => {
-      let s = state
-      const steps: Tensor[] = []
-      const weights: Tensor[] = []
-      let prevChoice: Tensor | null = null
-      for (let t = 0; t < T; t++) {
-        let tokens = reshape(slice(targetIn, 0, t, 1), [B])
-        if (ratio < 1 && prevChoice !== null) tokens = where(lt(randUniform([B], 0, 1), ratio), tokens, prevChoice)
-        const r = this.step(tokens, s)
-        s = r.state
-        steps.push(r.logits)
-        if (options.returnWeights && r.weights) weights.push(r.weights)
-        if (ratio < 1) prevChoice = argmax(r.logits.detach(), 1)
-      }
-      return { logits: stack(steps, 0), weights: weights.length > 0 ? stack(weights, 0) : null }
-    })
+    let s = state
+    const steps: Tensor[] = []
+    const weights: Tensor[] = []
+    let prevChoice: Tensor | null = null
+    for (let t = 0; t < T; t++) {
+      let tokens = reshape(slice(targetIn, 0, t, 1), [B])
+      if (ratio < 1 && prevChoice !== null) tokens = where(lt(randUniform([B], 0, 1), ratio), tokens, prevChoice)
+      const r = this.step(tokens, s)
+      s = r.state
+      steps.push(r.logits)
+      if (options.returnWeights && r.weights) weights.push(r.weights)
+      if (ratio < 1) prevChoice = argmax(r.logits.detach(), 1)
+      yield
+    }
+    return { logits: stack(steps, 0), weights: weights.length > 0 ? stack(weights, 0) : null }
   }
 
   /** The decoder as `decode.ts` drives it (log-probabilities, beam reordering). */

@@ -10,7 +10,7 @@ import { manualSeed, seedState, setSeedState } from '../ops/random.js'
 import { concat, reshape, slice } from '../ops/shape.js'
 import { tanh } from '../ops/elementwise.js'
 import { crossEntropy } from '../ops/loss.js'
-import { tidy } from '../scope.js'
+import { tidy, tidyAsync } from '../scope.js'
 import { Module } from '../nn/module.js'
 import { Embedding } from '../nn/embedding.js'
 import { Linear } from '../nn/linear.js'
@@ -246,6 +246,21 @@ export class Seq2Seq extends Module {
     const { targetOut } = checkBatch('Seq2Seq.loss', batch, true)
     return tidy(() => {
       const logits = this.forward(batch, options)
+      const [T, B, V] = logits.shape as [number, number, number]
+      return crossEntropy(reshape(logits, [T * B, V]), reshape(targetOut!, [T * B]), { ignoreIndex: PAD_ID })
+    })
+  }
+
+  /**
+   * {@link loss}, giving the event loop a turn every few decoder steps while the graph is built
+   * (see `AttentionDecoder.forwardAsync`): what a training loop in a server should await.
+   */
+  async lossAsync(batch: Seq2SeqBatch, options: TeacherForcingOptions = {}): Promise<Tensor> {
+    const { source, sourceLengths, targetIn, targetOut } = checkBatch('Seq2Seq.lossAsync', batch, true)
+    if (source.shape[1] !== targetIn.shape[1]) throw new ShapeError('Seq2Seq.lossAsync', `source and targetIn must have the same batch size, got ${fmt(source.shape)} and ${fmt(targetIn.shape)}`)
+    return tidyAsync(async () => {
+      const state = this.encode(source, sourceLengths).state
+      const { logits } = await this.decoder.forwardAsync(targetIn, state, options)
       const [T, B, V] = logits.shape as [number, number, number]
       return crossEntropy(reshape(logits, [T * B, V]), reshape(targetOut!, [T * B]), { ignoreIndex: PAD_ID })
     })
