@@ -254,6 +254,8 @@ export class Seq2Seq extends Module {
   /**
    * {@link loss}, giving the event loop a turn every few decoder steps while the graph is built
    * (see `AttentionDecoder.forwardAsync`): what a training loop in a server should await.
+   * Scheduled sampling draws from the global generator across those turns, so other code that
+   * draws from it meanwhile changes the draws (as it would between two steps).
    */
   async lossAsync(batch: Seq2SeqBatch, options: TeacherForcingOptions = {}): Promise<Tensor> {
     const { source, sourceLengths, targetIn, targetOut } = checkBatch('Seq2Seq.lossAsync', batch, true)
