@@ -11,6 +11,8 @@ import { join, resolve } from 'node:path'
 import type { Tensor } from '../tensor.js'
 import { manualSeed } from '../ops/random.js'
 import { noGrad } from '../ops/grad.js'
+import { crossEntropy } from '../ops/loss.js'
+import { reshape } from '../ops/shape.js'
 import { dispose, tidy, tidyAsync } from '../scope.js'
 import { Adam } from '../optim/adam.js'
 import { clipGradNorm } from '../optim/clip.js'
@@ -173,8 +175,11 @@ export async function evaluateSeq2Seq(model: Seq2Seq, pairs: readonly EncodedPai
       const b = collate(chunk)
       const { lossT, predT } = noGrad(() =>
         tidy(() => {
+          // One teacher-forced pass gives both the loss and the predictions.
           const logits = model.forward(b)
-          return { lossT: model.loss(b), predT: logits.argmax(2) }
+          const [T, B, V] = logits.shape as [number, number, number]
+          const lossT = crossEntropy(reshape(logits, [T * B, V]), reshape(b.targetOut!, [T * B]), { ignoreIndex: PAD_ID })
+          return { lossT, predT: logits.argmax(2) }
         }),
       )
       const decoded = await model.translate(b.source, b.sourceLengths, { maxLength })
