@@ -13,7 +13,7 @@ import test from 'ava'
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import ort from 'onnxruntime-node'
+import ort, { type OrtTensor } from './helpers/onnxruntime.js'
 
 import {
   Dropout,
@@ -38,10 +38,10 @@ import { randomArray, relErr } from './helpers/numeric.js'
 import { decodeFields } from '../src/io/protobuf.js'
 
 
-async function runOnnx(bytes: Uint8Array, feeds: Record<string, ort.Tensor>): Promise<Record<string, ort.Tensor>> {
+async function runOnnx(bytes: Uint8Array, feeds: Record<string, OrtTensor>): Promise<Record<string, OrtTensor>> {
   const s = await ort.InferenceSession.create(bytes, { intraOpNumThreads: 1, graphOptimizationLevel: 'all' })
   try {
-    return (await s.run(feeds)) as Record<string, ort.Tensor>
+    return (await s.run(feeds)) as Record<string, OrtTensor>
   } finally {
     await s.release()
   }

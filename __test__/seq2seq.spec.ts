@@ -7,7 +7,7 @@
  */
 
 import test from 'ava'
-import ort from 'onnxruntime-node'
+import ort, { type OrtTensor } from './helpers/onnxruntime.js'
 
 import {
   BOS_ID,
@@ -185,7 +185,7 @@ async function onnxGreedy(model: Seq2Seq, pairs: Array<[number[], number[]]>, ma
     const e = await enc.run({ source: new ort.Tensor('int32', (await b.source.data()) as Int32Array, [S, B]), source_lengths: new ort.Tensor('int32', lengths, [B]) })
     const L = model.config.numLayers
     const lstm = model.config.cell === 'lstm'
-    const state: Record<string, ort.Tensor> = {}
+    const state: Record<string, OrtTensor> = {}
     for (let l = 0; l < L; l++) {
       state[`h_l${l}`] = e[`h0_l${l}`]!
       if (lstm) state[`c_l${l}`] = e[`c0_l${l}`]!
@@ -194,7 +194,7 @@ async function onnxGreedy(model: Seq2Seq, pairs: Array<[number[], number[]]>, ma
     const out: number[][] = pairs.map(() => [])
     const done = new Array(B).fill(false)
     for (let s = 0; s < maxLength && done.some((d) => !d); s++) {
-      const feeds: Record<string, ort.Tensor> = { tokens: new ort.Tensor('int32', tokens, [B]), ...state }
+      const feeds: Record<string, OrtTensor> = { tokens: new ort.Tensor('int32', tokens, [B]), ...state }
       if (model.decoder.attention) Object.assign(feeds, { encoder_outputs: e.encoder_outputs!, memory_keys: e.memory_keys!, source_lengths: new ort.Tensor('int32', lengths, [B]) })
       const r = await dec.run(feeds)
       const logits = r.logits!.data as Float32Array

@@ -21,7 +21,7 @@ import { cpus, loadavg } from 'node:os'
 import { createRequire } from 'node:module'
 import * as tf from '@tensorflow/tfjs'
 import '@tensorflow/tfjs-backend-wasm'
-import ort from 'onnxruntime-node'
+import ort from '../__test__/helpers/onnxruntime.js'
 
 import { Adam, GRU, LSTM, RNN, type RNNBase, mse, noGrad, tensor, toOnnx, torchToKerasRecurrent, type Tensor } from '../index.js'
 import { barChartSvg, median } from './chart.js'

@@ -10,7 +10,7 @@
  */
 
 import { pathToFileURL } from 'node:url'
-import { Adam, BOS_ID, CosineWithWarmup, EOS_ID, PAD_ID, Seq2Seq, TokenVocab, clipGradNorm, collatePairs, dispose, manualSeed, tidy } from '../index.js'
+import { Adam, BOS_ID, CosineWithWarmup, EOS_ID, PAD_ID, Seq2Seq, TokenVocab, clipGradNorm, collatePairs, dispose, manualSeed, tidy } from 'recurrent-nn'
 
 /** Options of {@link trainAddition}. */
 export interface AdditionOptions {

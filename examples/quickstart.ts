@@ -1,5 +1,5 @@
-// The README's quick start, runnable: node --import @oxc-node/core/register examples/quickstart.ts
-import { LSTM, Linear, Adam, mse, randn } from '../index.js'
+// The README's quick start, runnable: npm run example:quickstart (or, installed: node node_modules/recurrent-nn/dist/examples/quickstart.js)
+import { LSTM, Linear, Adam, mse, randn } from 'recurrent-nn'
 
 const lstm = new LSTM(8, 64, { numLayers: 2 }) // input 8, hidden 64
 const head = new Linear(64, 1)

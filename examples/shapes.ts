@@ -30,7 +30,7 @@ import {
   tensor,
   tidy,
   writePng,
-} from '../index.js'
+} from 'recurrent-nn'
 
 const COLORS: Record<string, [number, number, number]> = {
   red: [0.9, 0.12, 0.1],

@@ -15,7 +15,7 @@
  * Shapes: T time steps, B batch, H hidden size; inputs and targets are [T, B, 1].
  */
 
-import { Adam, LSTM, Linear, Module, type Tensor, manualSeed, mse, noGrad, tensor } from '../index.js'
+import { Adam, LSTM, Linear, Module, type Tensor, manualSeed, mse, noGrad, tensor } from 'recurrent-nn'
 
 const T = 50
 const B = 32

@@ -5,7 +5,7 @@
 # clears .gpu-bundle/):
 #
 #   app.tar.xz  the API and the spec compiled to JavaScript (tsc), the native addon
-#               (native/index.cjs + the .node file built by `npm run build:native`), a
+#               (the .node file built by `npm run build:native`), a
 #               package.json with the ava settings, and ava's own dependencies (no TypeScript
 #               loader is needed: the spec is plain JS there)
 #   node.xz     with --with-node only: this machine's `node` binary (x86-64 Linux, ~24 MiB
@@ -28,7 +28,7 @@ for a in "$@"; do
   esac
 done
 [ -d .gpu-bundle ] || { echo "build-gpu-js-bundle: run scripts/build-gpu-bundle.sh first (it makes .gpu-bundle/)" >&2; exit 1; }
-ls native/*.node >/dev/null 2>&1 && [ -f native/index.cjs ] || npm run build:native
+ls native/*.node >/dev/null 2>&1 || npm run build:native
 
 rm -rf "$out"
 stage=$(mktemp -d)
@@ -47,13 +47,14 @@ cat >"$stage/tsconfig.json" <<EOF
 EOF
 npx tsc -p "$stage/tsconfig.json"
 
-# 2. The native addon, where src/native.ts looks for it (../native/index.cjs).
-cp native/index.cjs native/*.node "$app/native/"
+# 2. The native addon, where src/platform.ts looks for a build from source (<package root>/native/).
+cp native/*.node "$app/native/"
 
-# 3. ava's settings: the compiled spec, no worker threads (the addon is per process).
+# 3. ava's settings: the compiled spec, no worker threads (the addon is per process). The name is
+#    the package's own: the loader finds the package root by it.
 cat >"$app/package.json" <<'EOF'
 {
-  "name": "recurrent-gpu-check",
+  "name": "recurrent-nn",
   "private": true,
   "type": "module",
   "ava": { "files": ["__test__/cuda.spec.js"], "workerThreads": false, "timeout": "5m" }

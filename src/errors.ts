@@ -1,12 +1,12 @@
 /**
- * Error classes of `recurrent`.
+ * Error classes of `recurrent-nn`.
  *
  * The native engine throws (or rejects with) errors that carry a stable `code` (`'ERR_SHAPE'`,
  * …), the `op` that failed and the message `<op>: <details>`; {@link translate} turns such an
  * error into the class below with that code, so callers can use `instanceof ShapeError` etc.
  */
 
-/** Base class of every error thrown by `recurrent`. */
+/** Base class of every error thrown by `recurrent-nn`. */
 export class RecurrentError extends Error {
   /** Stable machine-readable code, e.g. `'ERR_SHAPE'`. */
   readonly code: string = 'ERR_RECURRENT'
@@ -62,6 +62,14 @@ export class MemoryError extends RecurrentError {
  */
 export class ImageError extends RecurrentError {
   override readonly code = 'ERR_IMAGE'
+}
+/**
+ * The native addon could not be found or loaded: no prebuilt addon for this platform, its
+ * per-platform package not installed, or a binary the system refused. Thrown when the package
+ * is first imported; the message says which, and how to build from source.
+ */
+export class NativeAddonError extends RecurrentError {
+  override readonly code = 'ERR_NATIVE_ADDON'
 }
 /** A bug inside the engine (a caught panic, a broken invariant). Please report it. */
 export class InternalError extends RecurrentError {

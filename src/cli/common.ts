@@ -4,11 +4,11 @@
  * the library's `generate` (src/seq2seq/generate.ts).
  */
 
-import { existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, realpathSync, statSync, unlinkSync } from 'node:fs'
+import { existsSync, lstatSync, mkdirSync, readdirSync, realpathSync, statSync, unlinkSync } from 'node:fs'
 import { readFile } from 'node:fs/promises'
 import { dirname, join, resolve } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import { RecurrentError } from '../errors.js'
+import { packageRoot } from '../platform.js'
 import { CharVocab, type VocabJSON } from '../data/vocab.js'
 import { RecurrentLM, type LMCell } from '../train/lm.js'
 import { loadCheckpoint, type Checkpoint } from '../train/checkpoint.js'
@@ -27,25 +27,6 @@ export interface CharModelConfig {
   numLayers: number
   cell: LMCell
   dropout: number
-}
-
-/** The root of this package (the folder with its package.json), found from this file. */
-export function packageRoot(): string {
-  let dir = dirname(fileURLToPath(import.meta.url))
-  for (let i = 0; i < 6; i++) {
-    const pj = join(dir, 'package.json')
-    if (existsSync(pj)) {
-      try {
-        if ((JSON.parse(readFileSync(pj, 'utf8')) as { name?: string }).name === 'recurrent') return dir
-      } catch {
-        // not ours; keep looking
-      }
-    }
-    const up = dirname(dir)
-    if (up === dir) break
-    dir = up
-  }
-  return resolve(dirname(fileURLToPath(import.meta.url)), '..', '..')
 }
 
 /** The bundled corpus (KJV New Testament, public domain; see NOTICE). */
