@@ -42,7 +42,7 @@ writeFileSync(join(out, 'package.json'), `${JSON.stringify({ type: 'commonjs' },
 function copyDeclarations(from, to) {
   for (const name of readdirSync(from)) {
     const src = join(from, name)
-    if (src === out || name === 'examples') continue
+    if (src === out || name === 'examples' || name === 'cli') continue
     if (statSync(src).isDirectory()) copyDeclarations(src, join(to, name))
     else if (name.endsWith('.d.ts')) {
       mkdirSync(to, { recursive: true })
