@@ -227,6 +227,7 @@ export {
   type OptimizerParamState,
   type OptimizerParamGroup,
   type OptionValue,
+  type NativeRule,
   type HasLr,
   type SchedulerStateDict,
   type StepLROptions,

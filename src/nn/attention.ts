@@ -173,7 +173,7 @@ export class Attention extends Module {
 
   /**
    * One step: `query [B, Q]` (e.g. the decoder's hidden state) against `memory` (from
-   * {@link memory}, possibly reordered) → `{ context [B, K], weights [B, S] }`, both
+   * {@link Attention.memory}, possibly reordered) → `{ context [B, K], weights [B, S] }`, both
    * differentiable.
    * @throws ShapeError / DTypeError for a wrong shape or dtype.
    */

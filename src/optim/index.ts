@@ -6,6 +6,7 @@ export {
   type OptimizerParamState,
   type OptimizerParamGroup,
   type OptionValue,
+  type NativeRule,
 } from './optimizer.js'
 export { SGD, type SGDOptions } from './sgd.js'
 export { Adam, AdamW, type AdamOptions, type AdamWOptions } from './adam.js'
