@@ -83,12 +83,21 @@ function nestedOptionsArg<T extends object>(op: string, path: string, v: T | und
   return v
 }
 
+/** How {@link closestName} matches. */
+export interface ClosestNameOptions {
+  /** The most edits allowed (default 2, or 1 for names of up to 3 characters, where 2 edits reach unrelated names). */
+  maxDistance?: number
+  /** Without a match by edits, the first name that `name` (3 characters or more) begins (default true): `opset` → `opsetVersion`. */
+  prefixes?: boolean
+}
+
 /**
- * The name in `names` nearest to `name` by edit distance (case-insensitive, so `batchfirst`
- * finds `batchFirst`), if within `maxDistance`: by default 2, or 1 for names of up to 3
- * characters, where 2 edits reach unrelated names. Ties go to the first in `names`.
+ * The name in `names` nearest to `name` by edit distance, case-insensitive (so `batchfirst`
+ * finds `batchFirst`); ties go to the first in `names`. Without one, a name that `name` is
+ * the beginning of, when `prefixes` allows.
  */
-export function closestName(name: string, names: readonly string[], maxDistance = name.length <= 3 ? 1 : 2): string | undefined {
+export function closestName(name: string, names: readonly string[], options: ClosestNameOptions = {}): string | undefined {
+  const maxDistance = options.maxDistance ?? (name.length <= 3 ? 1 : 2)
   let best: string | undefined
   let bestD = maxDistance + 1
   const lower = name.toLowerCase()
@@ -99,6 +108,7 @@ export function closestName(name: string, names: readonly string[], maxDistance 
       best = n
     }
   }
+  if (best === undefined && (options.prefixes ?? true) && lower.length >= 3) best = names.find((n) => n.toLowerCase().startsWith(lower))
   return best
 }
 

@@ -122,7 +122,7 @@ export function parseArgs(cmd: string, argv: readonly string[], specs: readonly 
       inline = eq >= 0 ? arg.slice(eq + 1) : undefined
       spec = byName.get(name)
       if (!spec) {
-        const near = closestName(name, [...byName.keys()], 2)
+        const near = closestName(name, [...byName.keys()], { maxDistance: 2, prefixes: false })
         throw new UsageError(`unknown flag '--${name}' for '${cmd}'${near ? ` (did you mean --${near}?)` : ''}`)
       }
     } else if (arg.startsWith('-') && arg.length === 2 && !/[0-9.]/.test(arg[1]!)) {
