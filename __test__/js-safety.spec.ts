@@ -107,6 +107,7 @@ import {
   zeros,
   zerosLike,
   type DecoderStep,
+  type LSTMOptions,
 } from '../index.js'
 import { optionKeys } from '../src/validate.js'
 
@@ -244,6 +245,26 @@ test('options passed on to inner calls are not refused there', async (t) => {
   t.is([...text].length, 3)
   // AdamW hands its options to Adam's constructor.
   t.is(new AdamW(params(), { lr: 0.01, weightDecay: 0.1 }).weightDecay, 0.1)
+})
+
+test('a subclass with an option of its own extends optionKeys; without that its key is refused', (t) => {
+  class TaggedLSTM extends LSTM {
+    protected static override readonly optionKeys = [...LSTM.optionKeys, 'tag']
+    readonly tag: string
+    constructor(i: number, h: number, options: LSTMOptions & { tag?: string } = {}) {
+      super(i, h, options)
+      this.tag = options.tag ?? ''
+    }
+  }
+  class UntaggedLSTM extends LSTM {
+    constructor(i: number, h: number, options: LSTMOptions & { tag?: string } = {}) {
+      super(i, h, options)
+    }
+  }
+  t.is(new TaggedLSTM(2, 3, { tag: 'x', numLayers: 2 }).tag, 'x')
+  const e = t.throws(() => new UntaggedLSTM(2, 3, { tag: 'x' }), { instanceOf: ValueError })
+  t.regex(e!.message, /^UntaggedLSTM: unknown option 'tag'/)
+  t.regex(t.throws(() => new TaggedLSTM(2, 3, bad({ tagg: 'x' })))!.message, /'tagg' \(did you mean 'tag'\?\)/)
 })
 
 test('the key lists are checked against the option interfaces at compile time', (t) => {

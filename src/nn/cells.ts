@@ -106,7 +106,7 @@ export abstract class RNNCellBase extends Module {
   readonly bias_ih: Tensor | null
   /** `[G·H]`, or null without bias. */
   readonly bias_hh: Tensor | null
-  /** The option keys of the concrete cell, which the shared constructor checks. @internal */
+  /** The option keys the concrete cell accepts, which the shared constructor checks (see `RNNBase.optionKeys`). */
   protected static readonly optionKeys: readonly string[] = LSTM_CELL_OPTIONS
 
   protected constructor(mode: CellKind, gateCount: number, inputSize: number, hiddenSize: number, options: RNNCellBaseOptions) {

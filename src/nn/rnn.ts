@@ -157,8 +157,10 @@ export class RNNBase extends Module {
   readonly #seed: number | undefined
   #dropoutCalls = 0
   /**
-   * The option keys the constructor takes; each subclass with options of its own lists them,
-   * so that the shared constructor refuses the keys of the concrete class only. @internal
+   * The option keys the constructor accepts (others are refused): each subclass with options
+   * of its own lists them, so that the shared constructor checks the keys of the concrete
+   * class. A subclass of yours that passes options of its own on to `super` extends the list:
+   * `protected static override readonly optionKeys = [...LSTM.optionKeys, 'mine']`.
    */
   protected static readonly optionKeys: readonly string[] = RNN_BASE_OPTIONS
 
