@@ -15,6 +15,7 @@ export {
   CudaUnavailableError,
   CheckpointError,
   ValueError,
+  ArgumentTypeError,
   MemoryError,
   ImageError,
   InternalError,

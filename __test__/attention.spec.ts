@@ -7,7 +7,7 @@
 import test from 'ava'
 
 import * as r from '../index.js'
-import { Attention, DTypeError, type RecurrentError, ShapeError, ValueError, type Tensor } from '../index.js'
+import { ArgumentTypeError, Attention, DTypeError, type RecurrentError, ShapeError, ValueError, type Tensor } from '../index.js'
 
 /** An error class of the library (ShapeError, DTypeError, ValueError, …). */
 type ErrorClass = abstract new (op: string, detail: string) => RecurrentError
@@ -189,8 +189,8 @@ test('op errors name the op, what was expected and what was got', (t) => {
   check(() => att({ lengths: r.tensor(new Int32Array([1, 7, 2])) }), ValueError, 'ERR_VALUE', /lengths\[1\] is 7/)
   check(() => att({ lengths: [1, 2] }), ShapeError, 'ERR_SHAPE', /lengths \[B\] = \[3\].*got \[2\]/)
   check(() => att({ lengths: r.tensor([1, 2, 3]) }), DTypeError, 'ERR_DTYPE', /int32 lengths, got float32/)
-  check(() => att({ lengths: 'abc' as unknown as number[] }), ValueError, 'ERR_VALUE', /lengths must be an int32 Tensor, an Int32Array or an array of numbers, got the string "abc"/)
-  check(() => r.attention(x.q, 5 as unknown as Tensor, x.vals, { score: 'dot' }), ValueError, 'ERR_VALUE', /expected keys to be a Tensor, got 5/)
+  check(() => att({ lengths: 'abc' as unknown as number[] }), ArgumentTypeError, 'ERR_ARG_TYPE', /lengths must be an int32 Tensor, an Int32Array or an array of numbers, got the string "abc"/)
+  check(() => r.attention(x.q, 5 as unknown as Tensor, x.vals, { score: 'dot' }), ArgumentTypeError, 'ERR_ARG_TYPE', /argument 'keys' must be a Tensor, got 5/)
 })
 
 // ---- the module ----------------------------------------------------------------------------
@@ -326,7 +326,7 @@ test('Attention errors name the op, what was expected and what was got', (t) => 
   const mem = m.memory(e)
   check(() => m.forward(rnd([B, Q + 1], 1), mem), ShapeError, 'Attention.forward', /expected query \[B, 5\], got \[3, 6\]/)
   check(() => m.forward(rnd([B + 1, Q], 1), mem), ShapeError, 'Attention.forward', /expected query \[3, 5\] \(B of the memory\), got \[4, 5\]/)
-  check(() => m.forward(rnd([B, Q], 1), {} as never), ValueError, 'Attention.forward', /expected memory to be an AttentionMemory/)
+  check(() => m.forward(rnd([B, Q], 1), {} as never), ArgumentTypeError, 'Attention.forward', /argument 'memory' must be an AttentionMemory/)
   // A lengths Tensor's values are checked by the op itself, with its message.
   const bad = m.memory(e, r.tensor(new Int32Array([1, 9, 2])))
   check(() => m.forward(rnd([B, Q], 1), bad), ValueError, 'attention', /lengths\[1\] is 9/)

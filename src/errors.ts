@@ -48,9 +48,18 @@ export class CudaUnavailableError extends RecurrentError {
 export class CheckpointError extends RecurrentError {
   override readonly code = 'ERR_CHECKPOINT'
 }
-/** An argument had an invalid value (NaN lengths, p outside [0, 1), ...). */
+/** An argument had an invalid value (NaN lengths, p outside [0, 1), an unknown option, ...). */
 export class ValueError extends RecurrentError {
-  override readonly code = 'ERR_VALUE'
+  override readonly code: string = 'ERR_VALUE'
+}
+/**
+ * An argument had the wrong type: a plain array where a Tensor goes, the string `'false'` for
+ * a boolean option. Only the TypeScript layer throws it, for callers whose types were not
+ * checked (plain JavaScript, `any`). It is a `ValueError`, so code that catches bad arguments
+ * as `ValueError` sees these too; its `code` tells the two apart.
+ */
+export class ArgumentTypeError extends ValueError {
+  override readonly code: string = 'ERR_ARG_TYPE'
 }
 /** An allocation was refused (too large) or failed. */
 export class MemoryError extends RecurrentError {

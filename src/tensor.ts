@@ -11,11 +11,11 @@
  * `tidy`/`tidyAsync` scope (`scope.ts`), or when the handle is garbage-collected.
  */
 
-import { DeviceError, ShapeError, ValueError, wrap, wrapAsync } from './errors.js'
+import { DeviceError, ShapeError, wrap, wrapAsync } from './errors.js'
 import { native, type NativeTensor } from './native.js'
 import { requireDevice, type Device } from './device.js'
 import { track } from './scope.js'
-import { boolArg, numberArg, optionsArg } from './validate.js'
+import { boolArg, checkOptions, numberArg, optionKeys, typeError } from './validate.js'
 
 /** Element types of tensors. */
 export type DType = 'float32' | 'float64' | 'int32'
@@ -47,6 +47,17 @@ export function normAxis(op: string, axis: number, rank: number): number {
 export function fmtShape(shape: readonly number[]): string {
   return `[${shape.join(', ')}]`
 }
+
+/** Options of {@link topk}. */
+export interface TopkOptions {
+  /** The largest values (default) or the smallest. */
+  largest?: boolean
+  /** Best first (default), or in increasing index order. */
+  sorted?: boolean
+}
+
+const TOPK_OPTIONS = optionKeys<TopkOptions>({ largest: true, sorted: true })
+const BACKWARD_OPTIONS = optionKeys<{ retainGraph?: boolean }>({ retainGraph: true })
 
 /** What `max` and `topk` return. */
 export interface ValuesIndices {
@@ -168,7 +179,7 @@ export class Tensor {
     return g ? new Tensor(g) : null
   }
   set grad(g: Tensor | null) {
-    wrap(() => this._native.setGrad(g ? handle('grad', g) : null))
+    wrap(() => this._native.setGrad(g ? handle('grad', g, 'value') : null))
   }
 
   /** Clears the accumulated gradient (`grad` becomes null). */
@@ -186,9 +197,9 @@ export class Tensor {
    * same graph again.
    */
   backward(grad?: Tensor | null, options: { retainGraph?: boolean } = {}): void {
-    options = optionsArg('backward', options)
+    options = checkOptions('backward', options, BACKWARD_OPTIONS)
     if (options.retainGraph !== undefined) boolArg('backward', 'retainGraph', options.retainGraph)
-    wrap(() => this._native.backward(grad ? handle('backward', grad) : null, options.retainGraph ?? false))
+    wrap(() => this._native.backward(grad ? handle('backward', grad, 'grad') : null, options.retainGraph ?? false))
   }
 
   /**
@@ -218,7 +229,7 @@ export class Tensor {
    * enqueued earlier still see the old data. This is how optimizers update parameters.
    */
   assign(src: Tensor): this {
-    const h = handle('assign', src)
+    const h = handle('assign', src, 'src')
     if (src.device !== this.device) {
       throw new DeviceError('assign', `expected a source tensor on ${this.device}, got one on ${src.device} (move it first with .to('${this.device}'))`)
     }
@@ -283,22 +294,22 @@ export class Tensor {
 
   /** `this + other` (broadcasting); a number is added to every element. */
   add(other: Tensor | number): Tensor {
-    return typeof other === 'number' ? this.addScalar(other) : op(() => native.add(this._native, handle('add', other)))
+    return typeof other === 'number' ? this.addScalar(other) : op(() => native.add(this._native, handle('add', other, 'other', 'a Tensor or a number')))
   }
 
   /** `this − other` (broadcasting); a number is subtracted from every element. */
   sub(other: Tensor | number): Tensor {
-    return typeof other === 'number' ? this.addScalar(-other) : op(() => native.sub(this._native, handle('sub', other)))
+    return typeof other === 'number' ? this.addScalar(-other) : op(() => native.sub(this._native, handle('sub', other, 'other', 'a Tensor or a number')))
   }
 
   /** `this ⊙ other`, elementwise (broadcasting); a number scales every element. */
   mul(other: Tensor | number): Tensor {
-    return typeof other === 'number' ? this.scale(other) : op(() => native.mul(this._native, handle('mul', other)))
+    return typeof other === 'number' ? this.scale(other) : op(() => native.mul(this._native, handle('mul', other, 'other', 'a Tensor or a number')))
   }
 
   /** `this / other`, elementwise (broadcasting); a number divides every element. */
   div(other: Tensor | number): Tensor {
-    return typeof other === 'number' ? this.scale(1 / other) : op(() => native.div(this._native, handle('div', other)))
+    return typeof other === 'number' ? this.scale(1 / other) : op(() => native.div(this._native, handle('div', other, 'other', 'a Tensor or a number')))
   }
 
   /** `c · this`. */
@@ -358,7 +369,7 @@ export class Tensor {
    * broadcast as in NumPy's `matmul`.
    */
   matmul(other: Tensor): Tensor {
-    return op(() => native.matmul(this._native, handle('matmul', other)))
+    return op(() => native.matmul(this._native, handle('matmul', other, 'other')))
   }
 
   /**
@@ -409,22 +420,22 @@ export class Tensor {
 
   /** `this == other` → int32 1/0, broadcasting; no gradient (`ops.eq` also takes a number). */
   eq(other: Tensor): Tensor {
-    return op(() => native.eq(this._native, handle('eq', other)))
+    return op(() => native.eq(this._native, handle('eq', other, 'other')))
   }
 
   /** `this < other` → int32 1/0, broadcasting; no gradient. */
   lt(other: Tensor): Tensor {
-    return op(() => native.lt(this._native, handle('lt', other)))
+    return op(() => native.lt(this._native, handle('lt', other, 'other')))
   }
 
   /** `this > other` → int32 1/0, broadcasting; no gradient. */
   gt(other: Tensor): Tensor {
-    return op(() => native.gt(this._native, handle('gt', other)))
+    return op(() => native.gt(this._native, handle('gt', other, 'other')))
   }
 
   /** This with `value` where the int32 `mask` (broadcast to this shape) is non-zero. */
   maskedFill(mask: Tensor, value: number): Tensor {
-    return op(() => native.maskedFill(this._native, handle('maskedFill', mask), value))
+    return op(() => native.maskedFill(this._native, handle('maskedFill', mask, 'mask'), value))
   }
 
   /** This as `dtype` (this tensor itself when it already is); see `ops.cast`. */
@@ -446,21 +457,24 @@ export class Tensor {
   }
 
   /** The `k` largest (or smallest) values along `axis` and their int32 indices; see `ops.topk`. */
-  topk(k: number, axis = -1, options: { largest?: boolean; sorted?: boolean } = {}): ValuesIndices {
+  topk(k: number, axis = -1, options: TopkOptions = {}): ValuesIndices {
     const a = normAxis('topk', axis, this.rank)
-    return valuesIndices(wrap(() => native.topk(this._native, k, a, options.largest ?? true, options.sorted ?? true)))
+    const o = checkOptions('topk', options, TOPK_OPTIONS)
+    const largest = boolArg('topk', 'largest', o.largest ?? true)
+    const sorted = boolArg('topk', 'sorted', o.sorted ?? true)
+    return valuesIndices(wrap(() => native.topk(this._native, k, a, largest, sorted)))
   }
 
   /** PyTorch's `gather` along `axis` with an int32 `index` of this rank; see `ops.gather`. */
   gather(axis: number, index: Tensor): Tensor {
     const a = normAxis('gather', axis, this.rank)
-    return op(() => native.gather(this._native, a, handle('gather', index)))
+    return op(() => native.gather(this._native, a, handle('gather', index, 'index')))
   }
 
   /** The slices at int32 `index [M]` along `axis`; see `ops.indexSelect`. */
   indexSelect(axis: number, index: Tensor): Tensor {
     const a = normAxis('indexSelect', axis, this.rank)
-    return op(() => native.indexSelect(this._native, a, handle('indexSelect', index)))
+    return op(() => native.indexSelect(this._native, a, handle('indexSelect', index, 'index')))
   }
 }
 
@@ -485,11 +499,12 @@ export function normAxes(opName: string, axes: number | number[] | undefined, ra
   return out
 }
 
-/** The native handle of a tensor; ValueError if `t` is not a Tensor. @internal */
-export function handle(opName: string, t: Tensor): NativeTensor {
-  if (!(t instanceof Tensor)) {
-    throw new ValueError(opName, `expected a Tensor, got ${t === null ? 'null' : typeof t}`)
-  }
+/**
+ * The native handle of a tensor; an ArgumentTypeError naming `opName` and the argument `name`
+ * if `t` is not a Tensor (plain JavaScript callers pass arrays, numbers, null). @internal
+ */
+export function handle(opName: string, t: Tensor, name: string, expected = 'a Tensor'): NativeTensor {
+  if (!(t instanceof Tensor)) throw typeError(opName, `argument '${name}'`, expected, t)
   return t._native
 }
 

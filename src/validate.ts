@@ -2,10 +2,12 @@
  * Argument checks at the JS boundary, in one place: every public function and setter checks
  * what it is given with these before anything reaches the native addon, so a bad argument is a
  * `ValueError` (or `ShapeError`, `DTypeError`) whose message names the op, what was expected
- * and what was got, never a raw napi or V8 message.
+ * and what was got, never a raw napi or V8 message. A value of the wrong type (a string for a
+ * number, an array for a Tensor) is the `ValueError` subclass `ArgumentTypeError`; an options
+ * object with a key its function does not know is refused, with the nearest known key.
  */
 
-import { MemoryError, ValueError } from './errors.js'
+import { ArgumentTypeError, MemoryError, ValueError } from './errors.js'
 import { native } from './native.js'
 import { Tensor } from './tensor.js'
 
@@ -24,17 +26,124 @@ export function describe(v: unknown): string {
   return name && name !== 'Object' ? `a ${name}` : 'an object'
 }
 
-/** An options argument: `undefined` (no options) or a plain object. */
+/** The error for `v` not being of the `expected` type: `<op>: <what> must be <expected>, got <v>`. */
+export function typeError(op: string, what: string, expected: string, v: unknown): ArgumentTypeError {
+  return new ArgumentTypeError(op, `${what} must be ${expected}, got ${describe(v)}`)
+}
+
+/**
+ * An options argument: `undefined` (no options) or a plain object. Prefer {@link checkOptions},
+ * which also refuses unknown keys; this is for options read before the function knows its
+ * whole key list (a base class's constructor reads what its subclass takes).
+ */
 export function optionsArg<T extends object>(op: string, v: T | undefined | null): Partial<T> {
   if (v === undefined) return {}
-  if (v === null || typeof v !== 'object' || Array.isArray(v)) throw new ValueError(op, `expected an options object, got ${describe(v)}`)
+  if (v === null || typeof v !== 'object' || Array.isArray(v)) throw new ArgumentTypeError(op, `expected an options object, got ${describe(v)}`)
   return v
 }
 
-/** A Tensor argument (not disposed-checked: the native call names the op for that). */
-export function tensorArg(op: string, what: string, v: unknown): Tensor {
-  if (!(v instanceof Tensor)) throw new ValueError(op, `expected ${what} to be a Tensor, got ${describe(v)}`)
+/**
+ * Every key of an options interface, each mapped to `true`: an object literal of this type
+ * must list each key of `T` (a key added to the interface and not here fails to compile) and
+ * nothing else (an excess property fails too), so the runtime list cannot drift from the type.
+ */
+export type OptionKeyTable<T> = { readonly [K in keyof Required<T>]: true }
+
+/** The known keys of options `T`, from a table that TypeScript checks against `T` both ways. */
+export function optionKeys<T extends object>(table: OptionKeyTable<T>): readonly (keyof T & string)[] {
+  return Object.freeze(Object.keys(table)) as readonly (keyof T & string)[]
+}
+
+/**
+ * An options argument whose every key is one of `known`: `undefined` (no options) or a plain
+ * object. A key it does not know is a ValueError naming it, the nearest known key (a typo such
+ * as `numLayer` for `numLayers` is otherwise silently ignored, and the default used) and the
+ * known keys. Only own enumerable string keys are checked. `path` names a nested options
+ * object (`'checkpoint'` for `fit`'s `checkpoint: { … }`): keys are then written `checkpoint.x`.
+ */
+export function checkOptions<T extends object>(op: string, v: T | undefined | null, known: readonly string[], path?: string): Partial<T> {
+  const o = path === undefined ? optionsArg(op, v) : nestedOptionsArg(op, path, v)
+  let unknown: string[] | undefined
+  for (const k of Object.keys(o)) if (!known.includes(k)) (unknown ??= []).push(k)
+  if (unknown) {
+    const full = (k: string) => (path === undefined ? k : `${path}.${k}`)
+    const each = unknown.map((k) => {
+      const near = closestName(k, known)
+      return `'${full(k)}'${near === undefined ? '' : ` (did you mean '${full(near)}'?)`}`
+    })
+    const list = known.length === 0 ? 'none' : known.map(full).join(', ')
+    throw new ValueError(op, `unknown option${unknown.length > 1 ? 's' : ''} ${each.join(', ')}; known options: ${list}`)
+  }
+  return o
+}
+
+function nestedOptionsArg<T extends object>(op: string, path: string, v: T | undefined | null): Partial<T> {
+  if (v === undefined) return {}
+  if (v === null || typeof v !== 'object' || Array.isArray(v)) throw typeError(op, path, 'an options object', v)
   return v
+}
+
+/** How {@link closestName} matches. */
+export interface ClosestNameOptions {
+  /** The most edits allowed (default 2, or 1 for names of up to 3 characters, where 2 edits reach unrelated names). */
+  maxDistance?: number
+  /** Without a match by edits, the first name that `name` (3 characters or more) begins (default true): `opset` → `opsetVersion`. */
+  prefixes?: boolean
+}
+
+/**
+ * The name in `names` nearest to `name` by edit distance, case-insensitive (so `batchfirst`
+ * finds `batchFirst`); ties go to the first in `names`. Without one, a name that `name` is
+ * the beginning of, when `prefixes` allows.
+ */
+export function closestName(name: string, names: readonly string[], options: ClosestNameOptions = {}): string | undefined {
+  const maxDistance = options.maxDistance ?? (name.length <= 3 ? 1 : 2)
+  let best: string | undefined
+  let bestD = maxDistance + 1
+  const lower = name.toLowerCase()
+  for (const n of names) {
+    const d = editDistance(lower, n.toLowerCase())
+    if (d < bestD) {
+      bestD = d
+      best = n
+    }
+  }
+  if (best === undefined && (options.prefixes ?? true) && lower.length >= 3) best = names.find((n) => n.toLowerCase().startsWith(lower))
+  return best
+}
+
+/** Levenshtein distance: insertions, deletions and substitutions of one character. */
+export function editDistance(a: string, b: string): number {
+  const dp = Array.from({ length: b.length + 1 }, (_, j) => j)
+  for (let i = 1; i <= a.length; i++) {
+    let prev = dp[0]!
+    dp[0] = i
+    for (let j = 1; j <= b.length; j++) {
+      const tmp = dp[j]!
+      dp[j] = Math.min(dp[j]! + 1, dp[j - 1]! + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1))
+      prev = tmp
+    }
+  }
+  return dp[b.length]!
+}
+
+/**
+ * A Tensor argument (not disposed-checked: the native call names the op for that): anything
+ * else is an ArgumentTypeError `<op>: argument '<name>' must be a Tensor, got <v>`. `kind`
+ * says whether `name` is a positional argument or a key of an options object.
+ */
+export function tensorArg(op: string, name: string, v: unknown, kind: 'argument' | 'option' = 'argument'): Tensor {
+  if (!(v instanceof Tensor)) throw typeError(op, `${kind} '${name}'`, 'a Tensor', v)
+  return v
+}
+
+/**
+ * The error for `v` failing a check that wants `expected`: an ArgumentTypeError when `v` is not
+ * even of JavaScript type `type` (a string for a number), else a ValueError (a number out of range).
+ */
+export function refusal(op: string, what: string, expected: string, v: unknown, type: 'number' | 'string' | 'boolean'): ValueError {
+  const Cls = typeof v === type ? ValueError : ArgumentTypeError
+  return new Cls(op, `${what} must be ${expected}, got ${describe(v)}`)
 }
 
 /** Range constraints of {@link numberArg}. */
@@ -67,34 +176,34 @@ export function numberArg(op: string, what: string, v: unknown, r: NumberRange =
     (!r.integer || Number.isInteger(v)) &&
     (r.min === undefined || (r.minExclusive ? v > r.min : v >= r.min)) &&
     (r.max === undefined || (r.maxExclusive ? v < r.max : v <= r.max))
-  if (!ok) throw new ValueError(op, `${what} must be ${rangeText(r)}, got ${describe(v)}`)
+  if (!ok) throw refusal(op, what, rangeText(r), v, 'number')
   return v as number
 }
 
 /** A boolean. */
 export function boolArg(op: string, what: string, v: unknown): boolean {
-  if (typeof v !== 'boolean') throw new ValueError(op, `${what} must be a boolean (true or false), got ${describe(v)}`)
+  if (typeof v !== 'boolean') throw typeError(op, what, 'a boolean (true or false)', v)
   return v
 }
 
 /** One of the given strings. */
 export function enumArg<T extends string>(op: string, what: string, v: unknown, allowed: readonly T[]): T {
   if (typeof v !== 'string' || !allowed.includes(v as T)) {
-    throw new ValueError(op, `${what} must be one of ${allowed.map((a) => `'${a}'`).join(', ')}, got ${describe(v)}`)
+    throw refusal(op, what, `one of ${allowed.map((a) => `'${a}'`).join(', ')}`, v, 'string')
   }
   return v as T
 }
 
 /** A non-empty string. */
 export function stringArg(op: string, what: string, v: unknown): string {
-  if (typeof v !== 'string' || v.length === 0) throw new ValueError(op, `${what} must be a non-empty string, got ${describe(v)}`)
+  if (typeof v !== 'string' || v.length === 0) throw refusal(op, what, 'a non-empty string', v, 'string')
   return v
 }
 
 /** An iterable (array, Set, generator…), as parameter lists are. */
 export function iterableArg<T>(op: string, what: string, v: unknown): Iterable<T> {
   if (v === null || v === undefined || typeof (v as { [Symbol.iterator]?: unknown })[Symbol.iterator] !== 'function' || typeof v === 'string') {
-    throw new ValueError(op, `${what} must be an iterable of Tensors (e.g. model.parameters()), got ${describe(v)}`)
+    throw typeError(op, what, 'an iterable of Tensors (e.g. model.parameters())', v)
   }
   return v as Iterable<T>
 }
@@ -123,7 +232,7 @@ export function checkModelSize(op: string, what: string, elements: number, dtype
 /** A positive integer (sizes, counts); `what` names it in the error. */
 export function checkPositiveInt(op: string, what: string, value: unknown): number {
   if (typeof value !== 'number' || !Number.isInteger(value) || value < 1) {
-    throw new ValueError(op, `${what} must be a positive integer, got ${describe(value)}`)
+    throw refusal(op, what, 'a positive integer', value, 'number')
   }
   return value
 }
@@ -131,7 +240,7 @@ export function checkPositiveInt(op: string, what: string, value: unknown): numb
 /** A probability in [0, 1) (dropout). */
 export function checkProbability(op: string, what: string, p: unknown): number {
   if (typeof p !== 'number' || !(p >= 0 && p < 1)) {
-    throw new ValueError(op, `${what} must be a number in [0, 1), got ${describe(p)}`)
+    throw refusal(op, what, 'a number in [0, 1)', p, 'number')
   }
   return p
 }
@@ -139,21 +248,21 @@ export function checkProbability(op: string, what: string, p: unknown): number {
 /** A finite number ≥ 0 (learning rates, decays, ε). */
 export function checkNonNegative(op: string, what: string, v: unknown): number {
   if (typeof v !== 'number' || !Number.isFinite(v) || v < 0) {
-    throw new ValueError(op, `${what} must be a finite number ≥ 0, got ${describe(v)}`)
+    throw refusal(op, what, 'a finite number ≥ 0', v, 'number')
   }
   return v
 }
 
 /** A boolean, in the optimizers' wording. */
 export function checkBool(op: string, what: string, v: unknown): boolean {
-  if (typeof v !== 'boolean') throw new ValueError(op, `${what} must be a boolean, got ${describe(v)}`)
+  if (typeof v !== 'boolean') throw typeError(op, what, 'a boolean', v)
   return v
 }
 
 /** A number in [0, 1) (momentum-like factors). */
 export function checkUnit(op: string, what: string, v: unknown): number {
   if (typeof v !== 'number' || !(v >= 0 && v < 1)) {
-    throw new ValueError(op, `${what} must be a number in [0, 1), got ${describe(v)}`)
+    throw refusal(op, what, 'a number in [0, 1)', v, 'number')
   }
   return v
 }
@@ -168,7 +277,8 @@ export function pairArg(op: string, what: string, v: unknown, min: number): [num
     Array.isArray(pair) && pair.length === 2 && pair.every((e) => typeof e === 'number' && Number.isInteger(e) && e >= min)
   if (!ok) {
     const got = Array.isArray(v) && v.length <= 4 ? `[${v.map((e) => describe(e)).join(', ')}]` : describe(v)
-    throw new ValueError(op, `${what} must be an integer ≥ ${min} or a pair [height, width] of them, got ${got}`)
+    const Cls = typeof v === 'number' || Array.isArray(v) ? ValueError : ArgumentTypeError
+    throw new Cls(op, `${what} must be an integer ≥ ${min} or a pair [height, width] of them, got ${got}`)
   }
   return [pair[0] as number, pair[1] as number]
 }

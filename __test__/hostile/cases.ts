@@ -80,17 +80,17 @@ const bad = (v: unknown): Any => v
 
 // ---- the JS boundary ------------------------------------------------------------------------
 
-api('full with a string value', err('ValueError', 'full', 'the string "x"'), () => full([2], bad('x')))
-api('full with an object value', err('ValueError', 'full', 'an object'), () => full([2], bad({})))
-api('scale by a string', err('ValueError', 'scale', 'the string "a"'), () => scale(zeros([2]), bad('a')))
-api('addScalar with undefined', err('ValueError', 'addScalar', 'undefined'), () => zeros([2]).addScalar(bad(undefined)))
+api('full with a string value', err('ArgumentTypeError', 'full', 'the string "x"'), () => full([2], bad('x')))
+api('full with an object value', err('ArgumentTypeError', 'full', 'an object'), () => full([2], bad({})))
+api('scale by a string', err('ArgumentTypeError', 'scale', 'the string "a"'), () => scale(zeros([2]), bad('a')))
+api('addScalar with undefined', err('ArgumentTypeError', 'addScalar', 'undefined'), () => zeros([2]).addScalar(bad(undefined)))
 api('zeros with a bigint dimension', err('ShapeError', 'zeros', 'bigint 3n'), () => zeros([bad(3n)]))
 api('zeros with a string shape', err('ShapeError', 'zeros', 'the string'), () => zeros(bad('3')))
 api('zeros with a negative dimension', err('ShapeError', 'zeros', '-1'), () => zeros([-1]))
 api('zeros with a fractional dimension', err('ShapeError', 'zeros', '1.5'), () => zeros([2, 1.5]))
 api('zeros with a zero dimension', err('ShapeError', 'zeros', 'empty'), () => zeros([0, 3]))
 api('zeros with a NaN dimension', err('ShapeError', 'zeros', 'NaN'), () => zeros([Number.NaN]))
-api('zeros with options null', err('ValueError', 'zeros', 'options object', 'null'), () => zeros([2], bad(null)))
+api('zeros with options null', err('ArgumentTypeError', 'zeros', 'options object', 'null'), () => zeros([2], bad(null)))
 api('zeros with dtype int8', err('DTypeError', 'zeros', 'int8'), () => zeros([2], { dtype: bad('int8') }))
 api('full int32 2^40', err('ValueError', 'full', 'int32', '1099511627776'), () => full([2], 2 ** 40, { dtype: 'int32' }))
 api('full int32 -2^40', err('ValueError', 'full', 'int32', '-1099511627776'), () => full([2], -(2 ** 40), { dtype: 'int32' }))
@@ -109,14 +109,14 @@ api('tensor with a shape of the wrong size', err('ShapeError', 'tensor', '3 valu
 api('tensor ragged', err('ShapeError', 'tensor', 'rectangular'), () => tensor(bad([[1, 2], [3]])))
 api('randn with a negative seed', err('ValueError', 'randn', 'seed'), () => randn([2], { seed: -1 }))
 api('randn int32', err('DTypeError', 'randn'), () => randn([2], { dtype: 'int32' }))
-api('randUniform with a string bound', err('ValueError', 'randUniform', 'low', 'the string'), () => randUniform([2], bad('a'), 1))
+api('randUniform with a string bound', err('ArgumentTypeError', 'randUniform', 'low', 'the string'), () => randUniform([2], bad('a'), 1))
 api('randUniform low > high', err('ValueError', 'randUniform', 'low'), () => randUniform([2], 2, 1))
 api('manualSeed(-1)', err('ValueError', 'manualSeed', '-1'), () => manualSeed(-1))
 api('reshape to another size', err('ShapeError', 'reshape'), () => zeros([2, 3]).reshape([5]))
 api('matmul of mismatched shapes', err('ShapeError', 'matmul', '[2, 3]'), () => matmul(zeros([2, 3]), zeros([4, 5])))
 api('add of unbroadcastable shapes', err('ShapeError', 'add'), () => zeros([2, 3]).add(zeros([4])))
-api('add a string', err('ValueError', 'add', 'Tensor'), () => zeros([2]).add(bad('x')))
-api('mul by null', err('ValueError', 'mul', 'null'), () => zeros([2]).mul(bad(null)))
+api('add a string', err('ArgumentTypeError', 'add', 'Tensor'), () => zeros([2]).add(bad('x')))
+api('mul by null', err('ArgumentTypeError', 'mul', 'null'), () => zeros([2]).mul(bad(null)))
 api('transpose an axis out of range', err('ShapeError', 'transpose', '5'), () => zeros([2, 3]).transpose(5))
 api('sum over a repeated axis', err('ShapeError', 'sum', 'distinct'), () => zeros([2, 3]).sum([0, 0]))
 api('a disposed tensor', err('DisposedError', 'add', 'dispose'), () => {
@@ -145,7 +145,7 @@ api('backward with a wrong-shape gradient', err('ShapeError', 'backward', '[3]')
   x.requiresGrad = true
   x.square().backward(zeros([4]))
 })
-api('backward retainGraph "yes"', err('ValueError', 'backward', 'retainGraph'), () => {
+api('backward retainGraph "yes"', err('ArgumentTypeError', 'backward', 'retainGraph'), () => {
   const x = zeros([1])
   x.requiresGrad = true
   x.square().backward(null, bad({ retainGraph: 'yes' }))
@@ -156,28 +156,28 @@ api('requiresGrad on int32', err('DTypeError', 'requiresGrad', 'int32'), () => {
 })
 
 // Modules.
-api('LSTM batchFirst "yes"', err('ValueError', 'LSTM', 'batchFirst', 'the string "yes"'), () => new LSTM(4, 4, bad({ batchFirst: 'yes' })))
-api('LSTM bidirectional 1', err('ValueError', 'LSTM', 'bidirectional', '1'), () => new LSTM(4, 4, bad({ bidirectional: 1 })))
-api('GRU bias "false"', err('ValueError', 'GRU', 'bias'), () => new GRU(4, 4, bad({ bias: 'false' })))
+api('LSTM batchFirst "yes"', err('ArgumentTypeError', 'LSTM', 'batchFirst', 'the string "yes"'), () => new LSTM(4, 4, bad({ batchFirst: 'yes' })))
+api('LSTM bidirectional 1', err('ArgumentTypeError', 'LSTM', 'bidirectional', '1'), () => new LSTM(4, 4, bad({ bidirectional: 1 })))
+api('GRU bias "false"', err('ArgumentTypeError', 'GRU', 'bias'), () => new GRU(4, 4, bad({ bias: 'false' })))
 api('LSTM dropout 2', err('ValueError', 'LSTM', 'dropout', '2'), () => new LSTM(4, 4, { dropout: 2 }))
 api('LSTM numLayers 1.5', err('ValueError', 'LSTM', 'numLayers', '1.5'), () => new LSTM(4, 4, { numLayers: 1.5 }))
-api('LSTM hiddenSize "8"', err('ValueError', 'LSTM', 'hiddenSize', 'the string "8"'), () => new LSTM(4, bad('8')))
-api('LSTM options null', err('ValueError', 'LSTM', 'options object'), () => new LSTM(4, 4, bad(null)))
+api('LSTM hiddenSize "8"', err('ArgumentTypeError', 'LSTM', 'hiddenSize', 'the string "8"'), () => new LSTM(4, bad('8')))
+api('LSTM options null', err('ArgumentTypeError', 'LSTM', 'options object'), () => new LSTM(4, 4, bad(null)))
 api('LSTM seed -3', err('ValueError', 'LSTM', 'seed', '-3'), () => new LSTM(4, 4, { seed: -3 }))
 api('LSTM dtype int32', err('DTypeError', 'LSTM', 'int32'), () => new LSTM(4, 4, bad({ dtype: 'int32' })))
-api('LSTM.forward(null)', err('ValueError', 'LSTM.forward', 'null'), () => new LSTM(4, 4).forward(bad(null)))
+api('LSTM.forward(null)', err('ArgumentTypeError', 'LSTM.forward', 'null'), () => new LSTM(4, 4).forward(bad(null)))
 api('LSTM.forward of a 2-D input', err('ShapeError', 'LSTM.forward', 'unbatched'), () => new LSTM(4, 4).forward(zeros([3, 4])))
-api('LSTM.forward h0 a string', err('ValueError', 'LSTM.forward', 'h0'), () => new LSTM(4, 4).forward(zeros([2, 1, 4]), bad({ h0: 'a' })))
-api('LSTM.forward lengths a string', err('ValueError', 'LSTM.forward', 'lengths', 'the string'), () => new LSTM(4, 4).forward(zeros([2, 1, 4]), bad({ lengths: 'abc' })))
-api('LSTM.forward lengths with a string', err('ValueError', 'LSTM.forward', 'lengths[0]'), () => new LSTM(4, 4).forward(zeros([2, 1, 4]), bad({ lengths: ['2'] })))
+api('LSTM.forward h0 a string', err('ArgumentTypeError', 'LSTM.forward', 'h0'), () => new LSTM(4, 4).forward(zeros([2, 1, 4]), bad({ h0: 'a' })))
+api('LSTM.forward lengths a string', err('ArgumentTypeError', 'LSTM.forward', 'lengths', 'the string'), () => new LSTM(4, 4).forward(zeros([2, 1, 4]), bad({ lengths: 'abc' })))
+api('LSTM.forward lengths with a string', err('ArgumentTypeError', 'LSTM.forward', 'lengths[0]'), () => new LSTM(4, 4).forward(zeros([2, 1, 4]), bad({ lengths: ['2'] })))
 api('LSTM.forward lengths 0', err('ValueError', 'lengths'), () => new LSTM(4, 4).forward(zeros([2, 1, 4]), { lengths: [0] }))
 api('LSTM.forward float64 input', err('DTypeError', 'LSTM.forward', 'float64'), () => new LSTM(4, 4).forward(zeros([2, 1, 4], { dtype: 'float64' })))
 api('Linear inFeatures 0', err('ValueError', 'Linear', 'inFeatures', '0'), () => new Linear(0, 3))
-api('Linear bias "no"', err('ValueError', 'Linear', 'bias'), () => new Linear(3, 3, bad({ bias: 'no' })))
-api('Linear.forward(undefined)', err('ValueError', 'Linear.forward', 'undefined'), () => new Linear(3, 3).forward(bad(undefined)))
+api('Linear bias "no"', err('ArgumentTypeError', 'Linear', 'bias'), () => new Linear(3, 3, bad({ bias: 'no' })))
+api('Linear.forward(undefined)', err('ArgumentTypeError', 'Linear.forward', 'undefined'), () => new Linear(3, 3).forward(bad(undefined)))
 api('Embedding embeddingDim -1', err('ValueError', 'Embedding', 'embeddingDim'), () => new Embedding(10, -1))
-api('crossEntropy(null, t)', err('ValueError', 'crossEntropy', 'null'), () => crossEntropy(bad(null), zeros([2], { dtype: 'int32' })))
-api('mse(t, undefined)', err('ValueError', 'mse', 'target', 'undefined'), () => mse(zeros([2]), bad(undefined)))
+api('crossEntropy(null, t)', err('ArgumentTypeError', 'crossEntropy', 'null'), () => crossEntropy(bad(null), zeros([2], { dtype: 'int32' })))
+api('mse(t, undefined)', err('ArgumentTypeError', 'mse', 'target', 'undefined'), () => mse(zeros([2]), bad(undefined)))
 api('crossEntropy with float targets', err('DTypeError', 'crossEntropy'), () => crossEntropy(zeros([2, 3]), zeros([2])))
 api('crossEntropy ignoreIndex 0.5', err('ValueError', 'crossEntropy', 'ignoreIndex'), () => crossEntropy(zeros([2, 3]), zeros([2], { dtype: 'int32' }), { ignoreIndex: 0.5 }))
 api('RecurrentLM hiddenSize 2^30 (refused before allocating)', err('MemoryError', 'cannot allocate', 'bytes'), () => new RecurrentLM({ vocabSize: 8, hiddenSize: 2 ** 30 }))
@@ -186,10 +186,10 @@ api('Linear 2^20 × 2^20 (refused before allocating)', err('MemoryError', 'Linea
 
 // Optimizers, and their setters.
 const params = () => new Linear(2, 2).parameters()
-api('new Adam(null)', err('ValueError', 'Adam', 'params', 'null'), () => new Adam(bad(null)))
-api('new Adam(5)', err('ValueError', 'Adam', 'params', '5'), () => new Adam(bad(5)))
-api('new Adam([1, 2])', err('ValueError', 'Adam', 'not a Tensor'), () => new Adam(bad([1, 2])))
-api('new Adam(params, null)', err('ValueError', 'Adam', 'options object'), () => new Adam(params(), bad(null)))
+api('new Adam(null)', err('ArgumentTypeError', 'Adam', 'params', 'null'), () => new Adam(bad(null)))
+api('new Adam(5)', err('ArgumentTypeError', 'Adam', 'params', '5'), () => new Adam(bad(5)))
+api('new Adam([1, 2])', err('ArgumentTypeError', 'Adam', 'params[0] must be a Tensor', 'got 1'), () => new Adam(bad([1, 2])))
+api('new Adam(params, null)', err('ArgumentTypeError', 'Adam', 'options object'), () => new Adam(params(), bad(null)))
 api('new Adam lr -1', err('ValueError', 'Adam', 'lr', '-1'), () => new Adam(params(), { lr: -1 }))
 api('new Adam betas [1.5, 0.9]', err('ValueError', 'Adam', 'betas'), () => new Adam(params(), { betas: [1.5, 0.9] }))
 api('new SGD without lr', err('ValueError', 'SGD', 'lr'), () => new SGD(params(), bad({})))
@@ -200,13 +200,13 @@ api('opt.lr = -1', err('ValueError', 'Adam.lr', '-1'), () => {
 api('opt.lr = NaN', err('ValueError', 'Adam.lr', 'NaN'), () => {
   new Adam(params()).lr = Number.NaN
 })
-api('opt.lr = "0.1"', err('ValueError', 'SGD.lr', 'the string "0.1"'), () => {
+api('opt.lr = "0.1"', err('ArgumentTypeError', 'SGD.lr', 'the string "0.1"'), () => {
   new SGD(params(), { lr: 0.1 }).lr = bad('0.1')
 })
 api('sgd.momentum = -0.5', err('ValueError', 'SGD.momentum', '-0.5'), () => {
   new SGD(params(), { lr: 0.1 }).momentum = -0.5
 })
-api('sgd.nesterov = "yes"', err('ValueError', 'SGD.nesterov', 'boolean'), () => {
+api('sgd.nesterov = "yes"', err('ArgumentTypeError', 'SGD.nesterov', 'boolean'), () => {
   new SGD(params(), { lr: 0.1, momentum: 0.9 }).nesterov = bad('yes')
 })
 api('sgd.momentum = 0 under nesterov', err('ValueError', 'SGD.momentum', 'nesterov'), () => {
@@ -300,10 +300,10 @@ files('loadSafetensors with a 2^60 header length', err('CheckpointError', 'loadS
   writeFileSync(join(dir, 'hdr'), b)
   return loadSafetensors(join(dir, 'hdr'))
 })
-files('loadSafetensors with a path of type number', err('ValueError', 'loadSafetensors', 'path'), () => loadSafetensors(bad(5)))
+files('loadSafetensors with a path of type number', err('ArgumentTypeError', 'loadSafetensors', 'path'), () => loadSafetensors(bad(5)))
 files('saveSafetensors with a tensor named __metadata__', err('ValueError', 'saveSafetensors', '__metadata__', 'reserved'), ({ dir }) => saveSafetensors(join(dir, 'm.safetensors'), { __metadata__: zeros([1]) }))
-files('saveSafetensors with a number as a tensor', err('ValueError', 'saveSafetensors', "'a'", '5'), ({ dir }) => saveSafetensors(join(dir, 'n.safetensors'), { a: bad(5) }))
-files('saveSafetensors with numeric metadata', err('ValueError', 'saveSafetensors', 'metadata'), ({ dir }) => saveSafetensors(join(dir, 'n.safetensors'), { a: zeros([1]) }, bad({ k: 5 })))
+files('saveSafetensors with a number as a tensor', err('ArgumentTypeError', 'saveSafetensors', "'a'", '5'), ({ dir }) => saveSafetensors(join(dir, 'n.safetensors'), { a: bad(5) }))
+files('saveSafetensors with numeric metadata', err('ArgumentTypeError', 'saveSafetensors', 'metadata'), ({ dir }) => saveSafetensors(join(dir, 'n.safetensors'), { a: zeros([1]) }, bad({ k: 5 })))
 files('saveSafetensors into a missing folder', err('CheckpointError', 'saveSafetensors', 'no-such-dir'), ({ dir }) => saveSafetensors(join(dir, 'no-such-dir', 'x.safetensors'), { a: zeros([1]) }))
 files('a bit flipped in a checkpoint tensor', err('CheckpointError', 'corrupt', 'checksum', "'model.weight'"), async ({ dir }) => {
   const p = await smallCheckpoint(dir, 'flip.safetensors')
@@ -402,7 +402,7 @@ files('saveCheckpoint: a shared (not circular) object is fine', 'ok', async ({ d
 })
 files('saveCheckpoint step -1', err('ValueError', 'saveCheckpoint', 'step'), ({ dir }) => saveCheckpoint(join(dir, 's.safetensors'), { model: new Linear(1, 1), step: -1 }))
 files('loadTorchStateDict of a folder', err('CheckpointError', 'a folder'), ({ dir }) => loadTorchStateDict(new Linear(1, 1), dir))
-files('loadTorchStateDict of a string as the model', err('ValueError', 'loadTorchStateDict', 'Module'), ({ dir }) => loadTorchStateDict(bad(dir), dir))
+files('loadTorchStateDict of a string as the model', err('ArgumentTypeError', 'loadTorchStateDict', 'Module'), ({ dir }) => loadTorchStateDict(bad(dir), dir))
 
 // tfjs models.
 /** A tfjs model folder whose manifest lists `paths` and `weights`. */

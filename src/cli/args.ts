@@ -4,6 +4,8 @@
  * is a {@link UsageError} with a one-line message.
  */
 
+import { closestName } from '../validate.js'
+
 /** A bad command line: unknown flag, missing or malformed value. Exit status 2. */
 export class UsageError extends Error {
   constructor(message: string) {
@@ -120,7 +122,7 @@ export function parseArgs(cmd: string, argv: readonly string[], specs: readonly 
       inline = eq >= 0 ? arg.slice(eq + 1) : undefined
       spec = byName.get(name)
       if (!spec) {
-        const near = closest(name, [...byName.keys()])
+        const near = closestName(name, [...byName.keys()], { maxDistance: 2, prefixes: false })
         throw new UsageError(`unknown flag '--${name}' for '${cmd}'${near ? ` (did you mean --${near}?)` : ''}`)
       }
     } else if (arg.startsWith('-') && arg.length === 2 && !/[0-9.]/.test(arg[1]!)) {
@@ -186,32 +188,4 @@ function wrap(text: string, width: number): string[] {
   }
   if (line) lines.push(line)
   return lines
-}
-
-/** The known name nearest to `name` (edit distance ≤ 2), for "did you mean". */
-function closest(name: string, names: string[]): string | undefined {
-  let best: string | undefined
-  let bestD = 3
-  for (const n of names) {
-    const d = editDistance(name, n)
-    if (d < bestD) {
-      bestD = d
-      best = n
-    }
-  }
-  return best
-}
-
-function editDistance(a: string, b: string): number {
-  const dp = Array.from({ length: b.length + 1 }, (_, j) => j)
-  for (let i = 1; i <= a.length; i++) {
-    let prev = dp[0]!
-    dp[0] = i
-    for (let j = 1; j <= b.length; j++) {
-      const tmp = dp[j]!
-      dp[j] = Math.min(dp[j]! + 1, dp[j - 1]! + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1))
-      prev = tmp
-    }
-  }
-  return dp[b.length]!
 }

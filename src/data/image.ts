@@ -12,7 +12,7 @@
 import { DTypeError, ShapeError, ValueError, wrapAsync } from '../errors.js'
 import { native } from '../native.js'
 import { Tensor } from '../tensor.js'
-import { boolArg, describe, numberArg, optionsArg, stringArg, tensorArg } from '../validate.js'
+import { boolArg, typeError, checkOptions, describe, numberArg, optionKeys, stringArg, tensorArg } from '../validate.js'
 
 /** A size: one number, or `[height, width]`. */
 export type ImageSize = number | readonly [number, number]
@@ -56,6 +56,18 @@ export interface ReadImageOptions {
    */
   maxPixels?: number
 }
+
+const READ_IMAGE_OPTIONS = optionKeys<ReadImageOptions>({
+  size: true,
+  resize: true,
+  centerCrop: true,
+  antialias: true,
+  channels: true,
+  mean: true,
+  std: true,
+  maxFileBytes: true,
+  maxPixels: true,
+})
 
 /** The native addon's form of the options: sizes split into named fields. */
 interface NativeImageOptions {
@@ -102,7 +114,7 @@ function perChannelArg(op: string, what: string, v: unknown, channels: number, n
 }
 
 function nativeOptions(op: string, options: ReadImageOptions | undefined): { native: NativeImageOptions; channels: number } {
-  const o = optionsArg(op, options)
+  const o = checkOptions(op, options, READ_IMAGE_OPTIONS)
   const out: NativeImageOptions = {}
   const size = o.size === undefined ? undefined : sideArg(op, 'size', o.size)
   const resize = o.resize ?? size
@@ -152,7 +164,8 @@ export async function readImage(path: string, options?: ReadImageOptions): Promi
  */
 export async function readImages(paths: readonly string[], options?: ReadImageOptions): Promise<Tensor> {
   const op = 'readImages'
-  if (!Array.isArray(paths) || paths.length === 0) throw new ValueError(op, `paths must be a non-empty array of file paths, got ${describe(paths)}`)
+  if (!Array.isArray(paths)) throw typeError(op, 'paths', 'a non-empty array of file paths', paths)
+  if (paths.length === 0) throw new ValueError(op, `paths must be a non-empty array of file paths, got ${describe(paths)}`)
   const list = paths.map((p, i) => stringArg(op, `paths[${i}]`, p))
   const { native: opts } = nativeOptions(op, options)
   return new Tensor(await wrapAsync(() => native.readImages(list, opts, false)))

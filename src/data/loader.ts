@@ -4,6 +4,7 @@
  */
 
 import { ValueError } from '../errors.js'
+import { boolArg, checkOptions, optionKeys } from '../validate.js'
 
 /** Something with a length and items by index: an array, or `{ length, get(i) }`. */
 export type Dataset<T> = ArrayLike<T> | { readonly length: number; get(index: number): T }
@@ -31,6 +32,8 @@ export interface DataLoaderOptions<T, B> {
   /** Makes a batch from its items, e.g. stacks them into tensors. */
   collate: (items: T[], indices: number[]) => B
 }
+
+const DATA_LOADER_OPTIONS = optionKeys<DataLoaderOptions<unknown, unknown>>({ batchSize: true, shuffle: true, seed: true, dropLast: true, collate: true })
 
 /** A 32-bit integer mix (splitmix-like) of (seed, epoch, counter): the shuffle's randomness. */
 function mix(a: number, b: number): number {
@@ -86,7 +89,9 @@ export class DataLoader<T, B> implements EpochSource<B> {
     if (dataset === null || typeof dataset !== 'object' || !Number.isInteger(dataset.length)) {
       throw new ValueError('DataLoader', 'dataset must be an array or { length, get(i) }')
     }
-    if (!Number.isInteger(options?.batchSize) || options.batchSize < 1) {
+    if (options === null || typeof options !== 'object') throw new ValueError('DataLoader', 'options { batchSize, collate } are required')
+    checkOptions('DataLoader', options, DATA_LOADER_OPTIONS)
+    if (!Number.isInteger(options.batchSize) || options.batchSize < 1) {
       throw new ValueError('DataLoader', `batchSize must be a positive integer, got ${String(options?.batchSize)}`)
     }
     if (typeof options.collate !== 'function') throw new ValueError('DataLoader', 'collate must be a function (items) => batch')
@@ -94,9 +99,9 @@ export class DataLoader<T, B> implements EpochSource<B> {
     if (!Number.isInteger(seed) || seed < 0 || seed > Number.MAX_SAFE_INTEGER) throw new ValueError('DataLoader', `seed must be an integer in [0, 2^53), got ${seed}`)
     this.dataset = dataset
     this.batchSize = options.batchSize
-    this.shuffle = options.shuffle ?? false
+    this.shuffle = boolArg('DataLoader', 'shuffle', options.shuffle ?? false)
     this.seed = seed
-    this.dropLast = options.dropLast ?? false
+    this.dropLast = boolArg('DataLoader', 'dropLast', options.dropLast ?? false)
     this.collate = options.collate
   }
 

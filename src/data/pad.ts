@@ -7,6 +7,7 @@
 import type { Tensor } from '../tensor.js'
 import { tensor } from '../ops/factories.js'
 import { ValueError } from '../errors.js'
+import { boolArg, checkOptions, optionKeys } from '../validate.js'
 
 /** Options of {@link padSequences}. */
 export interface PadOptions {
@@ -19,6 +20,8 @@ export interface PadOptions {
   /** Which end of a too-long sequence is cut: `'post'` (default) keeps its first `maxLength` ids, `'pre'` its last. */
   truncate?: 'post' | 'pre'
 }
+
+const PAD_OPTIONS = optionKeys<PadOptions>({ padValue: true, maxLength: true, batchFirst: true, truncate: true })
 
 /** What {@link padSequences} returns. */
 export interface PaddedBatch {
@@ -99,7 +102,7 @@ function layout(
 export function padSequences(seqs: readonly ArrayLike<number>[], options: PadOptions = {}): PaddedBatch {
   const what = 'padSequences'
   const list = checkSeqs(what, 'seqs', seqs)
-  if (options === null || typeof options !== 'object') throw new ValueError(what, 'options must be an object')
+  options = checkOptions(what, options, PAD_OPTIONS)
   const pad = checkId(what, 'padValue', options.padValue ?? 0)
   const truncate = options.truncate ?? 'post'
   if (truncate !== 'post' && truncate !== 'pre') throw new ValueError(what, `truncate must be 'post' or 'pre', got ${JSON.stringify(truncate)}`)
@@ -112,7 +115,7 @@ export function padSequences(seqs: readonly ArrayLike<number>[], options: PadOpt
   const T = pieces.reduce((m, p) => Math.max(m, p.length), 0)
   if (T === 0) throw new ValueError(what, `all ${list.length} sequences are empty: a padded batch needs at least one id`)
   const B = list.length
-  const batchFirst = options.batchFirst ?? false
+  const batchFirst = boolArg(what, 'batchFirst', options.batchFirst ?? false)
   const data = layout(what, (b, i) => `seqs[${b}][${i}]`, list, pieces, T, pad, batchFirst)
   return {
     data: tensor(data, batchFirst ? [B, T] : [T, B], { dtype: 'int32' }),
@@ -131,6 +134,8 @@ export interface CollatePairsOptions {
   /** `[B, T]` tensors instead of the default time-major `[T, B]`. */
   batchFirst?: boolean
 }
+
+const COLLATE_PAIRS_OPTIONS = optionKeys<CollatePairsOptions>({ pad: true, bos: true, eos: true, batchFirst: true })
 
 /** A seq2seq batch made by {@link collatePairs}. All tensors are int32 and on the CPU. */
 export interface CollatedPairs {
@@ -168,11 +173,11 @@ export function collatePairs(pairs: readonly (readonly [ArrayLike<number>, Array
   const what = 'collatePairs'
   if (!Array.isArray(pairs)) throw new ValueError(what, `pairs must be an array of [source ids, target ids], got ${pairs === null ? 'null' : typeof pairs}`)
   if (pairs.length === 0) throw new ValueError(what, 'pairs is an empty batch: give at least one pair')
-  if (options === null || typeof options !== 'object') throw new ValueError(what, 'options must be an object')
+  options = checkOptions(what, options, COLLATE_PAIRS_OPTIONS)
   const pad = checkId(what, 'pad', options.pad ?? 0)
   const bos = checkId(what, 'bos', options.bos ?? 1)
   const eos = checkId(what, 'eos', options.eos ?? 2)
-  const batchFirst = options.batchFirst ?? false
+  const batchFirst = boolArg(what, 'batchFirst', options.batchFirst ?? false)
   const sources: ArrayLike<number>[] = []
   const targets: ArrayLike<number>[] = []
   pairs.forEach((p, i) => {

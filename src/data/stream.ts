@@ -20,6 +20,7 @@
 import { open, type FileHandle } from 'node:fs/promises'
 import { ValueError } from '../errors.js'
 import { ByteVocab, type CharVocab } from './vocab.js'
+import { checkOptions, optionKeys } from '../validate.js'
 
 /** One chunk of a {@link TokenStream}: time-major `[steps, batchSize]` inputs and targets. */
 export interface TokenChunk {
@@ -60,8 +61,12 @@ export interface StreamOptions {
   seqLen: number
 }
 
-function checkGeometry(op: string, o: StreamOptions): { B: number; T: number } {
+const STREAM_OPTIONS = optionKeys<StreamOptions>({ batchSize: true, seqLen: true })
+
+/** Checks the geometry of `o`, and its keys against `known` (the stream's own options). */
+function checkGeometry(op: string, o: StreamOptions, known: readonly string[] = STREAM_OPTIONS): { B: number; T: number } {
   if (o === null || typeof o !== 'object') throw new ValueError(op, 'options { batchSize, seqLen } are required')
+  checkOptions(op, o, known)
   const { batchSize: B, seqLen: T } = o
   if (!Number.isInteger(B) || B < 1) throw new ValueError(op, `batchSize must be a positive integer, got ${String(B)}`)
   if (!Number.isInteger(T) || T < 1) throw new ValueError(op, `seqLen must be a positive integer, got ${String(T)}`)
@@ -177,6 +182,8 @@ export interface FileStreamOptions extends StreamOptions {
   /** Bytes each row reads at a time (default 64 KiB). Memory is about B × this. */
   readBytes?: number
 }
+
+const FILE_STREAM_OPTIONS = optionKeys<FileStreamOptions>({ batchSize: true, seqLen: true, vocab: true, readBytes: true })
 
 /** A row of bytes read with positional reads through a buffer of its own. */
 class ByteFileRow implements RowReader {
@@ -378,7 +385,7 @@ class CharFileRow implements RowReader {
  *   pass ends when the shortest runs out. `chunks(from)` replays the decoding up to `from`.
  */
 export async function fileStream(path: string, options: FileStreamOptions): Promise<TokenStream> {
-  const { B, T } = checkGeometry('fileStream', options)
+  const { B, T } = checkGeometry('fileStream', options, FILE_STREAM_OPTIONS)
   const readBytes = options.readBytes ?? 1 << 16
   if (!Number.isInteger(readBytes) || readBytes < 1) throw new ValueError('fileStream', `readBytes must be a positive integer, got ${readBytes}`)
   const vocab = options.vocab

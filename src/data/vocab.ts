@@ -6,6 +6,7 @@
 
 import { open } from 'node:fs/promises'
 import { ValueError } from '../errors.js'
+import { boolArg, checkOptions, numberArg, optionKeys, typeError } from '../validate.js'
 
 /** What every vocabulary offers. */
 export interface Vocab {
@@ -43,6 +44,9 @@ export interface CharVocabFileOptions extends CharVocabOptions {
    */
   sampleBytes?: number
 }
+
+const CHAR_VOCAB_OPTIONS = optionKeys<CharVocabOptions>({ unk: true, minCount: true, maxSize: true })
+const CHAR_VOCAB_FILE_OPTIONS = optionKeys<CharVocabFileOptions>({ unk: true, minCount: true, maxSize: true, sampleBytes: true })
 
 const DEFAULT_UNK = '\uFFFD'
 
@@ -108,6 +112,8 @@ export class CharVocab implements Vocab {
 
   /** Builds the vocabulary of the characters of `text`. */
   static fromText(text: string, options: CharVocabOptions = {}): CharVocab {
+    options = checkOptions('CharVocab.fromText', options, CHAR_VOCAB_OPTIONS)
+    if (typeof text !== 'string') throw typeError('CharVocab.fromText', "argument 'text'", 'a string', text)
     const counts = new Map<number, number>()
     countChars(text, counts)
     return CharVocab.#fromCounts(counts, options)
@@ -118,6 +124,8 @@ export class CharVocab implements Vocab {
    * it in pieces.
    */
   static async fromFile(path: string, options: CharVocabFileOptions = {}): Promise<CharVocab> {
+    options = checkOptions('CharVocab.fromFile', options, CHAR_VOCAB_FILE_OPTIONS)
+    if (options.sampleBytes !== undefined) numberArg('CharVocab.fromFile', 'sampleBytes', options.sampleBytes, { integer: true, min: 0 })
     const counts = new Map<number, number>()
     const fh = await open(path, 'r')
     try {
@@ -140,7 +148,8 @@ export class CharVocab implements Vocab {
 
   static #fromCounts(counts: Map<number, number>, options: CharVocabOptions): CharVocab {
     const unk = options.unk === undefined ? DEFAULT_UNK : options.unk
-    const minCount = options.minCount ?? 1
+    if (unk !== null && typeof unk !== 'string') throw typeError('CharVocab', 'unk', 'one character or null', unk)
+    const minCount = numberArg('CharVocab', 'minCount', options.minCount ?? 1, { integer: true, min: 1 })
     let cps = [...counts.entries()].filter(([, n]) => n >= minCount)
     if (options.maxSize !== undefined) {
       const room = options.maxSize - (unk !== null ? 1 : 0)
@@ -254,6 +263,8 @@ export interface TokenVocabOptions {
   maxSize?: number
 }
 
+const TOKEN_VOCAB_OPTIONS = optionKeys<TokenVocabOptions>({ mode: true, minCount: true, maxSize: true })
+
 /** Options of {@link TokenVocab.encode}. */
 export interface TokenEncodeOptions {
   /** Start with BOS (default false). */
@@ -261,6 +272,8 @@ export interface TokenEncodeOptions {
   /** End with EOS (default false). */
   eos?: boolean
 }
+
+const TOKEN_ENCODE_OPTIONS = optionKeys<TokenEncodeOptions>({ bos: true, eos: true })
 
 /** The JSON form of a {@link TokenVocab}: the specials are fixed, and listed so that other readers need not know them. */
 export interface TokenVocabJSON {
@@ -326,6 +339,7 @@ export class TokenVocab {
   /** Builds the vocabulary of the tokens of `texts`. */
   static build(texts: Iterable<string>, options: TokenVocabOptions = {}): TokenVocab {
     const what = 'TokenVocab.build'
+    options = checkOptions(what, options, TOKEN_VOCAB_OPTIONS)
     const mode = options.mode ?? 'char'
     if (mode !== 'char' && mode !== 'word') throw new ValueError(what, `mode must be 'char' or 'word', got ${JSON.stringify(mode)}`)
     const minCount = options.minCount ?? 1
@@ -378,9 +392,10 @@ export class TokenVocab {
   /** The ids of the tokens of `text` (unknown tokens → UNK), optionally framed by BOS and EOS. */
   encode(text: string, options: TokenEncodeOptions = {}): number[] {
     if (typeof text !== 'string') throw new ValueError('TokenVocab.encode', `text must be a string, got ${text === null ? 'null' : typeof text}`)
+    const o = checkOptions('TokenVocab.encode', options, TOKEN_ENCODE_OPTIONS)
     const ids = this.tokenize(text).map((t) => this.idOf(t))
-    if (options.bos) ids.unshift(SPECIALS.bos)
-    if (options.eos) ids.push(SPECIALS.eos)
+    if (boolArg('TokenVocab.encode', 'bos', o.bos ?? false)) ids.unshift(SPECIALS.bos)
+    if (boolArg('TokenVocab.encode', 'eos', o.eos ?? false)) ids.push(SPECIALS.eos)
     return ids
   }
 

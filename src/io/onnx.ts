@@ -32,6 +32,7 @@ import { RNNBase } from '../nn/rnn.js'
 import { LSTM } from '../nn/lstm.js'
 import { KerasActivationLayer, KerasSequential, type MergeMode } from './tfjs/sequential.js'
 import { atomicWrite } from './atomic.js'
+import { checkOptions, optionKeys, refusal, typeError } from '../validate.js'
 import { Seq2Seq } from '../seq2seq/model.js'
 import { seq2seqToOnnx, type Seq2SeqOnnx } from '../seq2seq/onnx.js'
 import { FLOAT, INT32, GraphBuilder, emitActivation, emitLinear, emitRecurrent, encodeModel, floatData, type Io } from './onnx-graph.js'
@@ -50,6 +51,8 @@ export interface OnnxExportOptions {
   /** The graph's name (default: the model's class name). */
   graphName?: string
 }
+
+const ONNX_EXPORT_OPTIONS = optionKeys<OnnxExportOptions>({ inputShape: true, opsetVersion: true, graphName: true })
 
 /** Merges the two directions along `axis` of a `[.., D, ..]` value. */
 function emitMerge(g: GraphBuilder, mode: MergeMode, v: string, axis: number, prefix: string): string {
@@ -106,8 +109,9 @@ export function toOnnx(model: Seq2Seq, options?: OnnxExportOptions): Seq2SeqOnnx
 export function toOnnx(model: Module, options?: OnnxExportOptions): Uint8Array
 export function toOnnx(model: Module, options: OnnxExportOptions = {}): Uint8Array | Seq2SeqOnnx {
   const op = 'toOnnx'
+  options = checkOptions(op, options, ONNX_EXPORT_OPTIONS)
   if (model instanceof Seq2Seq) return seq2seqToOnnx(model, options.opsetVersion === undefined ? {} : { opsetVersion: options.opsetVersion })
-  if (!(model instanceof Module)) throw new ValueError(op, `expected a Module, got ${model === null ? 'null' : typeof model}`)
+  if (!(model instanceof Module)) throw typeError(op, "argument 'model'", 'a Module', model)
   const opset = options.opsetVersion ?? 14
   if (!Number.isInteger(opset) || opset < 14 || opset > 17) throw new ValueError(op, `opsetVersion must be an integer in [14, 17], got ${opset}`)
   const g = new GraphBuilder()
@@ -168,7 +172,8 @@ export function toOnnx(model: Module, options: OnnxExportOptions = {}): Uint8Arr
  * @throws CheckpointError when the file cannot be written.
  */
 export async function saveOnnx(model: Module, path: string, options: OnnxExportOptions = {}): Promise<void> {
-  if (typeof path !== 'string' || path.length === 0) throw new ValueError('saveOnnx', `path must be a non-empty string, got ${String(path)}`)
+  if (typeof path !== 'string' || path.length === 0) throw refusal('saveOnnx', 'path', 'a non-empty string', path, 'string')
+  options = checkOptions('saveOnnx', options, ONNX_EXPORT_OPTIONS)
   const files: Array<[string, Uint8Array]> = []
   if (model instanceof Seq2Seq) {
     // Two graphs: `<path>.encoder.onnx` and `<path>.decoder_step.onnx` (path without `.onnx`).

@@ -14,9 +14,12 @@
  * `model.load_state_dict(safetensors.torch.load_file("model.safetensors"))`.
  */
 
-import { RecurrentError, ValueError } from '../errors.js'
+import { RecurrentError } from '../errors.js'
 import { Module, type LoadStateDictOptions, type LoadStateDictResult } from '../nn/module.js'
 import { loadSafetensors, saveSafetensors } from './safetensors.js'
+import { boolArg, checkOptions, optionKeys, typeError } from '../validate.js'
+
+const LOAD_OPTIONS = optionKeys<LoadStateDictOptions>({ strict: true })
 
 /**
  * Loads a safetensors file holding a PyTorch state dict into `module` (its
@@ -28,7 +31,9 @@ import { loadSafetensors, saveSafetensors } from './safetensors.js'
  */
 export async function loadTorchStateDict(module: Module, path: string, options: LoadStateDictOptions = {}): Promise<LoadStateDictResult> {
   const op = 'loadTorchStateDict'
-  if (!(module instanceof Module)) throw new ValueError(op, 'expected a Module')
+  if (!(module instanceof Module)) throw typeError(op, "argument 'module'", 'a Module', module)
+  const o = checkOptions(op, options, LOAD_OPTIONS)
+  if (o.strict !== undefined) boolArg(op, 'strict', o.strict)
   const { tensors } = await loadSafetensors(path)
   try {
     return module.loadStateDict(tensors, options)
@@ -47,6 +52,6 @@ export async function loadTorchStateDict(module: Module, path: string, options: 
  * `__metadata__` map (`{ format: 'pt' }` is added, as `safetensors.torch` writes it).
  */
 export async function saveTorchStateDict(module: Module, path: string, metadata: Record<string, string> = {}): Promise<void> {
-  if (!(module instanceof Module)) throw new ValueError('saveTorchStateDict', 'expected a Module')
+  if (!(module instanceof Module)) throw typeError('saveTorchStateDict', "argument 'module'", 'a Module', module)
   await saveSafetensors(path, module.stateDict(), { format: 'pt', ...metadata })
 }

@@ -11,7 +11,7 @@
 import { ValueError, wrapAsync } from '../errors.js'
 import { native, type NativeTensor } from '../native.js'
 import { Tensor } from '../tensor.js'
-import { describe } from '../validate.js'
+import { refusal, typeError } from '../validate.js'
 
 /** The metadata key of the per-tensor CRC-32s that every save writes and every load verifies. */
 export const CHECKSUM_KEY = 'recurrent.crc32'
@@ -36,13 +36,13 @@ export interface SafetensorsContents {
  */
 export async function saveSafetensors(path: string, tensors: Record<string, Tensor>, metadata: Record<string, string> = {}): Promise<void> {
   const op = 'saveSafetensors'
-  if (typeof path !== 'string' || path.length === 0) throw new ValueError(op, `path must be a non-empty string, got ${String(path)}`)
+  if (typeof path !== 'string' || path.length === 0) throw refusal(op, 'path', 'a non-empty string', path, 'string')
   if (tensors === null || typeof tensors !== 'object') throw new ValueError(op, 'tensors must be an object mapping names to tensors')
   if (metadata === null || typeof metadata !== 'object') throw new ValueError(op, 'metadata must be an object mapping names to strings')
   const names: string[] = []
   const handles: NativeTensor[] = []
   for (const [name, t] of Object.entries(tensors)) {
-    if (!(t instanceof Tensor)) throw new ValueError(op, `'${name}' must be a Tensor, got ${describe(t)}`)
+    if (!(t instanceof Tensor)) throw typeError(op, `'${name}'`, 'a Tensor', t)
     // The format keeps this key for the metadata map: a tensor of that name makes a file that
     // no reader (this one included) accepts.
     if (name === '__metadata__') throw new ValueError(op, `'__metadata__' is reserved by the safetensors format and cannot name a tensor (pass metadata as the third argument)`)
@@ -50,7 +50,7 @@ export async function saveSafetensors(path: string, tensors: Record<string, Tens
     handles.push(t._native)
   }
   for (const [k, v] of Object.entries(metadata)) {
-    if (typeof v !== 'string') throw new ValueError(op, `metadata '${k}' must be a string, got ${describe(v)} (JSON.stringify it)`)
+    if (typeof v !== 'string') throw typeError(op, `metadata '${k}'`, 'a string (JSON.stringify it)', v)
     if (k === CHECKSUM_KEY) throw new ValueError(op, `metadata key '${k}' is reserved: it holds the checksums this library writes`)
   }
   // The native call snapshots the tensors synchronously, before the first await.
@@ -68,7 +68,7 @@ export async function saveSafetensors(path: string, tensors: Record<string, Tens
  */
 export async function loadSafetensors(path: string): Promise<SafetensorsContents> {
   const op = 'loadSafetensors'
-  if (typeof path !== 'string' || path.length === 0) throw new ValueError(op, `path must be a non-empty string, got ${String(path)}`)
+  if (typeof path !== 'string' || path.length === 0) throw refusal(op, 'path', 'a non-empty string', path, 'string')
   const r = await wrapAsync(() => native.loadSafetensors(path))
   const tensors: Record<string, Tensor> = {}
   r.names.forEach((name, i) => {

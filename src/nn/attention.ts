@@ -1,13 +1,13 @@
 /** `Attention`: Bahdanau (additive) and Luong (`dot`, `general`) attention over encoder outputs. */
 
 import { DTypeError, ShapeError, ValueError } from '../errors.js'
-import type { FloatDType, Tensor } from '../tensor.js'
+import { Tensor, type FloatDType } from '../tensor.js'
 import { floatDTypeOption } from '../cast.js'
 import { attention, type AttentionResult } from '../ops/attention.js'
 import { tensor } from '../ops/factories.js'
 import { indexSelect } from '../ops/index_ops.js'
 import { tidy } from '../scope.js'
-import { checkModelSize, describe, enumArg, numberArg, optionsArg, tensorArg } from '../validate.js'
+import { checkModelSize, checkOptions, describe, enumArg, numberArg, optionKeys, tensorArg, typeError } from '../validate.js'
 import { Module } from './module.js'
 import { Linear } from './linear.js'
 import { checkPositiveInt, deriveSeed, uniform } from './init.js'
@@ -28,6 +28,8 @@ export interface AttentionOptions {
   /** dtype of the parameters: `'float32'` (default) or `'float64'`. Inputs must have it too. */
   dtype?: FloatDType
 }
+
+const ATTENTION_OPTIONS = optionKeys<AttentionOptions>({ score: true, attentionSize: true, seed: true, dtype: true })
 
 /**
  * The encoder side of {@link Attention}, computed once per source batch by
@@ -114,10 +116,11 @@ export class Attention extends Module {
     const O = 'Attention'
     this.querySize = checkPositiveInt(O, 'querySize', querySize)
     this.keySize = checkPositiveInt(O, 'keySize', keySize)
-    options = optionsArg(O, options)
+    options = checkOptions(O, options, ATTENTION_OPTIONS)
     this.score = enumArg(O, 'score', options.score ?? 'bahdanau', KINDS)
     const dtype = floatDTypeOption(O, options.dtype)
     const seed = options.seed
+    if (seed !== undefined) numberArg(O, 'seed', seed, { integer: true, min: 0, max: Number.MAX_SAFE_INTEGER })
     if (this.score === 'bahdanau') {
       this.attentionSize = checkPositiveInt(O, 'attentionSize', options.attentionSize ?? keySize)
     } else {
@@ -161,7 +164,8 @@ export class Attention extends Module {
         list.forEach((l, i) => numberArg(O, `lengths[${i}]`, l, { integer: true, min: 1, max: S }))
         lens = tensor(Int32Array.from(list as number[]), [B], { dtype: 'int32', device: enc.device })
       } else {
-        const t = tensorArg(O, 'lengths (an int32 Tensor, an Int32Array or an array of numbers)', lengths)
+        if (!(lengths instanceof Tensor)) throw typeError(O, "argument 'lengths'", 'an int32 Tensor, an Int32Array or an array of numbers', lengths)
+        const t = lengths
         if (t.dtype !== 'int32') throw new DTypeError(O, `expected lengths of dtype int32, got ${t.dtype}`)
         if (t.shape.length !== 1 || t.shape[0] !== B) throw new ShapeError(O, `expected lengths [B] = [${B}], got ${fmt(t.shape)}`)
         lens = t
@@ -185,7 +189,7 @@ export class Attention extends Module {
     }
     this.#checkDType(O, 'query', q)
     if (memory === null || typeof memory !== 'object' || typeof memory.reorder !== 'function') {
-      throw new ValueError(O, `expected memory to be an AttentionMemory (from attention.memory()), got ${describe(memory)}`)
+      throw typeError(O, "argument 'memory'", 'an AttentionMemory (from attention.memory())', memory)
     }
     const B = memory.values.shape[1]
     if (q.shape[0] !== B) {

@@ -23,7 +23,7 @@ import { floatDTypeOption } from '../cast.js'
 import { tidy } from '../scope.js'
 import { Module } from './module.js'
 import { checkPositiveInt, deriveSeed, uniform } from './init.js'
-import { boolArg, checkModelSize, numberArg, optionsArg, tensorArg } from '../validate.js'
+import { boolArg, checkModelSize, checkOptions, numberArg, optionKeys, optionsArg, tensorArg, type OptionKeyTable } from '../validate.js'
 
 /** Options shared by {@link RNNCell}, {@link LSTMCell} and {@link GRUCell}. */
 export interface RNNCellBaseOptions {
@@ -37,6 +37,8 @@ export interface RNNCellBaseOptions {
   /** dtype of the parameters: `'float32'` (default) or `'float64'`. Inputs and states must have it too. */
   dtype?: FloatDType
 }
+
+const CELL_BASE_TABLE = { bias: true, seed: true, dtype: true } as const satisfies OptionKeyTable<RNNCellBaseOptions>
 
 /** Options of {@link RNNCell}. */
 export interface RNNCellOptions extends RNNCellBaseOptions {
@@ -56,6 +58,10 @@ export interface GRUCellOptions extends RNNCellBaseOptions {
    */
   resetAfter?: boolean
 }
+
+const RNN_CELL_OPTIONS = optionKeys<RNNCellOptions>({ ...CELL_BASE_TABLE, nonlinearity: true })
+const LSTM_CELL_OPTIONS = optionKeys<LSTMCellOptions>(CELL_BASE_TABLE)
+const GRU_CELL_OPTIONS = optionKeys<GRUCellOptions>({ ...CELL_BASE_TABLE, resetAfter: true })
 
 /** The state of an {@link LSTMCell}: hidden and cell state, each `[B, H]`. */
 export interface LSTMCellState {
@@ -100,11 +106,13 @@ export abstract class RNNCellBase extends Module {
   readonly bias_ih: Tensor | null
   /** `[G·H]`, or null without bias. */
   readonly bias_hh: Tensor | null
+  /** The option keys the concrete cell accepts, which the shared constructor checks (see `RNNBase.optionKeys`). */
+  protected static readonly optionKeys: readonly string[] = LSTM_CELL_OPTIONS
 
   protected constructor(mode: CellKind, gateCount: number, inputSize: number, hiddenSize: number, options: RNNCellBaseOptions) {
     super()
     const name = new.target.name
-    options = optionsArg(name, options)
+    options = checkOptions(name, options, new.target.optionKeys)
     this.mode = mode
     this.gateCount = gateCount
     this.inputSize = checkPositiveInt(name, 'inputSize', inputSize)
@@ -136,7 +144,7 @@ export abstract class RNNCellBase extends Module {
     const op = `${this.constructor.name}.forward`
     const I = this.inputSize
     const H = this.hiddenSize
-    tensorArg(op, 'the input x', x)
+    tensorArg(op, 'x', x)
     const xs = x.shape
     if (xs.length !== 2 || xs[1] !== I) {
       const hint = xs.length === 1 ? ' (unbatched 1-D input is not supported; add a batch axis of 1)' : ''
@@ -196,6 +204,7 @@ export abstract class RNNCellBase extends Module {
  * ```
  */
 export class RNNCell extends RNNCellBase {
+  protected static override readonly optionKeys: readonly string[] = RNN_CELL_OPTIONS
   readonly nonlinearity: 'tanh' | 'relu'
 
   constructor(inputSize: number, hiddenSize: number, options: RNNCellOptions = {}) {
@@ -288,6 +297,7 @@ export class LSTMCell extends RNNCellBase {
  * ```
  */
 export class GRUCell extends RNNCellBase {
+  protected static override readonly optionKeys: readonly string[] = GRU_CELL_OPTIONS
   /** True: PyTorch/cuDNN formula; false: Keras `reset_after=False` / TensorFlow.js. */
   readonly resetAfter: boolean
 

@@ -5,7 +5,7 @@ import { floatDTypeOption } from '../cast.js'
 import type { FloatDType, Tensor } from '../tensor.js'
 import { conv2d } from '../ops/conv.js'
 import { flatten } from '../ops/shape.js'
-import { boolArg, checkModelSize, numberArg, optionsArg, pairArg, tensorArg } from '../validate.js'
+import { boolArg, checkModelSize, checkOptions, numberArg, optionKeys, pairArg, tensorArg } from '../validate.js'
 import { Module } from './module.js'
 import { checkPositiveInt, deriveSeed, uniform } from './init.js'
 
@@ -26,6 +26,16 @@ export interface Conv2dOptions {
   /** dtype of the parameters: `'float32'` (default) or `'float64'`. */
   dtype?: FloatDType
 }
+
+const CONV2D_OPTIONS = optionKeys<Conv2dOptions>({
+  stride: true,
+  padding: true,
+  dilation: true,
+  groups: true,
+  bias: true,
+  seed: true,
+  dtype: true,
+})
 
 /**
  * 2-D convolution over NCHW images.
@@ -65,7 +75,8 @@ export class Conv2d extends Module {
     this.inChannels = checkPositiveInt(OP, 'inChannels', inChannels)
     this.outChannels = checkPositiveInt(OP, 'outChannels', outChannels)
     this.kernelSize = pairArg(OP, 'kernelSize', kernelSize, 1)
-    const o = optionsArg(OP, options)
+    const o = checkOptions(OP, options, CONV2D_OPTIONS)
+    if (o.seed !== undefined) numberArg(OP, 'seed', o.seed, { integer: true, min: 0, max: Number.MAX_SAFE_INTEGER })
     this.stride = pairArg(OP, 'stride', o.stride ?? 1, 1)
     this.padding = pairArg(OP, 'padding', o.padding ?? 0, 0)
     this.dilation = pairArg(OP, 'dilation', o.dilation ?? 1, 1)
@@ -86,7 +97,7 @@ export class Conv2d extends Module {
 
   /** `x [N, inChannels, H, W]` → `[N, outChannels, OH, OW]`. */
   override forward(x: Tensor): Tensor {
-    const s = tensorArg('Conv2d.forward', 'the input x', x).shape
+    const s = tensorArg('Conv2d.forward', 'x', x).shape
     if (s.length !== 4 || s[1] !== this.inChannels) {
       throw new ShapeError('Conv2d.forward', `expected input [N, ${this.inChannels}, H, W], got [${s.join(', ')}]`)
     }
@@ -121,7 +132,7 @@ export class Flatten extends Module {
 
   /** `x` with dimensions `startDim..endDim` merged into one. */
   override forward(x: Tensor): Tensor {
-    return flatten(tensorArg('Flatten.forward', 'the input x', x), this.startDim, this.endDim)
+    return flatten(tensorArg('Flatten.forward', 'x', x), this.startDim, this.endDim)
   }
 
   override extraRepr(): string {

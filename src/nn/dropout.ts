@@ -4,6 +4,7 @@ import type { Tensor } from '../tensor.js'
 import { dropout } from '../ops/dropout.js'
 import { Module } from './module.js'
 import { checkProbability, deriveSeed } from './init.js'
+import { checkOptions, numberArg, optionKeys, tensorArg } from '../validate.js'
 
 /** Options of {@link Dropout}. */
 export interface DropoutOptions {
@@ -13,6 +14,8 @@ export interface DropoutOptions {
    */
   seed?: number
 }
+
+const DROPOUT_OPTIONS = optionKeys<DropoutOptions>({ seed: true })
 
 /**
  * During training, zeroes each element with probability `p` and scales the others by
@@ -33,11 +36,14 @@ export class Dropout extends Module {
   constructor(p = 0.5, options: DropoutOptions = {}) {
     super()
     this.p = checkProbability('Dropout', 'p', p)
-    this.#seed = options.seed
+    const { seed } = checkOptions('Dropout', options, DROPOUT_OPTIONS)
+    if (seed !== undefined) numberArg('Dropout', 'seed', seed, { integer: true, min: 0, max: Number.MAX_SAFE_INTEGER })
+    this.#seed = seed
   }
 
   /** `x [*]` → `[*]`: masked and rescaled in training mode, unchanged in eval mode. */
   override forward(x: Tensor): Tensor {
+    tensorArg('Dropout.forward', 'x', x)
     if (!this.training || this.p === 0) return x
     const seed = deriveSeed(this.#seed, this.#calls++)
     return dropout(x, this.p, seed === undefined ? { training: true } : { seed, training: true })

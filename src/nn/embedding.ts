@@ -1,6 +1,6 @@
 /** `Embedding`: a lookup table of vectors, PyTorch's `torch.nn.Embedding`. */
 
-import { checkModelSize, optionsArg } from '../validate.js'
+import { checkModelSize, checkOptions, numberArg, optionKeys, tensorArg } from '../validate.js'
 import type { FloatDType, Tensor } from '../tensor.js'
 import { embedding } from '../ops/embedding.js'
 import { floatDTypeOption } from '../cast.js'
@@ -14,6 +14,8 @@ export interface EmbeddingOptions {
   /** dtype of the table (and of the output): `'float32'` (default) or `'float64'`. */
   dtype?: FloatDType
 }
+
+const EMBEDDING_OPTIONS = optionKeys<EmbeddingOptions>({ seed: true, dtype: true })
 
 /**
  * Looks up one row of a learned table per index: `y[..., :] = weight[idx[...], :]`.
@@ -41,7 +43,8 @@ export class Embedding extends Module {
     super()
     this.numEmbeddings = checkPositiveInt('Embedding', 'numEmbeddings', numEmbeddings)
     this.embeddingDim = checkPositiveInt('Embedding', 'embeddingDim', embeddingDim)
-    options = optionsArg('Embedding', options)
+    options = checkOptions('Embedding', options, EMBEDDING_OPTIONS)
+    if (options.seed !== undefined) numberArg('Embedding', 'seed', options.seed, { integer: true, min: 0, max: Number.MAX_SAFE_INTEGER })
     const dtype = floatDTypeOption('Embedding', options.dtype)
     checkModelSize('Embedding', `an Embedding(${numEmbeddings}, ${embeddingDim})`, numEmbeddings * embeddingDim, dtype)
     this.weight = this.registerParameter('weight', normal([numEmbeddings, embeddingDim], deriveSeed(options.seed, 0), dtype))
@@ -49,7 +52,7 @@ export class Embedding extends Module {
 
   /** `indices` int32 `[*]` → `[*, embeddingDim]`. */
   override forward(indices: Tensor): Tensor {
-    return embedding(this.weight, indices)
+    return embedding(this.weight, tensorArg('Embedding.forward', 'indices', indices))
   }
 
   override extraRepr(): string {

@@ -1,7 +1,8 @@
 /** `GRU`: gated recurrent unit, PyTorch's `torch.nn.GRU`, with the Keras reset-before variant. */
 
 import type { Tensor } from '../tensor.js'
-import { RNNBase, type RNNBaseOptions, type RNNInput, type RNNOutput } from './rnn.js'
+import { RNNBase, RNN_BASE_TABLE, type RNNBaseOptions, type RNNInput, type RNNOutput } from './rnn.js'
+import { boolArg, optionKeys, optionsArg } from '../validate.js'
 
 /** Options of {@link GRU}. */
 export interface GRUOptions extends RNNBaseOptions {
@@ -14,6 +15,8 @@ export interface GRUOptions extends RNNBaseOptions {
    */
   resetAfter?: boolean
 }
+
+const GRU_OPTIONS = optionKeys<GRUOptions>({ ...RNN_BASE_TABLE, resetAfter: true })
 
 /**
  * A multi-layer gated recurrent unit network, PyTorch's `torch.nn.GRU`. For each step:
@@ -48,10 +51,11 @@ export interface GRUOptions extends RNNBaseOptions {
  */
 export class GRU extends RNNBase {
   /** True: PyTorch/cuDNN formula; false: Keras `reset_after=False` / TensorFlow.js. */
+  protected static override readonly optionKeys: readonly string[] = GRU_OPTIONS
   readonly resetAfter: boolean
 
   constructor(inputSize: number, hiddenSize: number, options: GRUOptions = {}) {
-    const resetAfter = options.resetAfter ?? true
+    const resetAfter = boolArg(new.target.name, 'resetAfter', optionsArg(new.target.name, options).resetAfter ?? true)
     super(resetAfter ? 'gru' : 'gru_reset_before', inputSize, hiddenSize, options)
     this.resetAfter = resetAfter
   }

@@ -1,6 +1,6 @@
 /** `Linear`: an affine map, PyTorch's `torch.nn.Linear`. */
 
-import { boolArg, checkModelSize, optionsArg, tensorArg } from '../validate.js'
+import { boolArg, checkModelSize, checkOptions, numberArg, optionKeys, tensorArg } from '../validate.js'
 import type { FloatDType, Tensor } from '../tensor.js'
 import { linear } from '../ops/matmul.js'
 import { reshape } from '../ops/shape.js'
@@ -19,6 +19,8 @@ export interface LinearOptions {
   /** dtype of the parameters: `'float32'` (default) or `'float64'`. Inputs must have it too. */
   dtype?: FloatDType
 }
+
+const LINEAR_OPTIONS = optionKeys<LinearOptions>({ bias: true, seed: true, dtype: true })
 
 /**
  * Applies an affine map to the last axis: `y = x Wᵀ + b`.
@@ -50,7 +52,8 @@ export class Linear extends Module {
     super()
     this.inFeatures = checkPositiveInt('Linear', 'inFeatures', inFeatures)
     this.outFeatures = checkPositiveInt('Linear', 'outFeatures', outFeatures)
-    options = optionsArg('Linear', options)
+    options = checkOptions('Linear', options, LINEAR_OPTIONS)
+    if (options.seed !== undefined) numberArg('Linear', 'seed', options.seed, { integer: true, min: 0, max: Number.MAX_SAFE_INTEGER })
     const dtype = floatDTypeOption('Linear', options.dtype)
     const hasBias = boolArg('Linear', 'bias', options.bias ?? true)
     checkModelSize('Linear', `a Linear(${inFeatures}, ${outFeatures})`, outFeatures * inFeatures + (hasBias ? outFeatures : 0), dtype)
@@ -64,7 +67,7 @@ export class Linear extends Module {
 
   /** `x [*, in]` → `x Wᵀ + b`, `[*, out]`. */
   override forward(x: Tensor): Tensor {
-    const shape = tensorArg('Linear.forward', 'the input x', x).shape
+    const shape = tensorArg('Linear.forward', 'x', x).shape
     if (shape.length === 0 || shape[shape.length - 1] !== this.inFeatures) {
       throw new ShapeError(
         'Linear.forward',

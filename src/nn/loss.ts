@@ -1,6 +1,6 @@
 /** Loss functions: `mse` and `crossEntropy`, and their module forms `MSELoss` and `CrossEntropyLoss`. */
 
-import { optionsArg, tensorArg } from '../validate.js'
+import { checkOptions, optionKeys, tensorArg } from '../validate.js'
 import type { Tensor } from '../tensor.js'
 import { crossEntropy as crossEntropyOp, mse as mseOp } from '../ops/loss.js'
 import { reshape } from '../ops/shape.js'
@@ -25,6 +25,9 @@ export interface CrossEntropyOptions {
   reduction?: Reduction
 }
 
+const MSE_OPTIONS = optionKeys<MSEOptions>({ reduction: true })
+const CROSS_ENTROPY_OPTIONS = optionKeys<CrossEntropyOptions>({ ignoreIndex: true, reduction: true })
+
 function fmt(shape: readonly number[]): string {
   return `[${shape.join(', ')}]`
 }
@@ -45,7 +48,7 @@ function numel(shape: readonly number[]): number {
 export function mse(pred: Tensor, target: Tensor, options: MSEOptions = {}): Tensor {
   tensorArg('mse', 'pred', pred)
   tensorArg('mse', 'target', target)
-  options = optionsArg('mse', options)
+  options = checkOptions('mse', options, MSE_OPTIONS)
   const reduction = options.reduction ?? 'mean'
   switch (reduction) {
     case 'mean':
@@ -82,7 +85,7 @@ export function mse(pred: Tensor, target: Tensor, options: MSEOptions = {}): Ten
 export function crossEntropy(logits: Tensor, targets: Tensor, options: CrossEntropyOptions = {}): Tensor {
   tensorArg('crossEntropy', 'logits', logits)
   tensorArg('crossEntropy', 'targets', targets)
-  options = optionsArg('crossEntropy', options)
+  options = checkOptions('crossEntropy', options, CROSS_ENTROPY_OPTIONS)
   const reduction = options.reduction ?? 'mean'
   if (reduction !== 'mean' && reduction !== 'sum') {
     throw new ValueError(`crossEntropy`, `reduction must be 'mean' or 'sum', got '${String(reduction)}'`)
@@ -120,7 +123,7 @@ export class MSELoss extends Module {
   readonly reduction: Reduction | 'none'
   constructor(options: MSEOptions = {}) {
     super()
-    this.reduction = options.reduction ?? 'mean'
+    this.reduction = checkOptions('MSELoss', options, MSE_OPTIONS).reduction ?? 'mean'
   }
   /** `pred [*]`, `target [*]` → scalar loss (or `[*]` with `'none'`). */
   override forward(pred: Tensor, target: Tensor): Tensor {
@@ -133,7 +136,7 @@ export class CrossEntropyLoss extends Module {
   readonly options: CrossEntropyOptions
   constructor(options: CrossEntropyOptions = {}) {
     super()
-    this.options = { ...options }
+    this.options = { ...checkOptions('CrossEntropyLoss', options, CROSS_ENTROPY_OPTIONS) }
   }
   /** `logits [*, C]`, `targets` int32 `[*]` → scalar loss. */
   override forward(logits: Tensor, targets: Tensor): Tensor {

@@ -16,7 +16,7 @@ import { requireDevice, type Device } from '../device.js'
 import { noGrad } from '../ops/grad.js'
 import { keep } from '../scope.js'
 import { castLeaf, isFloatDType } from '../cast.js'
-import { describe, optionsArg } from '../validate.js'
+import { boolArg, checkOptions, optionKeys } from '../validate.js'
 
 /** Options of {@link Module.loadStateDict}. */
 export interface LoadStateDictOptions {
@@ -34,6 +34,9 @@ export interface RegisterBufferOptions {
   /** Whether the buffer belongs in {@link Module.stateDict} (default false). */
   persistent?: boolean
 }
+
+const LOAD_STATE_DICT_OPTIONS = optionKeys<LoadStateDictOptions>({ strict: true })
+const REGISTER_BUFFER_OPTIONS = optionKeys<RegisterBufferOptions>({ persistent: true })
 
 export interface LoadStateDictResult {
   /** Parameters of the module that the dictionary did not hold (left unchanged). */
@@ -198,10 +201,7 @@ export abstract class Module {
     if (tensor !== null && !(tensor instanceof Tensor)) {
       throw new ValueError(`registerBuffer`, `'${name}' must be a Tensor or null`)
     }
-    const persistent = optionsArg('registerBuffer', options).persistent ?? false
-    if (typeof persistent !== 'boolean') {
-      throw new ValueError('registerBuffer', `persistent must be a boolean (true or false), got ${describe(persistent)}`)
-    }
+    const persistent = boolArg('registerBuffer', 'persistent', checkOptions('registerBuffer', options, REGISTER_BUFFER_OPTIONS).persistent ?? false)
     if (tensor !== null) keep(tensor)
     this.#buffers.set(name, tensor)
     if (persistent) this.#persistent.add(name)
@@ -521,7 +521,7 @@ export abstract class Module {
    * Training mode turns dropout on. Returns `this`.
    */
   train(mode = true): this {
-    this.training = mode
+    this.training = boolArg(`${this.constructor.name}.train`, 'mode', mode)
     for (const m of this.children()) m.train(mode)
     return this
   }
@@ -573,7 +573,7 @@ export abstract class Module {
    * Returns the missing and unexpected keys.
    */
   loadStateDict(dict: Record<string, Tensor>, options: LoadStateDictOptions = {}): LoadStateDictResult {
-    const strict = options.strict ?? true
+    const strict = boolArg('loadStateDict', 'strict', checkOptions('loadStateDict', options, LOAD_STATE_DICT_OPTIONS).strict ?? true)
     if (dict === null || typeof dict !== 'object') {
       throw new ValueError('loadStateDict', 'expected an object mapping parameter names to tensors')
     }

@@ -9,7 +9,7 @@ import { ones, zeros } from '../ops/factories.js'
 import { noGrad } from '../ops/grad.js'
 import { batchNorm2d, layerNorm } from '../ops/norm.js'
 import { tidy } from '../scope.js'
-import { boolArg, checkModelSize, describe, numberArg, optionsArg, tensorArg } from '../validate.js'
+import { boolArg, checkModelSize, checkOptions, describe, numberArg, optionKeys, tensorArg } from '../validate.js'
 import { Module } from './module.js'
 import { checkPositiveInt } from './init.js'
 
@@ -29,6 +29,8 @@ export interface BatchNorm2dOptions {
   /** dtype of the parameters and running statistics: `'float32'` (default) or `'float64'`. */
   dtype?: FloatDType
 }
+
+const BATCH_NORM2D_OPTIONS = optionKeys<BatchNorm2dOptions>({ eps: true, momentum: true, affine: true, trackRunningStats: true, dtype: true })
 
 /**
  * Batch normalisation of NCHW images, per channel:
@@ -66,7 +68,7 @@ export class BatchNorm2d extends Module {
     super()
     const OP = 'BatchNorm2d'
     this.numFeatures = checkPositiveInt(OP, 'numFeatures', numFeatures)
-    const o = optionsArg(OP, options)
+    const o = checkOptions(OP, options, BATCH_NORM2D_OPTIONS)
     this.eps = numberArg(OP, 'eps', o.eps ?? 1e-5, { min: 0, minExclusive: true })
     if ((o.momentum as unknown) === null) throw new ValueError(OP, 'momentum must be a number in [0, 1]; a cumulative average (null) is not supported')
     this.momentum = numberArg(OP, 'momentum', o.momentum ?? 0.1, { min: 0, max: 1 })
@@ -86,7 +88,7 @@ export class BatchNorm2d extends Module {
 
   /** `x [N, C, H, W]` → normalised, same shape; in training mode the running statistics move. */
   override forward(x: Tensor): Tensor {
-    const s = tensorArg('BatchNorm2d.forward', 'the input x', x).shape
+    const s = tensorArg('BatchNorm2d.forward', 'x', x).shape
     if (s.length !== 4 || s[1] !== this.numFeatures) {
       throw new ShapeError('BatchNorm2d.forward', `expected input [N, ${this.numFeatures}, H, W], got [${s.join(', ')}]`)
     }
@@ -125,6 +127,8 @@ export interface LayerNormOptions {
   dtype?: FloatDType
 }
 
+const LAYER_NORM_OPTIONS = optionKeys<LayerNormOptions>({ eps: true, elementwiseAffine: true, bias: true, dtype: true })
+
 /**
  * Layer normalisation over the trailing `normalizedShape` dimensions of each input:
  * `y = (x − mean) / √(var + eps) · weight + bias` (PyTorch's `LayerNorm`, parameters `weight`
@@ -147,7 +151,7 @@ export class LayerNorm extends Module {
       throw new ValueError(OP, `normalizedShape must be a positive integer or a non-empty array of them, got ${describe(normalizedShape)}`)
     }
     this.normalizedShape = [...shape]
-    const o = optionsArg(OP, options)
+    const o = checkOptions(OP, options, LAYER_NORM_OPTIONS)
     this.eps = numberArg(OP, 'eps', o.eps ?? 1e-5, { min: 0, minExclusive: true })
     this.elementwiseAffine = boolArg(OP, 'elementwiseAffine', o.elementwiseAffine ?? true)
     const hasBias = boolArg(OP, 'bias', o.bias ?? true)
@@ -160,7 +164,7 @@ export class LayerNorm extends Module {
 
   /** `x [*, ...normalizedShape]` → normalised, same shape. */
   override forward(x: Tensor): Tensor {
-    tensorArg('LayerNorm.forward', 'the input x', x)
+    tensorArg('LayerNorm.forward', 'x', x)
     return layerNorm(x, this.normalizedShape, { weight: this.weight, bias: this.bias, eps: this.eps })
   }
 

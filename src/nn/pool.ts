@@ -1,8 +1,8 @@
 /** Pooling layers: PyTorch's `MaxPool2d`, `AvgPool2d` and `AdaptiveAvgPool2d`. */
 
 import type { Tensor } from '../tensor.js'
-import { adaptiveAvgPool2d, avgPool2d, maxPool2d, type AvgPool2dOptions, type MaxPool2dOptions } from '../ops/pool.js'
-import { boolArg, optionsArg, pairArg, tensorArg } from '../validate.js'
+import { AVG_POOL2D_OPTIONS, MAX_POOL2D_OPTIONS, adaptiveAvgPool2d, avgPool2d, maxPool2d, type AvgPool2dOptions, type MaxPool2dOptions } from '../ops/pool.js'
+import { boolArg, checkOptions, pairArg, tensorArg } from '../validate.js'
 import { Module } from './module.js'
 
 export type { AvgPool2dOptions, MaxPool2dOptions } from '../ops/pool.js'
@@ -18,14 +18,14 @@ export class MaxPool2d extends Module {
 
   constructor(kernelSize: number | [number, number], options: MaxPool2dOptions = {}) {
     super()
-    const o = optionsArg('MaxPool2d', options)
+    const o = checkOptions('MaxPool2d', options, MAX_POOL2D_OPTIONS)
     this.kernelSize = pairArg('MaxPool2d', 'kernelSize', kernelSize, 1)
     this.stride = o.stride === undefined ? this.kernelSize : pairArg('MaxPool2d', 'stride', o.stride, 1)
     this.padding = pairArg('MaxPool2d', 'padding', o.padding ?? 0, 0)
   }
 
   override forward(x: Tensor): Tensor {
-    return maxPool2d(tensorArg('MaxPool2d.forward', 'the input x', x), this.kernelSize, { stride: this.stride, padding: this.padding })
+    return maxPool2d(tensorArg('MaxPool2d.forward', 'x', x), this.kernelSize, { stride: this.stride, padding: this.padding })
   }
 
   override extraRepr(): string {
@@ -46,7 +46,7 @@ export class AvgPool2d extends Module {
 
   constructor(kernelSize: number | [number, number], options: AvgPool2dOptions = {}) {
     super()
-    const o = optionsArg('AvgPool2d', options)
+    const o = checkOptions('AvgPool2d', options, AVG_POOL2D_OPTIONS)
     this.kernelSize = pairArg('AvgPool2d', 'kernelSize', kernelSize, 1)
     this.stride = o.stride === undefined ? this.kernelSize : pairArg('AvgPool2d', 'stride', o.stride, 1)
     this.padding = pairArg('AvgPool2d', 'padding', o.padding ?? 0, 0)
@@ -55,7 +55,7 @@ export class AvgPool2d extends Module {
 
   override forward(x: Tensor): Tensor {
     const { stride, padding, countIncludePad } = this
-    return avgPool2d(tensorArg('AvgPool2d.forward', 'the input x', x), this.kernelSize, { stride, padding, countIncludePad })
+    return avgPool2d(tensorArg('AvgPool2d.forward', 'x', x), this.kernelSize, { stride, padding, countIncludePad })
   }
 
   override extraRepr(): string {
@@ -77,7 +77,7 @@ export class AdaptiveAvgPool2d extends Module {
   }
 
   override forward(x: Tensor): Tensor {
-    return adaptiveAvgPool2d(tensorArg('AdaptiveAvgPool2d.forward', 'the input x', x), this.outputSize)
+    return adaptiveAvgPool2d(tensorArg('AdaptiveAvgPool2d.forward', 'x', x), this.outputSize)
   }
 
   override extraRepr(): string {

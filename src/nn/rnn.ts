@@ -15,7 +15,7 @@
  * - D: number of directions (2 if bidirectional, else 1)
  */
 
-import type { FloatDType, Tensor } from '../tensor.js'
+import { Tensor, type FloatDType } from '../tensor.js'
 import { concat, reshape, slice, stack, transpose } from '../ops/shape.js'
 import { dropout } from '../ops/dropout.js'
 import { recurrentLayer, type CellKind, type RecurrentWeights } from '../ops/rnn.js'
@@ -25,7 +25,7 @@ import { floatDTypeOption } from '../cast.js'
 import { tidy } from '../scope.js'
 import { Module } from './module.js'
 import { checkPositiveInt, checkProbability, deriveSeed, uniform } from './init.js'
-import { boolArg, checkModelSize, numberArg, optionsArg, tensorArg } from '../validate.js'
+import { boolArg, checkModelSize, checkOptions, numberArg, optionKeys, optionsArg, type OptionKeyTable, tensorArg, typeError } from '../validate.js'
 
 /** Per-sequence lengths `[B]`: an int32 tensor, an Int32Array or plain numbers, each in [1, T]. */
 export type Lengths = Tensor | Int32Array | readonly number[]
@@ -57,6 +57,18 @@ export interface RNNBaseOptions {
   dtype?: FloatDType
 }
 
+/** The keys of {@link RNNBaseOptions}, for the subclasses' tables. @internal */
+export const RNN_BASE_TABLE = {
+  numLayers: true,
+  bias: true,
+  batchFirst: true,
+  dropout: true,
+  bidirectional: true,
+  seed: true,
+  dtype: true,
+} as const satisfies OptionKeyTable<RNNBaseOptions>
+const RNN_BASE_OPTIONS = optionKeys<RNNBaseOptions>(RNN_BASE_TABLE)
+
 /** The optional arguments of `forward`. */
 export interface RecurrentInput {
   /** Initial hidden state `[L·D, B, H]` (default zeros). Row `k·D + d` is layer k, direction d (1 = reverse). */
@@ -71,6 +83,8 @@ export interface RecurrentInput {
    */
   lengths?: Lengths
 }
+
+const RECURRENT_INPUT_OPTIONS = optionKeys<RecurrentInput>({ h0: true, c0: true, lengths: true })
 
 /** The result of `forward`. */
 export interface RecurrentOutput {
@@ -142,11 +156,18 @@ export class RNNBase extends Module {
   readonly #weights: RecurrentWeights[] = []
   readonly #seed: number | undefined
   #dropoutCalls = 0
+  /**
+   * The option keys the constructor accepts (others are refused): each subclass with options
+   * of its own lists them, so that the shared constructor checks the keys of the concrete
+   * class. A subclass of yours that passes options of its own on to `super` extends the list:
+   * `protected static override readonly optionKeys = [...LSTM.optionKeys, 'mine']`.
+   */
+  protected static readonly optionKeys: readonly string[] = RNN_BASE_OPTIONS
 
   constructor(mode: CellKind, inputSize: number, hiddenSize: number, options: RNNBaseOptions = {}) {
     super()
     const name = this.constructor.name
-    options = optionsArg(name, options)
+    options = checkOptions(name, options, new.target.optionKeys)
     this.mode = mode
     this.gateCount = gatesOf(mode)
     this.inputSize = checkPositiveInt(name, 'inputSize', inputSize)
@@ -233,10 +254,10 @@ export class RNNBase extends Module {
    */
   protected run(x: Tensor, input: RecurrentInput = {}): RecurrentOutput {
     const name = `${this.constructor.name}.forward`
-    tensorArg(name, 'the input x', x)
-    input = optionsArg(name, input)
-    if (input.h0 !== undefined) tensorArg(name, 'h0', input.h0)
-    if (input.c0 !== undefined) tensorArg(name, 'c0', input.c0)
+    tensorArg(name, 'x', x)
+    input = checkOptions(name, input, RECURRENT_INPUT_OPTIONS)
+    if (input.h0 !== undefined) tensorArg(name, 'h0', input.h0, 'option')
+    if (input.c0 !== undefined) tensorArg(name, 'c0', input.c0, 'option')
     return tidy(() => this.#run(x, input))
   }
 
@@ -327,7 +348,8 @@ export class RNNBase extends Module {
       return lengths
     }
     if (lengths instanceof Int32Array) return lengths
-    const t = tensorArg(name, 'lengths (an int32 Tensor, an Int32Array or an array of numbers)', lengths)
+    if (!(lengths instanceof Tensor)) throw typeError(name, "option 'lengths'", 'an int32 Tensor, an Int32Array or an array of numbers', lengths)
+    const t = lengths
     if (t.shape.length !== 1) {
       throw new ShapeError(`${name}`, `expected lengths [B] (1-D), got ${fmt(t.shape)}`)
     }
@@ -353,6 +375,8 @@ export interface RNNOptions extends RNNBaseOptions {
   /** The activation: `'tanh'` (default) or `'relu'`. */
   nonlinearity?: 'tanh' | 'relu'
 }
+
+const RNN_OPTIONS = optionKeys<RNNOptions>({ ...RNN_BASE_TABLE, nonlinearity: true })
 
 /** The result of {@link RNN.forward} and {@link GRU.forward}. */
 export interface RNNOutput {
@@ -390,12 +414,13 @@ export interface RNNInput {
  * ```
  */
 export class RNN extends RNNBase {
+  protected static override readonly optionKeys: readonly string[] = RNN_OPTIONS
   readonly nonlinearity: 'tanh' | 'relu'
 
   constructor(inputSize: number, hiddenSize: number, options: RNNOptions = {}) {
-    const nonlinearity = options.nonlinearity ?? 'tanh'
+    const nonlinearity = optionsArg(new.target.name, options).nonlinearity ?? 'tanh'
     if (nonlinearity !== 'tanh' && nonlinearity !== 'relu') {
-      throw new ValueError(`RNN`, `nonlinearity must be 'tanh' or 'relu', got '${String(nonlinearity)}'`)
+      throw new ValueError(new.target.name, `nonlinearity must be 'tanh' or 'relu', got '${String(nonlinearity)}'`)
     }
     super(nonlinearity === 'tanh' ? 'rnn_tanh' : 'rnn_relu', inputSize, hiddenSize, options)
     this.nonlinearity = nonlinearity

@@ -3,6 +3,7 @@
 import type { Tensor } from '../tensor.js'
 import { ValueError } from '../errors.js'
 import { Module } from './module.js'
+import { tensorArg } from '../validate.js'
 
 /** A module whose `forward` maps one tensor to one tensor, as `Sequential` chains them. */
 export interface TensorModule extends Module {
@@ -57,7 +58,7 @@ export class Sequential extends Module {
 
   /** Applies every child in order. */
   override forward(x: Tensor): Tensor {
-    let y = x
+    let y = tensorArg('Sequential.forward', 'x', x)
     for (const m of this.#layers) y = m.forward(y)
     return y
   }

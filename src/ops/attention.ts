@@ -5,10 +5,10 @@
  * Shapes: B batch rows, S source positions, A score features, E value features.
  */
 
-import { ValueError, wrap } from '../errors.js'
+import { wrap } from '../errors.js'
 import { native } from '../native.js'
 import { Tensor } from '../tensor.js'
-import { describe, enumArg, optionsArg, tensorArg } from '../validate.js'
+import { checkOptions, enumArg, optionKeys, tensorArg, typeError } from '../validate.js'
 
 /** How {@link attention} scores the query against each key. */
 export type AttentionScore = 'additive' | 'dot'
@@ -35,6 +35,7 @@ export interface AttentionResult {
 }
 
 const SCORES: readonly AttentionScore[] = ['additive', 'dot']
+const ATTENTION_OP_OPTIONS = optionKeys<AttentionOpOptions>({ score: true, v: true, lengths: true })
 
 /**
  * Attention of `query [B, A]` over `keys [S, B, A]` and `values [S, B, E]` (sequence-major, as
@@ -56,17 +57,17 @@ export function attention(query: Tensor, keys: Tensor, values: Tensor, options: 
   tensorArg(O, 'query', query)
   tensorArg(O, 'keys', keys)
   tensorArg(O, 'values', values)
-  const opts = optionsArg(O, options)
+  const opts = checkOptions(O, options, ATTENTION_OP_OPTIONS)
   const score = enumArg(O, 'score', opts.score, SCORES)
   const v = opts.v ?? null
-  if (v !== null) tensorArg(O, 'v', v)
+  if (v !== null) tensorArg(O, 'v', v, 'option')
   const l = opts.lengths ?? null
   let lengths: Tensor | null = null
   let numbers: number[] | null = null
   if (l instanceof Tensor) lengths = l
   else if (l instanceof Int32Array || Array.isArray(l)) numbers = Array.from(l as ArrayLike<number>)
   else if (l !== null) {
-    throw new ValueError(O, `lengths must be an int32 Tensor, an Int32Array or an array of numbers, got ${describe(l)}`)
+    throw typeError(O, 'lengths', 'an int32 Tensor, an Int32Array or an array of numbers', l)
   }
   const r = wrap(() =>
     native.attention(query._native, keys._native, values._native, score, v?._native ?? null, lengths?._native ?? null, numbers),

@@ -14,7 +14,7 @@ import { handle, op, type DType, type Tensor } from '../tensor.js'
  * @throws DTypeError for a dtype other than `'float32'`, `'float64'` and `'int32'`.
  */
 export function cast(x: Tensor, dtype: DType): Tensor {
-  handle('cast', x)
+  handle('cast', x, 'x')
   if (x.dtype === dtype) return x
   return op(() => native.cast(x._native, dtype))
 }

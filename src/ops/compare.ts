@@ -5,15 +5,15 @@
  * Shapes: B batch, T time steps; `[*]` any shape. Operands broadcast as in NumPy (as `add`).
  */
 
-import { ValueError } from '../errors.js'
 import { native } from '../native.js'
 import { handle, op, Tensor } from '../tensor.js'
 import type { Device } from '../device.js'
 import { full } from './factories.js'
+import { checkOptions, optionKeys, typeError } from '../validate.js'
 
 function operand(name: string, like: Tensor, b: Tensor | number): Tensor {
   if (typeof b === 'number') return full([1], b, { dtype: like.dtype, device: like.device })
-  handle(name, b)
+  handle(name, b, 'b')
   return b
 }
 
@@ -24,19 +24,19 @@ function operand(name: string, like: Tensor, b: Tensor | number): Tensor {
  */
 export function eq(a: Tensor, b: Tensor | number): Tensor {
   const bb = operand('eq', a, b)
-  return op(() => native.eq(handle('eq', a), bb._native))
+  return op(() => native.eq(handle('eq', a, 'a'), bb._native))
 }
 
 /** `a < b` elementwise → int32 1/0, broadcasting (see {@link eq}). NaN compares false. */
 export function lt(a: Tensor, b: Tensor | number): Tensor {
   const bb = operand('lt', a, b)
-  return op(() => native.lt(handle('lt', a), bb._native))
+  return op(() => native.lt(handle('lt', a, 'a'), bb._native))
 }
 
 /** `a > b` elementwise → int32 1/0, broadcasting (see {@link eq}). NaN compares false. */
 export function gt(a: Tensor, b: Tensor | number): Tensor {
   const bb = operand('gt', a, b)
-  return op(() => native.gt(handle('gt', a), bb._native))
+  return op(() => native.gt(handle('gt', a, 'a'), bb._native))
 }
 
 /**
@@ -46,7 +46,7 @@ export function gt(a: Tensor, b: Tensor | number): Tensor {
  * @throws DTypeError for a non-int32 `cond` or `a`, `b` of different dtypes.
  */
 export function where(cond: Tensor, a: Tensor, b: Tensor): Tensor {
-  return op(() => native.where(handle('where', cond), handle('where', a), handle('where', b)))
+  return op(() => native.where(handle('where', cond, 'cond'), handle('where', a, 'a'), handle('where', b, 'b')))
 }
 
 /**
@@ -56,7 +56,7 @@ export function where(cond: Tensor, a: Tensor, b: Tensor): Tensor {
  * @throws ShapeError when the mask does not broadcast to x's shape.
  */
 export function maskedFill(x: Tensor, mask: Tensor, value: number): Tensor {
-  return op(() => native.maskedFill(handle('maskedFill', x), handle('maskedFill', mask), value))
+  return op(() => native.maskedFill(handle('maskedFill', x, 'x'), handle('maskedFill', mask, 'mask'), value))
 }
 
 /** Options of {@link sequenceMask}. */
@@ -64,6 +64,8 @@ export interface SequenceMaskOptions {
   /** Where to make the mask from array lengths (default `'cpu'`); a Tensor's mask is on its device. */
   device?: Device
 }
+
+const SEQUENCE_MASK_OPTIONS = optionKeys<SequenceMaskOptions>({ device: true })
 
 /**
  * int32 `[B, T]` with 1 where `t < lengths[b]` and 0 past each row's length. `lengths [B]` is an
@@ -77,9 +79,10 @@ export function sequenceMask(
   T: number,
   options: SequenceMaskOptions = {},
 ): Tensor {
+  options = checkOptions('sequenceMask', options, SEQUENCE_MASK_OPTIONS)
   if (lengths instanceof Tensor) return op(() => native.sequenceMask(lengths._native, T))
   if (!(lengths instanceof Int32Array) && !Array.isArray(lengths)) {
-    throw new ValueError('sequenceMask', 'lengths must be an int32 Tensor, an Int32Array or an array of numbers')
+    throw typeError('sequenceMask', "argument 'lengths'", 'an int32 Tensor, an Int32Array or an array of numbers', lengths)
   }
   const mask = op(() => native.sequenceMaskNumbers(Array.from(lengths as ArrayLike<number>), T))
   if (options.device === undefined) return mask

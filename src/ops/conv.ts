@@ -5,7 +5,7 @@
 
 import { native } from '../native.js'
 import { handle, op, type Tensor } from '../tensor.js'
-import { numberArg, optionsArg, pairArg, tensorArg } from '../validate.js'
+import { checkOptions, numberArg, optionKeys, pairArg, tensorArg } from '../validate.js'
 
 /** Options of {@link conv2d}; each size is one number (height and width) or `[height, width]`. */
 export interface Conv2dOptions {
@@ -19,6 +19,8 @@ export interface Conv2dOptions {
   groups?: number
 }
 
+const CONV2D_OPTIONS = optionKeys<Conv2dOptions>({ stride: true, padding: true, dilation: true, groups: true })
+
 /**
  * 2-D convolution (cross-correlation, as PyTorch's `conv2d`): `x [N, C, H, W]` with
  * `weight [O, C/groups, KH, KW]` and an optional `bias [O]` → `[N, O, OH, OW]`, where
@@ -26,15 +28,15 @@ export interface Conv2dOptions {
  */
 export function conv2d(x: Tensor, weight: Tensor, bias?: Tensor | null, options: Conv2dOptions = {}): Tensor {
   const OP = 'conv2d'
-  tensorArg(OP, 'the input x', x)
-  tensorArg(OP, 'the weight', weight)
-  if (bias !== undefined && bias !== null) tensorArg(OP, 'the bias', bias)
-  const o = optionsArg(OP, options)
+  tensorArg(OP, 'x', x)
+  tensorArg(OP, 'weight', weight)
+  if (bias !== undefined && bias !== null) tensorArg(OP, 'bias', bias)
+  const o = checkOptions(OP, options, CONV2D_OPTIONS)
   const stride = pairArg(OP, 'stride', o.stride ?? 1, 1)
   const padding = pairArg(OP, 'padding', o.padding ?? 0, 0)
   const dilation = pairArg(OP, 'dilation', o.dilation ?? 1, 1)
   const groups = numberArg(OP, 'groups', o.groups ?? 1, { integer: true, min: 1 })
   return op(() =>
-    native.conv2d(handle(OP, x), handle(OP, weight), bias ? handle(OP, bias) : null, stride, padding, dilation, groups),
+    native.conv2d(handle(OP, x, 'x'), handle(OP, weight, 'weight'), bias ? handle(OP, bias, 'bias') : null, stride, padding, dilation, groups),
   )
 }

@@ -11,5 +11,5 @@ import { handle, op, type Tensor } from '../tensor.js'
  * the output: the error surfaces at the next read.
  */
 export function embedding(weight: Tensor, indices: Tensor): Tensor {
-  return op(() => native.embedding(handle('embedding', weight), handle('embedding', indices)))
+  return op(() => native.embedding(handle('embedding', weight, 'weight'), handle('embedding', indices, 'indices')))
 }

@@ -8,7 +8,7 @@ import { DTypeError, ShapeError, ValueError, wrap } from '../errors.js'
 import { native } from '../native.js'
 import { Tensor, handle, op, type DType, type TypedArray } from '../tensor.js'
 import { requireDevice, type Device } from '../device.js'
-import { describe, int32Arg, numberArg, optionsArg } from '../validate.js'
+import { checkOptions, describe, int32Arg, numberArg, optionKeys } from '../validate.js'
 
 /** Nested arrays of numbers (rectangular), as accepted by {@link tensor}. */
 export type NestedNumbers = number | readonly NestedNumbers[]
@@ -24,6 +24,9 @@ export interface DTypeOptions {
    */
   device?: Device
 }
+
+/** The keys of {@link DTypeOptions}. @internal */
+export const DTYPE_OPTIONS = optionKeys<DTypeOptions>({ dtype: true, device: true })
 
 /** The checked `dtype` option. @internal */
 export function checkDType(opName: string, dtype: unknown): DType {
@@ -93,7 +96,7 @@ export function tensor(data: NestedNumbers | TypedArray, shape?: readonly number
   let values: ArrayLike<number>
   let inferred: number[]
   let dtype: DType
-  options = optionsArg('tensor', options)
+  options = checkOptions('tensor', options, DTYPE_OPTIONS)
   if (data instanceof Float32Array || data instanceof Float64Array || data instanceof Int32Array) {
     values = data
     inferred = [data.length]
@@ -136,19 +139,21 @@ export function full(shape: number | readonly number[], value: number, options: 
 
 /** A leaf tensor of the shape of `t`, filled with zeros; dtype and device default to `t`'s. */
 export function zerosLike(t: Tensor, options: DTypeOptions = {}): Tensor {
-  handle('zerosLike', t)
+  handle('zerosLike', t, 't')
+  options = checkOptions('zerosLike', options, DTYPE_OPTIONS)
   return filled('zerosLike', t.shape, 0, { dtype: options.dtype ?? t.dtype, device: options.device ?? t.device })
 }
 
 /** A leaf tensor of the shape of `t`, filled with ones; dtype and device default to `t`'s. */
 export function onesLike(t: Tensor, options: DTypeOptions = {}): Tensor {
-  handle('onesLike', t)
+  handle('onesLike', t, 't')
+  options = checkOptions('onesLike', options, DTYPE_OPTIONS)
   return filled('onesLike', t.shape, 1, { dtype: options.dtype ?? t.dtype, device: options.device ?? t.device })
 }
 
 /** `value` everywhere (native zeros for 0), on the requested device; errors name `opName`. */
 function filled(opName: string, shape: number | readonly number[], value: number, options: DTypeOptions): Tensor {
-  options = optionsArg(opName, options)
+  options = checkOptions(opName, options, DTYPE_OPTIONS)
   const dtype = checkDType(opName, options.dtype ?? 'float32')
   // int32 fills take what tensor() takes: integers in range, not saturated or truncated casts.
   if (dtype === 'int32') int32Arg(opName, 'an int32 fill value', value)

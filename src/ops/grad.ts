@@ -5,6 +5,7 @@
 
 import { ValueError } from '../errors.js'
 import { native } from '../native.js'
+import { boolArg } from '../validate.js'
 
 /** Whether ops record history for `backward()` (false inside {@link noGrad}). */
 export function isGradEnabled(): boolean {
@@ -13,7 +14,7 @@ export function isGradEnabled(): boolean {
 
 /** Turns history recording on or off; returns the previous setting. Prefer {@link noGrad}. */
 export function setGradEnabled(enabled: boolean): boolean {
-  return native.setGradEnabled(enabled)
+  return native.setGradEnabled(boolArg('setGradEnabled', 'enabled', enabled))
 }
 
 /**

@@ -7,7 +7,7 @@
  */
 
 import { native } from '../native.js'
-import { handle, normAxis, op, valuesIndices as pair, type Tensor, type ValuesIndices } from '../tensor.js'
+import { handle, normAxis, op, valuesIndices as pair, type Tensor, type TopkOptions, type ValuesIndices } from '../tensor.js'
 import { wrap } from '../errors.js'
 
 export type { ValuesIndices }
@@ -17,7 +17,7 @@ export type { ValuesIndices }
  * `keepdim`). E.g. logits `[B, V]` → token ids `[B]`. Ties give the first index.
  */
 export function argmax(x: Tensor, axis: number, keepdim = false): Tensor {
-  handle('argmax', x)
+  handle('argmax', x, 'x')
   const a = normAxis('argmax', axis, x.rank)
   return op(() => native.argmax(x._native, a, keepdim))
 }
@@ -27,18 +27,12 @@ export function argmax(x: Tensor, axis: number, keepdim = false): Tensor {
  * with `keepdim`). Ties give the first index. The values are differentiable.
  */
 export function max(x: Tensor, axis: number, keepdim = false): ValuesIndices {
-  handle('max', x)
+  handle('max', x, 'x')
   const a = normAxis('max', axis, x.rank)
   return pair(wrap(() => native.max(x._native, a, keepdim)))
 }
 
-/** Options of {@link topk}. */
-export interface TopkOptions {
-  /** The largest values (default) or the smallest. */
-  largest?: boolean
-  /** Best first (default), or in increasing index order. */
-  sorted?: boolean
-}
+export type { TopkOptions }
 
 /**
  * The `k` largest (or smallest) values along `axis` (default last) and their int32 indices: x's
@@ -47,9 +41,8 @@ export interface TopkOptions {
  * @throws ValueError unless `1 ≤ k ≤ x.shape[axis]`.
  */
 export function topk(x: Tensor, k: number, axis = -1, options: TopkOptions = {}): ValuesIndices {
-  handle('topk', x)
-  const a = normAxis('topk', axis, x.rank)
-  return pair(wrap(() => native.topk(x._native, k, a, options.largest ?? true, options.sorted ?? true)))
+  handle('topk', x, 'x')
+  return x.topk(k, axis, options)
 }
 
 /**
@@ -59,9 +52,9 @@ export function topk(x: Tensor, k: number, axis = -1, options: TopkOptions = {})
  * @throws ValueError for an index outside `[0, x.shape[axis])` (pending indices: at the next read).
  */
 export function gather(x: Tensor, axis: number, index: Tensor): Tensor {
-  handle('gather', x)
+  handle('gather', x, 'x')
   const a = normAxis('gather', axis, x.rank)
-  return op(() => native.gather(x._native, a, handle('gather', index)))
+  return op(() => native.gather(x._native, a, handle('gather', index, 'index')))
 }
 
 /**
@@ -71,7 +64,7 @@ export function gather(x: Tensor, axis: number, index: Tensor): Tensor {
  * @throws ValueError for an index outside `[0, x.shape[axis])` (pending indices: at the next read).
  */
 export function indexSelect(x: Tensor, axis: number, index: Tensor): Tensor {
-  handle('indexSelect', x)
+  handle('indexSelect', x, 'x')
   const a = normAxis('indexSelect', axis, x.rank)
-  return op(() => native.indexSelect(x._native, a, handle('indexSelect', index)))
+  return op(() => native.indexSelect(x._native, a, handle('indexSelect', index, 'index')))
 }

@@ -7,7 +7,7 @@
 import { ValueError } from '../errors.js'
 import { native } from '../native.js'
 import { handle, op, type Tensor } from '../tensor.js'
-import { boolArg, describe, numberArg, optionsArg, tensorArg } from '../validate.js'
+import { boolArg, checkOptions, describe, numberArg, optionKeys, tensorArg } from '../validate.js'
 
 /** Options of {@link batchNorm2d}. */
 export interface BatchNorm2dOptions {
@@ -27,8 +27,18 @@ export interface BatchNorm2dOptions {
   eps?: number
 }
 
+const BATCH_NORM2D_OPTIONS = optionKeys<BatchNorm2dOptions>({
+  weight: true,
+  bias: true,
+  runningMean: true,
+  runningVar: true,
+  training: true,
+  momentum: true,
+  eps: true,
+})
+
 function optTensor(opName: string, what: string, v: unknown): Tensor | null {
-  return v === undefined || v === null ? null : tensorArg(opName, what, v)
+  return v === undefined || v === null ? null : tensorArg(opName, what, v, 'option')
 }
 
 function eps(opName: string, v: unknown): number {
@@ -44,8 +54,8 @@ function eps(opName: string, v: unknown): number {
  */
 export function batchNorm2d(x: Tensor, options: BatchNorm2dOptions = {}): Tensor {
   const OP = 'batchNorm2d'
-  tensorArg(OP, 'the input x', x)
-  const o = optionsArg(OP, options)
+  tensorArg(OP, 'x', x)
+  const o = checkOptions(OP, options, BATCH_NORM2D_OPTIONS)
   const weight = optTensor(OP, 'weight', o.weight)
   const bias = optTensor(OP, 'bias', o.bias)
   const rm = optTensor(OP, 'runningMean', o.runningMean)
@@ -61,11 +71,11 @@ export function batchNorm2d(x: Tensor, options: BatchNorm2dOptions = {}): Tensor
   }
   return op(() =>
     native.batchNorm2d(
-      handle(OP, x),
-      weight && handle(OP, weight),
-      bias && handle(OP, bias),
-      rm && handle(OP, rm),
-      rv && handle(OP, rv),
+      handle(OP, x, 'x'),
+      weight && handle(OP, weight, 'weight'),
+      bias && handle(OP, bias, 'bias'),
+      rm && handle(OP, rm, 'runningMean'),
+      rv && handle(OP, rv, 'runningVar'),
       training,
       momentum,
       e,
@@ -83,6 +93,8 @@ export interface LayerNormOptions {
   eps?: number
 }
 
+const LAYER_NORM_OPTIONS = optionKeys<LayerNormOptions>({ weight: true, bias: true, eps: true })
+
 /**
  * Layer normalisation (PyTorch's `layer_norm`): every row of `x [..., *normalizedShape]` is
  * normalised over its trailing `normalizedShape` dimensions (mean and biased variance), then
@@ -90,14 +102,14 @@ export interface LayerNormOptions {
  */
 export function layerNorm(x: Tensor, normalizedShape: number | readonly number[], options: LayerNormOptions = {}): Tensor {
   const OP = 'layerNorm'
-  tensorArg(OP, 'the input x', x)
+  tensorArg(OP, 'x', x)
   const shape = typeof normalizedShape === 'number' ? [normalizedShape] : normalizedShape
   if (!Array.isArray(shape) || shape.length === 0 || !shape.every((d) => Number.isInteger(d) && d >= 1)) {
     throw new ValueError(OP, `normalizedShape must be a positive integer or a non-empty array of them, got ${describe(normalizedShape)}`)
   }
-  const o = optionsArg(OP, options)
+  const o = checkOptions(OP, options, LAYER_NORM_OPTIONS)
   const weight = optTensor(OP, 'weight', o.weight)
   const bias = optTensor(OP, 'bias', o.bias)
   const e = eps(OP, o.eps)
-  return op(() => native.layerNorm(handle(OP, x), shape as number[], weight && handle(OP, weight), bias && handle(OP, bias), e))
+  return op(() => native.layerNorm(handle(OP, x, 'x'), shape as number[], weight && handle(OP, weight, 'weight'), bias && handle(OP, bias, 'bias'), e))
 }

@@ -5,7 +5,7 @@
 
 import { native } from '../native.js'
 import { handle, op, type Tensor } from '../tensor.js'
-import { boolArg, optionsArg, pairArg, tensorArg } from '../validate.js'
+import { boolArg, checkOptions, optionKeys, pairArg, tensorArg } from '../validate.js'
 
 /** Options of {@link maxPool2d}; each size is one number (height and width) or `[height, width]`. */
 export interface MaxPool2dOptions {
@@ -21,8 +21,13 @@ export interface AvgPool2dOptions extends MaxPool2dOptions {
   countIncludePad?: boolean
 }
 
-function windows(opName: string, kernelSize: unknown, options: MaxPool2dOptions | undefined) {
-  const o = optionsArg(opName, options)
+/** The keys of {@link MaxPool2dOptions}. @internal */
+export const MAX_POOL2D_OPTIONS = optionKeys<MaxPool2dOptions>({ stride: true, padding: true })
+/** The keys of {@link AvgPool2dOptions}. @internal */
+export const AVG_POOL2D_OPTIONS = optionKeys<AvgPool2dOptions>({ stride: true, padding: true, countIncludePad: true })
+
+function windows(opName: string, kernelSize: unknown, options: MaxPool2dOptions | undefined, known: readonly string[]) {
+  const o = checkOptions(opName, options, known)
   const kernel = pairArg(opName, 'kernelSize', kernelSize, 1)
   const stride = o.stride === undefined || o.stride === null ? null : pairArg(opName, 'stride', o.stride, 1)
   const padding = pairArg(opName, 'padding', o.padding ?? 0, 0)
@@ -36,18 +41,18 @@ function windows(opName: string, kernelSize: unknown, options: MaxPool2dOptions 
  */
 export function maxPool2d(x: Tensor, kernelSize: number | [number, number], options: MaxPool2dOptions = {}): Tensor {
   const OP = 'maxPool2d'
-  tensorArg(OP, 'the input x', x)
-  const { kernel, stride, padding } = windows(OP, kernelSize, options)
-  return op(() => native.maxPool2d(handle(OP, x), kernel, stride, padding))
+  tensorArg(OP, 'x', x)
+  const { kernel, stride, padding } = windows(OP, kernelSize, options, MAX_POOL2D_OPTIONS)
+  return op(() => native.maxPool2d(handle(OP, x, 'x'), kernel, stride, padding))
 }
 
 /** Average pooling (PyTorch's `avg_pool2d`, without ceil mode): each window's mean. */
 export function avgPool2d(x: Tensor, kernelSize: number | [number, number], options: AvgPool2dOptions = {}): Tensor {
   const OP = 'avgPool2d'
-  tensorArg(OP, 'the input x', x)
-  const { o, kernel, stride, padding } = windows(OP, kernelSize, options)
+  tensorArg(OP, 'x', x)
+  const { o, kernel, stride, padding } = windows(OP, kernelSize, options, AVG_POOL2D_OPTIONS)
   const includePad = boolArg(OP, 'countIncludePad', (o as AvgPool2dOptions).countIncludePad ?? true)
-  return op(() => native.avgPool2d(handle(OP, x), kernel, stride, padding, includePad))
+  return op(() => native.avgPool2d(handle(OP, x, 'x'), kernel, stride, padding, includePad))
 }
 
 /**
@@ -57,7 +62,7 @@ export function avgPool2d(x: Tensor, kernelSize: number | [number, number], opti
  */
 export function adaptiveAvgPool2d(x: Tensor, outputSize: number | [number, number]): Tensor {
   const OP = 'adaptiveAvgPool2d'
-  tensorArg(OP, 'the input x', x)
+  tensorArg(OP, 'x', x)
   const size = pairArg(OP, 'outputSize', outputSize, 1)
-  return op(() => native.adaptiveAvgPool2d(handle(OP, x), size))
+  return op(() => native.adaptiveAvgPool2d(handle(OP, x, 'x'), size))
 }

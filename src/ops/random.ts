@@ -5,7 +5,7 @@
  */
 
 import { ValueError } from '../errors.js'
-import { numberArg, optionsArg } from '../validate.js'
+import { checkOptions, numberArg, optionKeys, refusal } from '../validate.js'
 import { native } from '../native.js'
 import { op, type Tensor } from '../tensor.js'
 import { checkDType, deviceOption, placed, shapeArg, type DTypeOptions } from './factories.js'
@@ -15,6 +15,14 @@ export interface RandomOptions extends DTypeOptions {
   /** Seed of the generator; the same seed gives bit-identical values. Default: the global generator (see {@link manualSeed}). */
   seed?: number
 }
+
+/** A seed: an integer in [0, 2^53) (exact in a double); a string or other non-number is an ArgumentTypeError. */
+function seedArg(opName: string, seed: unknown): number {
+  if (!Number.isInteger(seed) || (seed as number) < 0 || (seed as number) > Number.MAX_SAFE_INTEGER) throw refusal(opName, 'seed', 'an integer in [0, 2^53)', seed, 'number')
+  return seed as number
+}
+
+const RANDOM_OPTIONS = optionKeys<RandomOptions>({ dtype: true, device: true, seed: true })
 
 const DEFAULT_SEED = 0x5eed
 let seedBase = DEFAULT_SEED
@@ -26,9 +34,7 @@ let seedCounter = 0
  * calls `manualSeed(n)` first is reproducible. The default state equals `manualSeed(0x5eed)`.
  */
 export function manualSeed(seed: number): void {
-  if (!Number.isInteger(seed) || seed < 0 || seed > Number.MAX_SAFE_INTEGER) {
-    throw new ValueError('manualSeed', `seed must be an integer in [0, 2^53), got ${seed}`)
-  }
+  seedArg('manualSeed', seed)
   seedBase = seed
   seedCounter = 0
 }
@@ -82,10 +88,7 @@ export function setSeedState(state: SeedState): void {
  */
 export function seedOf(opName: string, seed: number | undefined): number {
   if (seed === undefined) return nextSeed()
-  if (!Number.isInteger(seed) || seed < 0 || seed > Number.MAX_SAFE_INTEGER) {
-    throw new ValueError(opName, `seed must be an integer in [0, 2^53), got ${seed}`)
-  }
-  return seed
+  return seedArg(opName, seed)
 }
 
 /**
@@ -93,7 +96,7 @@ export function seedOf(opName: string, seed: number | undefined): number {
  * bit-identical values on every platform; without one the global generator picks the seed.
  */
 export function randn(shape: number | readonly number[], options: RandomOptions = {}): Tensor {
-  options = optionsArg('randn', options)
+  options = checkOptions('randn', options, RANDOM_OPTIONS)
   const dtype = checkDType('randn', options.dtype ?? 'float32')
   const s = shapeArg('randn', shape)
   const dev = deviceOption('randn', options.device)
@@ -103,7 +106,7 @@ export function randn(shape: number | readonly number[], options: RandomOptions 
 
 /** Samples of U(low, high), `shape`, float32 by default; seeded as {@link randn}. */
 export function randUniform(shape: number | readonly number[], low: number, high: number, options: RandomOptions = {}): Tensor {
-  options = optionsArg('randUniform', options)
+  options = checkOptions('randUniform', options, RANDOM_OPTIONS)
   numberArg('randUniform', 'low', low)
   numberArg('randUniform', 'high', high)
   const dtype = checkDType('randUniform', options.dtype ?? 'float32')

@@ -4,9 +4,10 @@
  * `lstm.rs` and `gru.rs`). `CellKind` and `RecurrentWeights` are shared with `nn`'s modules.
  */
 
-import { ValueError, wrap } from '../errors.js'
+import { wrap } from '../errors.js'
 import { native } from '../native.js'
 import { Tensor, handle } from '../tensor.js'
+import { boolArg, checkOptions, optionKeys, typeError } from '../validate.js'
 
 /**
  * The recurrent cell a layer runs: the `kind` of {@link recurrentLayer}, and the `mode` of the
@@ -36,6 +37,8 @@ export interface RecurrentLayerOptions {
   /** Run from the last step (of each row's own length) to the first. Default false. */
   reverse?: boolean | undefined
 }
+
+const RECURRENT_LAYER_OPTIONS = optionKeys<RecurrentLayerOptions>({ lengths: true, reverse: true })
 
 /** What {@link recurrentLayer} returns. */
 export interface RecurrentLayerResult {
@@ -70,25 +73,28 @@ export function recurrentLayer(
   options: RecurrentLayerOptions = {},
 ): RecurrentLayerResult {
   const O = 'recurrentLayer'
+  options = checkOptions(O, options, RECURRENT_LAYER_OPTIONS)
+  if (weights === null || typeof weights !== 'object') throw typeError(O, "argument 'weights'", 'an object { wIh, wHh, bIh?, bHh? } of Tensors', weights)
+  const reverse = options.reverse === undefined ? false : boolArg(O, 'reverse', options.reverse)
   let lengths: number[] | null = null
   const l = options.lengths
   if (l !== undefined && l !== null) {
     if (l instanceof Tensor) lengths = Array.from(l.dataSync())
     else if (l instanceof Int32Array || Array.isArray(l)) lengths = Array.from(l as ArrayLike<number>)
-    else throw new ValueError(O, 'lengths must be an Int32Array, an array of numbers or a Tensor')
+    else throw typeError(O, 'lengths', 'an Int32Array, an array of numbers or a Tensor', l)
   }
   const r = wrap(() =>
     native.recurrentLayer(
       kind,
-      handle(O, x),
-      handle(O, h0),
-      c0 ? handle(O, c0) : null,
-      handle(O, weights.wIh),
-      handle(O, weights.wHh),
-      weights.bIh ? handle(O, weights.bIh) : null,
-      weights.bHh ? handle(O, weights.bHh) : null,
+      handle(O, x, 'x'),
+      handle(O, h0, 'h0'),
+      c0 ? handle(O, c0, 'c0') : null,
+      handle(O, weights.wIh, 'weights.wIh'),
+      handle(O, weights.wHh, 'weights.wHh'),
+      weights.bIh ? handle(O, weights.bIh, 'weights.bIh') : null,
+      weights.bHh ? handle(O, weights.bHh, 'weights.bHh') : null,
       lengths,
-      options.reverse ?? false,
+      reverse,
     ),
   )
   const out: RecurrentLayerResult = { y: new Tensor(r.y), hT: new Tensor(r.hT) }

@@ -7,10 +7,11 @@ import { ValueError, wrap } from '../errors.js'
 import { native } from '../native.js'
 import { Tensor, handle, normAxis, op } from '../tensor.js'
 import { shapeArg } from './factories.js'
+import { typeError } from '../validate.js'
 
 /** The same data with a new shape of the same size; one dimension may be `-1`. */
 export function reshape(x: Tensor, shape: readonly number[]): Tensor {
-  return op(() => native.reshape(handle('reshape', x), shapeArg('reshape', shape)))
+  return op(() => native.reshape(handle('reshape', x, 'x'), shapeArg('reshape', shape)))
 }
 
 /**
@@ -18,7 +19,7 @@ export function reshape(x: Tensor, shape: readonly number[]): Tensor {
  * into one, as PyTorch's `flatten`: `[N, C, H, W]` with `startDim = 1` → `[N, C·H·W]`.
  */
 export function flatten(x: Tensor, startDim = 0, endDim = -1): Tensor {
-  handle('flatten', x)
+  handle('flatten', x, 'x')
   if (x.rank === 0) return reshape(x, [1])
   const s = normAxis('flatten', startDim, x.rank)
   const e = normAxis('flatten', endDim, x.rank)
@@ -29,12 +30,14 @@ export function flatten(x: Tensor, startDim = 0, endDim = -1): Tensor {
 
 /** Swaps dimensions `d0` and `d1` of `x` (negative counts from the end; default the last two). */
 export function transpose(x: Tensor, d0 = -2, d1 = -1): Tensor {
+  handle('transpose', x, 'x')
   return x.transpose(d0, d1)
 }
 
 function tensorList(opName: string, ts: readonly Tensor[]) {
-  if (!Array.isArray(ts) || ts.length === 0) throw new ValueError(opName, 'expected a non-empty array of tensors')
-  return ts.map((t) => handle(opName, t))
+  if (!Array.isArray(ts)) throw typeError(opName, "argument 'tensors'", 'a non-empty array of Tensors', ts)
+  if (ts.length === 0) throw new ValueError(opName, 'expected a non-empty array of tensors')
+  return ts.map((t, i) => handle(opName, t, `tensors[${i}]`))
 }
 
 /**
@@ -62,11 +65,11 @@ export function slice(x: Tensor, axis: number, start: number, length: number): T
   const a = normAxis('slice', axis, x.rank)
   const n = x.shape[a]!
   const s = start < 0 ? start + n : start
-  return op(() => native.slice(handle('slice', x), a, s, length))
+  return op(() => native.slice(handle('slice', x, 'x'), a, s, length))
 }
 
 /** Splits `x` along `axis` into consecutive pieces of the given sizes (summing to its length). */
 export function split(x: Tensor, axis: number, sizes: readonly number[]): Tensor[] {
   const a = normAxis('split', axis, x.rank)
-  return wrap(() => native.split(handle('split', x), a, sizes as number[])).map((h) => new Tensor(h))
+  return wrap(() => native.split(handle('split', x, 'x'), a, sizes as number[])).map((h) => new Tensor(h))
 }

@@ -1,6 +1,6 @@
 /** Adagrad, PyTorch's `torch.optim.Adagrad`. */
 
-import { optionsArg } from '../validate.js'
+import { checkOptions, optionKeys } from '../validate.js'
 import type { Tensor } from '../tensor.js'
 import { Optimizer, checkNonNegative, type NativeRule, type OptionValue } from './optimizer.js'
 
@@ -17,6 +17,8 @@ export interface AdagradOptions {
   /** ε added to the denominator for stability (default 1e-10). */
   eps?: number
 }
+
+const ADAGRAD_OPTIONS = optionKeys<AdagradOptions>({ lr: true, lrDecay: true, weightDecay: true, initialAccumulatorValue: true, eps: true })
 
 interface AdagradHyper {
   lrDecay: number
@@ -53,7 +55,7 @@ export class Adagrad extends Optimizer {
   eps: number
 
   constructor(params: Iterable<Tensor>, options: AdagradOptions = {}) {
-    options = optionsArg('Adagrad', options) as typeof options
+    options = checkOptions('Adagrad', options, ADAGRAD_OPTIONS) as typeof options
     super(params, options.lr ?? 0.01, 'Adagrad')
     const h = check('Adagrad', options)
     this.lrDecay = h.lrDecay

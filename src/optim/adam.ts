@@ -1,6 +1,6 @@
 /** Adam and AdamW, PyTorch's `torch.optim.Adam` and `torch.optim.AdamW`. */
 
-import { optionsArg } from '../validate.js'
+import { checkOptions, optionKeys } from '../validate.js'
 import type { Tensor } from '../tensor.js'
 import { ValueError } from '../errors.js'
 import { Optimizer, checkNonNegative, checkUnit, type NativeRule, type OptionValue } from './optimizer.js'
@@ -22,6 +22,8 @@ export interface AdamWOptions extends AdamOptions {
   /** Decoupled weight decay λ: θ ← θ (1 − γ λ) before the Adam step (default 0.01). */
   weightDecay?: number
 }
+
+const ADAM_OPTIONS = optionKeys<AdamOptions & AdamWOptions>({ lr: true, betas: true, eps: true, weightDecay: true })
 
 interface AdamHyper {
   betas: [number, number]
@@ -66,7 +68,7 @@ export class Adam extends Optimizer {
 
   constructor(params: Iterable<Tensor>, options: AdamOptions = {}) {
     const name = new.target.name
-    options = optionsArg(name, options) as typeof options
+    options = checkOptions(name, options, ADAM_OPTIONS) as typeof options
     super(params, options.lr ?? 1e-3, name)
     const h = check(name, options, this.defaultWeightDecay())
     this.betas = h.betas

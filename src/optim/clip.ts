@@ -4,14 +4,15 @@ import { Tensor } from '../tensor.js'
 import { ValueError, wrap } from '../errors.js'
 import { native } from '../native.js'
 import { zeros } from '../ops/factories.js'
+import { iterableArg, typeError } from '../validate.js'
 
 function gradsOf(op: string, params: Iterable<Tensor> | Tensor): Tensor[] {
-  const list = params instanceof Tensor ? [params] : [...params]
+  const list = params instanceof Tensor ? [params] : [...iterableArg<Tensor>(op, 'params', params)]
   const grads: Tensor[] = []
   for (const [i, p] of list.entries()) {
     if (!(p instanceof Tensor)) {
       for (const g of grads) g.dispose()
-      throw new ValueError(op, `parameter ${i} is not a Tensor`)
+      throw typeError(op, `params[${i}]`, 'a Tensor', p)
     }
     const g = p.grad
     if (g !== null) grads.push(g)

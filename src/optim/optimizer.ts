@@ -6,7 +6,7 @@
 
 import { Tensor, fmtShape } from '../tensor.js'
 import { DTypeError, DeviceError, RecurrentError, ShapeError, ValueError, wrap, wrapAsync } from '../errors.js'
-import { checkNonNegative, iterableArg } from '../validate.js'
+import { checkNonNegative, iterableArg, typeError } from '../validate.js'
 import { native } from '../native.js'
 import { full } from '../ops/factories.js'
 import { keep } from '../scope.js'
@@ -108,7 +108,7 @@ export abstract class Optimizer {
     const list = [...iterableArg<Tensor>(name, 'params', params)]
     if (list.length === 0) throw new ValueError(`${name}`, `got an empty parameter list`)
     for (const [i, p] of list.entries()) {
-      if (!(p instanceof Tensor)) throw new ValueError(`${name}`, `parameter ${i} is not a Tensor`)
+      if (!(p instanceof Tensor)) throw typeError(name, `params[${i}]`, 'a Tensor', p)
       if (p.dtype !== 'float32' && p.dtype !== 'float64') {
         throw new DTypeError(`${name}`, `parameter ${i} must be float32 or float64, got ${p.dtype}`)
       }
@@ -156,7 +156,9 @@ export abstract class Optimizer {
             Object.assign(values, before)
             if (e instanceof RecurrentError) {
               const detail = e.message.startsWith(`${e.op}: `) ? e.message.slice(e.op.length + 2) : e.message
-              throw new ValueError(`${this.constructor.name}.${key}`, detail)
+              // Same class (a wrong type stays an ArgumentTypeError), under the accessor's name.
+              const Cls = e.constructor as new (op: string, detail: string) => RecurrentError
+              throw new Cls(`${this.constructor.name}.${key}`, detail)
             }
             throw e
           }

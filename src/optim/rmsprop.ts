@@ -1,6 +1,6 @@
 /** RMSprop, PyTorch's `torch.optim.RMSprop`. */
 
-import { optionsArg } from '../validate.js'
+import { checkOptions, optionKeys } from '../validate.js'
 import type { Tensor } from '../tensor.js'
 import { Optimizer, checkBool, checkNonNegative, type NativeRule, type OptionValue } from './optimizer.js'
 
@@ -19,6 +19,8 @@ export interface RMSpropOptions {
   /** Normalise by the estimated variance instead of the raw second moment (default false). */
   centered?: boolean
 }
+
+const RMSPROP_OPTIONS = optionKeys<RMSpropOptions>({ lr: true, alpha: true, eps: true, weightDecay: true, momentum: true, centered: true })
 
 interface RMSpropHyper {
   alpha: number
@@ -60,7 +62,7 @@ export class RMSprop extends Optimizer {
   centered: boolean
 
   constructor(params: Iterable<Tensor>, options: RMSpropOptions = {}) {
-    options = optionsArg('RMSprop', options) as typeof options
+    options = checkOptions('RMSprop', options, RMSPROP_OPTIONS) as typeof options
     super(params, options.lr ?? 0.01, 'RMSprop')
     const h = check('RMSprop', options)
     this.alpha = h.alpha

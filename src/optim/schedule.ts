@@ -14,6 +14,7 @@
  */
 
 import { ValueError } from '../errors.js'
+import { checkOptions, optionKeys, refusal } from '../validate.js'
 
 /** Anything with a mutable learning rate: every {@link Optimizer}. */
 export interface HasLr {
@@ -30,14 +31,14 @@ export interface SchedulerStateDict {
 function finite(op: string, what: string, v: unknown, { min = -Infinity, positive = false } = {}): number {
   if (typeof v !== 'number' || !Number.isFinite(v) || v < min || (positive && v <= 0)) {
     const want = positive ? ' > 0' : min > -Infinity ? ` ≥ ${min}` : ''
-    throw new ValueError(op, `${what} must be a finite number${want}, got ${String(v)}`)
+    throw refusal(op, what, `a finite number${want}`, v, 'number')
   }
   return v
 }
 
 function integer(op: string, what: string, v: unknown, min: number): number {
   if (typeof v !== 'number' || !Number.isInteger(v) || v < min) {
-    throw new ValueError(op, `${what} must be an integer ≥ ${min}, got ${String(v)}`)
+    throw refusal(op, what, `an integer ≥ ${min}`, v, 'number')
   }
   return v
 }
@@ -132,6 +133,8 @@ export interface StepLROptions {
   gamma?: number
 }
 
+const STEP_LR_OPTIONS = optionKeys<StepLROptions>({ stepSize: true, gamma: true })
+
 /** Decays the lr by `gamma` every `stepSize` epochs: `lr = baseLr · gamma^⌊epoch / stepSize⌋`. */
 export class StepLR extends LRScheduler {
   stepSize: number
@@ -139,7 +142,7 @@ export class StepLR extends LRScheduler {
 
   constructor(optimizer: HasLr, options: StepLROptions) {
     super(optimizer, 'StepLR')
-    const h = StepLR.#check('StepLR', { ...options })
+    const h = StepLR.#check('StepLR', checkOptions('StepLR', options, STEP_LR_OPTIONS))
     this.stepSize = h.stepSize
     this.gamma = h.gamma
     this.apply()
@@ -168,13 +171,15 @@ export interface ExponentialLROptions {
   gamma: number
 }
 
+const EXPONENTIAL_LR_OPTIONS = optionKeys<ExponentialLROptions>({ gamma: true })
+
 /** Decays the lr by `gamma` every epoch: `lr = baseLr · gamma^epoch`. */
 export class ExponentialLR extends LRScheduler {
   gamma: number
 
   constructor(optimizer: HasLr, options: ExponentialLROptions) {
     super(optimizer, 'ExponentialLR')
-    this.gamma = finite('ExponentialLR', 'gamma', options?.gamma, { positive: true })
+    this.gamma = finite('ExponentialLR', 'gamma', checkOptions('ExponentialLR', options, EXPONENTIAL_LR_OPTIONS).gamma, { positive: true })
     this.apply()
   }
 
@@ -201,6 +206,8 @@ export interface CosineWithWarmupOptions {
   minLr?: number
 }
 
+const COSINE_WITH_WARMUP_OPTIONS = optionKeys<CosineWithWarmupOptions>({ warmupSteps: true, totalSteps: true, minLr: true })
+
 /**
  * Linear warmup then cosine decay, per optimizer step (as in Hugging Face's
  * `get_cosine_schedule_with_warmup`, with a floor):
@@ -218,7 +225,7 @@ export class CosineWithWarmup extends LRScheduler {
 
   constructor(optimizer: HasLr, options: CosineWithWarmupOptions) {
     super(optimizer, 'CosineWithWarmup')
-    const h = CosineWithWarmup.#check('CosineWithWarmup', { ...options })
+    const h = CosineWithWarmup.#check('CosineWithWarmup', checkOptions('CosineWithWarmup', options, COSINE_WITH_WARMUP_OPTIONS))
     this.warmupSteps = h.warmupSteps
     this.totalSteps = h.totalSteps
     this.minLr = h.minLr
@@ -268,6 +275,17 @@ export interface ReduceLROnPlateauOptions {
   eps?: number
 }
 
+const REDUCE_LR_ON_PLATEAU_OPTIONS = optionKeys<ReduceLROnPlateauOptions>({
+  mode: true,
+  factor: true,
+  patience: true,
+  threshold: true,
+  thresholdMode: true,
+  cooldown: true,
+  minLr: true,
+  eps: true,
+})
+
 interface PlateauHyper {
   mode: 'min' | 'max'
   factor: number
@@ -307,7 +325,7 @@ export class ReduceLROnPlateau {
 
   constructor(optimizer: HasLr, options: ReduceLROnPlateauOptions = {}) {
     this.optimizer = checkOptimizer('ReduceLROnPlateau', optimizer)
-    const h = ReduceLROnPlateau.#check('ReduceLROnPlateau', { ...options })
+    const h = ReduceLROnPlateau.#check('ReduceLROnPlateau', checkOptions('ReduceLROnPlateau', options, REDUCE_LR_ON_PLATEAU_OPTIONS))
     this.mode = h.mode
     this.factor = h.factor
     this.patience = h.patience
@@ -349,7 +367,7 @@ export class ReduceLROnPlateau {
 
   /** Records one epoch's metric and reduces the lr if it has plateaued. */
   step(metric: number): void {
-    if (typeof metric !== 'number') throw new ValueError('ReduceLROnPlateau.step', `the metric must be a number, got ${typeof metric}`)
+    if (typeof metric !== 'number') throw refusal('ReduceLROnPlateau.step', 'the metric', 'a number', metric, 'number')
     this.lastEpoch += 1
     if (this.#isBetter(metric)) {
       this.best = metric

@@ -2,6 +2,7 @@
 
 import type { Tensor } from '../tensor.js'
 import { ValueError } from '../errors.js'
+import { checkOptions, optionKeys } from '../validate.js'
 import { Optimizer, checkBool, checkNonNegative, type NativeRule, type OptionValue } from './optimizer.js'
 
 /** Options of {@link SGD}. */
@@ -17,6 +18,8 @@ export interface SGDOptions {
   /** Nesterov momentum (default false; needs momentum > 0 and dampening 0). */
   nesterov?: boolean
 }
+
+const SGD_OPTIONS = optionKeys<SGDOptions>({ lr: true, momentum: true, dampening: true, weightDecay: true, nesterov: true })
 
 interface SGDHyper {
   momentum: number
@@ -57,7 +60,9 @@ export class SGD extends Optimizer {
   nesterov: boolean
 
   constructor(params: Iterable<Tensor>, options: SGDOptions) {
-    if (options === undefined || options === null || options.lr === undefined) throw new ValueError('SGD', 'options.lr is required')
+    if (options === undefined || options === null) throw new ValueError('SGD', 'options.lr is required')
+    checkOptions('SGD', options, SGD_OPTIONS)
+    if (options.lr === undefined) throw new ValueError('SGD', 'options.lr is required')
     super(params, options.lr, 'SGD')
     const h = check('SGD', options)
     this.momentum = h.momentum

@@ -4,7 +4,8 @@
  * regions; or it starts from precomputed features of an external vision model.
  */
 
-import type { Tensor } from '../tensor.js'
+import { Tensor } from '../tensor.js'
+import { checkOptions, optionKeys, typeError } from '../validate.js'
 import { ShapeError, ValueError } from '../errors.js'
 import { manualSeed, seedState, setSeedState } from '../ops/random.js'
 import { reshape, transpose } from '../ops/shape.js'
@@ -22,7 +23,7 @@ import { Conv2d } from '../nn/conv.js'
 import { BatchNorm2d } from '../nn/norm.js'
 import { MaxPool2d } from '../nn/pool.js'
 import type { Hypothesis } from './decode.js'
-import { AttentionDecoder, BOS_ID, EOS_ID, PAD_ID, type DecodeRunOptions, type DecoderAttention, type DecoderState } from './decoder.js'
+import { AttentionDecoder, BOS_ID, DECODE_RUN_OPTIONS, EOS_ID, PAD_ID, type DecodeRunOptions, type DecoderAttention, type DecoderState } from './decoder.js'
 
 /** Options of {@link ImageCaptioner}; all of them are its `config`, saved in checkpoints. */
 export interface ImageCaptionerOptions {
@@ -51,6 +52,18 @@ export interface ImageCaptionerOptions {
   /** Seed of the initialisation (default: the global generator, which is left as it was). */
   seed?: number
 }
+
+const IMAGE_CAPTIONER_OPTIONS = optionKeys<ImageCaptionerOptions>({
+  vocabSize: true,
+  channels: true,
+  inChannels: true,
+  featureSize: true,
+  hiddenSize: true,
+  embeddingDim: true,
+  attention: true,
+  dropout: true,
+  seed: true,
+})
 
 /** The config of an {@link ImageCaptioner}. */
 export interface ImageCaptionerConfig {
@@ -108,6 +121,7 @@ export class ImageCaptioner extends Module {
     super()
     const O = 'ImageCaptioner'
     if (options === null || typeof options !== 'object') throw new ValueError(O, 'options { vocabSize } are required')
+    checkOptions(O, options, IMAGE_CAPTIONER_OPTIONS)
     const posInt = (name: string, v: unknown, min = 1): number => {
       if (!Number.isInteger(v) || (v as number) < min) throw new ValueError(O, `${name} must be an integer ≥ ${min}, got ${String(v)}`)
       return v as number
@@ -167,7 +181,7 @@ export class ImageCaptioner extends Module {
    */
   encode(input: Tensor): { features: Tensor; grid: [number, number] } {
     const O = 'ImageCaptioner.encode'
-    if (input === null || typeof input !== 'object' || !Array.isArray(input.shape)) throw new ValueError(O, `expected a Tensor, got ${input === null ? 'null' : typeof input}`)
+    if (!(input instanceof Tensor)) throw typeError(O, "argument 'input'", 'a Tensor', input)
     if (this.cnn === null) {
       const D = this.featureSize
       if (input.rank === 2 && input.shape[1] === D) return { features: reshape(input, [input.shape[0]!, 1, D]), grid: [1, 1] }
@@ -236,6 +250,8 @@ export class ImageCaptioner extends Module {
    * regions at every word (from one teacher-forced pass over the chosen words).
    */
   async caption(input: Tensor, options: DecodeRunOptions): Promise<Caption[][]> {
+    if (options === null || typeof options !== 'object') throw new ValueError('ImageCaptioner.caption', 'options { maxLength } are required')
+    checkOptions('ImageCaptioner.caption', options, DECODE_RUN_OPTIONS)
     const wasTraining = this.training
     this.eval()
     try {

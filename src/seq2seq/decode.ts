@@ -25,7 +25,7 @@ import { concat, reshape, slice, stack } from '../ops/shape.js'
 import { softmax } from '../ops/softmax.js'
 import { isKept, tensorsOf, tidy, tidyAsync } from '../scope.js'
 import { Tensor } from '../tensor.js'
-import { describe, numberArg, optionsArg } from '../validate.js'
+import { checkOptions, describe, numberArg, optionKeys, typeError, type OptionKeyTable } from '../validate.js'
 
 /**
  * One step of a decoder, batched over N rows; the decoding functions drive it.
@@ -131,6 +131,12 @@ export interface BeamSearchOptions extends DecodeOptions {
   nBest?: number
 }
 
+const DECODE_TABLE = { batchSize: true, bos: true, eos: true, maxLength: true, device: true, checkEvery: true } as const satisfies OptionKeyTable<DecodeOptions>
+const STREAMING_TABLE = { onTokens: true, streamEvery: true } as const satisfies OptionKeyTable<StreamingOptions>
+const GREEDY_OPTIONS = optionKeys<GreedyOptions>({ ...DECODE_TABLE, ...STREAMING_TABLE })
+const SAMPLE_OPTIONS = optionKeys<SampleOptions>({ ...DECODE_TABLE, ...STREAMING_TABLE, temperature: true, topK: true, topP: true, seed: true })
+const BEAM_SEARCH_OPTIONS = optionKeys<BeamSearchOptions>({ ...DECODE_TABLE, beamWidth: true, lengthPenalty: true, nBest: true })
+
 /** The options, checked, with their defaults. */
 interface Resolved {
   N: number
@@ -143,8 +149,8 @@ interface Resolved {
 
 const INT = { integer: true } as const
 
-function resolve(op: string, options: DecodeOptions | undefined, initState: unknown): Resolved {
-  const o = optionsArg(op, options)
+function resolve(op: string, options: DecodeOptions | undefined, initState: unknown, known: readonly string[]): Resolved {
+  const o = checkOptions(op, options, known)
   const N = numberArg(op, 'batchSize', o.batchSize, { ...INT, min: 1 })
   const bos = numberArg(op, 'bos', o.bos, { ...INT, min: 0, max: 2147483647 })
   const eos = o.eos === undefined ? undefined : numberArg(op, 'eos', o.eos, { ...INT, min: 0, max: 2147483647 })
@@ -159,7 +165,7 @@ function resolve(op: string, options: DecodeOptions | undefined, initState: unkn
 }
 
 function resolveStream(op: string, o: StreamingOptions): { onTokens: ((t: number[][]) => void) | null; every: number } {
-  if (o.onTokens !== undefined && typeof o.onTokens !== 'function') throw new ValueError(op, `onTokens must be a function, got ${describe(o.onTokens)}`)
+  if (o.onTokens !== undefined && typeof o.onTokens !== 'function') throw typeError(op, 'onTokens', 'a function', o.onTokens)
   const every = o.streamEvery === undefined ? 16 : numberArg(op, 'streamEvery', o.streamEvery, { ...INT, min: 1 })
   return { onTokens: o.onTokens ?? null, every }
 }
@@ -323,7 +329,7 @@ async function decodeLoop<S>(op: string, dec: DecoderStep<S>, initState: S, r: R
 export async function greedyDecode<S>(dec: DecoderStep<S>, initState: S, options: GreedyOptions): Promise<Hypothesis[][]> {
   const op = 'greedyDecode'
   checkDecoder(op, dec, false)
-  const r = resolve(op, options, initState)
+  const r = resolve(op, options, initState, GREEDY_OPTIONS)
   const stream = resolveStream(op, options)
   return decodeLoop(op, dec, initState, r, stream, (lp) => argmax(lp, 1))
 }
@@ -365,7 +371,7 @@ function exclusiveCumsum(x: Tensor): Tensor {
 export async function sampleDecode<S>(dec: DecoderStep<S>, initState: S, options: SampleOptions): Promise<Hypothesis[][]> {
   const op = 'sampleDecode'
   checkDecoder(op, dec, false)
-  const r = resolve(op, options, initState)
+  const r = resolve(op, options, initState, SAMPLE_OPTIONS)
   const stream = resolveStream(op, options)
   const T = options.temperature === undefined ? 1 : numberArg(op, 'temperature', options.temperature, { min: 0 })
   const topK = options.topK === undefined ? undefined : numberArg(op, 'topK', options.topK, { ...INT, min: 1 })
@@ -428,7 +434,7 @@ function lengthPenaltyOf(len: number, alpha: number): number {
 export async function beamSearch<S>(dec: DecoderStep<S>, initState: S, options: BeamSearchOptions): Promise<Hypothesis[][]> {
   const op = 'beamSearch'
   checkDecoder(op, dec, true)
-  const r = resolve(op, options, initState)
+  const r = resolve(op, options, initState, BEAM_SEARCH_OPTIONS)
   const K = numberArg(op, 'beamWidth', options.beamWidth, { ...INT, min: 1 })
   const alpha = options.lengthPenalty === undefined ? 0 : numberArg(op, 'lengthPenalty', options.lengthPenalty, { min: 0 })
   const nBest = options.nBest === undefined ? 1 : numberArg(op, 'nBest', options.nBest, { ...INT, min: 1, max: K })

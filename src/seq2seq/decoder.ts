@@ -5,7 +5,7 @@
  * decoders of `decode.ts`.
  */
 
-import type { Tensor } from '../tensor.js'
+import { Tensor } from '../tensor.js'
 import { ShapeError, ValueError } from '../errors.js'
 import { randUniform } from '../ops/random.js'
 import { concat, reshape, slice, stack } from '../ops/shape.js'
@@ -20,6 +20,7 @@ import { Dropout } from '../nn/dropout.js'
 import { GRUCell, LSTMCell, RNNCell } from '../nn/cells.js'
 import { Attention, type AttentionMemory } from '../nn/attention.js'
 import { beamSearch, greedyDecode, sampleDecode, type DecoderStep, type Hypothesis } from './decode.js'
+import { boolArg, checkOptions, optionKeys, refusal, typeError, type OptionKeyTable } from '../validate.js'
 
 /** The special ids every decoder vocabulary shares (those of `TokenVocab`). */
 export const PAD_ID = 0
@@ -54,6 +55,18 @@ export interface AttentionDecoderOptions {
   dropout?: number
 }
 
+const ATTENTION_DECODER_OPTIONS = optionKeys<AttentionDecoderOptions>({
+  vocabSize: true,
+  embeddingDim: true,
+  hiddenSize: true,
+  numLayers: true,
+  cell: true,
+  memorySize: true,
+  attention: true,
+  attentionSize: true,
+  dropout: true,
+})
+
 /**
  * The decoder's state between steps: per layer `h [N, H]` (and `c [N, H]` for LSTM), and the
  * attention memory of the rows (null without attention). N is B, or B·K in a beam.
@@ -85,6 +98,11 @@ export interface TeacherForcingOptions {
   returnWeights?: boolean
 }
 
+const TEACHER_FORCING_TABLE = { teacherForcing: true, returnWeights: true } as const satisfies OptionKeyTable<TeacherForcingOptions>
+/** The keys of {@link TeacherForcingOptions}. @internal */
+export const TEACHER_FORCING_OPTIONS = optionKeys<TeacherForcingOptions>(TEACHER_FORCING_TABLE)
+const FORWARD_ASYNC_OPTIONS = optionKeys<TeacherForcingOptions & { yieldEvery?: number }>({ ...TEACHER_FORCING_TABLE, yieldEvery: true })
+
 /** Options of {@link AttentionDecoder.decode}. */
 export interface DecodeRunOptions {
   /** The most tokens generated per row, the ending EOS included. */
@@ -102,8 +120,20 @@ export interface DecodeRunOptions {
   seed?: number
 }
 
-function checkTokens(op: string, t: Tensor, rank: number): void {
-  if (t === null || typeof t !== 'object' || !Array.isArray(t.shape)) throw new ValueError(op, `expected an int32 Tensor of token ids, got ${t === null ? 'null' : typeof t}`)
+/** The keys of {@link DecodeRunOptions}. @internal */
+export const DECODE_RUN_OPTIONS = optionKeys<DecodeRunOptions>({
+  maxLength: true,
+  beamWidth: true,
+  nBest: true,
+  lengthPenalty: true,
+  temperature: true,
+  topK: true,
+  topP: true,
+  seed: true,
+})
+
+function checkTokens(op: string, t: Tensor, rank: number, name: string): void {
+  if (!(t instanceof Tensor)) throw typeError(op, `argument '${name}'`, 'an int32 Tensor of token ids', t)
   if (t.rank !== rank || t.dtype !== 'int32') throw new ShapeError(op, `expected int32 token ids ${rank === 1 ? '[N]' : '[T, B]'}, got ${t.dtype} [${t.shape.join(', ')}]`)
 }
 
@@ -132,6 +162,8 @@ export class AttentionDecoder extends Module {
 
   constructor(o: AttentionDecoderOptions) {
     super()
+    if (o === null || typeof o !== 'object') throw new ValueError('AttentionDecoder', 'options { vocabSize, embeddingDim, hiddenSize } are required')
+    checkOptions('AttentionDecoder', o, ATTENTION_DECODER_OPTIONS)
     const cell = o.cell ?? 'lstm'
     const kind = o.attention ?? 'bahdanau'
     const H = o.hiddenSize
@@ -177,7 +209,7 @@ export class AttentionDecoder extends Module {
 
   /** One step: previous tokens int32 `[N]` and the state → logits `[N, V]`, the new state and the attention weights. */
   step(tokens: Tensor, state: DecoderState): DecoderStepResult {
-    checkTokens('AttentionDecoder.step', tokens, 1)
+    checkTokens('AttentionDecoder.step', tokens, 1, 'tokens')
     return tidy(() => {
       const e = this.embedding.forward(tokens)
       const att = this.attention && state.memory ? this.attention.forward(state.h[state.h.length - 1]!, state.memory) : null
@@ -212,7 +244,7 @@ export class AttentionDecoder extends Module {
    * true token with probability `1 − teacherForcing` (scheduled sampling).
    */
   override forward(targetIn: Tensor, state: DecoderState, options: TeacherForcingOptions = {}): { logits: Tensor; weights: Tensor | null } {
-    const run = this.#teacherForced('AttentionDecoder.forward', targetIn, state, options)
+    const run = this.#teacherForced('AttentionDecoder.forward', targetIn, state, checkOptions('AttentionDecoder.forward', options, TEACHER_FORCING_OPTIONS))
     return tidy(() => {
       let r = run.next()
       while (!r.done) r = run.next()
@@ -226,6 +258,7 @@ export class AttentionDecoder extends Module {
    * that awaits this keeps the p99 event-loop delay low. Same result, same random draws.
    */
   async forwardAsync(targetIn: Tensor, state: DecoderState, options: TeacherForcingOptions & { yieldEvery?: number } = {}): Promise<{ logits: Tensor; weights: Tensor | null }> {
+    options = checkOptions('AttentionDecoder.forwardAsync', options, FORWARD_ASYNC_OPTIONS)
     const every = options.yieldEvery ?? 4
     if (!Number.isInteger(every) || every < 1) throw new ValueError('AttentionDecoder.forwardAsync', `yieldEvery must be a positive integer, got ${String(every)}`)
     const run = this.#teacherForced('AttentionDecoder.forwardAsync', targetIn, state, options)
@@ -243,8 +276,9 @@ export class AttentionDecoder extends Module {
   /** The teacher-forced loop, one decoder step per iteration: shared by forward and forwardAsync. */
   *#teacherForced(op: string, targetIn: Tensor, state: DecoderState, options: TeacherForcingOptions): Generator<void, { logits: Tensor; weights: Tensor | null }> {
     const ratio = options.teacherForcing ?? 1
-    if (typeof ratio !== 'number' || !(ratio >= 0 && ratio <= 1)) throw new ValueError(op, `teacherForcing must be in [0, 1], got ${String(ratio)}`)
-    checkTokens(op, targetIn, 2)
+    if (typeof ratio !== 'number' || !(ratio >= 0 && ratio <= 1)) throw refusal(op, 'teacherForcing', 'in [0, 1]', ratio, 'number')
+    const returnWeights = boolArg(op, 'returnWeights', options.returnWeights ?? false)
+    checkTokens(op, targetIn, 2, 'targetIn')
     const [T, B] = targetIn.shape as [number, number]
     if (state.h[0]!.shape[0] !== B) throw new ShapeError(op, `expected a state of batch ${B} (targetIn [${T}, ${B}]), got [${state.h[0]!.shape.join(', ')}]`)
     let s = state
@@ -257,7 +291,7 @@ export class AttentionDecoder extends Module {
       const r = this.step(tokens, s)
       s = r.state
       steps.push(r.logits)
-      if (options.returnWeights && r.weights) weights.push(r.weights)
+      if (returnWeights && r.weights) weights.push(r.weights)
       if (ratio < 1) prevChoice = argmax(r.logits.detach(), 1)
       yield
     }
@@ -287,6 +321,7 @@ export class AttentionDecoder extends Module {
     const dec = this.asDecoderStep()
     try {
       if (options === null || typeof options !== 'object') throw new ValueError('decode', 'options { maxLength } are required')
+      checkOptions('decode', options, DECODE_RUN_OPTIONS)
       const common = { batchSize: state.h[0]!.shape[0]!, bos: BOS_ID, eos: EOS_ID, maxLength: options.maxLength }
       const K = options.beamWidth ?? 1
       if (K > 1 || (options.nBest ?? 1) > 1) {

@@ -16,7 +16,7 @@ import type { Tensor } from '../tensor.js'
 import type { CharVocab } from '../data/vocab.js'
 import type { Module } from '../nn/module.js'
 import type { RecurrentState, StatefulModel } from '../train/tbptt.js'
-import { describe, numberArg, optionsArg } from '../validate.js'
+import { checkOptions, describe, numberArg, optionKeys, typeError } from '../validate.js'
 import { sampleDecode, type DecoderStep, type SampleOptions } from './decode.js'
 
 /** Options of {@link LanguageModelStep}. */
@@ -24,6 +24,8 @@ export interface LanguageModelStepOptions {
   /** Token ids never to generate (their log-probability is −∞, the rest renormalised), e.g. the unknown character. */
   exclude?: readonly number[]
 }
+
+const LANGUAGE_MODEL_STEP_OPTIONS = optionKeys<LanguageModelStepOptions>({ exclude: true })
 
 /**
  * A language model as a {@link DecoderStep}: each step runs the model on one token per row
@@ -40,9 +42,9 @@ export class LanguageModelStep implements DecoderStep<RecurrentState | null> {
 
   constructor(model: StatefulModel, options: LanguageModelStepOptions = {}) {
     if (model === null || typeof model !== 'object' || typeof model.forward !== 'function') throw new ValueError('LanguageModelStep', `expected a model with forward(x, state), got ${describe(model)}`)
-    const o = optionsArg('LanguageModelStep', options)
+    const o = checkOptions('LanguageModelStep', options, LANGUAGE_MODEL_STEP_OPTIONS)
     const exclude = o.exclude ?? []
-    if (!Array.isArray(exclude)) throw new ValueError('LanguageModelStep', `exclude must be an array of token ids, got ${describe(exclude)}`)
+    if (!Array.isArray(exclude)) throw typeError('LanguageModelStep', 'exclude', 'an array of token ids', exclude)
     for (const id of exclude) numberArg('LanguageModelStep', 'each excluded id', id, { integer: true, min: 0 })
     this.#model = model
     this.#exclude = [...exclude]
@@ -100,6 +102,8 @@ export interface GenerateOptions {
   onText?: (s: string) => void
 }
 
+const GENERATE_OPTIONS = optionKeys<GenerateOptions>({ prime: true, length: true, temperature: true, topK: true, topP: true, seed: true, onText: true })
+
 /**
  * Generates `length` characters after `prime` with a character model (e.g. one trained by
  * `recurrent train-char`): runs the prime through the model (one forward over all its
@@ -113,9 +117,9 @@ export interface GenerateOptions {
  */
 export async function generate(model: StatefulModel & Module, vocab: CharVocab, options: GenerateOptions): Promise<string> {
   const op = 'generate'
-  const o = optionsArg(op, options) as GenerateOptions
-  if (typeof o.prime !== 'string') throw new ValueError(op, `prime must be a string, got ${describe(o.prime)}`)
-  if (o.onText !== undefined && typeof o.onText !== 'function') throw new ValueError(op, `onText must be a function, got ${describe(o.onText)}`)
+  const o = checkOptions(op, options, GENERATE_OPTIONS) as GenerateOptions
+  if (typeof o.prime !== 'string') throw typeError(op, 'prime', 'a string', o.prime)
+  if (o.onText !== undefined && typeof o.onText !== 'function') throw typeError(op, 'onText', 'a function', o.onText)
   const length = numberArg(op, 'length', o.length, { integer: true, min: 0 })
   if (length === 0) return ''
   const V = vocab.size

@@ -4,7 +4,8 @@
  * teacher forcing (scheduled sampling by ratio) and decoded by `decode.ts`.
  */
 
-import type { Tensor } from '../tensor.js'
+import { Tensor } from '../tensor.js'
+import { checkOptions, optionKeys, typeError } from '../validate.js'
 import { ShapeError, ValueError } from '../errors.js'
 import { manualSeed, seedState, setSeedState } from '../ops/random.js'
 import { concat, reshape, slice } from '../ops/shape.js'
@@ -28,6 +29,8 @@ import {
   type DecoderCell,
   type DecoderState,
   type TeacherForcingOptions,
+  DECODE_RUN_OPTIONS,
+  TEACHER_FORCING_OPTIONS,
 } from './decoder.js'
 
 export { BOS_ID, EOS_ID, PAD_ID }
@@ -67,6 +70,20 @@ export interface Seq2SeqOptions {
   /** Seed of the initialisation (default: the global generator, which is left as it was). */
   seed?: number
 }
+
+const SEQ2SEQ_OPTIONS = optionKeys<Seq2SeqOptions>({
+  sourceVocabSize: true,
+  targetVocabSize: true,
+  hiddenSize: true,
+  embeddingDim: true,
+  numLayers: true,
+  cell: true,
+  bidirectional: true,
+  attention: true,
+  attentionSize: true,
+  dropout: true,
+  seed: true,
+})
 
 /** The config of a {@link Seq2Seq}, every option resolved. */
 export type Seq2SeqConfig = Required<Omit<Seq2SeqOptions, 'seed'>> & { seed: number | null }
@@ -130,6 +147,7 @@ export class Seq2Seq extends Module {
   constructor(options: Seq2SeqOptions) {
     super()
     if (options === null || typeof options !== 'object') throw new ValueError('Seq2Seq', 'options { sourceVocabSize, targetVocabSize } are required')
+    checkOptions('Seq2Seq', options, SEQ2SEQ_OPTIONS)
     const posInt = (name: keyof Seq2SeqOptions, v: unknown, min = 1): number => {
       if (!Number.isInteger(v) || (v as number) < min) throw new ValueError('Seq2Seq', `${name} must be an integer ≥ ${min}, got ${String(v)}`)
       return v as number
@@ -141,7 +159,7 @@ export class Seq2Seq extends Module {
       throw new ValueError('Seq2Seq', `attention must be 'bahdanau', 'luong', 'dot' or 'none', got '${String(attention)}'`)
     }
     const bidirectional = options.bidirectional ?? false
-    if (typeof bidirectional !== 'boolean') throw new ValueError('Seq2Seq', `bidirectional must be a boolean, got ${typeof bidirectional}`)
+    if (typeof bidirectional !== 'boolean') throw typeError('Seq2Seq', 'bidirectional', 'a boolean', bidirectional)
     const dropout = options.dropout ?? 0
     if (typeof dropout !== 'number' || !(dropout >= 0 && dropout < 1)) throw new ValueError('Seq2Seq', `dropout must be in [0, 1), got ${String(dropout)}`)
     const H = posInt('hiddenSize', options.hiddenSize ?? 128)
@@ -199,7 +217,7 @@ export class Seq2Seq extends Module {
    * bridges its final state into the decoder's initial state.
    */
   encode(source: Tensor, sourceLengths: Lengths): EncodedSource {
-    if (source === null || typeof source !== 'object' || !Array.isArray(source.shape)) throw new ValueError('Seq2Seq.encode', `expected an int32 Tensor of source ids, got ${source === null ? 'null' : typeof source}`)
+    if (!(source instanceof Tensor)) throw typeError('Seq2Seq.encode', "argument 'source'", 'an int32 Tensor of source ids', source)
     if (source.rank !== 2 || source.dtype !== 'int32') {
       throw new ShapeError('Seq2Seq.encode', `expected int32 source ids [S, B], got ${source.dtype} ${fmt(source.shape)}`)
     }
@@ -234,6 +252,7 @@ export class Seq2Seq extends Module {
    */
   override forward(batch: Seq2SeqBatch, options: TeacherForcingOptions = {}): Tensor {
     const { source, sourceLengths, targetIn } = checkBatch('Seq2Seq.forward', batch, false)
+    checkOptions('Seq2Seq.forward', options, TEACHER_FORCING_OPTIONS)
     if (source.shape[1] !== targetIn.shape[1]) throw new ShapeError('Seq2Seq.forward', `source and targetIn must have the same batch size, got ${fmt(source.shape)} and ${fmt(targetIn.shape)}`)
     return tidy(() => this.decoder.forward(targetIn, this.encode(source, sourceLengths).state, options).logits)
   }
@@ -244,6 +263,7 @@ export class Seq2Seq extends Module {
    */
   loss(batch: Seq2SeqBatch, options: TeacherForcingOptions = {}): Tensor {
     const { targetOut } = checkBatch('Seq2Seq.loss', batch, true)
+    checkOptions('Seq2Seq.loss', options, TEACHER_FORCING_OPTIONS)
     return tidy(() => {
       const logits = this.forward(batch, options)
       const [T, B, V] = logits.shape as [number, number, number]
@@ -259,6 +279,7 @@ export class Seq2Seq extends Module {
    */
   async lossAsync(batch: Seq2SeqBatch, options: TeacherForcingOptions = {}): Promise<Tensor> {
     const { source, sourceLengths, targetIn, targetOut } = checkBatch('Seq2Seq.lossAsync', batch, true)
+    checkOptions('Seq2Seq.lossAsync', options, TEACHER_FORCING_OPTIONS)
     if (source.shape[1] !== targetIn.shape[1]) throw new ShapeError('Seq2Seq.lossAsync', `source and targetIn must have the same batch size, got ${fmt(source.shape)} and ${fmt(targetIn.shape)}`)
     return tidyAsync(async () => {
       const state = this.encode(source, sourceLengths).state
@@ -285,6 +306,8 @@ export class Seq2Seq extends Module {
    * hypotheses best first (`tokens` without BOS and EOS).
    */
   async translate(source: Tensor, sourceLengths: Lengths, options: TranslateOptions): Promise<Hypothesis[][]> {
+    if (options === null || typeof options !== 'object') throw new ValueError('Seq2Seq.translate', 'options { maxLength } are required')
+    checkOptions('Seq2Seq.translate', options, DECODE_RUN_OPTIONS)
     const wasTraining = this.training
     this.eval()
     try {
@@ -305,7 +328,7 @@ function checkBatch(op: string, batch: Seq2SeqBatch, needTarget: boolean): Seq2S
   if (batch === null || typeof batch !== 'object') throw new ValueError(op, `expected a batch { source, sourceLengths, targetIn, targetOut }, got ${batch === null ? 'null' : typeof batch}`)
   const ids = (name: 'source' | 'targetIn' | 'targetOut') => {
     const t = batch[name]
-    if (t === undefined || t === null || typeof (t as Tensor).shape !== 'object') throw new ValueError(op, `batch.${name} must be an int32 Tensor`)
+    if (!(t instanceof Tensor)) throw typeError(op, `batch.${name}`, 'an int32 Tensor', t)
     if (t.rank !== 2 || t.dtype !== 'int32') throw new ShapeError(op, `expected batch.${name} int32 [·, B], got ${t.dtype} ${fmt(t.shape)}`)
   }
   ids('source')

@@ -12,6 +12,7 @@ import type { Linear } from '../nn/linear.js'
 import type { Module } from '../nn/module.js'
 import { LSTMCell, GRUCell, type RNNCell } from '../nn/cells.js'
 import type { Seq2Seq } from './model.js'
+import { checkOptions, optionKeys } from '../validate.js'
 
 /** The two graphs of a `Seq2Seq` (the bytes of two `.onnx` files). */
 export interface Seq2SeqOnnx {
@@ -35,6 +36,8 @@ export interface Seq2SeqOnnxOptions {
   /** The opset of the default domain, 14 (default) to 17. */
   opsetVersion?: number
 }
+
+const SEQ2SEQ_ONNX_OPTIONS = optionKeys<Seq2SeqOnnxOptions>({ opsetVersion: true })
 
 function param(m: Module, name: string): Tensor {
   const t = m.namedParameters().find(([n]) => n === name)?.[1]
@@ -126,7 +129,7 @@ function linearOf(g: GraphBuilder, m: Linear, x: string, prefix: string): string
  * The parameters are read as they are now.
  */
 export function seq2seqToOnnx(model: Seq2Seq, options: Seq2SeqOnnxOptions = {}): Seq2SeqOnnx {
-  const opset = options.opsetVersion ?? 14
+  const opset = checkOptions('seq2seqToOnnx', options, SEQ2SEQ_ONNX_OPTIONS).opsetVersion ?? 14
   if (!Number.isInteger(opset) || opset < 14 || opset > 17) throw new ValueError('toOnnx', `opsetVersion must be an integer in [14, 17], got ${opset}`)
   const cfg = model.config
   const L = cfg.numLayers

@@ -26,6 +26,7 @@ import { Tensor } from '../tensor.js'
 import { seedState, setSeedState, type SeedState } from '../ops/random.js'
 import { CheckpointError, ValueError } from '../errors.js'
 import { loadSafetensors, saveSafetensors } from '../io/safetensors.js'
+import { boolArg, checkOptions, optionKeys } from '../validate.js'
 
 /** The format tag stored in the `format` metadata entry. */
 export const CHECKPOINT_FORMAT = 'recurrent.checkpoint'
@@ -68,6 +69,18 @@ export interface CheckpointContents {
   extra?: Record<string, { tensors?: Record<string, Tensor>; meta?: unknown }>
 }
 
+const CHECKPOINT_CONTENTS = optionKeys<CheckpointContents>({
+  model: true,
+  optimizer: true,
+  scheduler: true,
+  step: true,
+  rng: true,
+  config: true,
+  metadata: true,
+  extra: true,
+})
+const EXTRA_ENTRY = optionKeys<{ tensors?: unknown; meta?: unknown }>({ tensors: true, meta: true })
+
 /** Options of {@link Checkpoint.restore}. */
 export interface RestoreOptions {
   /** Restore the global generator (default true). */
@@ -75,6 +88,8 @@ export interface RestoreOptions {
   /** Require the model's and checkpoint's parameter names to match exactly (default true). */
   strict?: boolean
 }
+
+const RESTORE_OPTIONS = optionKeys<RestoreOptions>({ rng: true, strict: true })
 
 /** A checkpoint read by {@link loadCheckpoint}. */
 export interface Checkpoint {
@@ -185,7 +200,7 @@ function checkStep(step: unknown): number {
  */
 export async function saveCheckpoint(path: string, contents: CheckpointContents): Promise<void> {
   if (typeof path !== 'string' || path.length === 0) throw new ValueError('saveCheckpoint', 'path must be a non-empty string')
-  const { model } = contents
+  const { model } = checkOptions('saveCheckpoint', contents, CHECKPOINT_CONTENTS)
   if (!model || typeof model.stateDict !== 'function') throw new ValueError('saveCheckpoint', 'contents.model must have stateDict()')
   const pairs: Array<[string, Tensor]> = []
   for (const [k, t] of Object.entries(model.stateDict())) pairs.push([`model.${k}`, t])
@@ -204,6 +219,7 @@ export async function saveCheckpoint(path: string, contents: CheckpointContents)
     if (!NAME_RE.test(ns) || ns === 'model' || ns === 'optimizer' || ns === 'scheduler') {
       throw new ValueError('saveCheckpoint', `extra namespace '${ns}' must be letters, digits and '_', and not model/optimizer/scheduler`)
     }
+    checkOptions('saveCheckpoint', e, EXTRA_ENTRY, `extra.${ns}`)
     const names: string[] = []
     for (const [k, t] of Object.entries(e.tensors ?? {})) {
       if (!(t instanceof Tensor)) throw new ValueError('saveCheckpoint', `extra.${ns}.tensors.${k} is not a Tensor`)
@@ -320,7 +336,10 @@ export function restoreCheckpoint(
   scheduler: HasStateDict | null = null,
   options: RestoreOptions = {},
 ): void {
-  model.loadStateDict(ck.model, { strict: options.strict ?? true })
+  const o = checkOptions('restore', options, RESTORE_OPTIONS)
+  const strict = boolArg('restore', 'strict', o.strict ?? true)
+  const rng = boolArg('restore', 'rng', o.rng ?? true)
+  model.loadStateDict(ck.model, { strict })
   if (optimizer) {
     if (ck.optimizer === null) throw new CheckpointError('restore', `'${ck.path}' holds no optimizer state`)
     optimizer.loadStateDict(ck.optimizer)
@@ -329,5 +348,5 @@ export function restoreCheckpoint(
     if (ck.scheduler === null) throw new CheckpointError('restore', `'${ck.path}' holds no scheduler state`)
     scheduler.loadStateDict(ck.scheduler)
   }
-  if ((options.rng ?? true) && ck.rng) setSeedState(ck.rng)
+  if (rng && ck.rng) setSeedState(ck.rng)
 }

@@ -8,6 +8,7 @@ import type { Tensor } from '../tensor.js'
 import { manualSeed, seedState, setSeedState } from '../ops/random.js'
 import { tidy } from '../scope.js'
 import { ShapeError, ValueError } from '../errors.js'
+import { checkOptions, optionKeys, tensorArg } from '../validate.js'
 import { Module } from '../nn/module.js'
 import { Embedding } from '../nn/embedding.js'
 import { Linear } from '../nn/linear.js'
@@ -45,6 +46,16 @@ export interface RecurrentLMOptions {
   seed?: number
 }
 
+const RECURRENT_LM_OPTIONS = optionKeys<RecurrentLMOptions>({
+  vocabSize: true,
+  hiddenSize: true,
+  embeddingDim: true,
+  numLayers: true,
+  cell: true,
+  dropout: true,
+  seed: true,
+})
+
 /**
  * A recurrent language model over token ids:
  *
@@ -70,6 +81,7 @@ export class RecurrentLM extends Module implements StatefulModel {
   constructor(options: RecurrentLMOptions) {
     super()
     if (options === null || typeof options !== 'object') throw new ValueError('RecurrentLM', 'options { vocabSize, hiddenSize } are required')
+    checkOptions('RecurrentLM', options, RECURRENT_LM_OPTIONS)
     const cell = options.cell ?? 'lstm'
     if (cell !== 'lstm' && cell !== 'gru' && cell !== 'rnn') throw new ValueError('RecurrentLM', `cell must be 'lstm', 'gru' or 'rnn', got '${String(cell)}'`)
     const H = options.hiddenSize
@@ -92,6 +104,7 @@ export class RecurrentLM extends Module implements StatefulModel {
 
   /** `x` int32 `[T, B]`, state `[h]` or `[h, c]` (each `[L, B, H]`) or null → logits `[T, B, V]` and the final state. */
   override forward(x: Tensor, state: RecurrentState | null = null): StatefulOutput {
+    tensorArg('RecurrentLM.forward', 'x', x)
     if (x.rank !== 2 || x.dtype !== 'int32') {
       throw new ShapeError('RecurrentLM.forward', `expected int32 token ids [T, B], got ${x.dtype} [${x.shape.join(', ')}]`)
     }
@@ -100,7 +113,8 @@ export class RecurrentLM extends Module implements StatefulModel {
     const isLstm = this.config.cell === 'lstm'
     if (state !== null) {
       if (!Array.isArray(state) || state.length !== (isLstm ? 2 : 1)) throw new ValueError('RecurrentLM.forward', `expected a state of ${isLstm ? 2 : 1} tensors, got ${Array.isArray(state) ? state.length : typeof state}`)
-      for (const s of state) {
+      for (const [i, s] of state.entries()) {
+        tensorArg('RecurrentLM.forward', `state[${i}]`, s)
         if (s.rank !== 3 || s.shape[0] !== L || s.shape[1] !== B || s.shape[2] !== H) {
           throw new ShapeError('RecurrentLM.forward', `expected state tensors [L, B, H] = [${L}, ${B}, ${H}], got [${s.shape.join(', ')}]`)
         }

@@ -31,6 +31,7 @@ import { tensor } from '../ops/factories.js'
 import { keep, tidy } from '../scope.js'
 import { ShapeError, ValueError } from '../errors.js'
 import { modelDevice } from '../device.js'
+import { checkOptions, optionKeys, tensorArg } from '../validate.js'
 
 /**
  * The recurrent state of a model: a list of tensors, each with the batch axis at
@@ -90,6 +91,8 @@ export interface TBPTTOptions {
   /** Axis of the batch dimension in every state tensor (default 1: `[L·D, B, H]`). */
   stateBatchAxis?: number
 }
+
+const TBPTT_OPTIONS = optionKeys<TBPTTOptions>({ k1: true, k2: true, loss: true, stateBatchAxis: true })
 
 /** What {@link TBPTT.backward} returns. */
 export interface TBPTTResult {
@@ -171,6 +174,7 @@ export class TBPTT {
       throw new ValueError('TBPTT', 'model must have a forward(x, state) method')
     }
     if (options === null || typeof options !== 'object') throw new ValueError('TBPTT', 'options { k1, k2?, loss } are required')
+    checkOptions('TBPTT', options, TBPTT_OPTIONS)
     this.model = model
     this.k1 = checkInt('k1', options.k1, 1)
     this.k2 = checkInt('k2', options.k2 ?? options.k1, 1)
@@ -212,8 +216,10 @@ export class TBPTT {
    * and outputs (both detached). Nothing is read back: the call only enqueues work.
    */
   backward(chunk: TBPTTChunk): TBPTTResult {
+    if (chunk === null || typeof chunk !== 'object') throw new ValueError('TBPTT.backward', `chunk must be an object { x, y, reset? }, got ${String(chunk)}`)
     const { x, y } = chunk
-    if (!(x instanceof Tensor) || !(y instanceof Tensor)) throw new ValueError('TBPTT.backward', 'chunk.x and chunk.y must be Tensors')
+    tensorArg('TBPTT.backward', 'chunk.x', x)
+    tensorArg('TBPTT.backward', 'chunk.y', y)
     if (x.rank < 2) throw new ShapeError('TBPTT.backward', `expected x [T, B] or [T, B, I], got [${x.shape.join(', ')}]`)
     const T = x.shape[0]!
     const B = x.shape[1]!

@@ -8,6 +8,7 @@ import type { Tensor } from '../../tensor.js'
 import { concat, reshape, slice, split, transpose } from '../../ops/shape.js'
 import { softmax } from '../../ops/softmax.js'
 import { ValueError } from '../../errors.js'
+import { boolArg, checkOptions, optionKeys, stringArg, tensorArg, typeError } from '../../validate.js'
 import { Module } from '../../nn/module.js'
 import { Linear } from '../../nn/linear.js'
 import { Embedding } from '../../nn/embedding.js'
@@ -39,6 +40,9 @@ export interface KerasLayerOptions {
   innerName?: string
 }
 
+const KERAS_LAYER_OPTIONS = optionKeys<KerasLayerOptions>({ name: true, returnSequences: true, mergeMode: true, activation: true, innerName: true })
+const KERAS_SEQUENTIAL_OPTIONS = optionKeys<{ name?: string; inputLength?: number | null }>({ name: true, inputLength: true })
+
 /** One layer of a {@link KerasSequential}, with the Keras settings that are not in its module. */
 export interface KerasLayer {
   /** The Keras layer name. */
@@ -67,7 +71,7 @@ export class KerasActivationLayer extends Module {
     this.activation = checkActivation('KerasActivationLayer', activation)
   }
   override forward(x: Tensor): Tensor {
-    return applyActivation(x, this.activation)
+    return applyActivation(tensorArg('KerasActivationLayer.forward', 'x', x), this.activation)
   }
   override extraRepr(): string {
     return `'${this.activation}'`
@@ -124,7 +128,8 @@ export class KerasSequential extends Module {
 
   constructor(options: { name?: string; inputLength?: number | null } = {}) {
     super()
-    this.name = options.name ?? 'sequential_1'
+    options = checkOptions('KerasSequential', options, KERAS_SEQUENTIAL_OPTIONS)
+    this.name = options.name === undefined ? 'sequential_1' : stringArg('KerasSequential', 'name', options.name)
     if (options.inputLength !== undefined && options.inputLength !== null) {
       if (!Number.isInteger(options.inputLength) || options.inputLength < 1) {
         throw new ValueError('KerasSequential', `inputLength must be a positive integer or null, got ${options.inputLength}`)
@@ -150,7 +155,11 @@ export class KerasSequential extends Module {
    */
   add(module: Module, options: KerasLayerOptions = {}): this {
     const op = 'KerasSequential.add'
-    if (!(module instanceof Module)) throw new ValueError(op, 'expected a Module')
+    if (!(module instanceof Module)) throw typeError(op, "argument 'module'", 'a Module', module)
+    options = checkOptions(op, options, KERAS_LAYER_OPTIONS)
+    if (options.returnSequences !== undefined) boolArg(op, 'returnSequences', options.returnSequences)
+    if (options.name !== undefined) stringArg(op, 'name', options.name)
+    if (options.innerName !== undefined) stringArg(op, 'innerName', options.innerName)
     const ok =
       module instanceof RNNBase ||
       module instanceof Linear ||
@@ -197,7 +206,7 @@ export class KerasSequential extends Module {
    * the first layer is an Embedding (or `[B, I]` when it is a Dense layer).
    */
   override forward(x: Tensor): Tensor {
-    let y = x
+    let y = tensorArg('KerasSequential.forward', 'x', x)
     for (const l of this.#layers) y = runLayer(l, y)
     return y
   }

@@ -6,6 +6,7 @@
 import type { Tensor } from '../../tensor.js'
 import { noGrad } from '../../ops/grad.js'
 import { ValueError } from '../../errors.js'
+import { boolArg, checkOptions, enumArg, numberArg, optionKeys } from '../../validate.js'
 import type { Metrics } from './metrics.js'
 
 /** Early stopping: stop when `monitor` has not improved for `patience` epochs. */
@@ -25,6 +26,8 @@ export interface EarlyStoppingOptions {
   restoreBest?: boolean
 }
 
+const EARLY_STOPPING_OPTIONS = optionKeys<EarlyStoppingOptions>({ monitor: true, patience: true, minDelta: true, mode: true, restoreBest: true })
+
 /** {@link EarlyStoppingOptions} checked, with the defaults filled in. @internal */
 export type EarlyStoppingConfig = Required<Omit<EarlyStoppingOptions, 'monitor'>> & { monitor: string }
 
@@ -34,8 +37,10 @@ export type EarlyStoppingConfig = Required<Omit<EarlyStoppingOptions, 'monitor'>
  * @internal
  */
 export function earlyStoppingConfig(e: EarlyStoppingOptions | undefined, hasValidation: boolean): EarlyStoppingConfig | null {
-  if (!e) return null
+  if (e === undefined || e === null) return null
+  checkOptions('fit', e, EARLY_STOPPING_OPTIONS, 'earlyStopping')
   const monitor = e.monitor ?? (hasValidation ? 'val_loss' : 'loss')
+  if (typeof monitor !== 'string') throw new ValueError('fit', `earlyStopping.monitor must be a string, got ${String(monitor)}`)
   const known = ['loss', 'accuracy', 'perplexity']
   const base = monitor.startsWith('val_') ? monitor.slice(4) : monitor
   if (!known.includes(base)) throw new ValueError('fit', `earlyStopping.monitor must be one of ${known.flatMap((k) => [k, `val_${k}`]).join(', ')}; got '${monitor}'`)
@@ -44,9 +49,9 @@ export function earlyStoppingConfig(e: EarlyStoppingOptions | undefined, hasVali
   return {
     monitor,
     patience: e.patience,
-    minDelta: e.minDelta ?? 0,
-    mode: e.mode ?? (base === 'accuracy' ? 'max' : 'min'),
-    restoreBest: e.restoreBest ?? false,
+    minDelta: numberArg('fit', 'earlyStopping.minDelta', e.minDelta ?? 0),
+    mode: enumArg('fit', 'earlyStopping.mode', e.mode ?? (base === 'accuracy' ? 'max' : 'min'), ['min', 'max'] as const),
+    restoreBest: boolArg('fit', 'earlyStopping.restoreBest', e.restoreBest ?? false),
   }
 }
 

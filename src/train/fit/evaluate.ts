@@ -10,6 +10,7 @@ import { noGrad } from '../../ops/grad.js'
 import { reshape } from '../../ops/shape.js'
 import { tensor } from '../../ops/factories.js'
 import { ValueError } from '../../errors.js'
+import { boolArg, checkOptions, optionKeys } from '../../validate.js'
 import { modelDevice, type Device } from '../../device.js'
 import { crossEntropy } from '../../nn/loss.js'
 import type { TokenChunk, TokenStream } from '../../data/stream.js'
@@ -32,6 +33,8 @@ export interface EvaluateOptions<X extends BatchInput<X> = Tensor> {
   /** Stop early (the metrics cover the batches done). */
   signal?: AbortSignal
 }
+
+const EVALUATE_OPTIONS = optionKeys<EvaluateOptions>({ forward: true, accuracy: true, ignoreIndex: true, signal: true })
 
 /** The tensor a model's `forward` returned, itself or as `{ output }`. @internal */
 export function outputOf(r: unknown, what: string): Tensor {
@@ -111,8 +114,9 @@ export async function evaluate<X extends BatchInput<X> = Tensor>(
   loss: (output: Tensor, target: Tensor) => Tensor,
   options: EvaluateOptions<X> = {},
 ): Promise<Metrics> {
+  options = checkOptions('evaluate', options, EVALUATE_OPTIONS)
   const fwd = options.forward ?? ((x: X) => model.forward(x))
-  const wantAcc = options.accuracy ?? true
+  const wantAcc = boolArg('evaluate', 'accuracy', options.accuracy ?? true)
   const ignoreIndex = checkIgnoreIndex('evaluate', options.ignoreIndex)
   const device = modelDevice(model)
   const acc = new Accumulator()
@@ -164,6 +168,8 @@ export interface EvaluateStreamOptions {
   signal?: AbortSignal
 }
 
+const EVALUATE_STREAM_OPTIONS = optionKeys<EvaluateStreamOptions>({ accuracy: true, stateBatchAxis: true, signal: true })
+
 /** The keep-mask product that zeroes the rows of `state` marked in `reset`. */
 function resetRows(state: RecurrentState | null, reset: Uint8Array | null, axis: number): RecurrentState | null {
   if (state === null || reset === null) return state
@@ -206,7 +212,8 @@ export async function evaluateStream(
   loss: ChunkLoss = defaultChunkLoss,
   options: EvaluateStreamOptions = {},
 ): Promise<Metrics> {
-  const wantAcc = options.accuracy ?? true
+  options = checkOptions('evaluateStream', options, EVALUATE_STREAM_OPTIONS)
+  const wantAcc = boolArg('evaluateStream', 'accuracy', options.accuracy ?? true)
   const axis = options.stateBatchAxis ?? 1
   const device = modelDevice(model)
   const acc = new Accumulator()

@@ -35,7 +35,21 @@ import {
 } from './evaluate.js'
 import { EarlyStopping, earlyStoppingConfig } from './early-stopping.js'
 import { crossEntropy } from '../../nn/loss.js'
-import type { Batch, BatchInput, BatchSource, CommonFitOptions, FitModel, FitOptions, FitTBPTTModel, FitTBPTTOptions, OptimizerLike } from './options.js'
+import {
+  FIT_CHECKPOINT_OPTIONS,
+  FIT_OPTIONS,
+  FIT_TBPTT_OPTIONS,
+  type Batch,
+  type BatchInput,
+  type BatchSource,
+  type CommonFitOptions,
+  type FitModel,
+  type FitOptions,
+  type FitTBPTTModel,
+  type FitTBPTTOptions,
+  type OptimizerLike,
+} from './options.js'
+import { boolArg, checkOptions, refusal, typeError } from '../../validate.js'
 
 /** The JSON state of a loop, saved in checkpoints under `fit`. */
 interface LoopMeta {
@@ -73,7 +87,7 @@ interface Task<I> {
 
 function checkPositive(what: string, v: unknown, integer = true): number {
   if (typeof v !== 'number' || !(v > 0) || (integer && !Number.isInteger(v))) {
-    throw new ValueError('fit', `${what} must be a positive ${integer ? 'integer' : 'number'}, got ${String(v)}`)
+    throw refusal('fit', what, `a positive ${integer ? 'integer' : 'number'}`, v, 'number')
   }
   return v
 }
@@ -86,7 +100,14 @@ function checkCommon(o: CommonFitOptions, hasValidation: boolean) {
   const maxSteps = o.maxSteps === undefined ? Infinity : checkPositive('maxSteps', o.maxSteps)
   if (o.clipGradNorm !== undefined) checkPositive('clipGradNorm', o.clipGradNorm, false)
   if (o.validateEverySteps !== undefined) checkPositive('validateEverySteps', o.validateEverySteps)
-  if (o.checkpoint) {
+  if (o.trainAccuracy !== undefined) boolArg('fit', 'trainAccuracy', o.trainAccuracy)
+  for (const k of ['onStep', 'onValidation', 'onEpochEnd'] as const) {
+    if (o[k] !== undefined && typeof o[k] !== 'function') throw typeError('fit', k, 'a function', o[k])
+  }
+  if (o.signal !== undefined && !(o.signal instanceof AbortSignal)) throw typeError('fit', 'signal', 'an AbortSignal', o.signal)
+  if (o.checkpoint !== undefined && o.checkpoint !== null) {
+    checkOptions('fit', o.checkpoint, FIT_CHECKPOINT_OPTIONS, 'checkpoint')
+    if (o.checkpoint.atEpochEnd !== undefined) boolArg('fit', 'checkpoint.atEpochEnd', o.checkpoint.atEpochEnd)
     if (typeof o.checkpoint.path !== 'string' || o.checkpoint.path === '') throw new ValueError('fit', 'checkpoint.path must be a file path')
     if (o.checkpoint.everySteps !== undefined) checkPositive('checkpoint.everySteps', o.checkpoint.everySteps)
   }
@@ -342,6 +363,7 @@ function checkSource(what: string, src: unknown): void {
 export function fit<X extends BatchInput<X> = Tensor>(model: FitModel<X>, options: FitOptions<X>): FitRun {
   if (model === null || typeof model !== 'object' || typeof model.forward !== 'function') throw new ValueError('fit', 'model must have forward(x)')
   if (options === null || typeof options !== 'object') throw new ValueError('fit', 'options are required')
+  checkOptions('fit', options, FIT_OPTIONS)
   checkSource('options.data', options.data)
   if (options.validation !== undefined) checkSource('options.validation', options.validation)
   if (options.loss !== undefined && typeof options.loss !== 'function') throw new ValueError('fit', 'options.loss must be a function (output, target) => scalar Tensor')
@@ -405,6 +427,7 @@ export function fit<X extends BatchInput<X> = Tensor>(model: FitModel<X>, option
 export function fitTBPTT(model: FitTBPTTModel, options: FitTBPTTOptions): FitRun {
   if (model === null || typeof model !== 'object' || typeof model.forward !== 'function') throw new ValueError('fitTBPTT', 'model must have forward(x, state)')
   if (options === null || typeof options !== 'object') throw new ValueError('fitTBPTT', 'options are required')
+  checkOptions('fitTBPTT', options, FIT_TBPTT_OPTIONS)
   const stream = options.stream
   if (!stream || typeof stream.chunks !== 'function') throw new ValueError('fitTBPTT', 'options.stream must be a TokenStream (arrayStream, fileStream, blockStream)')
   const loss = options.loss ?? defaultChunkLoss

@@ -11,6 +11,7 @@ import type { ChunkLoss, StatefulModel } from '../tbptt.js'
 import type { Checkpoint, StatefulModule } from '../checkpoint.js'
 import type { EpochEndEvent, StepEvent, ValidationEvent } from './events.js'
 import type { EarlyStoppingOptions } from './early-stopping.js'
+import { optionKeys, type OptionKeyTable } from '../../validate.js'
 
 /** A learning-rate schedule as `fit` drives it. */
 export interface SchedulerLike {
@@ -44,6 +45,9 @@ export interface FitCheckpointOptions {
   /** Saved as the checkpoint's `metadata` (e.g. `{ vocab: vocab.toJSON() }`). */
   metadata?: unknown
 }
+
+/** The keys of {@link FitCheckpointOptions}. @internal */
+export const FIT_CHECKPOINT_OPTIONS = optionKeys<FitCheckpointOptions>({ path: true, everySteps: true, atEpochEnd: true, config: true, metadata: true })
 
 /** Options shared by {@link fit} and {@link fitTBPTT}. */
 export interface CommonFitOptions {
@@ -79,6 +83,24 @@ export interface CommonFitOptions {
    */
   resume?: string | Checkpoint
 }
+
+const COMMON_FIT_TABLE = {
+  optimizer: true,
+  epochs: true,
+  maxSteps: true,
+  clipGradNorm: true,
+  scheduler: true,
+  schedulerInterval: true,
+  earlyStopping: true,
+  signal: true,
+  trainAccuracy: true,
+  validateEverySteps: true,
+  onStep: true,
+  onValidation: true,
+  onEpochEnd: true,
+  checkpoint: true,
+  resume: true,
+} as const satisfies OptionKeyTable<CommonFitOptions>
 
 /**
  * What a batch feeds the model: one tensor, or several by name (a seq2seq batch
@@ -134,6 +156,9 @@ export interface FitOptions<X extends BatchInput<X> = Tensor> extends CommonFitO
   forward?: (x: X) => unknown
 }
 
+/** The keys of {@link FitOptions}. @internal */
+export const FIT_OPTIONS = optionKeys<FitOptions>({ ...COMMON_FIT_TABLE, data: true, loss: true, ignoreIndex: true, validation: true, forward: true })
+
 /** A model for {@link fitTBPTT}. */
 export type FitTBPTTModel = StatefulModel & Partial<Pick<FitModel, 'parameters' | 'train' | 'eval'>> & Partial<StatefulModule>
 
@@ -150,3 +175,6 @@ export interface FitTBPTTOptions extends CommonFitOptions {
   /** Batch axis of the state tensors (default 1). */
   stateBatchAxis?: number
 }
+
+/** The keys of {@link FitTBPTTOptions}. @internal */
+export const FIT_TBPTT_OPTIONS = optionKeys<FitTBPTTOptions>({ ...COMMON_FIT_TABLE, stream: true, k2: true, loss: true, validation: true, stateBatchAxis: true })
