@@ -16,6 +16,8 @@ import {
   Adam,
   AdamW,
   ArgumentTypeError,
+  RecurrentError,
+  ShapeError,
   Attention,
   AttentionDecoder,
   AvgPool2d,
@@ -546,6 +548,11 @@ test('the exact wording of a non-Tensor argument: `<op>: argument <name> must be
   t.is(e!.name, 'ArgumentTypeError')
   t.is(e!.code, 'ERR_ARG_TYPE')
   t.true(e instanceof ValueError, 'code that catches bad arguments as ValueError still catches it')
+  t.true(e instanceof TypeError, 'plain-JS code catches it as the built-in TypeError')
+  t.true(e instanceof RecurrentError, 'and as any error of the package')
+  t.false(e instanceof ShapeError)
+  t.false(new ValueError('op', 'x') instanceof TypeError, 'a ValueError is not a TypeError')
+  t.false(new ValueError('op', 'x') instanceof ArgumentTypeError)
 })
 
 // ---- strings for booleans and numbers ---------------------------------------------------------

@@ -22,6 +22,18 @@ export class RecurrentError extends Error {
     this.op = op
     this.name = new.target.name
   }
+
+  /**
+   * `instanceof` as usual, and also true of an {@link ArgumentTypeError} for `RecurrentError`
+   * and `ValueError` (it extends `TypeError`, so it cannot extend them too).
+   */
+  static override [Symbol.hasInstance](v: unknown): boolean {
+    // `this` is the class asked about: subclasses inherit this method and keep the usual test.
+    // biome-ignore lint/complexity/noThisInStatic: the class on the right of instanceof
+    const asked: unknown = this
+    if (Function.prototype[Symbol.hasInstance].call(asked, v)) return true
+    return (asked === RecurrentError || asked === ValueError) && v instanceof ArgumentTypeError
+  }
 }
 
 /** A tensor had the wrong shape (or an empty/invalid shape was requested). */
@@ -55,11 +67,27 @@ export class ValueError extends RecurrentError {
 /**
  * An argument had the wrong type: a plain array where a Tensor goes, the string `'false'` for
  * a boolean option. Only the TypeScript layer throws it, for callers whose types were not
- * checked (plain JavaScript, `any`). It is a `ValueError`, so code that catches bad arguments
- * as `ValueError` sees these too; its `code` tells the two apart.
+ * checked (plain JavaScript, `any`).
+ *
+ * It extends the built-in `TypeError`, so plain-JS code catches it as one, and it is also
+ * `instanceof ValueError` and `instanceof RecurrentError` (through their `Symbol.hasInstance`),
+ * so code that catches bad arguments as `ValueError` sees these too; `code` tells them apart.
  */
-export class ArgumentTypeError extends ValueError {
-  override readonly code: string = 'ERR_ARG_TYPE'
+export class ArgumentTypeError extends TypeError {
+  /** Stable machine-readable code. */
+  readonly code: string = 'ERR_ARG_TYPE'
+  /** The operation that refused the argument. */
+  readonly op: string
+
+  /**
+   * @param op the operation; the message becomes `<op>: <detail>`.
+   * @param detail what was expected and what was got.
+   */
+  constructor(op: string, detail: string, options?: { cause?: unknown }) {
+    super(op ? `${op}: ${detail}` : detail, options)
+    this.op = op
+    this.name = new.target.name
+  }
 }
 /** An allocation was refused (too large) or failed. */
 export class MemoryError extends RecurrentError {
