@@ -122,9 +122,9 @@ for k in "${keys[@]}"; do
   rm -rf "$out_dir"
   env_args=()
   case "$k" in
-    # Rust's musl targets link libc statically by default, which makes a cdylib carry its own
-    # libc: Node (itself on musl's libc.so) could not share malloc or threads with it. Off,
-    # the addon is a plain shared object depending on libc.musl-<arch>.so.1.
+    # Rust's musl targets link libc statically by default (crt-static), and with it cargo
+    # refuses the crate type ("cannot produce cdylib ... does not support these crate types").
+    # Off, the addon is a shared object that needs musl's libc.so, the one Node runs on.
     *-musl) env_args+=("CARGO_TARGET_$(tr 'a-z-' 'A-Z_' <<<"$t")_RUSTFLAGS=-C target-feature=-crt-static") ;;
     win32-*) env_args+=("LIBNODE_PATH=$(win_stub_dir)") ;;
   esac

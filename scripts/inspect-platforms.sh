@@ -116,7 +116,8 @@ for k in "${keys[@]}"; do
       grep -q 'musl' <<<"$needed" && fail "$k" "a glibc build needs musl ($needed)"
       ;;
     *-musl)
-      # musl's libc.so is its own dynamic loader: libc.musl-<arch>.so.1 on Alpine.
+      # musl's libc.so is its own dynamic loader, which answers for the name libc.so itself
+      # (zig links against that name; Alpine's gcc writes libc.musl-<arch>.so.1).
       grep -q '^libc\.musl-.*\.so\.1$\|^libc\.so$' <<<"$needed" ||
         fail "$k" "does not need musl's libc.so (libc linked into the addon? build with -C target-feature=-crt-static)"
       glibc_libs=$(grep -E '^(libc\.so\.6|libm\.so\.6|libpthread\.so\.0|libdl\.so\.2|librt\.so\.1|libgcc_s\.so\.1|ld-linux.*)$' <<<"$needed" | tr '\n' ' ')

@@ -12,6 +12,7 @@
 import { readFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import path from 'node:path'
+import { fileURLToPath } from 'node:url'
 
 /** Deterministic inputs that do not depend on the addon's own random generator. */
 function values(n, seed, scale) {
@@ -20,7 +21,7 @@ function values(n, seed, scale) {
   return out
 }
 
-const IMAGES = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..', '__test__', 'fixtures', 'images')
+const IMAGES = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '__test__', 'fixtures', 'images')
 
 async function compute(binary) {
   const native = createRequire(import.meta.url)(path.resolve(binary))
