@@ -128,9 +128,9 @@ for k in "${keys[@]}"; do
     *-musl) env_args+=("CARGO_TARGET_$(tr 'a-z-' 'A-Z_' <<<"$t")_RUSTFLAGS=-C target-feature=-crt-static") ;;
     win32-*) env_args+=("LIBNODE_PATH=$(win_stub_dir)") ;;
   esac
-  echo "== $k: cargo zigbuild --release -p recurrent-node --target $zt (log: $log)"
+  echo "== $k: cargo zigbuild --release --locked -p recurrent-node --target $zt (log: $log)"
   start=$(date +%s)
-  if env "${env_args[@]}" cargo zigbuild --release -p recurrent-node --target "$zt" >"$log" 2>&1; then
+  if env "${env_args[@]}" cargo zigbuild --release --locked -p recurrent-node --target "$zt" >"$log" 2>&1; then
     art=$(artifact_of "$k")
     if [ -f "$art" ]; then
       mkdir -p "$out_dir"
