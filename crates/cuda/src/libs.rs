@@ -116,15 +116,26 @@ pub(crate) fn preload() {
                 .filter(|f| f.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(lib)))
                 .min_by_key(|f| f.as_os_str().len());
             if let Some(path) = pick {
-                let flags = libloading::os::unix::RTLD_NOW | libloading::os::unix::RTLD_GLOBAL;
-                if let Ok(l) = unsafe { libloading::os::unix::Library::open(Some(path), flags) } {
-                    // Kept for the life of the process, as cudarc keeps its own handles.
-                    std::mem::forget(l);
-                }
+                load_global(path);
             }
         }
     });
 }
+
+/// Opens `path` with global symbols, so that cudarc's later load by soname finds it.
+#[cfg(unix)]
+fn load_global(path: &Path) {
+    let flags = libloading::os::unix::RTLD_NOW | libloading::os::unix::RTLD_GLOBAL;
+    if let Ok(l) = unsafe { libloading::os::unix::Library::open(Some(path), flags) } {
+        // Kept for the life of the process, as cudarc keeps its own handles.
+        std::mem::forget(l);
+    }
+}
+
+/// Elsewhere (the Windows addon) nothing is preloaded: the names [`preload`] looks for are
+/// Linux sonames, which no file of a Windows CUDA installation matches.
+#[cfg(not(unix))]
+fn load_global(_path: &Path) {}
 
 /// Checks the mapped libraries for mixing (see [`mixing_problems`]); Err names the files.
 pub(crate) fn check_consistent() -> Result<(), String> {
