@@ -30,9 +30,9 @@ export class RecurrentError extends Error {
   static override [Symbol.hasInstance](v: unknown): boolean {
     // `this` is the class asked about: subclasses inherit this method and keep the usual test.
     // biome-ignore lint/complexity/noThisInStatic: the class on the right of instanceof
-    const asked: unknown = this
-    if (Function.prototype[Symbol.hasInstance].call(asked, v)) return true
-    return (asked === RecurrentError || asked === ValueError) && v instanceof ArgumentTypeError
+    if (Function.prototype[Symbol.hasInstance].call(this, v)) return true
+    // biome-ignore lint/complexity/noThisInStatic: the class on the right of instanceof
+    return (this === RecurrentError || this === ValueError) && v instanceof ArgumentTypeError
   }
 }
 
