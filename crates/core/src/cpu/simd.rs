@@ -16,6 +16,10 @@ use std::sync::OnceLock;
 pub const NR: usize = 16;
 /// Rows per register tile.
 pub const MR: usize = 6;
+/// Panels per cache block of [`Kernels::panels`] (the widest register tile).
+const QB: usize = 4;
+/// Values of k per cache block: QB panels × KC × 16 floats = 16 KiB, half of the smallest L1.
+const KC: usize = 64;
 
 /// The instruction set a [`Kernels`] table runs on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -25,10 +29,21 @@ pub enum Isa {
     Portable,
 }
 
-/// `out[r][q·16 + l] = Σ_k a[r·lda + k] · panels[q][k][l]` for r < m, q < np (see
-/// [`Kernels::panels`]). Unsafe: the caller guarantees the extents.
-type PanelsFn =
-    unsafe fn(a: *const f32, lda: usize, m: usize, k: usize, b: *const f32, np: usize, out: *mut f32, ldo: usize);
+/// `out[r·ldo + q·16 + l] (+)= Σ_{kk<k} a[r·lda + kk] · b[q·ps + kk·16 + l]` for r < m, q < np:
+/// one block of K for every row, added to `out` when `acc` (see [`Kernels::panels`]). Unsafe:
+/// the caller guarantees the extents.
+type PanelsFn = unsafe fn(
+    a: *const f32,
+    lda: usize,
+    m: usize,
+    k: usize,
+    b: *const f32,
+    ps: usize,
+    np: usize,
+    out: *mut f32,
+    ldo: usize,
+    acc: bool,
+);
 type ActFn = fn(&mut [f32]);
 
 /// One instruction set's kernels.
@@ -61,6 +76,11 @@ impl Kernels {
 
     /// `out[r·ldo + q·16 + l] = Σ_k a[r·lda + k] · b[(q·k_len + k)·16 + l]` for r < m, q < np,
     /// l < 16: m rows of activations times np packed panels.
+    ///
+    /// Blocked so that the weights come from L1: for each group of [`QB`] panels and each block
+    /// of [`KC`] values of k (16 KiB of packed weights), every row tile of the m rows passes over
+    /// that block, carrying its partial sums in `out` from one block to the next. Each element
+    /// stays one sequential sum over k, so the blocking changes no bit of the result.
     #[allow(clippy::too_many_arguments)]
     pub fn panels(&self, a: &[f32], lda: usize, m: usize, k: usize, b: &[f32], np: usize, out: &mut [f32], ldo: usize) {
         if m == 0 || np == 0 {
@@ -69,9 +89,30 @@ impl Kernels {
         assert!(k > 0 && a.len() >= (m - 1) * lda + k, "panels: a too small");
         assert!(b.len() >= np * k * NR, "panels: b too small");
         assert!(out.len() >= (m - 1) * ldo + np * NR, "panels: out too small");
-        // SAFETY: the asserts bound every read and write; the table holds only kernels whose
-        // instruction set this CPU has (checked in `for_isa`).
-        unsafe { (self.panels)(a.as_ptr(), lda, m, k, b.as_ptr(), np, out.as_mut_ptr(), ldo) }
+        let ps = k * NR;
+        for q0 in (0..np).step_by(QB) {
+            let qn = QB.min(np - q0);
+            for k0 in (0..k).step_by(KC) {
+                let kc = KC.min(k - k0);
+                // SAFETY: the asserts bound every read and write (rows < m, k0 + kc ≤ k, panels
+                // q0 + qn ≤ np); the table holds only kernels whose instruction set this CPU has
+                // (checked in `for_isa`).
+                unsafe {
+                    (self.panels)(
+                        a.as_ptr().add(k0),
+                        lda,
+                        m,
+                        kc,
+                        b.as_ptr().add(q0 * ps + k0 * NR),
+                        ps,
+                        qn,
+                        out.as_mut_ptr().add(q0 * NR),
+                        ldo,
+                        k0 > 0,
+                    )
+                }
+            }
+        }
     }
 }
 
@@ -131,14 +172,20 @@ mod portable {
     /// target (SSE2 on x86-64, NEON on aarch64).
     #[allow(clippy::too_many_arguments)] // the BLAS shape: sizes, operands, output
     pub(super) unsafe fn panels(
-        a: *const f32, lda: usize, m: usize, k: usize, b: *const f32, np: usize, out: *mut f32, ldo: usize,
+        a: *const f32, lda: usize, m: usize, k: usize, b: *const f32, ps: usize, np: usize, out: *mut f32, ldo: usize,
+        add: bool,
     ) {
         let mut r0 = 0;
         while r0 < m {
             let mr = (m - r0).min(super::MR);
             for q in 0..np {
                 let mut acc = [[0f32; NR]; super::MR];
-                let bq = b.add(q * k * NR);
+                if add {
+                    for (r, accr) in acc.iter_mut().enumerate().take(mr) {
+                        std::ptr::copy_nonoverlapping(out.add((r0 + r) * ldo + q * NR), accr.as_mut_ptr(), NR);
+                    }
+                }
+                let bq = b.add(q * ps);
                 for kk in 0..k {
                     let brow = std::slice::from_raw_parts(bq.add(kk * NR), NR);
                     for (r, accr) in acc.iter_mut().enumerate().take(mr) {
@@ -176,14 +223,24 @@ mod avx2 {
 
     #[target_feature(enable = "avx2,fma")]
     #[inline]
+    #[allow(clippy::too_many_arguments)] // the BLAS shape: sizes, operands, output, mode
     unsafe fn tile<const M: usize, const NP: usize>(
-        a: *const f32, lda: usize, k: usize, b: *const f32, out: *mut f32, ldo: usize,
+        a: *const f32, lda: usize, k: usize, b: *const f32, ps: usize, out: *mut f32, ldo: usize, add: bool,
     ) {
         let mut acc = [[[_mm256_setzero_ps(); 2]; NP]; M];
+        if add {
+            for (r, accr) in acc.iter_mut().enumerate() {
+                for (q, v) in accr.iter_mut().enumerate() {
+                    let o = out.add(r * ldo + q * NR);
+                    v[0] = _mm256_loadu_ps(o);
+                    v[1] = _mm256_loadu_ps(o.add(8));
+                }
+            }
+        }
         for kk in 0..k {
             let mut bv = [[_mm256_setzero_ps(); 2]; NP];
             for (q, v) in bv.iter_mut().enumerate() {
-                let p = b.add(q * k * NR + kk * NR);
+                let p = b.add(q * ps + kk * NR);
                 v[0] = _mm256_loadu_ps(p);
                 v[1] = _mm256_loadu_ps(p.add(8));
             }
@@ -208,16 +265,17 @@ mod avx2 {
     /// 2 for 2–3, 4 for 1: a single row would otherwise wait on FMA latency).
     #[target_feature(enable = "avx2,fma")]
     #[inline]
+    #[allow(clippy::too_many_arguments)]
     unsafe fn rows<const M: usize, const NPW: usize>(
-        a: *const f32, lda: usize, k: usize, b: *const f32, np: usize, out: *mut f32, ldo: usize,
+        a: *const f32, lda: usize, k: usize, b: *const f32, ps: usize, np: usize, out: *mut f32, ldo: usize, add: bool,
     ) {
         let mut q = 0;
         while q + NPW <= np {
-            tile::<M, NPW>(a, lda, k, b.add(q * k * NR), out.add(q * NR), ldo);
+            tile::<M, NPW>(a, lda, k, b.add(q * ps), ps, out.add(q * NR), ldo, add);
             q += NPW;
         }
         while q < np {
-            tile::<M, 1>(a, lda, k, b.add(q * k * NR), out.add(q * NR), ldo);
+            tile::<M, 1>(a, lda, k, b.add(q * ps), ps, out.add(q * NR), ldo, add);
             q += 1;
         }
     }
@@ -225,19 +283,20 @@ mod avx2 {
     #[target_feature(enable = "avx2,fma")]
     #[allow(clippy::too_many_arguments)] // the BLAS shape: sizes, operands, output
     pub(super) unsafe fn panels(
-        a: *const f32, lda: usize, m: usize, k: usize, b: *const f32, np: usize, out: *mut f32, ldo: usize,
+        a: *const f32, lda: usize, m: usize, k: usize, b: *const f32, ps: usize, np: usize, out: *mut f32, ldo: usize,
+        add: bool,
     ) {
         let mut r0 = 0;
         while r0 < m {
             let (ar, or) = (a.add(r0 * lda), out.add(r0 * ldo));
             let mr = (m - r0).min(MR);
             match mr {
-                6 => rows::<6, 1>(ar, lda, k, b, np, or, ldo),
-                5 => rows::<5, 1>(ar, lda, k, b, np, or, ldo),
-                4 => rows::<4, 1>(ar, lda, k, b, np, or, ldo),
-                3 => rows::<3, 2>(ar, lda, k, b, np, or, ldo),
-                2 => rows::<2, 2>(ar, lda, k, b, np, or, ldo),
-                _ => rows::<1, 4>(ar, lda, k, b, np, or, ldo),
+                6 => rows::<6, 1>(ar, lda, k, b, ps, np, or, ldo, add),
+                5 => rows::<5, 1>(ar, lda, k, b, ps, np, or, ldo, add),
+                4 => rows::<4, 1>(ar, lda, k, b, ps, np, or, ldo, add),
+                3 => rows::<3, 2>(ar, lda, k, b, ps, np, or, ldo, add),
+                2 => rows::<2, 2>(ar, lda, k, b, ps, np, or, ldo, add),
+                _ => rows::<1, 4>(ar, lda, k, b, ps, np, or, ldo, add),
             }
             r0 += mr;
         }
@@ -334,14 +393,22 @@ mod avx512 {
 
     #[target_feature(enable = "avx512f")]
     #[inline]
+    #[allow(clippy::too_many_arguments)] // the BLAS shape: sizes, operands, output, mode
     unsafe fn tile<const M: usize, const NP: usize>(
-        a: *const f32, lda: usize, k: usize, b: *const f32, out: *mut f32, ldo: usize,
+        a: *const f32, lda: usize, k: usize, b: *const f32, ps: usize, out: *mut f32, ldo: usize, add: bool,
     ) {
         let mut acc = [[_mm512_setzero_ps(); NP]; M];
+        if add {
+            for (r, accr) in acc.iter_mut().enumerate() {
+                for (q, v) in accr.iter_mut().enumerate() {
+                    *v = _mm512_loadu_ps(out.add(r * ldo + q * NR));
+                }
+            }
+        }
         for kk in 0..k {
             let mut bv = [_mm512_setzero_ps(); NP];
             for (q, v) in bv.iter_mut().enumerate() {
-                *v = _mm512_loadu_ps(b.add(q * k * NR + kk * NR));
+                *v = _mm512_loadu_ps(b.add(q * ps + kk * NR));
             }
             for (r, accr) in acc.iter_mut().enumerate() {
                 let av = _mm512_set1_ps(*a.add(r * lda + kk));
@@ -359,16 +426,17 @@ mod avx512 {
 
     #[target_feature(enable = "avx512f")]
     #[inline]
+    #[allow(clippy::too_many_arguments)]
     unsafe fn rows<const M: usize, const NPW: usize>(
-        a: *const f32, lda: usize, k: usize, b: *const f32, np: usize, out: *mut f32, ldo: usize,
+        a: *const f32, lda: usize, k: usize, b: *const f32, ps: usize, np: usize, out: *mut f32, ldo: usize, add: bool,
     ) {
         let mut q = 0;
         while q + NPW <= np {
-            tile::<M, NPW>(a, lda, k, b.add(q * k * NR), out.add(q * NR), ldo);
+            tile::<M, NPW>(a, lda, k, b.add(q * ps), ps, out.add(q * NR), ldo, add);
             q += NPW;
         }
         while q < np {
-            tile::<M, 1>(a, lda, k, b.add(q * k * NR), out.add(q * NR), ldo);
+            tile::<M, 1>(a, lda, k, b.add(q * ps), ps, out.add(q * NR), ldo, add);
             q += 1;
         }
     }
@@ -377,19 +445,20 @@ mod avx512 {
     #[target_feature(enable = "avx512f")]
     #[allow(clippy::too_many_arguments)] // the BLAS shape: sizes, operands, output
     pub(super) unsafe fn panels(
-        a: *const f32, lda: usize, m: usize, k: usize, b: *const f32, np: usize, out: *mut f32, ldo: usize,
+        a: *const f32, lda: usize, m: usize, k: usize, b: *const f32, ps: usize, np: usize, out: *mut f32, ldo: usize,
+        add: bool,
     ) {
         let mut r0 = 0;
         while r0 < m {
             let (ar, or) = (a.add(r0 * lda), out.add(r0 * ldo));
             let mr = (m - r0).min(MR);
             match mr {
-                6 => rows::<6, 4>(ar, lda, k, b, np, or, ldo),
-                5 => rows::<5, 4>(ar, lda, k, b, np, or, ldo),
-                4 => rows::<4, 4>(ar, lda, k, b, np, or, ldo),
-                3 => rows::<3, 4>(ar, lda, k, b, np, or, ldo),
-                2 => rows::<2, 4>(ar, lda, k, b, np, or, ldo),
-                _ => rows::<1, 4>(ar, lda, k, b, np, or, ldo),
+                6 => rows::<6, 4>(ar, lda, k, b, ps, np, or, ldo, add),
+                5 => rows::<5, 4>(ar, lda, k, b, ps, np, or, ldo, add),
+                4 => rows::<4, 4>(ar, lda, k, b, ps, np, or, ldo, add),
+                3 => rows::<3, 4>(ar, lda, k, b, ps, np, or, ldo, add),
+                2 => rows::<2, 4>(ar, lda, k, b, ps, np, or, ldo, add),
+                _ => rows::<1, 4>(ar, lda, k, b, ps, np, or, ldo, add),
             }
             r0 += mr;
         }

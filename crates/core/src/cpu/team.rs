@@ -127,6 +127,13 @@ impl<T> SharedMut<T> {
         assert!(off + n <= self.len, "SharedMut: {off}+{n} > {}", self.len);
         std::slice::from_raw_parts(self.ptr.add(off), n)
     }
+    /// The address of element `off`, for a strided view over `[off, off + span)` whose parts
+    /// the caller owns (`ops::rnn::BlocksMut::from_raw`).
+    pub fn ptr_at(&self, off: usize, span: usize) -> *mut T {
+        assert!(off + span <= self.len, "SharedMut: {off}+{span} > {}", self.len);
+        // SAFETY: in bounds (asserted); making the pointer reads nothing.
+        unsafe { self.ptr.add(off) }
+    }
     /// # Safety
     /// No other runner reads or writes `[off, off + n)` until the next barrier.
     #[allow(clippy::mut_from_ref)]

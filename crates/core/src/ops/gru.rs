@@ -15,7 +15,7 @@ use crate::backend::GpuBackend;
 use crate::cpu::Float;
 use crate::error::Result;
 use crate::launch::{buf, flag, kernels as k};
-use crate::ops::rnn::Cell;
+use crate::ops::rnn::{Blocks, BlocksMut, Cell, Proj};
 use crate::ops::rnn_device::{BwdStep, DeviceCell, FwdStep};
 
 pub(crate) struct Gru;
@@ -25,37 +25,46 @@ impl Cell for Gru {
     const FOLD_HH_BIAS: bool = false;
     const WS_BLOCKS: usize = 4;
 
+    const DXP_IS_DG: bool = false;
+
     /// In passes over the row, so that the activations run vectorised over whole gate blocks.
-    fn fwd<T: Float>(&self, h: usize, xp: &[T], hh: &[T], hs: &mut [T], _cs: &mut [T], ws: &mut [T]) {
-        for ((w, &x), &r) in ws[..2 * h].iter_mut().zip(&xp[..2 * h]).zip(&hh[..2 * h]) {
-            *w = x + r;
+    fn fwd<T: Float>(&self, _n: usize, xp: Proj<T>, hh: Blocks<T>, hs: &mut [T], _cs: &mut [T], ws: &mut BlocksMut<T>) {
+        let [wr, wz, wn, whn] = ws.blks([0, 1, 2, 3]);
+        for (k, w) in [&mut *wr, &mut *wz].into_iter().enumerate() {
+            xp.add(k, hh.blk(k), w);
         }
-        T::sigmoid_slice(&mut ws[..2 * h]);
-        for j in 0..h {
-            let hn = hh[2 * h + j];
-            ws[3 * h + j] = hn;
-            ws[2 * h + j] = xp[2 * h + j] + ws[j] * hn;
+        T::sigmoid_slice(wr);
+        T::sigmoid_slice(wz);
+        xp.load(2, wn);
+        for (((wn, whn), &hn), &r) in wn.iter_mut().zip(whn.iter_mut()).zip(hh.blk(2)).zip(&*wr) {
+            *whn = hn;
+            *wn += r * hn;
         }
-        T::tanh_slice(&mut ws[2 * h..3 * h]);
-        for j in 0..h {
-            let (z, n) = (ws[h + j], ws[2 * h + j]);
-            hs[j] = (T::ONE - z) * n + z * hs[j];
+        T::tanh_slice(wn);
+        for ((h, &z), &n) in hs.iter_mut().zip(&*wz).zip(&*wn) {
+            *h = (T::ONE - z) * n + z * *h;
         }
     }
 
-    fn bwd<T: Float>(&self, h: usize, hprev: &[T], ws: &[T], dh: &mut [T], _dc: &mut [T], dg: &mut [T], dxp: &mut [T]) {
-        for j in 0..h {
-            let (r, z, n, hn) = (ws[j], ws[h + j], ws[2 * h + j], ws[3 * h + j]);
+    fn bwd<T: Float>(
+        &self, _n: usize, hprev: &[T], ws: Blocks<T>, dh: &mut [T], _dc: &mut [T], dg: &mut BlocksMut<T>,
+        dxp: &mut BlocksMut<T>,
+    ) {
+        let (wr, wz, wn, whn) = (ws.blk(0), ws.blk(1), ws.blk(2), ws.blk(3));
+        let [gr, gz, gn] = dg.blks([0, 1, 2]);
+        let [xr, xz, xn] = dxp.blks([0, 1, 2]);
+        for j in 0..dh.len() {
+            let (r, z, n, hn) = (wr[j], wz[j], wn[j], whn[j]);
             let d_h = dh[j];
             let dn = d_h * (T::ONE - z) * (T::ONE - n * n);
             let dz = d_h * (hprev[j] - n) * z * (T::ONE - z);
             let dr = dn * hn * r * (T::ONE - r);
-            dxp[j] = dr;
-            dxp[h + j] = dz;
-            dxp[2 * h + j] = dn;
-            dg[j] = dr;
-            dg[h + j] = dz;
-            dg[2 * h + j] = dn * r;
+            xr[j] = dr;
+            xz[j] = dz;
+            xn[j] = dn;
+            gr[j] = dr;
+            gz[j] = dz;
+            gn[j] = dn * r;
             dh[j] = d_h * z;
         }
     }
@@ -100,48 +109,53 @@ impl Cell for GruResetBefore {
     const WS_BLOCKS: usize = 4;
 
     /// First half: r and z, and r ⊙ h for the mid-step GEMM.
-    fn fwd<T: Float>(&self, h: usize, xp: &[T], hh: &[T], hs: &mut [T], _cs: &mut [T], ws: &mut [T]) {
-        for ((w, &x), &r) in ws[..2 * h].iter_mut().zip(&xp[..2 * h]).zip(&hh[..2 * h]) {
-            *w = x + r;
+    fn fwd<T: Float>(&self, _n: usize, xp: Proj<T>, hh: Blocks<T>, hs: &mut [T], _cs: &mut [T], ws: &mut BlocksMut<T>) {
+        let [wr, wz, wrh] = ws.blks([0, 1, 3]);
+        for (k, w) in [&mut *wr, &mut *wz].into_iter().enumerate() {
+            xp.add(k, hh.blk(k), w);
         }
-        T::sigmoid_slice(&mut ws[..2 * h]);
-        for j in 0..h {
-            ws[3 * h + j] = ws[j] * hs[j];
+        T::sigmoid_slice(wr);
+        T::sigmoid_slice(wz);
+        for ((v, &r), &h) in wrh.iter_mut().zip(&*wr).zip(&*hs) {
+            *v = r * h;
         }
     }
 
-    fn fwd_mid<T: Float>(&self, h: usize, xp: &[T], mid: &[T], hs: &mut [T], ws: &mut [T]) {
-        for j in 0..h {
-            ws[2 * h + j] = xp[2 * h + j] + mid[j];
-        }
-        T::tanh_slice(&mut ws[2 * h..3 * h]);
-        for j in 0..h {
-            let (z, n) = (ws[h + j], ws[2 * h + j]);
-            hs[j] = (T::ONE - z) * n + z * hs[j];
+    fn fwd_mid<T: Float>(&self, _n: usize, xp: Proj<T>, mid: &[T], hs: &mut [T], ws: &mut BlocksMut<T>) {
+        let [wz, wn] = ws.blks([1, 2]);
+        xp.add(2, mid, wn);
+        T::tanh_slice(wn);
+        for ((h, &z), &n) in hs.iter_mut().zip(&*wz).zip(&*wn) {
+            *h = (T::ONE - z) * n + z * *h;
         }
     }
 
     /// First half: z and n gates; dr needs d(r ⊙ h), which the mid-step GEMM provides.
-    fn bwd<T: Float>(&self, h: usize, hprev: &[T], ws: &[T], dh: &mut [T], _dc: &mut [T], dg: &mut [T], dxp: &mut [T]) {
-        for j in 0..h {
-            let (z, n) = (ws[h + j], ws[2 * h + j]);
+    fn bwd<T: Float>(
+        &self, _n: usize, hprev: &[T], ws: Blocks<T>, dh: &mut [T], _dc: &mut [T], dg: &mut BlocksMut<T>,
+        _dxp: &mut BlocksMut<T>,
+    ) {
+        let (wz, wn) = (ws.blk(1), ws.blk(2));
+        let [gz, gn] = dg.blks([1, 2]);
+        for j in 0..dh.len() {
+            let (z, n) = (wz[j], wn[j]);
             let d_h = dh[j];
             let dn = d_h * (T::ONE - z) * (T::ONE - n * n);
             let dz = d_h * (hprev[j] - n) * z * (T::ONE - z);
-            dxp[h + j] = dz;
-            dxp[2 * h + j] = dn;
-            dg[h + j] = dz;
-            dg[2 * h + j] = dn;
+            gz[j] = dz;
+            gn[j] = dn;
             dh[j] = d_h * z;
         }
     }
 
-    fn bwd_mid<T: Float>(&self, h: usize, hprev: &[T], ws: &[T], drh: &[T], dh: &mut [T], dg: &mut [T], dxp: &mut [T]) {
-        for j in 0..h {
-            let r = ws[j];
-            let dr = drh[j] * hprev[j] * r * (T::ONE - r);
-            dxp[j] = dr;
-            dg[j] = dr;
+    fn bwd_mid<T: Float>(
+        &self, _n: usize, hprev: &[T], ws: Blocks<T>, drh: &[T], dh: &mut [T], dg: &mut BlocksMut<T>,
+        _dxp: &mut BlocksMut<T>,
+    ) {
+        let (wr, gr) = (ws.blk(0), dg.blk(0));
+        for j in 0..dh.len() {
+            let r = wr[j];
+            gr[j] = drh[j] * hprev[j] * r * (T::ONE - r);
             dh[j] += drh[j] * r;
         }
     }

@@ -11,7 +11,7 @@ use crate::backend::GpuBackend;
 use crate::cpu::Float;
 use crate::error::Result;
 use crate::launch::{buf, flag, kernels as k};
-use crate::ops::rnn::Cell;
+use crate::ops::rnn::{Blocks, BlocksMut, Cell, Proj};
 use crate::ops::rnn_device::{BwdStep, DeviceCell, FwdStep};
 
 pub(crate) struct Lstm;
@@ -22,49 +22,43 @@ impl Cell for Lstm {
     const WS_BLOCKS: usize = 6;
 
     /// In passes over the row, so that the activations run vectorised over whole gate blocks.
-    fn fwd<T: Float>(&self, h: usize, xp: &[T], hh: &[T], hs: &mut [T], cs: &mut [T], ws: &mut [T]) {
-        for ((w, &x), &r) in ws[..4 * h].iter_mut().zip(&xp[..4 * h]).zip(&hh[..4 * h]) {
-            *w = x + r;
+    fn fwd<T: Float>(&self, _n: usize, xp: Proj<T>, hh: Blocks<T>, hs: &mut [T], cs: &mut [T], ws: &mut BlocksMut<T>) {
+        let [wi, wf, wg, wo, wc, wt] = ws.blks([0, 1, 2, 3, 4, 5]);
+        for (k, w) in [&mut *wi, &mut *wf, &mut *wg, &mut *wo].into_iter().enumerate() {
+            xp.add(k, hh.blk(k), w);
         }
-        let (ifg, rest) = ws.split_at_mut(3 * h);
-        let (wo, rest) = rest.split_at_mut(h);
-        let (wc, wt) = rest.split_at_mut(h);
-        T::sigmoid_slice(&mut ifg[..2 * h]);
-        T::tanh_slice(&mut ifg[2 * h..]);
+        T::sigmoid_slice(wi);
+        T::sigmoid_slice(wf);
+        T::tanh_slice(wg);
         T::sigmoid_slice(wo);
-        let (wi, wf, wg) = (&ifg[..h], &ifg[h..2 * h], &ifg[2 * h..]);
-        for j in 0..h {
-            let c = cs[j];
-            let c_new = wf[j] * c + wi[j] * wg[j];
-            cs[j] = c_new;
-            wc[j] = c;
-            wt[j] = c_new;
+        for (((((c, wc), wt), &i), &f), &g) in
+            cs.iter_mut().zip(wc.iter_mut()).zip(wt.iter_mut()).zip(&*wi).zip(&*wf).zip(&*wg)
+        {
+            let c_new = f * *c + i * g;
+            *wc = *c;
+            *c = c_new;
+            *wt = c_new;
         }
-        T::tanh_slice(&mut wt[..h]);
-        for j in 0..h {
-            hs[j] = wo[j] * wt[j];
+        T::tanh_slice(wt);
+        for ((h, &o), &t) in hs.iter_mut().zip(&*wo).zip(&*wt) {
+            *h = o * t;
         }
     }
 
-    fn bwd<T: Float>(&self, h: usize, _hprev: &[T], ws: &[T], dh: &mut [T], dc: &mut [T], dg: &mut [T], dxp: &mut [T]) {
-        let (wi, wf, wg, wo, wc, wt) =
-            (&ws[..h], &ws[h..2 * h], &ws[2 * h..3 * h], &ws[3 * h..4 * h], &ws[4 * h..5 * h], &ws[5 * h..6 * h]);
-        for j in 0..h {
+    fn bwd<T: Float>(
+        &self, _n: usize, _hprev: &[T], ws: Blocks<T>, dh: &mut [T], dc: &mut [T], dg: &mut BlocksMut<T>,
+        _dxp: &mut BlocksMut<T>,
+    ) {
+        let (wi, wf, wg, wo, wc, wt) = (ws.blk(0), ws.blk(1), ws.blk(2), ws.blk(3), ws.blk(4), ws.blk(5));
+        let [di_, df_, dg_, do_] = dg.blks([0, 1, 2, 3]);
+        for j in 0..dh.len() {
             let (i, f, g, o, c, tc) = (wi[j], wf[j], wg[j], wo[j], wc[j], wt[j]);
             let d_h = dh[j];
             let d_c = dc[j] + d_h * o * (T::ONE - tc * tc);
-            let di = d_c * g * i * (T::ONE - i);
-            let df = d_c * c * f * (T::ONE - f);
-            let dgg = d_c * i * (T::ONE - g * g);
-            let d_o = d_h * tc * o * (T::ONE - o);
-            dg[j] = di;
-            dg[h + j] = df;
-            dg[2 * h + j] = dgg;
-            dg[3 * h + j] = d_o;
-            dxp[j] = di;
-            dxp[h + j] = df;
-            dxp[2 * h + j] = dgg;
-            dxp[3 * h + j] = d_o;
+            di_[j] = d_c * g * i * (T::ONE - i);
+            df_[j] = d_c * c * f * (T::ONE - f);
+            dg_[j] = d_c * i * (T::ONE - g * g);
+            do_[j] = d_h * tc * o * (T::ONE - o);
             dc[j] = d_c * f;
             dh[j] = T::ZERO;
         }

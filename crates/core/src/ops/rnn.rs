@@ -41,7 +41,111 @@ use std::any::TypeId;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-/// One step of one row of a recurrent cell. Every slice is one row; `H` is `h`.
+/// The gate blocks of one row of a buffer: `n` values per block, block k at `k · ld` (ld ≥ n).
+/// The generic loop passes whole rows (n = ld = H); the float32 team engine passes one chunk's
+/// units of the full-width rows in place (n units from j0, ld = H), so no copies are needed.
+#[derive(Clone, Copy)]
+pub(crate) struct Blocks<'a, T> {
+    data: &'a [T],
+    n: usize,
+    ld: usize,
+}
+
+impl<'a, T> Blocks<'a, T> {
+    pub(crate) fn new(data: &'a [T], n: usize, ld: usize) -> Self {
+        debug_assert!(ld >= n);
+        Blocks { data, n, ld }
+    }
+    pub(crate) fn blk(&self, k: usize) -> &'a [T] {
+        &self.data[k * self.ld..k * self.ld + self.n]
+    }
+}
+
+/// The writable form of [`Blocks`]. The blocks are disjoint (ld ≥ n), so several can be
+/// borrowed at once ([`BlocksMut::blks`]); the gaps between them are never touched, which lets
+/// several threads hold views of the same rows, each over its own units.
+pub(crate) struct BlocksMut<'a, T> {
+    ptr: *mut T,
+    blocks: usize,
+    n: usize,
+    ld: usize,
+    _borrow: std::marker::PhantomData<&'a mut [T]>,
+}
+
+impl<'a, T> BlocksMut<'a, T> {
+    /// `blocks` blocks of `data`.
+    pub(crate) fn new(data: &'a mut [T], blocks: usize, n: usize, ld: usize) -> Self {
+        assert!(ld >= n && (blocks == 0 || data.len() >= (blocks - 1) * ld + n), "BlocksMut: buffer too small");
+        BlocksMut { ptr: data.as_mut_ptr(), blocks, n, ld, _borrow: std::marker::PhantomData }
+    }
+    /// No blocks: the `dxp` of cells whose DXP is DG.
+    pub(crate) fn empty() -> Self {
+        BlocksMut {
+            ptr: std::ptr::NonNull::dangling().as_ptr(),
+            blocks: 0,
+            n: 0,
+            ld: 0,
+            _borrow: std::marker::PhantomData,
+        }
+    }
+    /// # Safety
+    /// For k < blocks, `[ptr + k·ld, ptr + k·ld + n)` is valid for 'a, and nothing else reads or
+    /// writes those ranges while the view lives.
+    pub(crate) unsafe fn from_raw(ptr: *mut T, blocks: usize, n: usize, ld: usize) -> Self {
+        assert!(ld >= n, "BlocksMut: ld < n");
+        BlocksMut { ptr, blocks, n, ld, _borrow: std::marker::PhantomData }
+    }
+    pub(crate) fn blk(&mut self, k: usize) -> &mut [T] {
+        assert!(k < self.blocks, "BlocksMut: block {k} of {}", self.blocks);
+        // SAFETY: in bounds (checked here and at construction); the &mut self borrow is unique.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.add(k * self.ld), self.n) }
+    }
+    pub(crate) fn get(&self, k: usize) -> &[T] {
+        assert!(k < self.blocks, "BlocksMut: block {k} of {}", self.blocks);
+        // SAFETY: as `blk`, shared.
+        unsafe { std::slice::from_raw_parts(self.ptr.add(k * self.ld), self.n) }
+    }
+    /// Several distinct blocks at once.
+    pub(crate) fn blks<const K: usize>(&mut self, ks: [usize; K]) -> [&mut [T]; K] {
+        for (a, &ka) in ks.iter().enumerate() {
+            assert!(ka < self.blocks && !ks[..a].contains(&ka), "BlocksMut: blocks {ks:?} of {}", self.blocks);
+        }
+        // SAFETY: distinct blocks are disjoint ranges (ld ≥ n), each in bounds.
+        ks.map(|k| unsafe { std::slice::from_raw_parts_mut(self.ptr.add(k * self.ld), self.n) })
+    }
+}
+
+/// The input projection of one row's gate blocks, plus the bias where the caller keeps it apart
+/// (the team engine adds it as it reads, which saves a pass over XP).
+#[derive(Clone, Copy)]
+pub(crate) struct Proj<'a, T> {
+    pub xp: Blocks<'a, T>,
+    pub bias: Option<Blocks<'a, T>>,
+}
+
+impl<T: Float> Proj<'_, T> {
+    /// `out = xp[k] (+ bias[k])`.
+    pub(crate) fn load(&self, k: usize, out: &mut [T]) {
+        match self.bias {
+            Some(b) => {
+                for ((o, &x), &c) in out.iter_mut().zip(self.xp.blk(k)).zip(b.blk(k)) {
+                    *o = x + c;
+                }
+            }
+            None => out.copy_from_slice(self.xp.blk(k)),
+        }
+    }
+    /// `out = xp[k] (+ bias[k]) + r`.
+    pub(crate) fn add(&self, k: usize, r: &[T], out: &mut [T]) {
+        self.load(k, out);
+        for (o, &v) in out.iter_mut().zip(r) {
+            *o += v;
+        }
+    }
+}
+
+/// One step of one row of a recurrent cell, over `n` hidden units: `hs`, `cs`, `hprev`, `dh`,
+/// `dc` and `mid` are those n values; the other arguments are gate blocks of n values each.
 pub(crate) trait Cell: Sync {
     /// Gate blocks in w_ih / w_hh.
     const G: usize;
@@ -58,21 +162,29 @@ pub(crate) trait Cell: Sync {
     const HAS_MID: bool = Self::HH_BLOCKS < Self::G;
     /// Saved floats per row and step, in units of H.
     const WS_BLOCKS: usize;
+    /// Whether the gradient of the input projection equals that of the recurrent one (every
+    /// cell but the reset-after GRU, whose n gate sees W_hn h through r): the CPU loops then
+    /// keep one buffer, DG, and `bwd` never touches `dxp`.
+    const DXP_IS_DG: bool = true;
 
     /// h (and c) in place from h_prev; `xp` holds the input projection (with folded biases),
     /// `hh` the recurrent projection of the first HH_BLOCKS gates.
-    fn fwd<T: Float>(&self, h: usize, xp: &[T], hh: &[T], hs: &mut [T], cs: &mut [T], ws: &mut [T]);
+    fn fwd<T: Float>(&self, n: usize, xp: Proj<T>, hh: Blocks<T>, hs: &mut [T], cs: &mut [T], ws: &mut BlocksMut<T>);
     /// Second half of a step for cells with a mid-step GEMM; `mid` = ws[MID]·W_hh[mid]ᵀ.
-    fn fwd_mid<T: Float>(&self, _h: usize, _xp: &[T], _mid: &[T], _hs: &mut [T], _ws: &mut [T]) {}
+    fn fwd_mid<T: Float>(&self, _n: usize, _xp: Proj<T>, _mid: &[T], _hs: &mut [T], _ws: &mut BlocksMut<T>) {}
     /// From dh (and dc) of this step's output state: pre-activation gradients of the recurrent
-    /// part `dg` and of the input part `dxp`, and in place the direct part of dh_prev (and
-    /// dc_prev). The loop adds dg·W_hh to dh afterwards.
+    /// part `dg` and, unless DXP_IS_DG, of the input part `dxp`, and in place the direct part of
+    /// dh_prev (and dc_prev). The loop adds dg·W_hh to dh afterwards.
     #[allow(clippy::too_many_arguments)]
-    fn bwd<T: Float>(&self, h: usize, hprev: &[T], ws: &[T], dh: &mut [T], dc: &mut [T], dg: &mut [T], dxp: &mut [T]);
+    fn bwd<T: Float>(
+        &self, n: usize, hprev: &[T], ws: Blocks<T>, dh: &mut [T], dc: &mut [T], dg: &mut BlocksMut<T>,
+        dxp: &mut BlocksMut<T>,
+    );
     /// Second half of the backward step for mid-GEMM cells; `dmid` = dg[mid]·W_hh[mid].
     #[allow(clippy::too_many_arguments)]
     fn bwd_mid<T: Float>(
-        &self, _h: usize, _hprev: &[T], _ws: &[T], _dmid: &[T], _dh: &mut [T], _dg: &mut [T], _dxp: &mut [T],
+        &self, _n: usize, _hprev: &[T], _ws: Blocks<T>, _dmid: &[T], _dh: &mut [T], _dg: &mut BlocksMut<T>,
+        _dxp: &mut BlocksMut<T>,
     ) {
     }
 }
@@ -85,37 +197,34 @@ pub(crate) struct Vanilla {
 impl Cell for Vanilla {
     const G: usize = 1;
     const WS_BLOCKS: usize = 1;
-    fn fwd<T: Float>(&self, h: usize, xp: &[T], hh: &[T], hs: &mut [T], _cs: &mut [T], ws: &mut [T]) {
-        for ((w, &x), &r) in ws[..h].iter_mut().zip(&xp[..h]).zip(&hh[..h]) {
-            *w = x + r;
-        }
+    fn fwd<T: Float>(&self, _n: usize, xp: Proj<T>, hh: Blocks<T>, hs: &mut [T], _cs: &mut [T], ws: &mut BlocksMut<T>) {
+        let w = ws.blk(0);
+        xp.add(0, hh.blk(0), w);
         if self.relu {
-            for w in &mut ws[..h] {
+            for w in w.iter_mut() {
                 // NaN maps to 0, as the comparison form `if pre > 0 { pre } else { 0 }`.
                 *w = if *w > T::ZERO { *w } else { T::ZERO };
             }
         } else {
-            T::tanh_slice(&mut ws[..h]);
+            T::tanh_slice(w);
         }
-        hs[..h].copy_from_slice(&ws[..h]);
+        hs.copy_from_slice(w);
     }
     fn bwd<T: Float>(
-        &self, h: usize, _hprev: &[T], ws: &[T], dh: &mut [T], _dc: &mut [T], dg: &mut [T], dxp: &mut [T],
+        &self, _n: usize, _hprev: &[T], ws: Blocks<T>, dh: &mut [T], _dc: &mut [T], dg: &mut BlocksMut<T>,
+        _dxp: &mut BlocksMut<T>,
     ) {
-        for j in 0..h {
-            let y = ws[j];
-            let d = if self.relu {
+        for ((d_g, d_h), &y) in dg.blk(0).iter_mut().zip(dh.iter_mut()).zip(ws.blk(0)) {
+            *d_g = if self.relu {
                 if y > T::ZERO {
-                    dh[j]
+                    *d_h
                 } else {
                     T::ZERO
                 }
             } else {
-                dh[j] * (T::ONE - y * y)
+                *d_h * (T::ONE - y * y)
             };
-            dg[j] = d;
-            dxp[j] = d;
-            dh[j] = T::ZERO;
+            *d_h = T::ZERO;
         }
     }
 }
@@ -531,7 +640,15 @@ fn forward_cpu<T: Float, C: Cell>(cell: &C, p: &Plan, inp: &[&CpuStorage]) -> Re
             par::for_each(work, PAR_MIN_FUSED, rows, |(r, ((hr, cr), wr))| {
                 if let Some(tt) = p.time_of(s, r) {
                     let xr = &xp[(tt * b + r) * gh..][..gh];
-                    cell.fwd(h, xr, &hh[r * hh_w..][..hh_w], hr, cr, wr);
+                    let mut wr = BlocksMut::new(wr, C::WS_BLOCKS, h, h);
+                    cell.fwd(
+                        h,
+                        Proj { xp: Blocks::new(xr, h, h), bias: None },
+                        Blocks::new(&hh[r * hh_w..][..hh_w], h, h),
+                        hr,
+                        cr,
+                        &mut wr,
+                    );
                 }
             });
             if C::HAS_MID {
@@ -540,7 +657,8 @@ fn forward_cpu<T: Float, C: Cell>(cell: &C, p: &Plan, inp: &[&CpuStorage]) -> Re
                 let rows = indexed((rows_mut(&mut hs, h), rows_mut(ws_s, ws_w)));
                 par::for_each(work, PAR_MIN_FUSED, rows, |(r, (hr, wr))| {
                     if let Some(tt) = p.time_of(s, r) {
-                        cell.fwd_mid(h, &xp[(tt * b + r) * gh..][..gh], &mid[r * h..][..h], hr, wr);
+                        let xr = Proj { xp: Blocks::new(&xp[(tt * b + r) * gh..][..gh], h, h), bias: None };
+                        cell.fwd_mid(h, xr, &mid[r * h..][..h], hr, &mut BlocksMut::new(wr, C::WS_BLOCKS, h, h));
                     }
                 });
             }
@@ -648,11 +766,13 @@ fn backward_cpu<T: Float, C: Cell>(cell: &C, rb: &RecurrentBackward, inp: &[&Cpu
     let mut dc = dc_t.map(|v| v.to_vec()).unwrap_or_else(|| vec![T::ZERO; b * h]);
     // Both in processing order [s, b, G·H].
     let mut dg = vec![T::ZERO; t * b * gh];
-    let mut dxp = vec![T::ZERO; t * b * gh];
+    // DXP, where it differs from DG; the generic loop keeps one either way, for its row zips.
+    let fast = use_fast::<T>();
+    let mut dxp = vec![T::ZERO; if fast && C::DXP_IS_DG { 0 } else { t * b * gh }];
     let mut dmid = vec![T::ZERO; if C::HAS_MID { b * h } else { 0 }];
     let work = b * gh;
 
-    if use_fast::<T>() {
+    if fast {
         fn f<T: Float>(v: &[T]) -> &[f32] {
             f32s(v).expect("f32")
         }
@@ -687,7 +807,9 @@ fn backward_cpu<T: Float, C: Cell>(cell: &C, rb: &RecurrentBackward, inp: &[&Cpu
                 indexed((((rows_mut(&mut dh, h), rows_mut(&mut dc, h)), rows_mut(dg_s, gh)), rows_mut(dxp_s, gh)));
             par::for_each(work, PAR_MIN_FUSED, rows, |(r, (((dhr, dcr), dgr), dxr))| {
                 if p.time_of(s, r).is_some() {
-                    cell.bwd(h, &hp_s[r * h..][..h], &ws_s[r * ws_w..][..ws_w], dhr, dcr, dgr, dxr);
+                    let ws_r = Blocks::new(&ws_s[r * ws_w..][..ws_w], h, h);
+                    let (mut dgr, mut dxr) = (BlocksMut::new(dgr, g, h, h), BlocksMut::new(dxr, g, h, h));
+                    cell.bwd(h, &hp_s[r * h..][..h], ws_r, dhr, dcr, &mut dgr, &mut dxr);
                 }
             });
             if C::HAS_MID {
@@ -696,7 +818,8 @@ fn backward_cpu<T: Float, C: Cell>(cell: &C, rb: &RecurrentBackward, inp: &[&Cpu
                 par::for_each(work, PAR_MIN_FUSED, rows, |(r, ((dhr, dgr), dxr))| {
                     if p.time_of(s, r).is_some() {
                         let (hp, wr, dm) = (&hp_s[r * h..][..h], &ws_s[r * ws_w..][..ws_w], &dmid[r * h..][..h]);
-                        cell.bwd_mid(h, hp, wr, dm, dhr, dgr, dxr);
+                        let (mut dgr, mut dxr) = (BlocksMut::new(dgr, g, h, h), BlocksMut::new(dxr, g, h, h));
+                        cell.bwd_mid(h, hp, Blocks::new(wr, h, h), dm, dhr, &mut dgr, &mut dxr);
                     }
                 });
             }
@@ -721,8 +844,9 @@ fn backward_cpu<T: Float, C: Cell>(cell: &C, rb: &RecurrentBackward, inp: &[&Cpu
         gathered = xg;
         &gathered
     };
+    let dxp: &[T] = if C::DXP_IS_DG { &dg } else { &dxp };
     let mut dw_ih = vec![T::ZERO; gh * i];
-    gemm(gh, i, t * b, Mat::t(&dxp, gh), Mat::n(x_proc, i), &mut dw_ih, i, false);
+    gemm(gh, i, t * b, Mat::t(dxp, gh), Mat::n(x_proc, i), &mut dw_ih, i, false);
     let mut dw_hh = vec![T::ZERO; gh * h];
     gemm(hh_w, h, t * b, Mat::t(&dg, gh), Mat::n(hprev, h), &mut dw_hh, h, false);
     if C::HAS_MID {
@@ -730,7 +854,7 @@ fn backward_cpu<T: Float, C: Cell>(cell: &C, rb: &RecurrentBackward, inp: &[&Cpu
         gemm(gh - hh_w, h, t * b, Mat::t(&dg[hh_w..], gh), Mat::n(&ws[off..], ws_w), &mut dw_hh[hh_w * h..], h, false);
     }
     let mut dx_proc = vec![T::ZERO; t * b * i];
-    gemm(t * b, i, gh, Mat::n(&dxp, gh), Mat::n(w_ih, i), &mut dx_proc, i, false);
+    gemm(t * b, i, gh, Mat::n(dxp, gh), Mat::n(w_ih, i), &mut dx_proc, i, false);
     let dx = if p.identity_order() {
         dx_proc
     } else {
@@ -751,8 +875,9 @@ fn backward_cpu<T: Float, C: Cell>(cell: &C, rb: &RecurrentBackward, inp: &[&Cpu
     out.push(T::wrap(dw_ih));
     out.push(T::wrap(dw_hh));
     if p.has_bias {
-        out.push(T::wrap(column_sums(&dxp, t * b, gh)));
-        out.push(T::wrap(column_sums(&dg, t * b, gh)));
+        let db_hh = column_sums(&dg, t * b, gh);
+        out.push(T::wrap(if C::DXP_IS_DG { db_hh.clone() } else { column_sums(dxp, t * b, gh) }));
+        out.push(T::wrap(db_hh));
     }
     Ok(out)
 }

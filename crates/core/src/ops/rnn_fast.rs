@@ -4,8 +4,8 @@
 //! The hidden units are cut into chunks (whole 16-unit panels, two per runner) for the whole
 //! call. Phase 0 packs, per chunk, the rows of W_hh that produce (forward) or consume (backward)
 //! its units into panels (`cpu::simd`), once. Then every step computes, per chunk, the slice of
-//! the step GEMM for its units, and right after each tile of up to 6 rows the cell's gate math
-//! on those rows (vectorised activations) while the tile is in L1, and writes its units of the
+//! the step GEMM for its units and every row (cache-blocked so that the weights come from L1),
+//! then the cell's gate math row by row (vectorised activations), and writes its units of the
 //! next state. The only cross-unit dependency of a step is the full previous state, so one
 //! barrier per step (double-buffered h) orders everything; cells with a mid-step GEMM
 //! (reset-before GRU) take two. A runner takes its own chunks first, so on a quiet machine a
@@ -16,14 +16,15 @@
 //! units of dh, dc), then after a barrier its units of dh_prev += dG_s · W_hh[:, units] (which
 //! needs every unit of dG_s). The weight gradients stay single GEMMs over all steps (`rnn.rs`).
 //!
-//! The cells are the same `Cell` code as the generic loop, called on a contiguous copy of the
-//! chunk's units (padded to whole panels): gathers and scatters of a few blocks of n floats per
-//! row, small next to the row's share of the GEMM. Each output element is computed in exactly
-//! one chunk with a fixed summation order, so results do not depend on the number of threads.
+//! The cells are the same `Cell` code as the generic loop, given strided views
+//! (`rnn::Blocks`) of the chunk's units inside the full-width rows of XP, WS, DG, h and c, so
+//! they read and write the shared buffers in place: no gathers or scatters per row. Each output
+//! element is computed in exactly one chunk with a fixed summation order, and the vector code
+//! treats a slice's tail like its body, so results do not depend on the number of threads.
 
-use crate::cpu::simd::{self, pack_panels, MR, NR};
+use crate::cpu::simd::{self, pack_panels, NR};
 use crate::cpu::team::{self, SharedMut};
-use crate::ops::rnn::{Cell, Plan};
+use crate::ops::rnn::{Blocks, BlocksMut, Cell, Plan, Proj};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Multiply-adds of one step's recurrent GEMM below which the team is not worth a barrier per
@@ -98,28 +99,10 @@ pub(crate) struct FwdIo<'a> {
 
 /// A runner's scratch, sized for the largest chunk.
 struct FwdScratch {
-    /// One row tile of the step GEMM: [MR][HH_BLOCKS · npad].
+    /// The step GEMM of every row for the chunk's units: [B][HH_BLOCKS · npad].
     tile: Vec<f32>,
-    xp: Vec<f32>,
-    hs: Vec<f32>,
+    /// The c of cells without one (never read).
     cs: Vec<f32>,
-    ws: Vec<f32>,
-}
-
-/// The chunk's units of one XP row (plus the bias), as contiguous gate blocks of `npad`.
-fn gather_xp(dst: &mut [f32], row: &[f32], bias: Option<&[f32]>, h: usize, ch: &Chunk) {
-    let (j0, n, npad) = (ch.j0, ch.n, ch.npad);
-    for (blk, d) in dst.chunks_mut(npad).enumerate() {
-        let (d, src) = (&mut d[..n], &row[blk * h + j0..][..n]);
-        match bias {
-            Some(bv) => {
-                for ((d, &x), &c) in d.iter_mut().zip(src).zip(&bv[blk * h + j0..][..n]) {
-                    *d = x + c;
-                }
-            }
-            None => d.copy_from_slice(src),
-        }
-    }
 }
 
 pub(crate) fn forward_steps<C: Cell>(cell: &C, p: &Plan, io: FwdIo) {
@@ -135,31 +118,21 @@ pub(crate) fn forward_steps<C: Cell>(cell: &C, p: &Plan, io: FwdIo) {
     let mut w_pk = vec![0f32; C::HH_BLOCKS * panels * panel];
     let mut wm_pk = vec![0f32; if C::HAS_MID { panels * panel } else { 0 }];
     // r ⊙ h of every unit for the mid-step GEMM (cells with one), apart from ws so that the
-    // GEMM's reads never overlap another chunk's writes; and each chunk's cell workspace of
-    // every row, kept between the two halves of a step ([chunk][B][W · its padded units]).
+    // GEMM's reads never overlap another chunk's writes.
     let mut mid_in = vec![0f32; if C::HAS_MID { b * h } else { 0 }];
-    let mut half_ws = vec![0f32; if C::HAS_MID { b * C::WS_BLOCKS * panels * NR } else { 0 }];
     let mut h_other = vec![0f32; b * h];
     let (xp, xp_bias, w_hh, hh_bias, save) = (io.xp, io.xp_bias, io.w_hh, io.hh_bias, p.save);
     let (ha, hb) = (SharedMut::new(io.hs), SharedMut::new(&mut h_other));
     let (cs, y, ws, hprev) =
         (SharedMut::new(io.cs), SharedMut::new(io.y), SharedMut::new(io.ws), SharedMut::new(io.hprev));
-    let (w_sh, wm_sh) = (SharedMut::new(&mut w_pk), SharedMut::new(&mut wm_pk));
-    let (mid_sh, half_sh) = (SharedMut::new(&mut mid_in), SharedMut::new(&mut half_ws));
+    let (w_sh, wm_sh, mid_sh) = (SharedMut::new(&mut w_pk), SharedMut::new(&mut wm_pk), SharedMut::new(&mut mid_in));
     let halves = if C::HAS_MID { 2 } else { 1 };
-    let wsl_max = C::WS_BLOCKS * npad_max;
 
-    let scratch = || FwdScratch {
-        tile: vec![0.0; MR * C::HH_BLOCKS * npad_max],
-        xp: vec![0.0; g * npad_max],
-        hs: vec![0.0; npad_max],
-        cs: vec![0.0; npad_max],
-        ws: vec![0.0; wsl_max],
-    };
+    let scratch = || FwdScratch { tile: vec![0.0; b * C::HH_BLOCKS * npad_max], cs: vec![0.0; npad_max] };
 
     // SAFETY (every shared access below): in a phase, chunk c writes only its units [j0, j0 + n)
-    // of next, cs, y, ws, hprev and mid_in, its own packed panels and its part of half_ws, and
-    // reads other chunks' data only from buffers written before the last barrier.
+    // of next, cs, y, ws, hprev and mid_in and its own packed panels, and reads other chunks'
+    // data only from buffers written before the last barrier.
     let pack = |ch: &Chunk| {
         let mut one = Vec::new();
         for blk in 0..C::HH_BLOCKS {
@@ -185,97 +158,59 @@ pub(crate) fn forward_steps<C: Cell>(cell: &C, p: &Plan, io: FwdIo) {
         let (j0, n, npad) = (ch.j0, ch.n, ch.npad);
         let ws_base = if save { s * b } else { 0 };
         let h_cur = unsafe { cur.get(0, b * h) };
-        let wsl = C::WS_BLOCKS * npad;
-        // The chunk's cell workspace for row r: kept between the halves, or scratch.
-        let row_ws = |sc_ws: &mut Vec<f32>, r: usize| -> *mut f32 {
-            if C::HAS_MID {
-                unsafe { half_sh.get_mut(b * C::WS_BLOCKS * ch.first * NR + r * wsl, wsl) }.as_mut_ptr()
-            } else {
-                sc_ws.as_mut_ptr()
-            }
+        // The chunk's units of a row's gate blocks, read and written in place.
+        let ws_row = |r: usize| {
+            let at = ws.ptr_at((ws_base + r) * ws_w + j0, (C::WS_BLOCKS - 1) * h + n);
+            unsafe { BlocksMut::from_raw(at, C::WS_BLOCKS, n, h) }
         };
-        let store_out = |hs: &[f32], wr: &[f32], r: usize, tt: usize| {
-            let own = r * h + j0;
-            unsafe { next.get_mut(own, n) }.copy_from_slice(&hs[..n]);
-            unsafe { y.get_mut((tt * b + r) * h + j0, n) }.copy_from_slice(&hs[..n]);
-            if save {
-                for blk in 0..C::WS_BLOCKS {
-                    unsafe { ws.get_mut((ws_base + r) * ws_w + blk * h + j0, n) }
-                        .copy_from_slice(&wr[blk * npad..][..n]);
-                }
-            }
+        let proj = |tt: usize, r: usize| Proj {
+            xp: Blocks::new(&xp[(tt * b + r) * gh + j0..][..(g - 1) * h + n], n, h),
+            bias: xp_bias.map(|bv| Blocks::new(&bv[j0..][..(g - 1) * h + n], n, h)),
         };
         if half == 0 {
             let hw = C::HH_BLOCKS * npad;
             let nq = C::HH_BLOCKS * ch.np;
             let w = unsafe { w_sh.get(C::HH_BLOCKS * ch.first * panel, nq * panel) };
-            for r0 in (0..b).step_by(MR) {
-                let m = MR.min(b - r0);
-                kern.panels(&h_cur[r0 * h..], h, m, h, w, nq, &mut sc.tile, hw);
-                for rl in 0..m {
-                    let r = r0 + rl;
-                    let own = r * h + j0;
-                    if save {
-                        unsafe { hprev.get_mut((s * b + r) * h + j0, n) }.copy_from_slice(&h_cur[own..own + n]);
-                    }
-                    let Some(tt) = p.time_of(s, r) else {
-                        if !C::HAS_MID {
-                            unsafe { next.get_mut(own, n) }.copy_from_slice(&h_cur[own..own + n]);
-                        }
-                        continue;
-                    };
-                    let hh = &mut sc.tile[rl * hw..(rl + 1) * hw];
-                    if let Some(bias) = hh_bias {
-                        for blk in 0..C::HH_BLOCKS {
-                            for (v, &bv) in hh[blk * npad..][..n].iter_mut().zip(&bias[blk * h + j0..][..n]) {
-                                *v += bv;
-                            }
+            kern.panels(h_cur, h, b, h, w, nq, &mut sc.tile, hw);
+            for r in 0..b {
+                let own = r * h + j0;
+                if save {
+                    unsafe { hprev.get_mut((s * b + r) * h + j0, n) }.copy_from_slice(&h_cur[own..own + n]);
+                }
+                // The state moves on in place in `next` (a masked row's stays as it was).
+                let hs = unsafe { next.get_mut(own, n) };
+                hs.copy_from_slice(&h_cur[own..own + n]);
+                let Some(tt) = p.time_of(s, r) else { continue };
+                let hh = &mut sc.tile[r * hw..(r + 1) * hw];
+                if let Some(bias) = hh_bias {
+                    for blk in 0..C::HH_BLOCKS {
+                        for (v, &bv) in hh[blk * npad..][..n].iter_mut().zip(&bias[blk * h + j0..][..n]) {
+                            *v += bv;
                         }
                     }
-                    gather_xp(&mut sc.xp[..g * npad], &xp[(tt * b + r) * gh..][..gh], xp_bias, h, ch);
-                    sc.hs[..n].copy_from_slice(&h_cur[own..own + n]);
-                    if C::HAS_C {
-                        sc.cs[..n].copy_from_slice(unsafe { cs.get(own, n) });
-                    }
-                    let wr = unsafe { std::slice::from_raw_parts_mut(row_ws(&mut sc.ws, r), wsl) };
-                    cell.fwd(npad, &sc.xp[..g * npad], hh, &mut sc.hs[..npad], &mut sc.cs[..npad], wr);
-                    if C::HAS_C {
-                        unsafe { cs.get_mut(own, n) }.copy_from_slice(&sc.cs[..n]);
-                    }
-                    if C::HAS_MID {
-                        let mb = C::MID_WS_BLOCK;
-                        unsafe { mid_sh.get_mut(own, n) }.copy_from_slice(&wr[mb * npad..][..n]);
-                    } else {
-                        store_out(&sc.hs, wr, r, tt);
-                    }
+                }
+                let cs_r = if C::HAS_C { unsafe { cs.get_mut(own, n) } } else { &mut sc.cs[..n] };
+                let mut wr = ws_row(r);
+                cell.fwd(n, proj(tt, r), Blocks::new(hh, n, npad), hs, cs_r, &mut wr);
+                if C::HAS_MID {
+                    unsafe { mid_sh.get_mut(own, n) }.copy_from_slice(wr.get(C::MID_WS_BLOCK));
+                } else {
+                    unsafe { y.get_mut((tt * b + r) * h + j0, n) }.copy_from_slice(hs);
                 }
             }
         } else {
             // Second half (mid-step GEMM): mid = (r ⊙ h) · W_hh[mid]ᵀ for these units.
             let mid_in = unsafe { mid_sh.get(0, b * h) };
             let wm = unsafe { wm_sh.get(ch.first * panel, ch.np * panel) };
-            for r0 in (0..b).step_by(MR) {
-                let m = MR.min(b - r0);
-                kern.panels(&mid_in[r0 * h..], h, m, h, wm, ch.np, &mut sc.tile, npad);
-                for rl in 0..m {
-                    let r = r0 + rl;
-                    let own = r * h + j0;
-                    let Some(tt) = p.time_of(s, r) else {
-                        unsafe { next.get_mut(own, n) }.copy_from_slice(&h_cur[own..own + n]);
-                        continue;
-                    };
-                    gather_xp(&mut sc.xp[..g * npad], &xp[(tt * b + r) * gh..][..gh], xp_bias, h, ch);
-                    sc.hs[..n].copy_from_slice(&h_cur[own..own + n]);
-                    let wr = unsafe { std::slice::from_raw_parts_mut(row_ws(&mut sc.ws, r), wsl) };
-                    cell.fwd_mid(
-                        npad,
-                        &sc.xp[..g * npad],
-                        &sc.tile[rl * npad..(rl + 1) * npad],
-                        &mut sc.hs[..npad],
-                        wr,
-                    );
-                    store_out(&sc.hs, wr, r, tt);
-                }
+            kern.panels(mid_in, h, b, h, wm, ch.np, &mut sc.tile, npad);
+            for r in 0..b {
+                let Some(tt) = p.time_of(s, r) else { continue };
+                let own = r * h + j0;
+                // h_prev, copied into `next` by the first half.
+                let hs = unsafe { next.get_mut(own, n) };
+                let mut wr = ws_row(r);
+                cell.fwd_mid(n, proj(tt, r), &sc.tile[r * npad..][..n], hs, &mut wr);
+                unsafe { y.get_mut((tt * b + r) * h + j0, n) }.copy_from_slice(hs);
             }
         }
     };
@@ -301,12 +236,8 @@ pub(crate) struct BwdIo<'a> {
 
 struct BwdScratch {
     tile: Vec<f32>,
-    hp: Vec<f32>,
-    ws: Vec<f32>,
-    dh: Vec<f32>,
+    /// The dc of cells without one (never read).
     dc: Vec<f32>,
-    dg: Vec<f32>,
-    dxp: Vec<f32>,
 }
 
 pub(crate) fn backward_steps<C: Cell>(cell: &C, p: &Plan, io: BwdIo) {
@@ -328,15 +259,7 @@ pub(crate) fn backward_steps<C: Cell>(cell: &C, p: &Plan, io: BwdIo) {
     let (dg, dxp) = (SharedMut::new(io.dg), SharedMut::new(io.dxp));
     let (w_sh, wm_sh, dmid_sh) = (SharedMut::new(&mut w_pk), SharedMut::new(&mut wm_pk), SharedMut::new(&mut dmid_in));
 
-    let scratch = || BwdScratch {
-        tile: vec![0.0; MR * npad_max],
-        hp: vec![0.0; npad_max],
-        ws: vec![0.0; C::WS_BLOCKS * npad_max],
-        dh: vec![0.0; npad_max],
-        dc: vec![0.0; npad_max],
-        dg: vec![0.0; g * npad_max],
-        dxp: vec![0.0; g * npad_max],
-    };
+    let scratch = || BwdScratch { tile: vec![0.0; b * npad_max], dc: vec![0.0; npad_max] };
 
     // SAFETY (every shared access): a chunk reads and writes only its units of dh, dc, dG, dXP
     // and dmid_in and its own packed panels, except the GEMM phases, which read all of dG_s (or
@@ -351,57 +274,39 @@ pub(crate) fn backward_steps<C: Cell>(cell: &C, p: &Plan, io: BwdIo) {
             unsafe { wm_sh.get_mut(ch.first * h * NR, ch.np * h * NR) }.copy_from_slice(&one);
         }
     };
-    let gather = |sc: &mut BwdScratch, ch: &Chunk, s: usize, r: usize| {
-        let (j0, n, npad) = (ch.j0, ch.n, ch.npad);
-        sc.hp[..n].copy_from_slice(&hprev[(s * b + r) * h + j0..][..n]);
-        let wrow = &ws_all[(s * b + r) * ws_w..][..ws_w];
-        for blk in 0..C::WS_BLOCKS {
-            sc.ws[blk * npad..][..n].copy_from_slice(&wrow[blk * h + j0..][..n]);
-        }
-        sc.dh[..n].copy_from_slice(unsafe { dh.get(r * h + j0, n) });
-        if C::HAS_C {
-            sc.dc[..n].copy_from_slice(unsafe { dc.get(r * h + j0, n) });
-        }
+    // The chunk's units of row r of step s: saved blocks, and the gradient blocks written in
+    // place.
+    let ws_row = |ch: &Chunk, s: usize, r: usize| {
+        Blocks::new(&ws_all[(s * b + r) * ws_w + ch.j0..][..(C::WS_BLOCKS - 1) * h + ch.n], ch.n, h)
     };
-    let scatter = |sc: &BwdScratch, ch: &Chunk, s: usize, r: usize| {
-        let (j0, n, npad) = (ch.j0, ch.n, ch.npad);
-        unsafe { dh.get_mut(r * h + j0, n) }.copy_from_slice(&sc.dh[..n]);
-        if C::HAS_C {
-            unsafe { dc.get_mut(r * h + j0, n) }.copy_from_slice(&sc.dc[..n]);
-        }
-        for blk in 0..g {
-            let off = (s * b + r) * gh + blk * h + j0;
-            unsafe { dg.get_mut(off, n) }.copy_from_slice(&sc.dg[blk * npad..][..n]);
-            unsafe { dxp.get_mut(off, n) }.copy_from_slice(&sc.dxp[blk * npad..][..n]);
-        }
+    let grads_row = |ch: &Chunk, s: usize, r: usize| {
+        let (off, span) = ((s * b + r) * gh + ch.j0, (g - 1) * h + ch.n);
+        let dgr = unsafe { BlocksMut::from_raw(dg.ptr_at(off, span), g, ch.n, h) };
+        let dxr = if C::DXP_IS_DG {
+            BlocksMut::empty()
+        } else {
+            unsafe { BlocksMut::from_raw(dxp.ptr_at(off, span), g, ch.n, h) }
+        };
+        (dgr, dxr)
     };
     // The cell's (first) backward half for step s on these units.
     let cell_step = |sc: &mut BwdScratch, ch: &Chunk, s: usize| {
-        let (j0, n, npad) = (ch.j0, ch.n, ch.npad);
+        let (j0, n) = (ch.j0, ch.n);
         for r in 0..b {
             let Some(tt) = p.time_of(s, r) else { continue };
+            let own = r * h + j0;
+            let dh_r = unsafe { dh.get_mut(own, n) };
             if let Some(dy) = dy {
-                let d = unsafe { dh.get_mut(r * h + j0, n) };
-                for (v, &a) in d.iter_mut().zip(&dy[(tt * b + r) * h + j0..][..n]) {
+                for (v, &a) in dh_r.iter_mut().zip(&dy[(tt * b + r) * h + j0..][..n]) {
                     *v += a;
                 }
             }
-            gather(sc, ch, s, r);
-            sc.dg.fill(0.0);
-            sc.dxp.fill(0.0);
-            let (gn, wn) = (g * npad, C::WS_BLOCKS * npad);
-            cell.bwd(
-                npad,
-                &sc.hp[..npad],
-                &sc.ws[..wn],
-                &mut sc.dh[..npad],
-                &mut sc.dc[..npad],
-                &mut sc.dg[..gn],
-                &mut sc.dxp[..gn],
-            );
-            scatter(sc, ch, s, r);
+            let dc_r = if C::HAS_C { unsafe { dc.get_mut(own, n) } } else { &mut sc.dc[..n] };
+            let hp = &hprev[(s * b + r) * h + j0..][..n];
+            let (mut dgr, mut dxr) = grads_row(ch, s, r);
+            cell.bwd(n, hp, ws_row(ch, s, r), dh_r, dc_r, &mut dgr, &mut dxr);
             if C::HAS_MID {
-                unsafe { dmid_sh.get_mut(r * h + j0, n) }.copy_from_slice(&sc.dg[C::HH_BLOCKS * npad..][..n]);
+                unsafe { dmid_sh.get_mut(own, n) }.copy_from_slice(dgr.get(C::HH_BLOCKS));
             }
         }
     };
@@ -411,33 +316,15 @@ pub(crate) fn backward_steps<C: Cell>(cell: &C, p: &Plan, io: BwdIo) {
         let (j0, n, npad) = (ch.j0, ch.n, ch.npad);
         let dmid_in = unsafe { dmid_sh.get(0, b * h) };
         let wm = unsafe { wm_sh.get(ch.first * h * NR, ch.np * h * NR) };
-        for r0 in (0..b).step_by(MR) {
-            let m = MR.min(b - r0);
-            kern.panels(&dmid_in[r0 * h..], h, m, h, wm, ch.np, &mut sc.tile, npad);
-            for rl in 0..m {
-                let r = r0 + rl;
-                if p.time_of(s, r).is_none() {
-                    continue;
-                }
-                gather(sc, ch, s, r);
-                for blk in 0..g {
-                    let off = (s * b + r) * gh + blk * h + j0;
-                    sc.dg[blk * npad..][..n].copy_from_slice(unsafe { dg.get(off, n) });
-                    sc.dxp[blk * npad..][..n].copy_from_slice(unsafe { dxp.get(off, n) });
-                }
-                let (gn, wn) = (g * npad, C::WS_BLOCKS * npad);
-                let dm = &sc.tile[rl * npad..(rl + 1) * npad];
-                cell.bwd_mid(
-                    npad,
-                    &sc.hp[..npad],
-                    &sc.ws[..wn],
-                    dm,
-                    &mut sc.dh[..npad],
-                    &mut sc.dg[..gn],
-                    &mut sc.dxp[..gn],
-                );
-                scatter(sc, ch, s, r);
+        kern.panels(dmid_in, h, b, h, wm, ch.np, &mut sc.tile, npad);
+        for r in 0..b {
+            if p.time_of(s, r).is_none() {
+                continue;
             }
+            let dh_r = unsafe { dh.get_mut(r * h + j0, n) };
+            let hp = &hprev[(s * b + r) * h + j0..][..n];
+            let (mut dgr, mut dxr) = grads_row(ch, s, r);
+            cell.bwd_mid(n, hp, ws_row(ch, s, r), &sc.tile[r * npad..][..n], dh_r, &mut dgr, &mut dxr);
         }
     };
     // dh_prev[:, units] += dG_s[:, ..HH_BLOCKS·H] · W_hh[..HH_BLOCKS·H, units].
@@ -445,18 +332,14 @@ pub(crate) fn backward_steps<C: Cell>(cell: &C, p: &Plan, io: BwdIo) {
         let (j0, n, npad) = (ch.j0, ch.n, ch.npad);
         let dg_s = unsafe { dg.get(s * b * gh, b * gh) };
         let w = unsafe { w_sh.get(ch.first * hh_w * NR, ch.np * hh_w * NR) };
-        for r0 in (0..b).step_by(MR) {
-            let m = MR.min(b - r0);
-            kern.panels(&dg_s[r0 * gh..], gh, m, hh_w, w, ch.np, &mut sc.tile, npad);
-            for rl in 0..m {
-                let r = r0 + rl;
-                if p.time_of(s, r).is_none() {
-                    continue;
-                }
-                let d = unsafe { dh.get_mut(r * h + j0, n) };
-                for (v, &a) in d.iter_mut().zip(&sc.tile[rl * npad..][..n]) {
-                    *v += a;
-                }
+        kern.panels(dg_s, gh, b, hh_w, w, ch.np, &mut sc.tile, npad);
+        for r in 0..b {
+            if p.time_of(s, r).is_none() {
+                continue;
+            }
+            let d = unsafe { dh.get_mut(r * h + j0, n) };
+            for (v, &a) in d.iter_mut().zip(&sc.tile[r * npad..][..n]) {
+                *v += a;
             }
         }
     };
