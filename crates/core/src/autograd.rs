@@ -16,6 +16,12 @@ pub trait Op: Send + Sync + 'static {
     /// Runs on the executor thread with every input ready. Must return one storage per output,
     /// with the shapes and dtypes the op promised when it was built.
     fn cpu(&self, inputs: &[&CpuStorage]) -> Result<Vec<CpuStorage>>;
+    /// [`Op::cpu`] given the shared storages themselves, for ops that keep something derived
+    /// from an input across calls (a storage never changes once made, so a live one at the same
+    /// address holds the same values).
+    fn cpu_shared(&self, inputs: &[&Arc<CpuStorage>]) -> Result<Vec<CpuStorage>> {
+        self.cpu(&inputs.iter().map(|a| &***a).collect::<Vec<&CpuStorage>>())
+    }
     /// Gradients of the inputs from the gradients of the outputs, built from (lazy) ops.
     /// `grads[i]` is None when output i got no gradient.
     fn backward(&self, _ctx: &BackwardCtx, _grads: &[Option<Tensor>]) -> Result<Vec<Option<Tensor>>> {
@@ -180,13 +186,13 @@ fn run_job(
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
                 .map_err(|p| Error::internal(op.name(), panic_message(p)))?
         };
-        let host: Vec<&CpuStorage> =
-            held.iter().filter_map(|s| if let Stored::Host(h) = s { Some(&**h) } else { None }).collect();
+        let host: Vec<&Arc<CpuStorage>> =
+            held.iter().filter_map(|s| if let Stored::Host(h) = s { Some(h) } else { None }).collect();
         let dev: Vec<&dyn DeviceBuffer> =
             held.iter().filter_map(|s| if let Stored::Device(d) = s { Some(&**d) } else { None }).collect();
         let out = match (backend, op.output_device()) {
             (None, _) if host.len() == held.len() => {
-                caught(&mut || Ok(op.cpu(&host)?.into_iter().map(|s| Stored::Host(Arc::new(s))).collect()))?
+                caught(&mut || Ok(op.cpu_shared(&host)?.into_iter().map(|s| Stored::Host(Arc::new(s))).collect()))?
             }
             (Some(be), Some(Device::Cuda(_))) if host.len() == held.len() => {
                 caught(&mut || host.iter().map(|h| Ok(Stored::Device(be.upload(h)?))).collect())?

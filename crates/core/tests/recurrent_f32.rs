@@ -206,3 +206,47 @@ fn f32_bits_do_not_depend_on_slot_count_and_repeat() {
     }
     set_team_limits(1 << 16, 0);
 }
+
+/// The team engine keeps W_hh packed for the next forward call on the same weights. Calls that
+/// reuse a weight tensor give the bits of the first; a new weight tensor (another storage, so
+/// another cache entry, even at an address a dropped one had) gives its own correct result.
+#[test]
+fn packed_weights_are_reused_only_for_the_same_weights() {
+    let _g = LIMITS.lock().unwrap_or_else(|p| p.into_inner());
+    set_team_limits(0, 2);
+    for kind in KINDS {
+        let (t, b, i, h) = (4, 3, 5, 37);
+        let g = kind.gates();
+        let f32t = |v: Vec<f64>, s: &[usize]| Tensor::from_f32(v.iter().map(|&x| x as f32).collect(), s).unwrap();
+        let x = f32t(values(t * b * i, 1, 1.0), &[t, b, i]);
+        let h0 = f32t(values(b * h, 2, 0.5), &[b, h]);
+        let c0 = f32t(values(b * h, 3, 0.5), &[b, h]);
+        let w_ih = f32t(values(g * h * i, 4, 0.3), &[g * h, i]);
+        let forward = |w_hh: &Tensor| {
+            let w = RecurrentWeights { w_ih: &w_ih, w_hh, b_ih: None, b_hh: None };
+            let c = if kind.has_c() { Some(&c0) } else { None };
+            let o = recurrent_layer(kind, &x, &h0, c, &w, Some(&[4, 2, 3]), false).unwrap();
+            o.y.to_vec_f64().unwrap()
+        };
+        let mut seen = vec![];
+        for seed in [10, 11, 12] {
+            let w_hh = f32t(values(g * h * h, seed, 0.25), &[g * h, h]);
+            let first = forward(&w_hh);
+            assert_eq!(forward(&w_hh), first, "{kind:?}: the second call on the same weights");
+            assert_eq!(forward(&w_hh), first, "{kind:?}: the third call on the same weights");
+            // A copy of the weights in a new storage: no cache entry, the same bits.
+            let copy = f32t(w_hh.to_vec_f64().unwrap(), &[g * h, h]);
+            assert_eq!(forward(&copy), first, "{kind:?}: the same weights in another tensor");
+            assert!(seen.iter().all(|s: &Vec<f64>| *s != first), "{kind:?}: other weights, other results");
+            seen.push(first);
+            drop(w_hh);
+        }
+        // Fresh weights after the others were dropped (their storages' memory may be reused):
+        // the result equals the one computed with the cache cold for them.
+        for seed in [10, 11, 12] {
+            let w_hh = f32t(values(g * h * h, seed, 0.25), &[g * h, h]);
+            assert_eq!(forward(&w_hh), seen[(seed - 10) as usize], "{kind:?}: weights {seed} again");
+        }
+    }
+    set_team_limits(1 << 16, 0);
+}

@@ -133,19 +133,40 @@ pub fn kernels() -> &'static Kernels {
 
 /// Packs columns [j0, j1) of the k × n matrix `B[kk][j] = src[kk·rs + j·cs]` into panels of
 /// 16 columns (`[panel][kk][16]`, zero past j1), the layout [`Kernels::panels`] reads.
+///
+/// Rows of B contiguous (cs = 1, W_hh read as it is): 16-float copies. Columns contiguous
+/// (rs = 1, W_hhᵀ): 16 × 16 blocks transposed through a small buffer, so that both the reads
+/// and the writes run along cache lines.
 pub fn pack_panels(k: usize, j0: usize, j1: usize, src: &[f32], rs: usize, cs: usize, out: &mut Vec<f32>) {
     let np = (j1 - j0).div_ceil(NR);
     out.clear();
     out.resize(np * k * NR, 0.0);
     for q in 0..np {
         let panel = &mut out[q * k * NR..(q + 1) * k * NR];
-        for l in 0..NR {
-            let j = j0 + q * NR + l;
-            if j >= j1 {
-                break;
+        let (jq, w) = (j0 + q * NR, NR.min(j1 - j0 - q * NR));
+        if cs == 1 {
+            for (kk, dst) in panel.chunks_exact_mut(NR).enumerate() {
+                dst[..w].copy_from_slice(&src[kk * rs + jq..][..w]);
             }
-            for kk in 0..k {
-                panel[kk * NR + l] = src[kk * rs + j * cs];
+        } else if rs == 1 {
+            let mut blk = [[0f32; NR]; NR];
+            for k0 in (0..k).step_by(NR) {
+                let kw = NR.min(k - k0);
+                for (l, row) in blk.iter_mut().enumerate().take(w) {
+                    row[..kw].copy_from_slice(&src[(jq + l) * cs + k0..][..kw]);
+                }
+                for x in 0..kw {
+                    let dst = &mut panel[(k0 + x) * NR..(k0 + x + 1) * NR];
+                    for (l, d) in dst.iter_mut().enumerate().take(w) {
+                        *d = blk[l][x];
+                    }
+                }
+            }
+        } else {
+            for l in 0..w {
+                for kk in 0..k {
+                    panel[kk * NR + l] = src[kk * rs + (jq + l) * cs];
+                }
             }
         }
     }
@@ -592,6 +613,35 @@ mod tests {
             let mut odd: Vec<f32> = xs[1000..1013].to_vec();
             (k.tanh)(&mut odd);
             assert_eq!(odd, t[1000..1013].to_vec(), "{:?}", k.isa);
+        }
+    }
+
+    /// Every source layout (rows contiguous, columns contiguous, neither) packs to the same
+    /// panels as plain indexing, with partial panels and k not a multiple of 16.
+    #[test]
+    fn packing_matches_plain_indexing_for_every_layout() {
+        let (k, n) = (37, 45);
+        let w: Vec<f32> = (0..k * n * 3).map(|i| i as f32).collect();
+        for (rs, cs) in [(n, 1), (1, k), (3 * n, 3)] {
+            for (j0, j1) in [(0, n), (3, 44), (16, 20)] {
+                let mut got = vec![];
+                pack_panels(k, j0, j1, &w, rs, cs, &mut got);
+                let np = (j1 - j0).div_ceil(NR);
+                assert_eq!(got.len(), np * k * NR);
+                for q in 0..np {
+                    for kk in 0..k {
+                        for l in 0..NR {
+                            let j = j0 + q * NR + l;
+                            let want = if j < j1 { w[kk * rs + j * cs] } else { 0.0 };
+                            assert_eq!(
+                                got[(q * k + kk) * NR + l],
+                                want,
+                                "rs {rs} cs {cs} [{j0}, {j1}) q {q} k {kk} l {l}"
+                            );
+                        }
+                    }
+                }
+            }
         }
     }
 

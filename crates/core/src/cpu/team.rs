@@ -127,6 +127,13 @@ impl<T> SharedMut<T> {
         assert!(off + n <= self.len, "SharedMut: {off}+{n} > {}", self.len);
         std::slice::from_raw_parts(self.ptr.add(off), n)
     }
+    /// A view of a buffer that the runners only read.
+    ///
+    /// # Safety
+    /// Nothing writes through the view ([`SharedMut::get_mut`], [`SharedMut::ptr_at`]).
+    pub unsafe fn from_shared(v: &[T]) -> Self {
+        SharedMut { ptr: v.as_ptr() as *mut T, len: v.len() }
+    }
     /// The address of element `off`, for a strided view over `[off, off + span)` whose parts
     /// the caller owns (`ops::rnn::BlocksMut::from_raw`).
     pub fn ptr_at(&self, off: usize, span: usize) -> *mut T {

@@ -561,7 +561,9 @@ fn fill_rows<T: Float>(dst: &mut [T], bias: &[T]) {
     }
 }
 
-fn forward_cpu<T: Float, C: Cell>(cell: &C, p: &Plan, inp: &[&CpuStorage]) -> Result<Vec<CpuStorage>> {
+fn forward_cpu<T: Float, C: Cell>(
+    cell: &C, p: &Plan, inp: &[&CpuStorage], w_hh_src: Option<&Arc<CpuStorage>>,
+) -> Result<Vec<CpuStorage>> {
     let (t, b, i, h, g) = (p.t, p.b, p.i, p.h, p.g());
     let gh = g * h;
     let mut taken = 0;
@@ -618,6 +620,7 @@ fn forward_cpu<T: Float, C: Cell>(cell: &C, p: &Plan, inp: &[&CpuStorage]) -> Re
             xp: f(&xp),
             xp_bias: bias.as_deref().map(f),
             w_hh: f(w_hh),
+            w_hh_src,
             hh_bias: hh_bias.map(f),
             y: f32s_mut(&mut y).expect("f32"),
             ws: f32s_mut(&mut ws).expect("f32"),
@@ -680,8 +683,10 @@ fn forward_cpu<T: Float, C: Cell>(cell: &C, p: &Plan, inp: &[&CpuStorage]) -> Re
     Ok(out)
 }
 
-fn forward_typed<T: Float>(p: &Plan, inp: &[&CpuStorage]) -> Result<Vec<CpuStorage>> {
-    with_cell!(p.kind, |cell| forward_cpu::<T, _>(cell, p, inp))
+fn forward_typed<T: Float>(
+    p: &Plan, inp: &[&CpuStorage], w_hh_src: Option<&Arc<CpuStorage>>,
+) -> Result<Vec<CpuStorage>> {
+    with_cell!(p.kind, |cell| forward_cpu::<T, _>(cell, p, inp, w_hh_src))
 }
 
 impl Op for RecurrentForward {
@@ -689,7 +694,14 @@ impl Op for RecurrentForward {
         self.plan.kind.op_name()
     }
     fn cpu(&self, inp: &[&CpuStorage]) -> Result<Vec<CpuStorage>> {
-        dispatch_float!(self.name(), inp[0].dtype(), forward_typed(&self.plan, inp))
+        dispatch_float!(self.name(), inp[0].dtype(), forward_typed(&self.plan, inp, None))
+    }
+    /// As `cpu`, handing W_hh's storage to the team engine, which keeps its packed form for the
+    /// next call on the same weights.
+    fn cpu_shared(&self, inp: &[&Arc<CpuStorage>]) -> Result<Vec<CpuStorage>> {
+        let w_hh = inp[if self.plan.kind.has_c() { 4 } else { 3 }];
+        let plain: Vec<&CpuStorage> = inp.iter().map(|a| &***a).collect();
+        dispatch_float!(self.name(), plain[0].dtype(), forward_typed(&self.plan, &plain, Some(w_hh)))
     }
     fn gpu(&self, be: &dyn GpuBackend, x: &[&dyn DeviceBuffer]) -> Result<Vec<Arc<dyn DeviceBuffer>>> {
         with_cell!(self.plan.kind, |cell| forward_gpu(cell, &self.plan, be, x))

@@ -25,7 +25,9 @@
 use crate::cpu::simd::{self, pack_panels, NR};
 use crate::cpu::team::{self, SharedMut};
 use crate::ops::rnn::{Blocks, BlocksMut, Cell, Plan, Proj};
+use crate::storage::CpuStorage;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 
 /// Multiply-adds of one step's recurrent GEMM below which the team is not worth a barrier per
 /// step (a few microseconds of work): the loop then runs on the calling thread.
@@ -85,6 +87,9 @@ pub(crate) struct FwdIo<'a> {
     pub xp: &'a [f32],
     pub xp_bias: Option<&'a [f32]>,
     pub w_hh: &'a [f32],
+    /// The storage `w_hh` lives in, when the caller has it: its packed form is then kept for
+    /// the next call on the same weights.
+    pub w_hh_src: Option<&'a Arc<CpuStorage>>,
     /// b_hh [G·H] for cells that do not fold it.
     pub hh_bias: Option<&'a [f32]>,
     pub y: &'a mut [f32],
@@ -95,6 +100,48 @@ pub(crate) struct FwdIo<'a> {
     /// h0 on entry, h_T on exit; c likewise (cells with c).
     pub hs: &'a mut [f32],
     pub cs: &'a mut [f32],
+}
+
+/// W_hh packed for the forward loop, kept for the next call on the same weights: a served model
+/// packs once instead of on every request (for B = 1 the packing costs as much as the steps).
+/// Storages never change once made (in-place updates swap in new ones), so while the weak
+/// reference still reaches the same storage, the packed copy is current.
+struct Packed {
+    src: Weak<CpuStorage>,
+    /// The layout: cell blocks, H, and the chunk boundaries (the panels are stored per chunk).
+    layout: Vec<usize>,
+    w: Arc<Vec<f32>>,
+    wm: Arc<Vec<f32>>,
+}
+
+/// Entries and bytes kept at most; the oldest go first, and entries whose weights are gone at
+/// every insert (training makes new weights each step).
+const PACKED_MAX_ENTRIES: usize = 8;
+const PACKED_MAX_BYTES: usize = 256 << 20;
+static PACKED: Mutex<Vec<Packed>> = Mutex::new(Vec::new());
+
+fn packed_layout<C: Cell>(h: usize, chunks: &[Chunk]) -> Vec<usize> {
+    [C::HH_BLOCKS, C::G, h].into_iter().chain(chunks.iter().map(|c| c.j0)).collect()
+}
+
+type PackedPair = (Arc<Vec<f32>>, Arc<Vec<f32>>);
+
+fn packed_lookup(src: &Arc<CpuStorage>, layout: &[usize]) -> Option<PackedPair> {
+    let cache = PACKED.lock().unwrap_or_else(|p| p.into_inner());
+    cache
+        .iter()
+        .find(|e| e.layout == layout && e.src.upgrade().is_some_and(|a| Arc::ptr_eq(&a, src)))
+        .map(|e| (e.w.clone(), e.wm.clone()))
+}
+
+fn packed_insert(src: &Arc<CpuStorage>, layout: Vec<usize>, w: Vec<f32>, wm: Vec<f32>) {
+    let mut cache = PACKED.lock().unwrap_or_else(|p| p.into_inner());
+    cache.retain(|e| e.src.strong_count() > 0);
+    cache.push(Packed { src: Arc::downgrade(src), layout, w: Arc::new(w), wm: Arc::new(wm) });
+    let bytes = |c: &[Packed]| c.iter().map(|e| 4 * (e.w.len() + e.wm.len())).sum::<usize>();
+    while cache.len() > PACKED_MAX_ENTRIES || (cache.len() > 1 && bytes(&cache) > PACKED_MAX_BYTES) {
+        cache.remove(0);
+    }
 }
 
 /// A runner's scratch, sized for the largest chunk.
@@ -114,9 +161,19 @@ pub(crate) fn forward_steps<C: Cell>(cell: &C, p: &Plan, io: FwdIo) {
     let npad_max = chunks.iter().map(|c| c.npad).max().unwrap_or(0);
     let panel = h * NR;
     // Packed W_hhᵀ, per chunk its panels of every gate block ([chunk][block][panel]), and of
-    // the mid-step blocks ([chunk][panel]).
-    let mut w_pk = vec![0f32; C::HH_BLOCKS * panels * panel];
-    let mut wm_pk = vec![0f32; if C::HAS_MID { panels * panel } else { 0 }];
+    // the mid-step blocks ([chunk][panel]): from the last call on these weights, or packed in
+    // phase 0.
+    let layout = packed_layout::<C>(h, &chunks);
+    let cached = io.w_hh_src.and_then(|src| packed_lookup(src, &layout));
+    let (mut w_pk, mut wm_pk) = match cached {
+        Some(_) => (Vec::new(), Vec::new()),
+        None => (vec![0f32; C::HH_BLOCKS * panels * panel], vec![0f32; if C::HAS_MID { panels * panel } else { 0 }]),
+    };
+    // SAFETY: a cached pair is only read (phase 0 packs only when nothing was cached).
+    let (w_sh, wm_sh) = match &cached {
+        Some((w, wm)) => unsafe { (SharedMut::from_shared(w), SharedMut::from_shared(wm)) },
+        None => (SharedMut::new(&mut w_pk), SharedMut::new(&mut wm_pk)),
+    };
     // r ⊙ h of every unit for the mid-step GEMM (cells with one), apart from ws so that the
     // GEMM's reads never overlap another chunk's writes.
     let mut mid_in = vec![0f32; if C::HAS_MID { b * h } else { 0 }];
@@ -125,7 +182,7 @@ pub(crate) fn forward_steps<C: Cell>(cell: &C, p: &Plan, io: FwdIo) {
     let (ha, hb) = (SharedMut::new(io.hs), SharedMut::new(&mut h_other));
     let (cs, y, ws, hprev) =
         (SharedMut::new(io.cs), SharedMut::new(io.y), SharedMut::new(io.ws), SharedMut::new(io.hprev));
-    let (w_sh, wm_sh, mid_sh) = (SharedMut::new(&mut w_pk), SharedMut::new(&mut wm_pk), SharedMut::new(&mut mid_in));
+    let mid_sh = SharedMut::new(&mut mid_in);
     let halves = if C::HAS_MID { 2 } else { 1 };
 
     let scratch = || FwdScratch { tile: vec![0.0; b * C::HH_BLOCKS * npad_max], cs: vec![0.0; npad_max] };
@@ -150,7 +207,9 @@ pub(crate) fn forward_steps<C: Cell>(cell: &C, p: &Plan, io: FwdIo) {
     let work = |sc: &mut FwdScratch, c: usize, ph: usize| {
         let ch = &chunks[c];
         if ph == 0 {
-            pack(ch);
+            if cached.is_none() {
+                pack(ch);
+            }
             return;
         }
         let (s, half) = ((ph - 1) / halves, (ph - 1) % halves);
@@ -217,6 +276,9 @@ pub(crate) fn forward_steps<C: Cell>(cell: &C, p: &Plan, io: FwdIo) {
     team::run(runners, chunks.len(), 1 + t * halves, scratch, work);
     if t % 2 == 1 {
         io.hs.copy_from_slice(&h_other);
+    }
+    if let (Some(src), None) = (io.w_hh_src, &cached) {
+        packed_insert(src, layout, w_pk, wm_pk);
     }
 }
 
