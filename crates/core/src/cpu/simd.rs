@@ -172,6 +172,20 @@ pub fn pack_panels(k: usize, j0: usize, j1: usize, src: &[f32], rs: usize, cs: u
     }
 }
 
+/// Asks for the cache lines of `v` into L2 ahead of use (a hint; nothing on other CPUs). The team
+/// engine issues it for the rows a step's epilogue will read (XP; WS and H_prev backward) before
+/// that step's GEMM, so the reads from memory overlap the arithmetic.
+#[inline]
+pub fn prefetch(v: &[f32]) {
+    #[cfg(target_arch = "x86_64")]
+    for line in v.chunks(16) {
+        // SAFETY: a prefetch of a valid address; it reads nothing architecturally.
+        unsafe { std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T1 }>(line.as_ptr().cast()) }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = v;
+}
+
 // Constants of the exp and tanh approximations, shared with `math.rs`'s scalar versions.
 const EXP_LO: f32 = -87.3;
 const EXP_HI: f32 = 88.7;

@@ -107,11 +107,15 @@ impl<'a, T> BlocksMut<'a, T> {
     }
     /// Several distinct blocks at once.
     pub(crate) fn blks<const K: usize>(&mut self, ks: [usize; K]) -> [&mut [T]; K] {
-        for (a, &ka) in ks.iter().enumerate() {
-            assert!(ka < self.blocks && !ks[..a].contains(&ka), "BlocksMut: blocks {ks:?} of {}", self.blocks);
+        // Distinct and in bounds, as one mask (a cell has at most 6 blocks; called per row).
+        let mut seen = 0u64;
+        for &k in &ks {
+            assert!(k < self.blocks.min(64) && seen & (1 << k) == 0, "BlocksMut: blocks {ks:?} of {}", self.blocks);
+            seen |= 1 << k;
         }
+        let (ptr, ld, n) = (self.ptr, self.ld, self.n);
         // SAFETY: distinct blocks are disjoint ranges (ld ≥ n), each in bounds.
-        ks.map(|k| unsafe { std::slice::from_raw_parts_mut(self.ptr.add(k * self.ld), self.n) })
+        std::array::from_fn(|i| unsafe { std::slice::from_raw_parts_mut(ptr.add(ks[i] * ld), n) })
     }
 }
 

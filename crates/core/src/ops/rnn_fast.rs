@@ -230,6 +230,13 @@ pub(crate) fn forward_steps<C: Cell>(cell: &C, p: &Plan, io: FwdIo) {
             let hw = C::HH_BLOCKS * npad;
             let nq = C::HH_BLOCKS * ch.np;
             let w = unsafe { w_sh.get(C::HH_BLOCKS * ch.first * panel, nq * panel) };
+            for r in 0..b {
+                if let Some(tt) = p.time_of(s, r) {
+                    for blk in 0..g {
+                        simd::prefetch(&xp[(tt * b + r) * gh + blk * h + j0..][..n]);
+                    }
+                }
+            }
             kern.panels(h_cur, h, b, h, w, nq, &mut sc.tile, hw);
             for r in 0..b {
                 let own = r * h + j0;
@@ -351,6 +358,19 @@ pub(crate) fn backward_steps<C: Cell>(cell: &C, p: &Plan, io: BwdIo) {
         };
         (dgr, dxr)
     };
+    // What the cell half of step s reads of these units, asked for ahead (see simd::prefetch).
+    let prefetch_step = |ch: &Chunk, s: usize| {
+        for r in 0..b {
+            let Some(tt) = p.time_of(s, r) else { continue };
+            for blk in 0..C::WS_BLOCKS {
+                simd::prefetch(&ws_all[(s * b + r) * ws_w + blk * h + ch.j0..][..ch.n]);
+            }
+            simd::prefetch(&hprev[(s * b + r) * h + ch.j0..][..ch.n]);
+            if let Some(dy) = dy {
+                simd::prefetch(&dy[(tt * b + r) * h + ch.j0..][..ch.n]);
+            }
+        }
+    };
     // The cell's (first) backward half for step s on these units.
     let cell_step = |sc: &mut BwdScratch, ch: &Chunk, s: usize| {
         let (j0, n) = (ch.j0, ch.n);
@@ -418,6 +438,9 @@ pub(crate) fn backward_steps<C: Cell>(cell: &C, p: &Plan, io: BwdIo) {
                 if part + 1 < per {
                     mid_step(sc, ch, s);
                 } else {
+                    if s > 0 {
+                        prefetch_step(ch, s - 1);
+                    }
                     gemm_step(sc, ch, s);
                     if s > 0 {
                         cell_step(sc, ch, s - 1);
