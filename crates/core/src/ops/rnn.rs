@@ -26,7 +26,7 @@
 
 use crate::autograd::{apply, BackwardCtx, Op};
 use crate::backend::{DeviceBuffer, GpuBackend};
-use crate::cpu::par::{self, indexed, rows_mut, PAR_MIN_FUSED};
+use crate::cpu::par::{self, indexed, rows_mut, PAR_MIN_ELEMS, PAR_MIN_FUSED};
 use crate::cpu::{gemm, Float, Mat};
 use crate::error::{fmt_shape, Error, Result};
 use crate::launch::{buf, flag, kernels as k};
@@ -749,11 +749,23 @@ pub(crate) struct RecurrentBackward {
     pub(crate) present: Vec<bool>,
 }
 
-/// Column sums of a [rows, n] matrix as one GEMM with a ones vector.
+/// Column sums of a [rows, n] matrix (the bias gradients: DG summed over time and batch), each
+/// block of columns by one task, adding the rows in order. A GEMM with a ones vector, as before,
+/// made the GEMM crate pack a copy of all of DG first; this reads it once, and the sums are the
+/// same whatever the split.
 fn column_sums<T: Float>(m: &[T], rows: usize, n: usize) -> Vec<T> {
-    let ones = vec![T::ONE; rows];
     let mut out = vec![T::ZERO; n];
-    gemm(1, n, rows, Mat::n(&ones, rows), Mat::n(m, n), &mut out, n, false);
+    // 256 columns keep the accumulators in L1 and give a G·H ≥ 512 layer a task per thread.
+    let block = n.clamp(1, 256);
+    par::for_each(rows * n, PAR_MIN_ELEMS, indexed(rows_mut(&mut out, block)), |(k, acc)| {
+        let c0 = k * block;
+        for row in m.chunks_exact(n).take(rows) {
+            let len = acc.len();
+            for (a, &v) in acc.iter_mut().zip(&row[c0..c0 + len]) {
+                *a += v;
+            }
+        }
+    });
     out
 }
 
