@@ -41,6 +41,33 @@ class Hooks {
     return m ? Number(m[1]) : null
   }
 
+  /**
+   * fsync of the open file `h` (at `path`), traced as `fsync <path>` once it succeeded. The trace
+   * line comes from the call itself, so a writer that drops the fsync also drops the line the
+   * tests count.
+   */
+  async sync(h: FileHandle, path: string): Promise<void> {
+    await h.sync()
+    this.log(`fsync ${path}`)
+  }
+
+  /**
+   * fsync of a folder, so that a rename in it is durable, traced as `fsync-dir <dir>`. Best
+   * effort: some file systems refuse.
+   */
+  async syncDir(dir: string): Promise<void> {
+    let h: FileHandle | undefined
+    try {
+      h = await open(dir, 'r')
+      await h.sync()
+      this.log(`fsync-dir ${dir}`)
+    } catch {
+      // The file itself is on disk; only the rename's durability is left to the file system.
+    } finally {
+      await h?.close().catch(() => {})
+    }
+  }
+
   /** Injects the fault chosen for `point`, if any: rejects (`fail`) or never settles (`hang`). */
   async at(point: string): Promise<void> {
     if (this.action === null || this.point !== point) return
@@ -55,19 +82,6 @@ class Hooks {
   }
 }
 
-/** fsync of a folder, so that a rename in it is durable. Best effort: some file systems refuse. */
-async function syncDir(dir: string): Promise<boolean> {
-  let h: FileHandle | undefined
-  try {
-    h = await open(dir, 'r')
-    await h.sync()
-    return true
-  } catch {
-    return false
-  } finally {
-    await h?.close().catch(() => {})
-  }
-}
 
 /** Writes `data` to `file` atomically (see the top of this file). @internal */
 export async function atomicWrite(file: string, data: Uint8Array): Promise<void> {
@@ -85,15 +99,14 @@ export async function atomicWrite(file: string, data: Uint8Array): Promise<void>
     hooks.log(`write ${part.length}`)
     if (cut !== null) await hooks.at(hooks.point!)
     await hooks.at('before-fsync')
-    await h.sync()
-    hooks.log(`fsync ${tmp}`)
+    await hooks.sync(h, tmp)
     await h.close()
     h = undefined
     await hooks.at('before-rename')
     await rename(tmp, file)
     hooks.log(`rename ${tmp} ${file}`)
     await hooks.at('before-dir-fsync')
-    if (await syncDir(dir)) hooks.log(`fsync-dir ${dir}`)
+    await hooks.syncDir(dir)
   } catch (e) {
     await h?.close().catch(() => {})
     await unlink(tmp).catch(() => {})

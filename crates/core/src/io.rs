@@ -120,8 +120,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         hooks.trace(&format!("create {}", tmp.display()));
         hooks.write_all(&mut f, bytes)?;
         hooks.point("before-fsync")?;
-        f.sync_all()?;
-        hooks.trace(&format!("fsync {}", tmp.display()));
+        hooks.fsync(&f, &tmp)?;
         drop(f);
         hooks.point("before-rename")?;
         std::fs::rename(&tmp, path)?;
@@ -129,9 +128,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         hooks.point("before-dir-fsync")?;
         // Best effort: some file systems cannot fsync a folder; the file itself is on disk.
         if let Ok(d) = std::fs::File::open(dir) {
-            if d.sync_all().is_ok() {
-                hooks.trace(&format!("fsync-dir {}", dir.display()));
-            }
+            let _ = hooks.fsync_dir(&d, dir);
         }
         Ok(())
     })();
@@ -204,6 +201,21 @@ pub mod faults {
                 }
                 _ => Err(std::io::Error::other(format!("injected fault at {point} (RECURRENT_IO_FAULT)"))),
             }
+        }
+
+        /// `f.sync_all()`, traced as `fsync <path>` once it succeeded. The trace line comes from
+        /// the call itself, so a writer that drops the fsync also drops the line the tests count.
+        pub fn fsync(&self, f: &std::fs::File, path: &std::path::Path) -> std::io::Result<()> {
+            f.sync_all()?;
+            self.trace(&format!("fsync {}", path.display()));
+            Ok(())
+        }
+
+        /// The same for the folder `d` at `path`, traced as `fsync-dir <path>`.
+        pub fn fsync_dir(&self, d: &std::fs::File, path: &std::path::Path) -> std::io::Result<()> {
+            d.sync_all()?;
+            self.trace(&format!("fsync-dir {}", path.display()));
+            Ok(())
         }
 
         /// `f.write_all(bytes)`, stopped at `after-bytes=N` when that fault is chosen.
