@@ -1,7 +1,7 @@
 /**
- * Distribution checks of the random generators (randn, randUniform, dropout masks): mean,
- * variance, fourth moment, tail and bin frequencies, and the correlation of neighbours, at
- * fixed seeds.
+ * Distribution checks of the random generators (randn, randUniform, dropout masks, and the
+ * integer draws of the seeded shuffle, epochPermutation): mean, variance, fourth moment, tail
+ * and bin frequencies, and the correlation of neighbours, at fixed seeds.
  *
  * How the bounds are set: every statistic below is an average of n independent terms, so under
  * a correct generator it is close to normal with a standard error SE = sqrt(Var(term) / n),
@@ -14,7 +14,7 @@
 
 import test, { type ExecutionContext } from 'ava'
 
-import { dropout, ones, randUniform, randn } from '../index.js'
+import { dropout, epochPermutation, ones, randUniform, randn } from '../index.js'
 
 const N = 1 << 20
 const K = 6
@@ -121,3 +121,65 @@ for (const p of [0.1, 0.5, 0.8]) {
     near(t, 'both of a pair kept', both / (N / 2), q * q, seFreq(q * q, N / 2))
   })
 }
+
+// The library's integer draws are the Fisher–Yates index draws of the seeded shuffle (there is no
+// randint op; categorical sampling is checked in decode.spec.ts). A uniform random permutation of
+// n puts each value at each position with probability 1/n. Over E independent permutations the
+// n×n table of counts has rows and columns summing to E, and its Pearson statistic
+// Σ (count − E/n)² / (E/n) is χ² with (n − 1)² degrees of freedom: mean d, standard deviation
+// sqrt(2d). The bound is d + 6·sqrt(2d) (exceeded with probability ~1e-6 under a correct
+// shuffle); a swap index drawn from [0, i) instead of [0, i] (never a fixed point) or from
+// [0, n) (the classic biased shuffle) exceeds it by orders of magnitude at E = 10⁵.
+const PERM_N = 10
+const PERM_E = 100_000
+
+function positionValueTable(perm: (k: number) => Int32Array): { chi2: number; valid: boolean } {
+  const counts = new Float64Array(PERM_N * PERM_N)
+  let valid = true
+  for (let k = 0; k < PERM_E; k++) {
+    const p = perm(k)
+    const seen = new Uint8Array(PERM_N)
+    for (let i = 0; i < PERM_N; i++) {
+      const v = p[i]!
+      if (!(v >= 0 && v < PERM_N) || seen[v]) valid = false
+      else seen[v] = 1
+      counts[i * PERM_N + v]!++
+    }
+  }
+  const expected = PERM_E / PERM_N
+  let chi2 = 0
+  for (const c of counts) chi2 += (c - expected) ** 2 / expected
+  return { chi2, valid }
+}
+
+for (const [what, perm] of [
+  ['over epochs (seed 5)', (k: number) => epochPermutation(PERM_N, 5, k)],
+  ['over seeds (epoch 3)', (k: number) => epochPermutation(PERM_N, 1000 + 7919 * k, 3)],
+] as const) {
+  test(`epochPermutation: every value is equally likely at every position, ${what}`, (t) => {
+    const { chi2, valid } = positionValueTable(perm)
+    t.true(valid, 'every draw is a permutation of [0, n)')
+    const d = (PERM_N - 1) ** 2
+    const bound = d + 6 * Math.sqrt(2 * d)
+    t.true(chi2 <= bound, `position × value χ² = ${chi2.toFixed(1)} on ${d} degrees of freedom (bound ${bound.toFixed(1)})`)
+  })
+}
+
+test('epochPermutation: the relative order of two values is a fair coin, and neighbours are independent', (t) => {
+  // P(value 0 before value 1) = 1/2; P(positions 0 and 1 hold an increasing pair) = 1/2; and
+  // P(p[0] < p[1] and p[2] < p[3]) = 1/4 for independent disjoint pairs. Binomial over E draws.
+  let before = 0
+  let rising = 0
+  let bothRising = 0
+  for (let k = 0; k < PERM_E; k++) {
+    const p = epochPermutation(PERM_N, 9, k)
+    if (p.indexOf(0) < p.indexOf(1)) before++
+    const r1 = p[0]! < p[1]!
+    const r2 = p[2]! < p[3]!
+    if (r1) rising++
+    if (r1 && r2) bothRising++
+  }
+  near(t, 'value 0 before value 1', before / PERM_E, 0.5, seFreq(0.5, PERM_E))
+  near(t, 'p[0] < p[1]', rising / PERM_E, 0.5, seFreq(0.5, PERM_E))
+  near(t, 'p[0] < p[1] and p[2] < p[3]', bothRising / PERM_E, 0.25, seFreq(0.25, PERM_E))
+})
