@@ -9,9 +9,8 @@
 // The release build has no frame pointers, so callers need `perf record --call-graph dwarf`.
 // bench/results/cpu-profile.md holds the last breakdown read this way.
 
-import { Adam, GRU, LSTM, RNN, type RNNBase, type Tensor, mse, noGrad, synchronize, tensor } from '../index.js'
-import { randomArray } from '../__test__/helpers/numeric.js'
 import { type Cell, LAT, S1, S2, type Size } from './sizes.js'
+import { recurrentCase } from './recurrent-case.js'
 
 const [modeArg = 'train', cellArg = 'lstm', callsArg = '200'] = process.argv.slice(2)
 if (modeArg !== 'train' && modeArg !== 'infer') throw new Error(`bench/profile: mode must be train or infer, got '${modeArg}'`)
@@ -24,42 +23,12 @@ const sizes: Record<string, Size> = { S1, S2, LAT }
 const sizeName = process.env.PROFILE_SIZE ?? 'S1'
 const size = sizes[sizeName]
 if (!size) throw new Error(`bench/profile: PROFILE_SIZE must be S1, S2 or LAT, got '${sizeName}'`)
+// The rayon pool starts lazily at the first tensor, so this still takes effect here.
 process.env.RAYON_NUM_THREADS ??= '2'
 
 const cell: Cell = cellArg
 const { B, T, I, H } = size
-const model: RNNBase =
-  cell === 'lstm'
-    ? new LSTM(I, H, { batchFirst: true })
-    : cell === 'gru'
-      ? new GRU(I, H, { batchFirst: true })
-      : new RNN(I, H, { batchFirst: true })
-const x = tensor(randomArray(B * T * I, 11), [B, T, I])
-const y = tensor(randomArray(B * T * H, 12), [B, T, H])
-const opt = new Adam(model.parameters(), { lr: 1e-3 })
-
-function disposeOutputs(r: { output: Tensor; hN: Tensor; cN?: Tensor }): void {
-  r.output.dispose()
-  r.hN.dispose()
-  r.cN?.dispose()
-}
-
-async function call(): Promise<void> {
-  if (modeArg === 'infer') {
-    const r = noGrad(() => model.forward(x))
-    await synchronize()
-    disposeOutputs(r)
-    return
-  }
-  opt.zeroGrad()
-  const r = model.forward(x)
-  const loss = mse(r.output, y)
-  loss.backward()
-  await opt.step()
-  await loss.item()
-  loss.dispose()
-  disposeOutputs(r)
-}
+const { call } = recurrentCase({ kind: modeArg, cell, size, layers: 1, bidirectional: false })
 
 for (let k = 0; k < 10; k++) await call()
 // Rounds of a tenth of the calls each; the median of their means is the figure.

@@ -42,12 +42,11 @@ import { join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
 
-import { Adam, GRU, LSTM, RNN, type RNNBase, mse, noGrad, saveSafetensors, synchronize, tensor, type Tensor } from '../index.js'
+import { mse, noGrad, saveSafetensors, synchronize, type Tensor } from '../index.js'
 import { barChartSvg, median } from './chart.js'
 import { type Cell, G, LAT, QUICK, S1, S2, type Size } from './sizes.js'
 import { LoopDelayMonitor, type LoopStats } from './loop-delay.js'
-// The same seeded inputs as the parity specs and bench/vs-tfjs.ts.
-import { randomArray } from '../__test__/helpers/numeric.js'
+import { type RecurrentCase, disposeOutputs, recurrentCase } from './recurrent-case.js'
 
 const ROUNDS = Math.max(1, Number(process.env.BENCH_ROUNDS ?? (QUICK ? 3 : 7)))
 const THREADS = Math.max(1, Number(process.env.BENCH_THREADS ?? 2))
@@ -207,55 +206,6 @@ class TorchProcess {
 }
 
 // ---- the recurrent side ------------------------------------------------------------------------
-
-function makeModel(c: Case): RNNBase {
-  const o = { batchFirst: true, seed: 7, numLayers: c.layers, bidirectional: c.bidirectional }
-  const { I, H } = c.size
-  // GRU: recurrent's default is reset-after, PyTorch's formula.
-  return c.cell === 'lstm' ? new LSTM(I, H, o) : c.cell === 'gru' ? new GRU(I, H, o) : new RNN(I, H, o)
-}
-
-function disposeOutputs(r: { output: Tensor; hN: Tensor; cN?: Tensor }): void {
-  r.output.dispose()
-  r.hN.dispose()
-  r.cN?.dispose()
-}
-
-/** The model, its data, and one call of the case (a training step or a forward pass). */
-interface RecurrentCase {
-  model: RNNBase
-  x: Tensor
-  y: Tensor
-  call: () => Promise<void>
-}
-
-function recurrentCase(c: Case): RecurrentCase {
-  const { B, T, I } = c.size
-  const HD = c.size.H * (c.bidirectional ? 2 : 1)
-  const model = makeModel(c)
-  const x = tensor(randomArray(B * T * I, 11), [B, T, I])
-  const y = tensor(randomArray(B * T * HD, 12), [B, T, HD])
-  if (c.kind === 'infer') {
-    const call = async () => {
-      const r = noGrad(() => model.forward(x))
-      await synchronize()
-      disposeOutputs(r)
-    }
-    return { model, x, y, call }
-  }
-  const opt = new Adam(model.parameters(), { lr: 1e-3 })
-  const call = async () => {
-    opt.zeroGrad()
-    const r = model.forward(x)
-    const loss = mse(r.output, y)
-    loss.backward()
-    await opt.step()
-    await loss.item()
-    loss.dispose()
-    disposeOutputs(r)
-  }
-  return { model, x, y, call }
-}
 
 /**
  * Writes the case's weights and data for PyTorch, and recurrent's own results of one
