@@ -2,15 +2,17 @@
 // the same model, data and calls as bench/vs-torch.ts, recurrent only, nothing else in the process.
 //
 //   npm run bench:profile -- [train|infer] [lstm|gru|rnn] [calls]     (defaults: train lstm 200)
-//   perf record -g -o p.data node --import @oxc-node/core/register bench/profile.ts infer lstm 600
-//   perf report -i p.data --no-children --sort symbol -g none
+//   perf record -o p.data node --import @oxc-node/core/register bench/profile.ts infer lstm 600
+//   perf report -i p.data --no-children --sort symbol
 //
 // The size is S1 (B=32 T=50 I=64 H=256, batch-first); PROFILE_SIZE=S2 or LAT picks the others.
-// The release build has no frame pointers, so callers need `perf record --call-graph dwarf`.
+// The release build has no frame pointers, so a symbol's callers need `perf record --call-graph
+// dwarf` (with fewer calls: its samples are large).
 // bench/results/cpu-profile.md holds the last breakdown read this way.
 
-import { type Cell, LAT, S1, S2, type Size } from './sizes.js'
+import { median } from './chart.js'
 import { recurrentCase } from './recurrent-case.js'
+import { type Cell, LAT, S1, S2, type Size } from './sizes.js'
 
 const [modeArg = 'train', cellArg = 'lstm', callsArg = '200'] = process.argv.slice(2)
 if (modeArg !== 'train' && modeArg !== 'infer') throw new Error(`bench/profile: mode must be train or infer, got '${modeArg}'`)
@@ -39,6 +41,4 @@ for (let done = 0; done < calls; done += perRound) {
   for (let k = 0; k < perRound; k++) await call()
   means.push((performance.now() - t0) / perRound)
 }
-means.sort((a, b) => a - b)
-const median = means[Math.floor(means.length / 2)]!
-console.log(`${modeArg} ${cell} B=${B} T=${T} I=${I} H=${H}: median ${median.toFixed(3)} ms per call over ${means.length} rounds of ${perRound}`)
+console.log(`${modeArg} ${cell} B=${B} T=${T} I=${I} H=${H}: median ${median(means).toFixed(3)} ms per call over ${means.length} rounds of ${perRound}`)

@@ -24,7 +24,7 @@ export interface RecurrentCase {
 }
 
 /** Batch-first, seeded weights; GRU is recurrent's default reset-after form (PyTorch's formula). */
-export function makeModel(c: CaseSpec): RNNBase {
+function makeModel(c: CaseSpec): RNNBase {
   const o = { batchFirst: true, seed: 7, numLayers: c.layers, bidirectional: c.bidirectional }
   const { I, H } = c.size
   return c.cell === 'lstm' ? new LSTM(I, H, o) : c.cell === 'gru' ? new GRU(I, H, o) : new RNN(I, H, o)
