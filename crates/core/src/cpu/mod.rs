@@ -1,10 +1,12 @@
 //! The CPU backend: the float element trait that every CPU kernel is generic over (f32 for
 //! speed, f64 for gradient checks), fast f32 activations (`math`, vectorised in `simd`), the GEMM
 //! (`gemm`), the rule for when a loop runs on the thread pool (`par`), and the persistent teams
-//! and packed step kernels of the f32 recurrent engine (`team`, `simd`). The ops call these directly; only
+//! and packed step kernels of the f32 recurrent engine (`team`, `simd`, and the LSTM's fused row
+//! step, `lstm_rows`). The ops call these directly; only
 //! other devices go through `backend::GpuBackend`.
 
 mod gemm;
+pub mod lstm_rows;
 mod math;
 pub mod par;
 pub mod simd;

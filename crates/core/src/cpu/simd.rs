@@ -252,7 +252,7 @@ mod portable {
 }
 
 #[cfg(target_arch = "x86_64")]
-mod avx2 {
+pub(crate) mod avx2 {
     use super::*;
     use std::arch::x86_64::*;
 
@@ -356,7 +356,7 @@ mod avx2 {
 
     #[target_feature(enable = "avx2,fma")]
     #[inline]
-    unsafe fn sigmoid8(x: __m256) -> __m256 {
+    pub(crate) unsafe fn sigmoid8(x: __m256) -> __m256 {
         let one = _mm256_set1_ps(1.0);
         let e = exp8(_mm256_sub_ps(_mm256_setzero_ps(), x));
         _mm256_div_ps(one, _mm256_add_ps(one, e))
@@ -364,7 +364,7 @@ mod avx2 {
 
     #[target_feature(enable = "avx2,fma")]
     #[inline]
-    unsafe fn tanh8(x: __m256) -> __m256 {
+    pub(crate) unsafe fn tanh8(x: __m256) -> __m256 {
         let sign = _mm256_set1_ps(-0.0);
         let ax = _mm256_andnot_ps(sign, x);
         let z = _mm256_mul_ps(x, x);
@@ -422,7 +422,7 @@ mod avx2 {
 }
 
 #[cfg(target_arch = "x86_64")]
-mod avx512 {
+pub(crate) mod avx512 {
     use super::*;
     use std::arch::x86_64::*;
 
@@ -518,7 +518,7 @@ mod avx512 {
 
     #[target_feature(enable = "avx512f")]
     #[inline]
-    unsafe fn sigmoid16(x: __m512) -> __m512 {
+    pub(crate) unsafe fn sigmoid16(x: __m512) -> __m512 {
         let one = _mm512_set1_ps(1.0);
         let e = exp16(_mm512_sub_ps(_mm512_setzero_ps(), x));
         _mm512_div_ps(one, _mm512_add_ps(one, e))
@@ -526,7 +526,7 @@ mod avx512 {
 
     #[target_feature(enable = "avx512f")]
     #[inline]
-    unsafe fn tanh16(x: __m512) -> __m512 {
+    pub(crate) unsafe fn tanh16(x: __m512) -> __m512 {
         let ax = _mm512_abs_ps(x);
         let z = _mm512_mul_ps(x, x);
         let mut p = _mm512_set1_ps(TANH_P[0]);

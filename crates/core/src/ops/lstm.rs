@@ -8,6 +8,7 @@
 //! Saved per row and step (6 blocks of H): i, f, g, o, c, tanh(c').
 
 use crate::backend::GpuBackend;
+use crate::cpu::lstm_rows::{row_kernels, BwdRow, FwdRow};
 use crate::cpu::Float;
 use crate::error::Result;
 use crate::launch::{buf, flag, kernels as k};
@@ -20,6 +21,7 @@ impl Cell for Lstm {
     const G: usize = 4;
     const HAS_C: bool = true;
     const WS_BLOCKS: usize = 6;
+    const FWD_READS_H: bool = false;
 
     /// In passes over the row, so that the activations run vectorised over whole gate blocks.
     fn fwd<T: Float>(&self, _n: usize, xp: Proj<T>, hh: Blocks<T>, hs: &mut [T], cs: &mut [T], ws: &mut BlocksMut<T>) {
@@ -43,6 +45,74 @@ impl Cell for Lstm {
         for ((h, &o), &t) in hs.iter_mut().zip(&*wo).zip(&*wt) {
             *h = o * t;
         }
+    }
+
+    /// One SIMD pass over the row (`cpu::lstm_rows`), which skips the saves in inference;
+    /// the same arithmetic as `fwd`.
+    fn fwd_f32(
+        &self, n: usize, xp: Proj<f32>, hh: Blocks<f32>, hs: &mut [f32], cs: &mut [f32], ws: &mut BlocksMut<f32>,
+        y: &mut [f32], save: bool,
+    ) {
+        let Some((fwd, _)) = row_kernels() else {
+            self.fwd(n, xp, hh, hs, cs, ws);
+            return y.copy_from_slice(hs);
+        };
+        assert!(hs.len() == n && cs.len() == n && y.len() == n, "lstm row: h, c and y of {n} units");
+        let (xp_ptr, ld_in) = xp.xp.raw(4, n);
+        let bias = xp.bias.map(|b| {
+            let (p, ld) = b.raw(4, n);
+            assert_eq!(ld, ld_in, "lstm row: bias and xp strides");
+            p
+        });
+        let (hh_ptr, ld_hh) = hh.raw(4, n);
+        let (ws_ptr, blocks, ld_ws) = ws.raw(n);
+        assert!(!save || blocks == 6, "lstm row: 6 saved blocks");
+        let row = FwdRow {
+            n,
+            xp: xp_ptr,
+            bias: bias.unwrap_or(std::ptr::null()),
+            ld_in,
+            hh: hh_ptr,
+            ld_hh,
+            c: cs.as_mut_ptr(),
+            h: hs.as_mut_ptr(),
+            y: y.as_mut_ptr(),
+            ws: if save { ws_ptr } else { std::ptr::null_mut() },
+            ld_ws,
+        };
+        // SAFETY: the block views are in bounds (asserted by `raw` and at the views' making), h,
+        // c and y hold n values, and each is a distinct buffer (or a distinct range of one).
+        unsafe { fwd(&row) }
+    }
+
+    fn bwd_f32(
+        &self, n: usize, hprev: &[f32], ws: Blocks<f32>, dy: Option<&[f32]>, dh: &mut [f32], dc: &mut [f32],
+        dg: &mut BlocksMut<f32>, dxp: &mut BlocksMut<f32>,
+    ) {
+        let Some((_, bwd)) = row_kernels() else {
+            if let Some(dy) = dy {
+                for (v, &a) in dh.iter_mut().zip(dy) {
+                    *v += a;
+                }
+            }
+            return self.bwd(n, hprev, ws, dh, dc, dg, dxp);
+        };
+        assert!(dh.len() == n && dc.len() == n && dy.is_none_or(|d| d.len() == n), "lstm row: dh, dc and dy of {n} units");
+        let (ws_ptr, ld_ws) = ws.raw(6, n);
+        let (dg_ptr, blocks, ld_dg) = dg.raw(n);
+        assert_eq!(blocks, 4, "lstm row: 4 gradient blocks");
+        let row = BwdRow {
+            n,
+            ws: ws_ptr,
+            ld_ws,
+            dy: dy.map_or(std::ptr::null(), |d| d.as_ptr()),
+            dh: dh.as_mut_ptr(),
+            dc: dc.as_mut_ptr(),
+            dg: dg_ptr,
+            ld_dg,
+        };
+        // SAFETY: as in `fwd_f32`.
+        unsafe { bwd(&row) }
     }
 
     fn bwd<T: Float>(

@@ -59,6 +59,13 @@ impl<'a, T> Blocks<'a, T> {
     pub(crate) fn blk(&self, k: usize) -> &'a [T] {
         &self.data[k * self.ld..k * self.ld + self.n]
     }
+    /// The start of block 0 and the block stride, for a kernel that reads `blocks` blocks of
+    /// `n` values through raw pointers (asserted to be in bounds).
+    pub(crate) fn raw(&self, blocks: usize, n: usize) -> (*const T, usize) {
+        assert!(n == self.n, "Blocks: {n} values per block asked of a view of {}", self.n);
+        assert!(blocks == 0 || self.data.len() >= (blocks - 1) * self.ld + n, "Blocks: {blocks} blocks out of bounds");
+        (self.data.as_ptr(), self.ld)
+    }
 }
 
 /// The writable form of [`Blocks`]. The blocks are disjoint (ld ≥ n), so several can be
@@ -99,6 +106,12 @@ impl<'a, T> BlocksMut<'a, T> {
         assert!(k < self.blocks, "BlocksMut: block {k} of {}", self.blocks);
         // SAFETY: in bounds (checked here and at construction); the &mut self borrow is unique.
         unsafe { std::slice::from_raw_parts_mut(self.ptr.add(k * self.ld), self.n) }
+    }
+    /// The start of block 0, the number of blocks and the block stride, for a row kernel that
+    /// writes blocks of `n` values through raw pointers.
+    pub(crate) fn raw(&mut self, n: usize) -> (*mut T, usize, usize) {
+        assert!(n == self.n, "BlocksMut: {n} values per block asked of a view of {}", self.n);
+        (self.ptr, self.blocks, self.ld)
     }
     pub(crate) fn get(&self, k: usize) -> &[T] {
         assert!(k < self.blocks, "BlocksMut: block {k} of {}", self.blocks);
@@ -171,9 +184,24 @@ pub(crate) trait Cell: Sync {
     /// keep one buffer, DG, and `bwd` never touches `dxp`.
     const DXP_IS_DG: bool = true;
 
+    /// Whether `fwd` reads h_prev from `hs`; when not, the team engine leaves `hs` as it is
+    /// before the call instead of copying h_prev in.
+    const FWD_READS_H: bool = true;
+
     /// h (and c) in place from h_prev; `xp` holds the input projection (with folded biases),
     /// `hh` the recurrent projection of the first HH_BLOCKS gates.
     fn fwd<T: Float>(&self, n: usize, xp: Proj<T>, hh: Blocks<T>, hs: &mut [T], cs: &mut [T], ws: &mut BlocksMut<T>);
+    /// The float32 team engine's form of `fwd` for cells without a mid-step GEMM: h' also goes
+    /// to `y`, and with `save` false nothing reads `ws` after the step, so it need not be
+    /// written (inference). Cells with a fused SIMD row step (LSTM) override it.
+    #[allow(clippy::too_many_arguments)]
+    fn fwd_f32(
+        &self, n: usize, xp: Proj<f32>, hh: Blocks<f32>, hs: &mut [f32], cs: &mut [f32], ws: &mut BlocksMut<f32>,
+        y: &mut [f32], _save: bool,
+    ) {
+        self.fwd(n, xp, hh, hs, cs, ws);
+        y.copy_from_slice(hs);
+    }
     /// Second half of a step for cells with a mid-step GEMM; `mid` = ws[MID]·W_hh[mid]ᵀ.
     fn fwd_mid<T: Float>(&self, _n: usize, _xp: Proj<T>, _mid: &[T], _hs: &mut [T], _ws: &mut BlocksMut<T>) {}
     /// From dh (and dc) of this step's output state: pre-activation gradients of the recurrent
@@ -184,6 +212,20 @@ pub(crate) trait Cell: Sync {
         &self, n: usize, hprev: &[T], ws: Blocks<T>, dh: &mut [T], dc: &mut [T], dg: &mut BlocksMut<T>,
         dxp: &mut BlocksMut<T>,
     );
+    /// The float32 team engine's form of `bwd`: `dy` (this step's output gradient, if any) is
+    /// added to `dh` first. Cells with a fused SIMD row step (LSTM) override it.
+    #[allow(clippy::too_many_arguments)]
+    fn bwd_f32(
+        &self, n: usize, hprev: &[f32], ws: Blocks<f32>, dy: Option<&[f32]>, dh: &mut [f32], dc: &mut [f32],
+        dg: &mut BlocksMut<f32>, dxp: &mut BlocksMut<f32>,
+    ) {
+        if let Some(dy) = dy {
+            for (v, &a) in dh.iter_mut().zip(dy) {
+                *v += a;
+            }
+        }
+        self.bwd(n, hprev, ws, dh, dc, dg, dxp);
+    }
     /// Second half of the backward step for mid-GEMM cells; `dmid` = dg[mid]·W_hh[mid].
     #[allow(clippy::too_many_arguments)]
     fn bwd_mid<T: Float>(
@@ -201,6 +243,7 @@ pub(crate) struct Vanilla {
 impl Cell for Vanilla {
     const G: usize = 1;
     const WS_BLOCKS: usize = 1;
+    const FWD_READS_H: bool = false;
     fn fwd<T: Float>(&self, _n: usize, xp: Proj<T>, hh: Blocks<T>, hs: &mut [T], _cs: &mut [T], ws: &mut BlocksMut<T>) {
         let w = ws.blk(0);
         xp.add(0, hh.blk(0), w);

@@ -245,8 +245,13 @@ pub(crate) fn forward_steps<C: Cell>(cell: &C, p: &Plan, io: FwdIo) {
                 }
                 // The state moves on in place in `next` (a masked row's stays as it was).
                 let hs = unsafe { next.get_mut(own, n) };
-                hs.copy_from_slice(&h_cur[own..own + n]);
-                let Some(tt) = p.time_of(s, r) else { continue };
+                let Some(tt) = p.time_of(s, r) else {
+                    hs.copy_from_slice(&h_cur[own..own + n]);
+                    continue;
+                };
+                if C::FWD_READS_H {
+                    hs.copy_from_slice(&h_cur[own..own + n]);
+                }
                 let hh = &mut sc.tile[r * hw..(r + 1) * hw];
                 if let Some(bias) = hh_bias {
                     for blk in 0..C::HH_BLOCKS {
@@ -257,11 +262,12 @@ pub(crate) fn forward_steps<C: Cell>(cell: &C, p: &Plan, io: FwdIo) {
                 }
                 let cs_r = if C::HAS_C { unsafe { cs.get_mut(own, n) } } else { &mut sc.cs[..n] };
                 let mut wr = ws_row(r);
-                cell.fwd(n, proj(tt, r), Blocks::new(hh, n, npad), hs, cs_r, &mut wr);
                 if C::HAS_MID {
+                    cell.fwd(n, proj(tt, r), Blocks::new(hh, n, npad), hs, cs_r, &mut wr);
                     unsafe { mid_sh.get_mut(own, n) }.copy_from_slice(wr.get(C::MID_WS_BLOCK));
                 } else {
-                    unsafe { y.get_mut((tt * b + r) * h + j0, n) }.copy_from_slice(hs);
+                    let y_r = unsafe { y.get_mut((tt * b + r) * h + j0, n) };
+                    cell.fwd_f32(n, proj(tt, r), Blocks::new(hh, n, npad), hs, cs_r, &mut wr, y_r, save);
                 }
             }
         } else {
@@ -378,15 +384,11 @@ pub(crate) fn backward_steps<C: Cell>(cell: &C, p: &Plan, io: BwdIo) {
             let Some(tt) = p.time_of(s, r) else { continue };
             let own = r * h + j0;
             let dh_r = unsafe { dh.get_mut(own, n) };
-            if let Some(dy) = dy {
-                for (v, &a) in dh_r.iter_mut().zip(&dy[(tt * b + r) * h + j0..][..n]) {
-                    *v += a;
-                }
-            }
+            let dy_r = dy.map(|dy| &dy[(tt * b + r) * h + j0..][..n]);
             let dc_r = if C::HAS_C { unsafe { dc.get_mut(own, n) } } else { &mut sc.dc[..n] };
             let hp = &hprev[(s * b + r) * h + j0..][..n];
             let (mut dgr, mut dxr) = grads_row(ch, s, r);
-            cell.bwd(n, hp, ws_row(ch, s, r), dh_r, dc_r, &mut dgr, &mut dxr);
+            cell.bwd_f32(n, hp, ws_row(ch, s, r), dy_r, dh_r, dc_r, &mut dgr, &mut dxr);
             if C::HAS_MID {
                 unsafe { dmid_sh.get_mut(own, n) }.copy_from_slice(dgr.get(C::HH_BLOCKS));
             }
