@@ -4,7 +4,7 @@
 //! and every gradient. Also: bits do not depend on the team's slot count, and repeat.
 
 use recurrent_core::ops::elementwise::{mul, sum_to};
-use recurrent_core::ops::rnn::{recurrent_layer, set_team_limits, CellKind, RecurrentWeights};
+use recurrent_core::ops::rnn::{recurrent_layer, set_step_input_min_rows, set_team_limits, CellKind, RecurrentWeights};
 use recurrent_core::ops::shape::concat;
 use recurrent_core::{backward, DType, Result, Tensor};
 use std::sync::Mutex;
@@ -111,27 +111,36 @@ impl Net {
     }
 }
 
-/// Largest |f32 − f64| of each output and gradient, relative to that array's largest |f64|.
+/// Largest |f32 − f64| of each output and gradient, relative to that array's largest |f64|,
+/// with the input projection hoisted before the loop and computed inside the steps.
 fn check(net: &Net, tol: f64) {
     let params = net.params(17);
     let want = net.run(&params, DType::F64).unwrap();
-    let got = net.run(&params, DType::F32).unwrap();
-    assert_eq!(want.len(), got.len());
-    for (k, (w, g)) in want.iter().zip(&got).enumerate() {
-        let scale = w.iter().fold(0f64, |m, v| m.max(v.abs())).max(1e-3);
-        let err = w.iter().zip(g).fold(0f64, |m, (a, b)| m.max((a - b).abs())) / scale;
-        assert!(
-            err < tol,
-            "{:?} B={} H={} layers={} dirs={} lengths={:?}: array {k} off by {err:e} (relative to {scale:e})",
-            net.kind,
-            net.b,
-            net.h,
-            net.layers,
-            net.dirs,
-            net.lengths
-        );
+    for (input, rows) in [("hoisted", usize::MAX), ("in steps", 0)] {
+        set_step_input_min_rows(rows);
+        let got = net.run(&params, DType::F32);
+        set_step_input_min_rows(DEFAULT_STEP_INPUT_ROWS);
+        let got = got.unwrap();
+        assert_eq!(want.len(), got.len());
+        for (k, (w, g)) in want.iter().zip(&got).enumerate() {
+            let scale = w.iter().fold(0f64, |m, v| m.max(v.abs())).max(1e-3);
+            let err = w.iter().zip(g).fold(0f64, |m, (a, b)| m.max((a - b).abs())) / scale;
+            assert!(
+                err < tol,
+                "{:?} B={} H={} layers={} dirs={} lengths={:?}, input projection {input}: array {k} off by {err:e} (relative to {scale:e})",
+                net.kind,
+                net.b,
+                net.h,
+                net.layers,
+                net.dirs,
+                net.lengths
+            );
+        }
     }
 }
+
+/// The engine's default (rnn_fast.rs), restored after each override.
+const DEFAULT_STEP_INPUT_ROWS: usize = 8;
 
 /// Tolerance: float32 rounding through a few steps of sums over tens of terms is ~1e-6
 /// relative; 1e-4 leaves room for the gradients' longer chains, and is far below what any
@@ -193,60 +202,82 @@ fn f32_bits_do_not_depend_on_slot_count_and_repeat() {
     for kind in KINDS {
         let net = Net { kind, t: 5, b: 7, i: 6, h: 70, layers: 1, dirs: 2, lengths: Some(vec![5, 3, 5, 1, 2, 5, 4]) };
         let params = net.params(5);
-        let bits = |slots: usize| {
-            set_team_limits(0, slots);
-            let r = net.run(&params, DType::F32).unwrap();
-            r.into_iter().flatten().map(f64::to_bits).collect::<Vec<u64>>()
-        };
-        let one = bits(1);
-        assert_eq!(one, bits(1), "{kind:?}: repeat");
-        for slots in [2, 3, 5] {
-            assert_eq!(one, bits(slots), "{kind:?}: {slots} slots");
+        for rows in [usize::MAX, 0] {
+            set_step_input_min_rows(rows);
+            let bits = |slots: usize| {
+                set_team_limits(0, slots);
+                let r = net.run(&params, DType::F32).unwrap();
+                r.into_iter().flatten().map(f64::to_bits).collect::<Vec<u64>>()
+            };
+            let one = bits(1);
+            assert_eq!(one, bits(1), "{kind:?}: repeat");
+            for slots in [2, 3, 5] {
+                assert_eq!(one, bits(slots), "{kind:?}: {slots} slots, input projection in steps from {rows} rows");
+            }
         }
+        set_step_input_min_rows(DEFAULT_STEP_INPUT_ROWS);
     }
     set_team_limits(1 << 16, 0);
 }
 
-/// The team engine keeps W_hh packed for the next forward call on the same weights. Calls that
+/// The team engine keeps W_hh (and W_ih, when the steps compute the input projection) packed
+/// for the next forward call on the same weights. Calls that
 /// reuse a weight tensor give the bits of the first; a new weight tensor (another storage, so
 /// another cache entry, even at an address a dropped one had) gives its own correct result.
 #[test]
 fn packed_weights_are_reused_only_for_the_same_weights() {
     let _g = LIMITS.lock().unwrap_or_else(|p| p.into_inner());
     set_team_limits(0, 2);
-    for kind in KINDS {
-        let (t, b, i, h) = (4, 3, 5, 37);
-        let g = kind.gates();
-        let f32t = |v: Vec<f64>, s: &[usize]| Tensor::from_f32(v.iter().map(|&x| x as f32).collect(), s).unwrap();
-        let x = f32t(values(t * b * i, 1, 1.0), &[t, b, i]);
-        let h0 = f32t(values(b * h, 2, 0.5), &[b, h]);
-        let c0 = f32t(values(b * h, 3, 0.5), &[b, h]);
-        let w_ih = f32t(values(g * h * i, 4, 0.3), &[g * h, i]);
-        let forward = |w_hh: &Tensor| {
-            let w = RecurrentWeights { w_ih: &w_ih, w_hh, b_ih: None, b_hh: None };
-            let c = if kind.has_c() { Some(&c0) } else { None };
-            let o = recurrent_layer(kind, &x, &h0, c, &w, Some(&[4, 2, 3]), false).unwrap();
-            o.y.to_vec_f64().unwrap()
-        };
-        let mut seen = vec![];
-        for seed in [10, 11, 12] {
-            let w_hh = f32t(values(g * h * h, seed, 0.25), &[g * h, h]);
-            let first = forward(&w_hh);
-            assert_eq!(forward(&w_hh), first, "{kind:?}: the second call on the same weights");
-            assert_eq!(forward(&w_hh), first, "{kind:?}: the third call on the same weights");
-            // A copy of the weights in a new storage: no cache entry, the same bits.
-            let copy = f32t(w_hh.to_vec_f64().unwrap(), &[g * h, h]);
-            assert_eq!(forward(&copy), first, "{kind:?}: the same weights in another tensor");
-            assert!(seen.iter().all(|s: &Vec<f64>| *s != first), "{kind:?}: other weights, other results");
-            seen.push(first);
-            drop(w_hh);
-        }
-        // Fresh weights after the others were dropped (their storages' memory may be reused):
-        // the result equals the one computed with the cache cold for them.
-        for seed in [10, 11, 12] {
-            let w_hh = f32t(values(g * h * h, seed, 0.25), &[g * h, h]);
-            assert_eq!(forward(&w_hh), seen[(seed - 10) as usize], "{kind:?}: weights {seed} again");
+    // Hoisted input projection (W_hh packed and cached), then in steps (W_ih as well).
+    for rows in [usize::MAX, 0] {
+        set_step_input_min_rows(rows);
+        for kind in KINDS {
+            let (t, b, i, h) = (4, 3, 5, 37);
+            let g = kind.gates();
+            let f32t = |v: Vec<f64>, s: &[usize]| Tensor::from_f32(v.iter().map(|&x| x as f32).collect(), s).unwrap();
+            let x = f32t(values(t * b * i, 1, 1.0), &[t, b, i]);
+            let h0 = f32t(values(b * h, 2, 0.5), &[b, h]);
+            let c0 = f32t(values(b * h, 3, 0.5), &[b, h]);
+            let forward = |w_ih: &Tensor, w_hh: &Tensor| {
+                let w = RecurrentWeights { w_ih, w_hh, b_ih: None, b_hh: None };
+                let c = if kind.has_c() { Some(&c0) } else { None };
+                let o = recurrent_layer(kind, &x, &h0, c, &w, Some(&[4, 2, 3]), false).unwrap();
+                o.y.to_vec_f64().unwrap()
+            };
+            // Each weight in turn takes three values while the other stays.
+            for varied in ["w_hh", "w_ih"] {
+                let fixed_ih = f32t(values(g * h * i, 4, 0.3), &[g * h, i]);
+                let fixed_hh = f32t(values(g * h * h, 9, 0.25), &[g * h, h]);
+                let make = |seed: u64| match varied {
+                    "w_hh" => f32t(values(g * h * h, seed, 0.25), &[g * h, h]),
+                    _ => f32t(values(g * h * i, seed, 0.3), &[g * h, i]),
+                };
+                let run = |w: &Tensor| match varied {
+                    "w_hh" => forward(&fixed_ih, w),
+                    _ => forward(w, &fixed_hh),
+                };
+                let ctx = format!("{kind:?}, {varied} varied, input projection in steps from {rows} rows");
+                let mut seen = vec![];
+                for seed in [10, 11, 12] {
+                    let w = make(seed);
+                    let first = run(&w);
+                    assert_eq!(run(&w), first, "{ctx}: the second call on the same weights");
+                    assert_eq!(run(&w), first, "{ctx}: the third call on the same weights");
+                    // A copy of the weights in a new storage: no cache entry, the same bits.
+                    let copy = f32t(w.to_vec_f64().unwrap(), w.shape());
+                    assert_eq!(run(&copy), first, "{ctx}: the same weights in another tensor");
+                    assert!(seen.iter().all(|s: &Vec<f64>| *s != first), "{ctx}: other weights, other results");
+                    seen.push(first);
+                    drop(w);
+                }
+                // Fresh weights after the others were dropped (their storages' memory may be
+                // reused): the result equals the one computed with the cache cold for them.
+                for seed in [10, 11, 12] {
+                    assert_eq!(run(&make(seed)), seen[(seed - 10) as usize], "{ctx}: weights {seed} again");
+                }
+            }
         }
     }
+    set_step_input_min_rows(DEFAULT_STEP_INPUT_ROWS);
     set_team_limits(1 << 16, 0);
 }

@@ -10,15 +10,16 @@
 use super::simd::{kernels, Isa};
 
 /// One row of an LSTM forward step over `n` units. Gate block k (i, f, g, o) of the input
-/// projection is at `xp + k·ld_in` (of the bias, if not null, at `bias + k·ld_in`), of the
+/// projection is at `xp + k·ld_in` (of the bias, if not null, at `bias + k·ld_bias`), of the
 /// recurrent product at `hh + k·ld_hh`. `c` (n) is updated in place and h' written to `h` and,
 /// if not null, to `y`. If `ws` is not null, the six saved blocks (i, f, g, o, c, tanh c') go to
 /// `ws + k·ld_ws`.
 pub struct FwdRow {
     pub n: usize,
     pub xp: *const f32,
-    pub bias: *const f32,
     pub ld_in: usize,
+    pub bias: *const f32,
+    pub ld_bias: usize,
     pub hh: *const f32,
     pub ld_hh: usize,
     pub c: *mut f32,
@@ -84,7 +85,7 @@ mod avx512 {
                 let x = if a.bias.is_null() {
                     x
                 } else {
-                    _mm512_add_ps(x, _mm512_maskz_loadu_ps(m, a.bias.add(k * a.ld_in + j)))
+                    _mm512_add_ps(x, _mm512_maskz_loadu_ps(m, a.bias.add(k * a.ld_bias + j)))
                 };
                 _mm512_add_ps(x, _mm512_maskz_loadu_ps(m, a.hh.add(k * a.ld_hh + j)))
             };
@@ -121,7 +122,8 @@ mod avx512 {
                 d_h = _mm512_add_ps(d_h, _mm512_maskz_loadu_ps(m, a.dy.add(j)));
             }
             let dc = _mm512_maskz_loadu_ps(m, a.dc.add(j));
-            let d_c = _mm512_add_ps(dc, _mm512_mul_ps(_mm512_mul_ps(d_h, o), _mm512_sub_ps(one, _mm512_mul_ps(tc, tc))));
+            let d_c =
+                _mm512_add_ps(dc, _mm512_mul_ps(_mm512_mul_ps(d_h, o), _mm512_sub_ps(one, _mm512_mul_ps(tc, tc))));
             let di = _mm512_mul_ps(_mm512_mul_ps(_mm512_mul_ps(d_c, g), i), _mm512_sub_ps(one, i));
             let df = _mm512_mul_ps(_mm512_mul_ps(_mm512_mul_ps(d_c, c), f), _mm512_sub_ps(one, f));
             let dgg = _mm512_mul_ps(_mm512_mul_ps(d_c, i), _mm512_sub_ps(one, _mm512_mul_ps(g, g)));
@@ -160,7 +162,7 @@ mod avx2 {
                 let x = if a.bias.is_null() {
                     x
                 } else {
-                    _mm256_add_ps(x, _mm256_maskload_ps(a.bias.add(k * a.ld_in + j), m))
+                    _mm256_add_ps(x, _mm256_maskload_ps(a.bias.add(k * a.ld_bias + j), m))
                 };
                 _mm256_add_ps(x, _mm256_maskload_ps(a.hh.add(k * a.ld_hh + j), m))
             };
@@ -197,7 +199,8 @@ mod avx2 {
                 d_h = _mm256_add_ps(d_h, _mm256_maskload_ps(a.dy.add(j), m));
             }
             let dc = _mm256_maskload_ps(a.dc.add(j), m);
-            let d_c = _mm256_add_ps(dc, _mm256_mul_ps(_mm256_mul_ps(d_h, o), _mm256_sub_ps(one, _mm256_mul_ps(tc, tc))));
+            let d_c =
+                _mm256_add_ps(dc, _mm256_mul_ps(_mm256_mul_ps(d_h, o), _mm256_sub_ps(one, _mm256_mul_ps(tc, tc))));
             let di = _mm256_mul_ps(_mm256_mul_ps(_mm256_mul_ps(d_c, g), i), _mm256_sub_ps(one, i));
             let df = _mm256_mul_ps(_mm256_mul_ps(_mm256_mul_ps(d_c, c), f), _mm256_sub_ps(one, f));
             let dgg = _mm256_mul_ps(_mm256_mul_ps(d_c, i), _mm256_sub_ps(one, _mm256_mul_ps(g, g)));
@@ -257,8 +260,9 @@ mod tests {
                     let row = FwdRow {
                         n,
                         xp: xp.as_ptr(),
-                        bias: if with_bias { bias.as_ptr() } else { std::ptr::null() },
                         ld_in: ld,
+                        bias: if with_bias { bias.as_ptr() } else { std::ptr::null() },
+                        ld_bias: ld,
                         hh: hh.as_ptr(),
                         ld_hh: ld,
                         c: c.as_mut_ptr(),
@@ -270,12 +274,18 @@ mod tests {
                     // SAFETY: every block is in bounds (4 or 6 blocks of ld ≥ n); the ISA was detected.
                     unsafe { fwd(&row) };
                     for j in 0..n {
-                        let pre = |k: usize| xp[k * ld + j] + if with_bias { bias[k * ld + j] } else { 0.0 } + hh[k * ld + j];
+                        let pre =
+                            |k: usize| xp[k * ld + j] + if with_bias { bias[k * ld + j] } else { 0.0 } + hh[k * ld + j];
                         let (i, f, g, o) = (sig(pre(0)), sig(pre(1)), (pre(2) as f64).tanh() as f32, sig(pre(3)));
                         let cn = f as f64 * c0[j] as f64 + i as f64 * g as f64;
                         let hn = o as f64 * cn.tanh();
                         let close = |got: f32, want: f64| (got as f64 - want).abs() <= 1e-6 * (1.0 + want.abs());
-                        assert!(close(c[j], cn) && close(h[j], hn), "{isa} n={n} j={j}: c {} vs {cn}, h {} vs {hn}", c[j], h[j]);
+                        assert!(
+                            close(c[j], cn) && close(h[j], hn),
+                            "{isa} n={n} j={j}: c {} vs {cn}, h {} vs {hn}",
+                            c[j],
+                            h[j]
+                        );
                         assert_eq!(y[j], h[j], "{isa}: y is h'");
                         assert!(close(ws[j], i as f64) && close(ws[3 * ld + j], o as f64) && ws[4 * ld + j] == c0[j]);
                         assert!(close(ws[5 * ld + j], cn.tanh()));
@@ -304,10 +314,18 @@ mod tests {
                         let (i, f, g, o, cp, tc) = (w(0), w(1), w(2), w(3), w(4), w(5));
                         let d_h = dh0[j] as f64 + dy[j] as f64;
                         let d_c = dc0[j] as f64 + d_h * o * (1.0 - tc * tc);
-                        let want = [d_c * g * i * (1.0 - i), d_c * cp * f * (1.0 - f), d_c * i * (1.0 - g * g), d_h * tc * o * (1.0 - o)];
+                        let want = [
+                            d_c * g * i * (1.0 - i),
+                            d_c * cp * f * (1.0 - f),
+                            d_c * i * (1.0 - g * g),
+                            d_h * tc * o * (1.0 - o),
+                        ];
                         for (k, &wv) in want.iter().enumerate() {
                             let got = dg[k * ld + j] as f64;
-                            assert!((got - wv).abs() <= 1e-5 * (1.0 + wv.abs()), "{isa} n={n} j={j} gate {k}: {got} vs {wv}");
+                            assert!(
+                                (got - wv).abs() <= 1e-5 * (1.0 + wv.abs()),
+                                "{isa} n={n} j={j} gate {k}: {got} vs {wv}"
+                            );
                         }
                         assert!((dc[j] as f64 - d_c * f).abs() <= 1e-5 * (1.0 + (d_c * f).abs()));
                         assert_eq!(dh[j], 0.0);

@@ -59,19 +59,16 @@ impl Cell for Lstm {
         };
         assert!(hs.len() == n && cs.len() == n && y.len() == n, "lstm row: h, c and y of {n} units");
         let (xp_ptr, ld_in) = xp.xp.raw(4, n);
-        let bias = xp.bias.map(|b| {
-            let (p, ld) = b.raw(4, n);
-            assert_eq!(ld, ld_in, "lstm row: bias and xp strides");
-            p
-        });
+        let (bias, ld_bias) = xp.bias.map_or((std::ptr::null(), 0), |b| b.raw(4, n));
         let (hh_ptr, ld_hh) = hh.raw(4, n);
         let (ws_ptr, blocks, ld_ws) = ws.raw(n);
         assert!(!save || blocks == 6, "lstm row: 6 saved blocks");
         let row = FwdRow {
             n,
             xp: xp_ptr,
-            bias: bias.unwrap_or(std::ptr::null()),
             ld_in,
+            bias,
+            ld_bias,
             hh: hh_ptr,
             ld_hh,
             c: cs.as_mut_ptr(),
@@ -97,7 +94,10 @@ impl Cell for Lstm {
             }
             return self.bwd(n, hprev, ws, dh, dc, dg, dxp);
         };
-        assert!(dh.len() == n && dc.len() == n && dy.is_none_or(|d| d.len() == n), "lstm row: dh, dc and dy of {n} units");
+        assert!(
+            dh.len() == n && dc.len() == n && dy.is_none_or(|d| d.len() == n),
+            "lstm row: dh, dc and dy of {n} units"
+        );
         let (ws_ptr, ld_ws) = ws.raw(6, n);
         let (dg_ptr, blocks, ld_dg) = dg.raw(n);
         assert_eq!(blocks, 4, "lstm row: 4 gradient blocks");

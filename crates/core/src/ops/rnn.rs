@@ -34,7 +34,7 @@ use crate::ops::elementwise::dispatch_float;
 use crate::ops::gru::{Gru, GruResetBefore};
 use crate::ops::lstm::Lstm;
 use crate::ops::rnn_device::{backward_gpu, forward_gpu, BwdStep, DeviceCell, FwdStep};
-use crate::ops::rnn_fast::{self, BwdIo, FwdIo};
+use crate::ops::rnn_fast::{self, BwdIo, FwdIo, StepInput};
 use crate::storage::CpuStorage;
 use crate::tensor::Tensor;
 use std::any::TypeId;
@@ -584,6 +584,14 @@ pub fn set_team_limits(min_step_macs: usize, max_slots: usize) {
     rnn_fast::set_team_limits(min_step_macs, max_slots)
 }
 
+/// Overrides from how many batch rows the float32 team engine computes the input projection
+/// inside its steps instead of before the loop (0: always; `usize::MAX`: never). For tests;
+/// process-wide.
+#[doc(hidden)]
+pub fn set_step_input_min_rows(rows: usize) {
+    rnn_fast::set_step_input_min_rows(rows)
+}
+
 /// `v` as f32 when T is f32 (the loops are generic; the team engine is f32 only).
 fn f32s<T: Float>(v: &[T]) -> Option<&[f32]> {
     // SAFETY: T is f32, checked by its TypeId.
@@ -608,8 +616,33 @@ fn fill_rows<T: Float>(dst: &mut [T], bias: &[T]) {
     }
 }
 
+/// The storages of a forward call's weights, for the team engine's packed-weights cache.
+#[derive(Clone, Copy)]
+pub(crate) struct WeightSources<'a> {
+    w_ih: &'a Arc<CpuStorage>,
+    w_hh: &'a Arc<CpuStorage>,
+}
+
+/// x [T, B, I] in processing order: row r of step s at (s·B + r)·I (borrowed when that is time
+/// order; rows past their length are zero).
+fn in_processing_order<'a, T: Float>(p: &Plan, x: &'a [T], i: usize) -> std::borrow::Cow<'a, [T]> {
+    if p.identity_order() {
+        return std::borrow::Cow::Borrowed(x);
+    }
+    let (t, b) = (p.t, p.b);
+    let mut xg = vec![T::ZERO; t * b * i];
+    for s in 0..t {
+        for r in 0..b {
+            if let Some(tt) = p.time_of(s, r) {
+                xg[(s * b + r) * i..][..i].copy_from_slice(&x[(tt * b + r) * i..][..i]);
+            }
+        }
+    }
+    std::borrow::Cow::Owned(xg)
+}
+
 fn forward_cpu<T: Float, C: Cell>(
-    cell: &C, p: &Plan, inp: &[&CpuStorage], w_hh_src: Option<&Arc<CpuStorage>>,
+    cell: &C, p: &Plan, inp: &[&CpuStorage], w_src: Option<WeightSources>,
 ) -> Result<Vec<CpuStorage>> {
     let (t, b, i, h, g) = (p.t, p.b, p.i, p.h, p.g());
     let gh = g * h;
@@ -626,9 +659,11 @@ fn forward_cpu<T: Float, C: Cell>(
     let (b_ih, b_hh) = if p.has_bias { (Some(next()), Some(next())) } else { (None, None) };
 
     // XP = X·W_ihᵀ + b_ih (+ b_hh when it folds): the hoisted input projection.
-    // The team engine adds the bias when it reads XP rows, which saves a pass over XP.
+    // The team engine adds the bias when it reads XP rows, which saves a pass over XP, and
+    // from a few rows up computes XP step by step instead (`rnn_fast::StepInput`).
     let fast = use_fast::<T>();
-    let mut xp = vec![T::ZERO; t * b * gh];
+    let in_steps = fast && rnn_fast::input_in_steps(b);
+    let mut xp = vec![T::ZERO; if in_steps { 0 } else { t * b * gh }];
     let bias = b_ih.map(|bi| {
         let mut bias = bi.to_vec();
         if C::FOLD_HH_BIAS {
@@ -641,7 +676,9 @@ fn forward_cpu<T: Float, C: Cell>(
     if let (Some(bias), false) = (&bias, fast) {
         fill_rows(&mut xp, bias);
     }
-    gemm(t * b, gh, i, Mat::n(x, i), Mat::t(w_ih, i), &mut xp, gh, p.has_bias && !fast);
+    if !in_steps {
+        gemm(t * b, gh, i, Mat::n(x, i), Mat::t(w_ih, i), &mut xp, gh, p.has_bias && !fast);
+    }
 
     let ws_w = C::WS_BLOCKS * h;
     let hh_w = C::HH_BLOCKS * h;
@@ -663,11 +700,13 @@ fn forward_cpu<T: Float, C: Cell>(
         fn f<T: Float>(v: &[T]) -> &[f32] {
             f32s(v).expect("f32")
         }
+        let x_proc = if in_steps { in_processing_order(p, x, i) } else { std::borrow::Cow::Borrowed(&[][..]) };
         let io = FwdIo {
             xp: f(&xp),
+            input: in_steps.then(|| StepInput { x: f(&x_proc), i, w_ih: f(w_ih), w_ih_src: w_src.map(|w| w.w_ih) }),
             xp_bias: bias.as_deref().map(f),
             w_hh: f(w_hh),
-            w_hh_src,
+            w_hh_src: w_src.map(|w| w.w_hh),
             hh_bias: hh_bias.map(f),
             y: f32s_mut(&mut y).expect("f32"),
             ws: f32s_mut(&mut ws).expect("f32"),
@@ -730,10 +769,8 @@ fn forward_cpu<T: Float, C: Cell>(
     Ok(out)
 }
 
-fn forward_typed<T: Float>(
-    p: &Plan, inp: &[&CpuStorage], w_hh_src: Option<&Arc<CpuStorage>>,
-) -> Result<Vec<CpuStorage>> {
-    with_cell!(p.kind, |cell| forward_cpu::<T, _>(cell, p, inp, w_hh_src))
+fn forward_typed<T: Float>(p: &Plan, inp: &[&CpuStorage], w_src: Option<WeightSources>) -> Result<Vec<CpuStorage>> {
+    with_cell!(p.kind, |cell| forward_cpu::<T, _>(cell, p, inp, w_src))
 }
 
 impl Op for RecurrentForward {
@@ -743,12 +780,13 @@ impl Op for RecurrentForward {
     fn cpu(&self, inp: &[&CpuStorage]) -> Result<Vec<CpuStorage>> {
         dispatch_float!(self.name(), inp[0].dtype(), forward_typed(&self.plan, inp, None))
     }
-    /// As `cpu`, handing W_hh's storage to the team engine, which keeps its packed form for the
-    /// next call on the same weights.
+    /// As `cpu`, handing the weights' storages to the team engine, which keeps their packed
+    /// form for the next call on the same weights.
     fn cpu_shared(&self, inp: &[&Arc<CpuStorage>]) -> Result<Vec<CpuStorage>> {
-        let w_hh = inp[if self.plan.kind.has_c() { 4 } else { 3 }];
+        let at = if self.plan.kind.has_c() { 3 } else { 2 };
+        let w_src = WeightSources { w_ih: inp[at], w_hh: inp[at + 1] };
         let plain: Vec<&CpuStorage> = inp.iter().map(|a| &***a).collect();
-        dispatch_float!(self.name(), plain[0].dtype(), forward_typed(&self.plan, &plain, Some(w_hh)))
+        dispatch_float!(self.name(), plain[0].dtype(), forward_typed(&self.plan, &plain, Some(w_src)))
     }
     fn gpu(&self, be: &dyn GpuBackend, x: &[&dyn DeviceBuffer]) -> Result<Vec<Arc<dyn DeviceBuffer>>> {
         with_cell!(self.plan.kind, |cell| forward_gpu(cell, &self.plan, be, x))
@@ -900,21 +938,8 @@ fn backward_cpu<T: Float, C: Cell>(cell: &C, rb: &RecurrentBackward, inp: &[&Cpu
     }
 
     // X in processing order, so that one GEMM covers every step.
-    let gathered;
-    let x_proc: &[T] = if p.identity_order() {
-        x
-    } else {
-        let mut xg = vec![T::ZERO; t * b * i];
-        for s in 0..t {
-            for r in 0..b {
-                if let Some(tt) = p.time_of(s, r) {
-                    xg[(s * b + r) * i..][..i].copy_from_slice(&x[(tt * b + r) * i..][..i]);
-                }
-            }
-        }
-        gathered = xg;
-        &gathered
-    };
+    let x_proc = in_processing_order(p, x, i);
+    let x_proc: &[T] = &x_proc;
     let dxp: &[T] = if C::DXP_IS_DG { &dg } else { &dxp };
     let mut dw_ih = vec![T::ZERO; gh * i];
     gemm(gh, i, t * b, Mat::t(dxp, gh), Mat::n(x_proc, i), &mut dw_ih, i, false);

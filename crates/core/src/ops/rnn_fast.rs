@@ -35,8 +35,24 @@ const TEAM_MIN_STEP_MACS: usize = 1 << 16;
 /// Chunks per runner: a runner that finishes early can take over part of a slow one's share.
 const CHUNKS_PER_RUNNER: usize = 2;
 
+/// Batch rows from which a forward step computes its chunks' slice of the input projection
+/// itself (see [`StepInput`]); below it, the projection is one GEMM over all steps before the
+/// loop, which reads W_ih once instead of once per step.
+const STEP_INPUT_MIN_ROWS: usize = 8;
+
 static MIN_MACS: AtomicUsize = AtomicUsize::new(TEAM_MIN_STEP_MACS);
 static MAX_RUNNERS: AtomicUsize = AtomicUsize::new(0);
+static INPUT_MIN_ROWS: AtomicUsize = AtomicUsize::new(STEP_INPUT_MIN_ROWS);
+
+/// Whether a forward call over `b` rows takes its input projection step by step.
+pub(crate) fn input_in_steps(b: usize) -> bool {
+    b >= INPUT_MIN_ROWS.load(Ordering::Relaxed)
+}
+
+/// Overrides [`STEP_INPUT_MIN_ROWS`] (tests: both paths at every size).
+pub(crate) fn set_step_input_min_rows(rows: usize) {
+    INPUT_MIN_ROWS.store(rows, Ordering::Relaxed);
+}
 
 /// Overrides the team's size rule (tests: odd sizes through the team; other runner counts, to
 /// check that results do not depend on them). `max_runners` 0 means one per pool thread.
@@ -80,11 +96,28 @@ fn split(h: usize, macs: usize) -> (usize, Vec<Chunk>) {
     (runners, chunks)
 }
 
+/// The input of a forward call whose steps compute their own input projection: each chunk
+/// multiplies the step's rows of x by its units' rows of W_ih (packed once, like W_hh) into a
+/// tile of its own, read by the cell in place of XP. At B ≥ [`STEP_INPUT_MIN_ROWS`] this is
+/// cheaper than the hoisted GEMM, whose output (T·B·G·H floats, K = I only) goes through
+/// memory twice, and it runs on the team instead of a fork-join of its own.
+#[derive(Clone, Copy)]
+pub(crate) struct StepInput<'a> {
+    /// [T, B, I] in processing order (row r of step s at (s·B + r)·I).
+    pub x: &'a [f32],
+    pub i: usize,
+    pub w_ih: &'a [f32],
+    /// The storage `w_ih` lives in, for the packed-weights cache (as `FwdIo::w_hh_src`).
+    pub w_ih_src: Option<&'a Arc<CpuStorage>>,
+}
+
 /// Buffers of the forward loop (time order for xp and y, processing order for ws and hprev).
 pub(crate) struct FwdIo<'a> {
-    /// [T, B, G·H], the hoisted input projection without its bias, and the bias [G·H] (b_ih,
-    /// plus b_hh where the cell folds it) added as rows are read.
+    /// [T, B, G·H], the hoisted input projection without its bias (empty when `input` is
+    /// given), and the bias [G·H] (b_ih, plus b_hh where the cell folds it) added as rows are
+    /// read.
     pub xp: &'a [f32],
+    pub input: Option<StepInput<'a>>,
     pub xp_bias: Option<&'a [f32]>,
     pub w_hh: &'a [f32],
     /// The storage `w_hh` lives in, when the caller has it: its packed form is then kept for
@@ -122,6 +155,11 @@ static PACKED: Mutex<Vec<Packed>> = Mutex::new(Vec::new());
 
 fn packed_layout<C: Cell>(h: usize, chunks: &[Chunk]) -> Vec<usize> {
     [C::HH_BLOCKS, C::G, h].into_iter().chain(chunks.iter().map(|c| c.j0)).collect()
+}
+
+/// The layout key of packed W_ih (the leading marker keeps it apart from W_hh's keys).
+fn packed_ih_layout<C: Cell>(h: usize, i: usize, chunks: &[Chunk]) -> Vec<usize> {
+    [usize::MAX, C::G, h, i].into_iter().chain(chunks.iter().map(|c| c.j0)).collect()
 }
 
 type PackedPair = (Arc<Vec<f32>>, Arc<Vec<f32>>);
@@ -176,6 +214,24 @@ pub(crate) fn forward_steps<C: Cell>(cell: &C, p: &Plan, io: FwdIo) {
     };
     // r ⊙ h of every unit for the mid-step GEMM (cells with one), apart from ws so that the
     // GEMM's reads never overlap another chunk's writes.
+    // W_ih likewise ([chunk][block][panel of K = I]), and per chunk a tile of its units'
+    // input projection for every row ([B][G · npad]), when the steps compute it.
+    let input = io.input;
+    let ipanel = input.map_or(0, |inp| inp.i * NR);
+    let ih_layout = input.map(|inp| packed_ih_layout::<C>(h, inp.i, &chunks));
+    let ih_cached = match (input, &ih_layout) {
+        (Some(inp), Some(layout)) => inp.w_ih_src.and_then(|src| packed_lookup(src, layout)),
+        _ => None,
+    };
+    let mut wi_pk = vec![0f32; if input.is_some() && ih_cached.is_none() { g * panels * ipanel } else { 0 }];
+    // SAFETY: as for W_hh.
+    let wi_sh = match &ih_cached {
+        Some((w, _)) => unsafe { SharedMut::from_shared(w) },
+        None => SharedMut::new(&mut wi_pk),
+    };
+    let xt_len = b * g * npad_max;
+    let mut xtiles = vec![0f32; if input.is_some() { chunks.len() * xt_len } else { 0 }];
+    let xt_sh = SharedMut::new(&mut xtiles);
     let mut mid_in = vec![0f32; if C::HAS_MID { b * h } else { 0 }];
     let mut h_other = vec![0f32; b * h];
     let (xp, xp_bias, w_hh, hh_bias, save) = (io.xp, io.xp_bias, io.w_hh, io.hh_bias, p.save);
@@ -203,12 +259,24 @@ pub(crate) fn forward_steps<C: Cell>(cell: &C, p: &Plan, io: FwdIo) {
             unsafe { wm_sh.get_mut(ch.first * panel, ch.np * panel) }.copy_from_slice(&one);
         }
     };
+    let pack_ih = |ch: &Chunk, inp: &StepInput| {
+        let mut one = Vec::new();
+        for blk in 0..g {
+            // B[kk][j] = W_ih[(blk·H + j)·I + kk].
+            pack_panels(inp.i, ch.j0, ch.j0 + ch.n, &inp.w_ih[blk * h * inp.i..], 1, inp.i, &mut one);
+            let at = (g * ch.first + blk * ch.np) * ipanel;
+            unsafe { wi_sh.get_mut(at, ch.np * ipanel) }.copy_from_slice(&one);
+        }
+    };
 
     let work = |sc: &mut FwdScratch, c: usize, ph: usize| {
         let ch = &chunks[c];
         if ph == 0 {
             if cached.is_none() {
                 pack(ch);
+            }
+            if let (Some(inp), None) = (&input, &ih_cached) {
+                pack_ih(ch, inp);
             }
             return;
         }
@@ -222,18 +290,32 @@ pub(crate) fn forward_steps<C: Cell>(cell: &C, p: &Plan, io: FwdIo) {
             let at = ws.ptr_at((ws_base + r) * ws_w + j0, (C::WS_BLOCKS - 1) * h + n);
             unsafe { BlocksMut::from_raw(at, C::WS_BLOCKS, n, h) }
         };
+        // The chunk's units of a row's input projection: its tile, or the hoisted XP.
         let proj = |tt: usize, r: usize| Proj {
-            xp: Blocks::new(&xp[(tt * b + r) * gh + j0..][..(g - 1) * h + n], n, h),
+            xp: match input {
+                Some(_) => {
+                    let xt = unsafe { xt_sh.get(c * xt_len + r * g * npad, (g - 1) * npad + n) };
+                    Blocks::new(xt, n, npad)
+                }
+                None => Blocks::new(&xp[(tt * b + r) * gh + j0..][..(g - 1) * h + n], n, h),
+            },
             bias: xp_bias.map(|bv| Blocks::new(&bv[j0..][..(g - 1) * h + n], n, h)),
         };
         if half == 0 {
             let hw = C::HH_BLOCKS * npad;
             let nq = C::HH_BLOCKS * ch.np;
             let w = unsafe { w_sh.get(C::HH_BLOCKS * ch.first * panel, nq * panel) };
-            for r in 0..b {
-                if let Some(tt) = p.time_of(s, r) {
-                    for blk in 0..g {
-                        simd::prefetch(&xp[(tt * b + r) * gh + blk * h + j0..][..n]);
+            if let Some(inp) = &input {
+                // This chunk's input projection of every row of the step.
+                let wi = unsafe { wi_sh.get(g * ch.first * ipanel, g * ch.np * ipanel) };
+                let xt = unsafe { xt_sh.get_mut(c * xt_len, b * g * npad) };
+                kern.panels(&inp.x[s * b * inp.i..], inp.i, b, inp.i, wi, g * ch.np, xt, g * npad);
+            } else {
+                for r in 0..b {
+                    if let Some(tt) = p.time_of(s, r) {
+                        for blk in 0..g {
+                            simd::prefetch(&xp[(tt * b + r) * gh + blk * h + j0..][..n]);
+                        }
                     }
                 }
             }
@@ -292,6 +374,9 @@ pub(crate) fn forward_steps<C: Cell>(cell: &C, p: &Plan, io: FwdIo) {
     }
     if let (Some(src), None) = (io.w_hh_src, &cached) {
         packed_insert(src, layout, w_pk, wm_pk);
+    }
+    if let (Some(src), None, Some(layout)) = (input.and_then(|inp| inp.w_ih_src), &ih_cached, ih_layout) {
+        packed_insert(src, layout, wi_pk, Vec::new());
     }
 }
 
