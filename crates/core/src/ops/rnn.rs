@@ -658,12 +658,11 @@ fn forward_cpu<T: Float, C: Cell>(
     let w_hh = next();
     let (b_ih, b_hh) = if p.has_bias { (Some(next()), Some(next())) } else { (None, None) };
 
-    // XP = X·W_ihᵀ + b_ih (+ b_hh when it folds): the hoisted input projection.
-    // The team engine adds the bias when it reads XP rows, which saves a pass over XP, and
-    // from a few rows up computes XP step by step instead (`rnn_fast::StepInput`).
+    // XP = X·W_ihᵀ + b_ih (+ b_hh when it folds): the hoisted input projection. The team
+    // engine computes it itself, per chunk of units, and adds the bias as the cell reads it
+    // (`rnn_fast::StepInput`).
     let fast = use_fast::<T>();
-    let in_steps = fast && rnn_fast::input_in_steps(b);
-    let mut xp = vec![T::ZERO; if in_steps { 0 } else { t * b * gh }];
+    let mut xp = vec![T::ZERO; if fast { 0 } else { t * b * gh }];
     let bias = b_ih.map(|bi| {
         let mut bias = bi.to_vec();
         if C::FOLD_HH_BIAS {
@@ -676,8 +675,8 @@ fn forward_cpu<T: Float, C: Cell>(
     if let (Some(bias), false) = (&bias, fast) {
         fill_rows(&mut xp, bias);
     }
-    if !in_steps {
-        gemm(t * b, gh, i, Mat::n(x, i), Mat::t(w_ih, i), &mut xp, gh, p.has_bias && !fast);
+    if !fast {
+        gemm(t * b, gh, i, Mat::n(x, i), Mat::t(w_ih, i), &mut xp, gh, p.has_bias);
     }
 
     let ws_w = C::WS_BLOCKS * h;
@@ -700,10 +699,9 @@ fn forward_cpu<T: Float, C: Cell>(
         fn f<T: Float>(v: &[T]) -> &[f32] {
             f32s(v).expect("f32")
         }
-        let x_proc = if in_steps { in_processing_order(p, x, i) } else { std::borrow::Cow::Borrowed(&[][..]) };
+        let x_proc = in_processing_order(p, x, i);
         let io = FwdIo {
-            xp: f(&xp),
-            input: in_steps.then(|| StepInput { x: f(&x_proc), i, w_ih: f(w_ih), w_ih_src: w_src.map(|w| w.w_ih) }),
+            input: StepInput { x: f(&x_proc), i, w_ih: f(w_ih), w_ih_src: w_src.map(|w| w.w_ih) },
             xp_bias: bias.as_deref().map(f),
             w_hh: f(w_hh),
             w_hh_src: w_src.map(|w| w.w_hh),

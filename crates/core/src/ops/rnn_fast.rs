@@ -36,8 +36,8 @@ const TEAM_MIN_STEP_MACS: usize = 1 << 16;
 const CHUNKS_PER_RUNNER: usize = 2;
 
 /// Batch rows from which a forward step computes its chunks' slice of the input projection
-/// itself (see [`StepInput`]); below it, the projection is one GEMM over all steps before the
-/// loop, which reads W_ih once instead of once per step.
+/// itself (see [`StepInput`]); below it, each chunk computes it for all steps before the first,
+/// which reads W_ih once instead of once per step.
 const STEP_INPUT_MIN_ROWS: usize = 8;
 
 static MIN_MACS: AtomicUsize = AtomicUsize::new(TEAM_MIN_STEP_MACS);
@@ -96,11 +96,13 @@ fn split(h: usize, macs: usize) -> (usize, Vec<Chunk>) {
     (runners, chunks)
 }
 
-/// The input of a forward call whose steps compute their own input projection: each chunk
-/// multiplies the step's rows of x by its units' rows of W_ih (packed once, like W_hh) into a
-/// tile of its own, read by the cell in place of XP. At B ≥ [`STEP_INPUT_MIN_ROWS`] this is
-/// cheaper than the hoisted GEMM, whose output (T·B·G·H floats, K = I only) goes through
-/// memory twice, and it runs on the team instead of a fork-join of its own.
+/// The input of a forward call. Each chunk multiplies rows of x by its units' rows of W_ih
+/// (packed once and cached, like W_hh) into tiles of its own, which the cell reads as the input
+/// projection: at B ≥ [`STEP_INPUT_MIN_ROWS`] one tile per step, computed just before the
+/// step's recurrent GEMM; below it (few rows per step: W_ih would be read from memory each
+/// step for little work), every step's tile in a phase before the first step. Either way the
+/// projection's T·B·G·H floats never make a round trip through memory in one GEMM before the
+/// loop, and the work runs on the team, each chunk's on the core that consumes it.
 #[derive(Clone, Copy)]
 pub(crate) struct StepInput<'a> {
     /// [T, B, I] in processing order (row r of step s at (s·B + r)·I).
@@ -111,13 +113,11 @@ pub(crate) struct StepInput<'a> {
     pub w_ih_src: Option<&'a Arc<CpuStorage>>,
 }
 
-/// Buffers of the forward loop (time order for xp and y, processing order for ws and hprev).
+/// Buffers of the forward loop (time order for y, processing order for x, ws and hprev).
 pub(crate) struct FwdIo<'a> {
-    /// [T, B, G·H], the hoisted input projection without its bias (empty when `input` is
-    /// given), and the bias [G·H] (b_ih, plus b_hh where the cell folds it) added as rows are
-    /// read.
-    pub xp: &'a [f32],
-    pub input: Option<StepInput<'a>>,
+    pub input: StepInput<'a>,
+    /// The input projection's bias [G·H] (b_ih, plus b_hh where the cell folds it), added as
+    /// the cell reads it.
     pub xp_bias: Option<&'a [f32]>,
     pub w_hh: &'a [f32],
     /// The storage `w_hh` lives in, when the caller has it: its packed form is then kept for
@@ -192,7 +192,7 @@ struct FwdScratch {
 
 pub(crate) fn forward_steps<C: Cell>(cell: &C, p: &Plan, io: FwdIo) {
     let (t, b, h, g) = (p.t, p.b, p.h, C::G);
-    let (gh, hh_w, ws_w) = (g * h, C::HH_BLOCKS * h, C::WS_BLOCKS * h);
+    let (hh_w, ws_w) = (C::HH_BLOCKS * h, C::WS_BLOCKS * h);
     let kern = simd::kernels();
     let (runners, chunks) = split(h, b * hh_w * h);
     let panels = h.div_ceil(NR);
@@ -214,27 +214,27 @@ pub(crate) fn forward_steps<C: Cell>(cell: &C, p: &Plan, io: FwdIo) {
     };
     // r ⊙ h of every unit for the mid-step GEMM (cells with one), apart from ws so that the
     // GEMM's reads never overlap another chunk's writes.
-    // W_ih likewise ([chunk][block][panel of K = I]), and per chunk a tile of its units'
-    // input projection for every row ([B][G · npad]), when the steps compute it.
+    // W_ih likewise ([chunk][block][panel of K = I]), and per chunk its units' input
+    // projection ([rows][G · npad]) for one step's rows, or for every step's when hoisted.
     let input = io.input;
-    let ipanel = input.map_or(0, |inp| inp.i * NR);
-    let ih_layout = input.map(|inp| packed_ih_layout::<C>(h, inp.i, &chunks));
-    let ih_cached = match (input, &ih_layout) {
-        (Some(inp), Some(layout)) => inp.w_ih_src.and_then(|src| packed_lookup(src, layout)),
-        _ => None,
-    };
-    let mut wi_pk = vec![0f32; if input.is_some() && ih_cached.is_none() { g * panels * ipanel } else { 0 }];
+    let ipanel = input.i * NR;
+    let ih_layout = packed_ih_layout::<C>(h, input.i, &chunks);
+    let ih_cached = input.w_ih_src.and_then(|src| packed_lookup(src, &ih_layout));
+    let mut wi_pk = vec![0f32; if ih_cached.is_none() { g * panels * ipanel } else { 0 }];
     // SAFETY: as for W_hh.
     let wi_sh = match &ih_cached {
         Some((w, _)) => unsafe { SharedMut::from_shared(w) },
         None => SharedMut::new(&mut wi_pk),
     };
-    let xt_len = b * g * npad_max;
-    let mut xtiles = vec![0f32; if input.is_some() { chunks.len() * xt_len } else { 0 }];
+    let hoist = !input_in_steps(b);
+    let xt_len = if hoist { t * b } else { b } * g * npad_max;
+    let mut xtiles = vec![0f32; chunks.len() * xt_len];
     let xt_sh = SharedMut::new(&mut xtiles);
+    // Phases before the first step: packing, and the hoisted projection.
+    let pre = 1 + hoist as usize;
     let mut mid_in = vec![0f32; if C::HAS_MID { b * h } else { 0 }];
     let mut h_other = vec![0f32; b * h];
-    let (xp, xp_bias, w_hh, hh_bias, save) = (io.xp, io.xp_bias, io.w_hh, io.hh_bias, p.save);
+    let (xp_bias, w_hh, hh_bias, save) = (io.xp_bias, io.w_hh, io.hh_bias, p.save);
     let (ha, hb) = (SharedMut::new(io.hs), SharedMut::new(&mut h_other));
     let (cs, y, ws, hprev) =
         (SharedMut::new(io.cs), SharedMut::new(io.y), SharedMut::new(io.ws), SharedMut::new(io.hprev));
@@ -259,8 +259,8 @@ pub(crate) fn forward_steps<C: Cell>(cell: &C, p: &Plan, io: FwdIo) {
             unsafe { wm_sh.get_mut(ch.first * panel, ch.np * panel) }.copy_from_slice(&one);
         }
     };
-    let pack_ih = |ch: &Chunk, inp: &StepInput| {
-        let mut one = Vec::new();
+    let pack_ih = |ch: &Chunk| {
+        let (inp, mut one) = (&input, Vec::new());
         for blk in 0..g {
             // B[kk][j] = W_ih[(blk·H + j)·I + kk].
             pack_panels(inp.i, ch.j0, ch.j0 + ch.n, &inp.w_ih[blk * h * inp.i..], 1, inp.i, &mut one);
@@ -275,12 +275,22 @@ pub(crate) fn forward_steps<C: Cell>(cell: &C, p: &Plan, io: FwdIo) {
             if cached.is_none() {
                 pack(ch);
             }
-            if let (Some(inp), None) = (&input, &ih_cached) {
-                pack_ih(ch, inp);
+            if ih_cached.is_none() {
+                pack_ih(ch);
             }
             return;
         }
-        let (s, half) = ((ph - 1) / halves, (ph - 1) % halves);
+        // The chunk's input projection of `rows` rows of x from `row0`: its tile.
+        let project = |row0: usize, rows: usize| {
+            let (i, npad) = (input.i, ch.npad);
+            let wi = unsafe { wi_sh.get(g * ch.first * ipanel, g * ch.np * ipanel) };
+            let xt = unsafe { xt_sh.get_mut(c * xt_len, rows * g * npad) };
+            kern.panels(&input.x[row0 * i..], i, rows, i, wi, g * ch.np, xt, g * npad);
+        };
+        if ph < pre {
+            return project(0, t * b);
+        }
+        let (s, half) = ((ph - pre) / halves, (ph - pre) % halves);
         let (cur, next) = if s % 2 == 0 { (ha, hb) } else { (hb, ha) };
         let (j0, n, npad) = (ch.j0, ch.n, ch.npad);
         let ws_base = if save { s * b } else { 0 };
@@ -290,34 +300,21 @@ pub(crate) fn forward_steps<C: Cell>(cell: &C, p: &Plan, io: FwdIo) {
             let at = ws.ptr_at((ws_base + r) * ws_w + j0, (C::WS_BLOCKS - 1) * h + n);
             unsafe { BlocksMut::from_raw(at, C::WS_BLOCKS, n, h) }
         };
-        // The chunk's units of a row's input projection: its tile, or the hoisted XP.
-        let proj = |tt: usize, r: usize| Proj {
-            xp: match input {
-                Some(_) => {
-                    let xt = unsafe { xt_sh.get(c * xt_len + r * g * npad, (g - 1) * npad + n) };
-                    Blocks::new(xt, n, npad)
-                }
-                None => Blocks::new(&xp[(tt * b + r) * gh + j0..][..(g - 1) * h + n], n, h),
-            },
-            bias: xp_bias.map(|bv| Blocks::new(&bv[j0..][..(g - 1) * h + n], n, h)),
+        // The chunk's units of a row's input projection, in its tile.
+        let proj = |r: usize| {
+            let row = if hoist { s * b + r } else { r };
+            let xt = unsafe { xt_sh.get(c * xt_len + row * g * npad, (g - 1) * npad + n) };
+            Proj {
+                xp: Blocks::new(xt, n, npad),
+                bias: xp_bias.map(|bv| Blocks::new(&bv[j0..][..(g - 1) * h + n], n, h)),
+            }
         };
         if half == 0 {
             let hw = C::HH_BLOCKS * npad;
             let nq = C::HH_BLOCKS * ch.np;
             let w = unsafe { w_sh.get(C::HH_BLOCKS * ch.first * panel, nq * panel) };
-            if let Some(inp) = &input {
-                // This chunk's input projection of every row of the step.
-                let wi = unsafe { wi_sh.get(g * ch.first * ipanel, g * ch.np * ipanel) };
-                let xt = unsafe { xt_sh.get_mut(c * xt_len, b * g * npad) };
-                kern.panels(&inp.x[s * b * inp.i..], inp.i, b, inp.i, wi, g * ch.np, xt, g * npad);
-            } else {
-                for r in 0..b {
-                    if let Some(tt) = p.time_of(s, r) {
-                        for blk in 0..g {
-                            simd::prefetch(&xp[(tt * b + r) * gh + blk * h + j0..][..n]);
-                        }
-                    }
-                }
+            if !hoist {
+                project(s * b, b);
             }
             kern.panels(h_cur, h, b, h, w, nq, &mut sc.tile, hw);
             for r in 0..b {
@@ -345,11 +342,11 @@ pub(crate) fn forward_steps<C: Cell>(cell: &C, p: &Plan, io: FwdIo) {
                 let cs_r = if C::HAS_C { unsafe { cs.get_mut(own, n) } } else { &mut sc.cs[..n] };
                 let mut wr = ws_row(r);
                 if C::HAS_MID {
-                    cell.fwd(n, proj(tt, r), Blocks::new(hh, n, npad), hs, cs_r, &mut wr);
+                    cell.fwd(n, proj(r), Blocks::new(hh, n, npad), hs, cs_r, &mut wr);
                     unsafe { mid_sh.get_mut(own, n) }.copy_from_slice(wr.get(C::MID_WS_BLOCK));
                 } else {
                     let y_r = unsafe { y.get_mut((tt * b + r) * h + j0, n) };
-                    cell.fwd_f32(n, proj(tt, r), Blocks::new(hh, n, npad), hs, cs_r, &mut wr, y_r, save);
+                    cell.fwd_f32(n, proj(r), Blocks::new(hh, n, npad), hs, cs_r, &mut wr, y_r, save);
                 }
             }
         } else {
@@ -363,20 +360,20 @@ pub(crate) fn forward_steps<C: Cell>(cell: &C, p: &Plan, io: FwdIo) {
                 // h_prev, copied into `next` by the first half.
                 let hs = unsafe { next.get_mut(own, n) };
                 let mut wr = ws_row(r);
-                cell.fwd_mid(n, proj(tt, r), &sc.tile[r * npad..][..n], hs, &mut wr);
+                cell.fwd_mid(n, proj(r), &sc.tile[r * npad..][..n], hs, &mut wr);
                 unsafe { y.get_mut((tt * b + r) * h + j0, n) }.copy_from_slice(hs);
             }
         }
     };
-    team::run(runners, chunks.len(), 1 + t * halves, scratch, work);
+    team::run(runners, chunks.len(), pre + t * halves, scratch, work);
     if t % 2 == 1 {
         io.hs.copy_from_slice(&h_other);
     }
     if let (Some(src), None) = (io.w_hh_src, &cached) {
         packed_insert(src, layout, w_pk, wm_pk);
     }
-    if let (Some(src), None, Some(layout)) = (input.and_then(|inp| inp.w_ih_src), &ih_cached, ih_layout) {
-        packed_insert(src, layout, wi_pk, Vec::new());
+    if let (Some(src), None) = (input.w_ih_src, &ih_cached) {
+        packed_insert(src, ih_layout, wi_pk, Vec::new());
     }
 }
 
