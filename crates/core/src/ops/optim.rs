@@ -83,6 +83,62 @@ fn map_elements<T: Float, const S: usize>(
     out
 }
 
+/// [`map_elements`] for rules with two state tensors whose element loop is a function of its
+/// own over plain slices (`run(p, g, s0, s1)` on each task's range): slices passed as arguments
+/// are known not to overlap, so the loop vectorises (Adam's sqrt and divisions included).
+fn map_elements_2<T: Float>(
+    inp: &[&CpuStorage], run: impl Fn(&mut [T], &[T], &mut [T], &mut [T]) + Sync,
+) -> Vec<CpuStorage> {
+    let mut p = T::view(inp[0]).to_vec();
+    let g = T::view(inp[1]);
+    let (mut s0, mut s1) = (T::view(inp[2]).to_vec(), T::view(inp[3]).to_vec());
+    let n = p.len();
+    let (p0, p1) = (s0.as_mut_ptr() as usize, s1.as_mut_ptr() as usize);
+    let chunk = n.div_ceil(rayon::current_num_threads() * 4).max(4096);
+    par::for_each(n, PAR_MIN_ELEMS, indexed(rows_mut(&mut p, chunk)), |(c, pc)| {
+        let (at, len) = (c * chunk, pc.len());
+        // SAFETY: each task owns the disjoint range [at, at + len) of both state vectors.
+        let (a, b) = unsafe {
+            (
+                std::slice::from_raw_parts_mut((p0 as *mut T).add(at), len),
+                std::slice::from_raw_parts_mut((p1 as *mut T).add(at), len),
+            )
+        };
+        run(pc, &g[at..at + len], a, b);
+    });
+    vec![T::wrap(p), T::wrap(s0), T::wrap(s1)]
+}
+
+/// Adam's per-element constants for one step.
+struct AdamConsts<T> {
+    b1: T,
+    b2: T,
+    eps: T,
+    wd: T,
+    lr_t: T,
+    step_size: T,
+    bc2_sqrt: T,
+}
+
+/// torch.optim.Adam(W)'s update over a range, the same operations in the same order.
+#[inline(never)]
+fn adam_run<T: Float, const DECOUPLED: bool>(k: &AdamConsts<T>, p: &mut [T], g: &[T], m: &mut [T], v: &mut [T]) {
+    let len = p.len().min(g.len()).min(m.len()).min(v.len());
+    let (p, g, m, v) = (&mut p[..len], &g[..len], &mut m[..len], &mut v[..len]);
+    for j in 0..len {
+        let gj = if DECOUPLED {
+            p[j] *= T::ONE - k.lr_t * k.wd;
+            g[j]
+        } else {
+            g[j] + k.wd * p[j]
+        };
+        m[j] = k.b1 * m[j] + (T::ONE - k.b1) * gj;
+        v[j] = k.b2 * v[j] + (T::ONE - k.b2) * gj * gj;
+        let denom = v[j].sqrt() / k.bc2_sqrt + k.eps;
+        p[j] -= k.step_size * m[j] / denom;
+    }
+}
+
 fn update_cpu<T: Float>(rule: Rule, inp: &[&CpuStorage]) -> Result<Vec<CpuStorage>> {
     let c = T::from_f64;
     Ok(match rule {
@@ -107,17 +163,13 @@ fn update_cpu<T: Float>(rule: Rule, inp: &[&CpuStorage]) -> Result<Vec<CpuStorag
             let bc2 = 1.0 - beta2.powi(step as i32);
             let (step_size, bc2_sqrt) = (c(lr / bc1), c(bc2.sqrt()));
             let (b1, b2, eps, wd, lr_t) = (c(beta1), c(beta2), c(eps), c(weight_decay), c(lr));
-            map_elements::<T, 2>(inp, |p, g, s| {
-                let g = if decoupled {
-                    *p *= T::ONE - lr_t * wd;
-                    g
+            let k = AdamConsts { b1, b2, eps, wd, lr_t, step_size, bc2_sqrt };
+            map_elements_2::<T>(inp, |p, g, m, v| {
+                if decoupled {
+                    adam_run::<T, true>(&k, p, g, m, v)
                 } else {
-                    g + wd * *p
-                };
-                s[0] = b1 * s[0] + (T::ONE - b1) * g;
-                s[1] = b2 * s[1] + (T::ONE - b2) * g * g;
-                let denom = s[1].sqrt() / bc2_sqrt + eps;
-                *p -= step_size * s[0] / denom;
+                    adam_run::<T, false>(&k, p, g, m, v)
+                }
             })
         }
         Rule::RmsProp { lr, alpha, eps, weight_decay, momentum, centered } => {
