@@ -41,10 +41,12 @@ pub trait Op: Send + Sync + 'static {
     }
 }
 
-/// What a node's backward may read: its inputs and (if saved) its outputs, both detached.
+/// What a node's backward may read: its inputs and (if saved) its outputs, both detached, and
+/// which inputs want a gradient (an op may skip computing the others).
 pub struct BackwardCtx {
     pub inputs: Vec<Tensor>,
     pub outputs: Vec<Tensor>,
+    pub needs_grad: Vec<bool>,
 }
 
 pub(crate) struct Node {
@@ -360,7 +362,11 @@ fn run_backward(root: &Tensor, seed: Tensor, retain_graph: bool) -> Result<()> {
                 format!("the graph through '{}' was already freed by an earlier backward()", node.op.name()),
             ));
         };
-        let ctx = BackwardCtx { inputs: saved.inputs.iter().map(|t| t.detach()).collect(), outputs: saved.outputs };
+        let ctx = BackwardCtx {
+            inputs: saved.inputs.iter().map(|t| t.detach()).collect(),
+            outputs: saved.outputs,
+            needs_grad: saved.inputs.iter().map(|t| t.requires_grad()).collect(),
+        };
         let in_grads = node.op.backward(&ctx, &grads)?;
         if in_grads.len() != saved.inputs.len() {
             return Err(Error::internal(node.op.name(), "backward returned the wrong number of gradients"));

@@ -3,6 +3,7 @@
 //! on the relative error (see `gradcheck` for why f64 central differences reach ~1e-8).
 
 use recurrent_core::gradcheck::assert_grads;
+use recurrent_core::ops::cast::cast;
 use recurrent_core::ops::dropout::dropout;
 use recurrent_core::ops::elementwise::{mul, scale};
 use recurrent_core::ops::embedding::embedding;
@@ -557,6 +558,19 @@ fn mse_values_grads_errors() {
     let want: f64 = f64s(&a).iter().zip(f64s(&b)).map(|(x, y)| (x - y) * (x - y)).sum::<f64>() / 60000.0;
     assert!((mse(&a, &b).unwrap().item().unwrap() - want).abs() < 1e-12);
     assert_mentions(&err_text(mse(&rnd(&[2, 3], 1), &rnd(&[3, 2], 2))), &["mse", "[2, 3]", "[3, 2]"]);
+    // A target without requires_grad gets no gradient; the prediction's is 2(p − t)/n.
+    for dtype in [DType::F64, DType::F32] {
+        let p = cast(&rnd(&[50, 40], 5), dtype).unwrap();
+        let t = cast(&rnd(&[50, 40], 6), dtype).unwrap();
+        p.set_requires_grad(true).unwrap();
+        backward(&mse(&p, &t).unwrap(), None).unwrap();
+        assert!(t.grad().is_none(), "{dtype:?}: no gradient for a target that does not ask for one");
+        let got = f64s(&p.grad().unwrap());
+        for ((g, a), b) in got.iter().zip(f64s(&p)).zip(f64s(&t)) {
+            let want = 2.0 * (a - b) / 2000.0;
+            assert!((g - want).abs() <= 1e-6 * want.abs().max(1e-3), "{dtype:?}: {g} vs {want}");
+        }
+    }
 }
 
 fn ce_naive(logits: &[f64], c: usize, targets: &[i32], ignore: Option<i32>) -> f64 {

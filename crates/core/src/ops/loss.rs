@@ -62,15 +62,24 @@ impl Op for Mse {
     fn backward(&self, ctx: &BackwardCtx, grads: &[Option<Tensor>]) -> Result<Vec<Option<Tensor>>> {
         let g = grads[0].as_ref().expect("single-output op gets its gradient");
         let (p, t) = (&ctx.inputs[0], &ctx.inputs[1]);
-        let op = MseGrad { n: self.n };
-        let specs = vec![(p.shape().to_vec(), p.dtype()), (t.shape().to_vec(), t.dtype())];
-        Ok(apply(Arc::new(op), &[g, p, t], specs)?.into_iter().map(Some).collect())
+        // The target's gradient only when it asks for one (a training target usually does not).
+        let target_grad = ctx.needs_grad[1];
+        let op = MseGrad { n: self.n, target_grad };
+        let mut specs = vec![(p.shape().to_vec(), p.dtype())];
+        if target_grad {
+            specs.push((t.shape().to_vec(), t.dtype()));
+        }
+        let mut out: Vec<Option<Tensor>> = apply(Arc::new(op), &[g, p, t], specs)?.into_iter().map(Some).collect();
+        out.resize(2, None);
+        Ok(out)
     }
 }
 
 /// d/dp = 2g(p − t)/n and d/dt = −d/dp, in one pass.
 struct MseGrad {
     n: usize,
+    /// Whether d/dt is an output too.
+    target_grad: bool,
 }
 
 fn mse_grad_cpu<T: Float>(op: &MseGrad, g: &CpuStorage, p: &CpuStorage, t: &CpuStorage) -> Result<Vec<CpuStorage>> {
@@ -78,7 +87,10 @@ fn mse_grad_cpu<T: Float>(op: &MseGrad, g: &CpuStorage, p: &CpuStorage, t: &CpuS
     let c = g[0] * T::from_f64(2.0 / op.n as f64);
     let f = |(&a, &b): (&T, &T)| c * (a - b);
     let gp: Vec<T> = par::map_collect(p.len(), PAR_MIN_ELEMS, (items(p), items(t)), f);
-    let gt: Vec<T> = gp.iter().map(|&v| -v).collect();
+    if !op.target_grad {
+        return Ok(vec![T::wrap(gp)]);
+    }
+    let gt: Vec<T> = par::map_collect(gp.len(), PAR_MIN_ELEMS, items(&gp), |&v: &T| -v);
     Ok(vec![T::wrap(gp), T::wrap(gt)])
 }
 
@@ -100,7 +112,7 @@ impl Op for MseGrad {
             n,
             &[buf(&*gp), buf(&*gt), buf(x[0]), buf(x[1]), buf(x[2]), int(n), real(2.0 / self.n as f64)],
         )?;
-        Ok(vec![gp, gt])
+        Ok(if self.target_grad { vec![gp, gt] } else { vec![gp] })
     }
 }
 
