@@ -281,3 +281,27 @@ fn packed_weights_are_reused_only_for_the_same_weights() {
     set_step_input_min_rows(DEFAULT_STEP_INPUT_ROWS);
     set_team_limits(1 << 16, 0);
 }
+
+/// The engine on the other kernel tables (AVX2 with its LSTM row kernels, and the portable one
+/// with the generic cells): this binary again, in a child process per table, since the table is
+/// chosen once per process (`RECURRENT_SIMD` caps it).
+#[test]
+fn f32_engine_matches_f64_reference_on_every_kernel_table() {
+    if std::env::var_os("RECURRENT_SIMD").is_some() {
+        return; // the child runs the other tests
+    }
+    let exe = std::env::current_exe().expect("the test binary");
+    for isa in ["avx2", "portable"] {
+        let out = std::process::Command::new(&exe)
+            .env("RECURRENT_SIMD", isa)
+            .args(["--test-threads", "1", "f32_"])
+            .output()
+            .expect("run the test binary");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "RECURRENT_SIMD={isa}:\n{text}\n{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            text.contains("test result: ok. 5 passed"),
+            "RECURRENT_SIMD={isa}: expected the 5 other f32_ tests:\n{text}"
+        );
+    }
+}
