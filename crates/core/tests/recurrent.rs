@@ -307,3 +307,31 @@ fn stacked_bidirectional_layers_have_correct_gradients() {
         assert_grads(&format!("{kind:?} 2-layer bidirectional"), f, &inputs, &wrt, 1e-6);
     }
 }
+
+/// The backward skips dX when x does not want a gradient (input data): x gets none, and every
+/// other gradient is the same bits as when dX is computed; on both dtypes, all cells, with
+/// lengths and in reverse (where dX goes back to time order).
+#[test]
+fn no_dx_when_x_needs_no_gradient() {
+    for dtype in [DType::F64, DType::F32] {
+        for kind in [CellKind::RnnTanh, CellKind::Lstm, CellKind::Gru, CellKind::GruResetBefore] {
+            let case = Case { kind, t: 5, b: 3, i: 4, h: 18, bias: true };
+            let grads = |x_grad: bool| {
+                let inputs = case.inputs(40, dtype);
+                for (k, t) in inputs.iter().enumerate() {
+                    t.set_requires_grad(k > 0 || x_grad).unwrap();
+                }
+                let outs = run(kind, &inputs, Some(&[5, 2, 4]), true).unwrap();
+                let w = rnd(outs[0].shape(), 41, dtype);
+                let loss = recurrent_core::ops::elementwise::mul(&outs[0], &w).unwrap();
+                let loss = recurrent_core::ops::elementwise::sum_to(&loss, &[]).unwrap();
+                recurrent_core::backward(&loss, None).unwrap();
+                inputs.iter().map(|t| t.grad().map(|g| g.to_vec_f64().unwrap())).collect::<Vec<_>>()
+            };
+            let (with, without) = (grads(true), grads(false));
+            assert!(with[0].as_ref().is_some_and(|g| g.iter().any(|&v| v != 0.0)), "{kind:?} {dtype:?}: dX when asked");
+            assert!(without[0].is_none(), "{kind:?} {dtype:?}: no dX when x needs none");
+            assert_eq!(with[1..], without[1..], "{kind:?} {dtype:?}: the other gradients");
+        }
+    }
+}

@@ -807,7 +807,11 @@ impl Op for RecurrentForward {
         }
         let dt = x.dtype();
         let (t, b, i, h, gh) = (p.t, p.b, p.i, p.h, p.g() * p.h);
-        let mut specs = vec![(vec![t, b, i], dt), (vec![b, h], dt)];
+        // dX only when x wants it: a first layer's input is data, and its dX is a GEMM as large
+        // as the input projection's.
+        let need_dx = ctx.needs_grad[0];
+        let mut specs = if need_dx { vec![(vec![t, b, i], dt)] } else { vec![] };
+        specs.push((vec![b, h], dt));
         if has_c {
             specs.push((vec![b, h], dt));
         }
@@ -817,8 +821,10 @@ impl Op for RecurrentForward {
             specs.push((vec![gh], dt));
             specs.push((vec![gh], dt));
         }
-        let outs = apply(Arc::new(RecurrentBackward { plan: p.clone(), present }), &inputs, specs)?;
-        Ok(outs.into_iter().map(Some).collect())
+        let outs = apply(Arc::new(RecurrentBackward { plan: p.clone(), present, need_dx }), &inputs, specs)?;
+        let mut grads: Vec<Option<Tensor>> = if need_dx { vec![] } else { vec![None] };
+        grads.extend(outs.into_iter().map(Some));
+        Ok(grads)
     }
 }
 
@@ -826,6 +832,8 @@ pub(crate) struct RecurrentBackward {
     pub(crate) plan: Plan,
     /// Which of dy, dh_T (, dc_T) were given; absent ones are zero.
     pub(crate) present: Vec<bool>,
+    /// Whether dX is an output (the first).
+    pub(crate) need_dx: bool,
 }
 
 /// Column sums of a [rows, n] matrix (the bias gradients: DG summed over time and batch), each
@@ -947,22 +955,26 @@ fn backward_cpu<T: Float, C: Cell>(cell: &C, rb: &RecurrentBackward, inp: &[&Cpu
         let off = C::MID_WS_BLOCK * h;
         gemm(gh - hh_w, h, t * b, Mat::t(&dg[hh_w..], gh), Mat::n(&ws[off..], ws_w), &mut dw_hh[hh_w * h..], h, false);
     }
-    let mut dx_proc = vec![T::ZERO; t * b * i];
-    gemm(t * b, i, gh, Mat::n(dxp, gh), Mat::n(w_ih, i), &mut dx_proc, i, false);
-    let dx = if p.identity_order() {
-        dx_proc
-    } else {
-        let mut dx = vec![T::ZERO; t * b * i];
-        for s in 0..t {
-            for r in 0..b {
-                if let Some(tt) = p.time_of(s, r) {
-                    dx[(tt * b + r) * i..][..i].copy_from_slice(&dx_proc[(s * b + r) * i..][..i]);
+    let mut out = vec![];
+    if rb.need_dx {
+        let mut dx_proc = vec![T::ZERO; t * b * i];
+        gemm(t * b, i, gh, Mat::n(dxp, gh), Mat::n(w_ih, i), &mut dx_proc, i, false);
+        let dx = if p.identity_order() {
+            dx_proc
+        } else {
+            let mut dx = vec![T::ZERO; t * b * i];
+            for s in 0..t {
+                for r in 0..b {
+                    if let Some(tt) = p.time_of(s, r) {
+                        dx[(tt * b + r) * i..][..i].copy_from_slice(&dx_proc[(s * b + r) * i..][..i]);
+                    }
                 }
             }
-        }
-        dx
-    };
-    let mut out = vec![T::wrap(dx), T::wrap(dh)];
+            dx
+        };
+        out.push(T::wrap(dx));
+    }
+    out.push(T::wrap(dh));
     if C::HAS_C {
         out.push(T::wrap(dc));
     }

@@ -310,21 +310,25 @@ pub(crate) fn backward_gpu<C: DeviceCell>(
             false,
         )?;
     }
-    let dx_proc = be.alloc(dt, t * b * i)?;
-    be.gemm(t * b, i, gh, mat_n(&*dxp, 0, gh), mat_n(w_ih, 0, i), &*dx_proc, 0, i, false)?;
-    let dx = if p.identity_order() {
-        dx_proc
-    } else {
-        let dx = be.alloc(dt, t * b * i)?;
-        k::RNN_TIME_GATHER.launch(
-            be,
-            dt,
-            t * b * i,
-            &[buf(&*dx), buf(&*dx_proc), buf(lens), int(t), int(b), int(i), flag(rev), flag(true)],
-        )?;
-        dx
-    };
-    let mut out = vec![dx, dh];
+    let mut out = vec![];
+    if rb.need_dx {
+        let dx_proc = be.alloc(dt, t * b * i)?;
+        be.gemm(t * b, i, gh, mat_n(&*dxp, 0, gh), mat_n(w_ih, 0, i), &*dx_proc, 0, i, false)?;
+        let dx = if p.identity_order() {
+            dx_proc
+        } else {
+            let dx = be.alloc(dt, t * b * i)?;
+            k::RNN_TIME_GATHER.launch(
+                be,
+                dt,
+                t * b * i,
+                &[buf(&*dx), buf(&*dx_proc), buf(lens), int(t), int(b), int(i), flag(rev), flag(true)],
+            )?;
+            dx
+        };
+        out.push(dx);
+    }
+    out.push(dh);
     out.extend(dc);
     out.push(dw_ih);
     out.push(dw_hh);
