@@ -668,6 +668,11 @@ pub fn recurrent(dev: Device, kind: CellKind, dt: DType) -> Vec<Outcome> {
     out.extend(parity(&name, dev, &x, &wrt, tol, move |x| {
         Ok(run_layer(kind, x, Some(&lengths[..]), true)?.split_off(1))
     }));
+    // x is data (no gradient asked): the backward skips dX; the other gradients must not change.
+    let x = layer_inputs(kind, t, b, i, h, true, dt, 300);
+    let wrt: Vec<usize> = (1..x.len()).collect();
+    let name = format!("{}_data_input_no_dx_{}", kind_name(kind), if dt == DType::F64 { "f64" } else { "f32" });
+    out.extend(parity(&name, dev, &x, &wrt, tol, move |x| run_layer(kind, x, Some(&lengths[..]), true)));
     out
 }
 
