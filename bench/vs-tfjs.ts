@@ -6,7 +6,8 @@
 // Training: one step = forward + MSE loss + backward + Adam update, timed until the loss (and
 // so the update) is computed. tfjs runs `optimizer.minimize(() => mse(y, model.apply(x)))`.
 // Inference: forward only (recurrent under noGrad, tfjs `predict`, onnxruntime `run` of the
-// model exported by `toOnnx` from the very same weights, 2 intra-op threads).
+// model exported by `toOnnx` from the very same weights, 2 intra-op threads). recurrent and
+// onnxruntime run in alternating rounds (median over rounds of the mean per call).
 //
 // FLOPs (multiply-add = 2): forward 2·G·H·(I + H)·B·T with G = 4 (LSTM), 3 (GRU), 1 (RNN);
 // a training step counts 3× forward. Speed-ups are time(peer) / time(recurrent).
@@ -132,21 +133,17 @@ async function recurrentTrain(cell: Cell, s: Size, d: Data, big: boolean): Promi
   )
 }
 
-async function recurrentInfer(cell: Cell, s: Size, d: Data): Promise<Timing> {
+/** Rounds of the inference comparison with onnxruntime, alternating between the two. */
+const INFER_ROUNDS = QUICK ? 3 : 9
+
+/**
+ * recurrent's and onnxruntime's inference on the same model, timed in alternating rounds (a
+ * round of one, then a round of the other) so that drifts of the machine's speed hit both; each
+ * figure is the median over rounds of the mean ms per call in a round.
+ */
+async function inferPair(cell: Cell, s: Size, d: Data): Promise<{ recurrent: Timing; ort: Timing }> {
   const m = makeRecurrent(cell, s, 7)
   const x = tensor(d.x, [s.B, s.T, s.I])
-  return timeIt(
-    async () => {
-      const out = noGrad(() => m.forward(x).output)
-      await out.data()
-      out.dispose()
-    },
-    { warmup: 3, minN: 10, maxN: 200, minMs: 1500 },
-  )
-}
-
-async function ortInfer(cell: Cell, s: Size, d: Data): Promise<Timing> {
-  const m = makeRecurrent(cell, s, 7)
   const session = await ort.InferenceSession.create(toOnnx(m), {
     intraOpNumThreads: 2,
     interOpNumThreads: 1,
@@ -154,15 +151,40 @@ async function ortInfer(cell: Cell, s: Size, d: Data): Promise<Timing> {
     graphOptimizationLevel: 'all',
   })
   const feeds = { input: new ort.Tensor('float32', d.x, [s.B, s.T, s.I]) }
+  const rec = async () => {
+    const out = noGrad(() => m.forward(x).output)
+    await out.data()
+    out.dispose()
+  }
+  const onnx = async () => {
+    await session.run(feeds)
+  }
+  const round = async (fn: () => Promise<void>, n: number) => {
+    const t0 = performance.now()
+    for (let i = 0; i < n; i++) await fn()
+    return (performance.now() - t0) / n
+  }
   try {
-    return await timeIt(
-      async () => {
-        await session.run(feeds)
-      },
-      { warmup: 3, minN: 10, maxN: 200, minMs: 1500 },
-    )
+    // Warm-up, then calls per round for about 150 ms of the slower side.
+    for (let i = 0; i < 3; i++) {
+      await rec()
+      await onnx()
+    }
+    const slower = Math.max(await round(rec, 2), await round(onnx, 2))
+    const n = Math.max(2, Math.min(100, Math.round(150 / slower)))
+    const r: number[] = []
+    const o: number[] = []
+    for (let k = 0; k < INFER_ROUNDS; k++) {
+      r.push(await round(rec, n))
+      o.push(await round(onnx, n))
+    }
+    return {
+      recurrent: { ms: median(r), n: n * INFER_ROUNDS, warmup: 5 },
+      ort: { ms: median(o), n: n * INFER_ROUNDS, warmup: 5 },
+    }
   } finally {
     await session.release()
+    x.dispose()
   }
 }
 
@@ -353,8 +375,7 @@ for (const [cell, size] of trainCases) {
 }
 for (const [cell, size] of inferCases) {
   const d = dataFor(size, 13)
-  const r = await recurrentInfer(cell, size, d)
-  const o = await ortInfer(cell, size, d)
+  const { recurrent: r, ort: o } = await inferPair(cell, size, d)
   rows.push({ kind: 'infer', cell, size, flops: fwdFlops(cell, size), recurrent: r, ort: o })
   say(`infer ${CELL_NAME[cell]} ${sizeLabel(size)}: recurrent ${r.ms.toFixed(2)} ms, onnxruntime ${o.ms.toFixed(2)} ms`)
 }
@@ -416,7 +437,7 @@ out(`${cpus().length} × ${cpu}, Node ${process.version}; tfjs ${tfjsVersion} (c
 out(nodeBackend ? 'tfjs-node: installed.' : 'tfjs-node: not installed (its install script downloads libtensorflow from outside the npm registry).')
 out(`${cuda.line}.`)
 out()
-out('Cells: median ms per call, with GFLOP/s in parentheses (multiply-add = 2; forward 2·G·H·(I+H)·B·T, a training step 3× that).')
+out(`Cells: median ms per call, with GFLOP/s in parentheses (multiply-add = 2; forward 2·G·H·(I+H)·B·T, a training step 3× that). Inference against onnxruntime: ${INFER_ROUNDS} rounds alternating between the two, the median over rounds of each round's mean.`)
 out('Speed-up = peer time ÷ recurrent time. [w+n]: warm-up and timed steps for tfjs rows. Same initial weights, data and optimizer (Adam, lr 1e-3) everywhere; tfjs GRU is reset-before, so recurrent runs GRU({ resetAfter: false }); tfjs LSTM/GRU use recurrentActivation sigmoid.')
 out()
 out('## Training step (forward + backward + Adam)')
