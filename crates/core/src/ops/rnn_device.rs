@@ -278,19 +278,23 @@ pub(crate) fn backward_gpu<C: DeviceCell>(
         be.gemm(b, h, hh_w, mat_n(&*dg, og, gh), mat_n(w_hh, 0, h), &*dh, 0, h, true)?;
     }
 
+    // [T, B, I] between time order and processing order (`to_time`: back to time order).
+    let reorder = |src: &dyn DeviceBuffer, to_time: bool| -> Result<std::sync::Arc<dyn DeviceBuffer>> {
+        let dst = be.alloc(dt, t * b * i)?;
+        k::RNN_TIME_GATHER.launch(
+            be,
+            dt,
+            t * b * i,
+            &[buf(&*dst), buf(src), buf(lens), int(t), int(b), int(i), flag(rev), flag(to_time)],
+        )?;
+        Ok(dst)
+    };
     // X in processing order, so that one GEMM covers every step.
     let gathered;
     let x_proc: &dyn DeviceBuffer = if p.identity_order() {
         x
     } else {
-        let xg = be.alloc(dt, t * b * i)?;
-        k::RNN_TIME_GATHER.launch(
-            be,
-            dt,
-            t * b * i,
-            &[buf(&*xg), buf(x), buf(lens), int(t), int(b), int(i), flag(rev), flag(false)],
-        )?;
-        gathered = xg;
+        gathered = reorder(x, false)?;
         &*gathered
     };
     let dw_ih = be.alloc(dt, gh * i)?;
@@ -314,18 +318,7 @@ pub(crate) fn backward_gpu<C: DeviceCell>(
     if rb.need_dx {
         let dx_proc = be.alloc(dt, t * b * i)?;
         be.gemm(t * b, i, gh, mat_n(&*dxp, 0, gh), mat_n(w_ih, 0, i), &*dx_proc, 0, i, false)?;
-        let dx = if p.identity_order() {
-            dx_proc
-        } else {
-            let dx = be.alloc(dt, t * b * i)?;
-            k::RNN_TIME_GATHER.launch(
-                be,
-                dt,
-                t * b * i,
-                &[buf(&*dx), buf(&*dx_proc), buf(lens), int(t), int(b), int(i), flag(rev), flag(true)],
-            )?;
-            dx
-        };
+        let dx = if p.identity_order() { dx_proc } else { reorder(&*dx_proc, true)? };
         out.push(dx);
     }
     out.push(dh);
