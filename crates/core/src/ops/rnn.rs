@@ -16,8 +16,8 @@
 //!   dX = DXP·W_ih, dW_ih = DXPᵀ·X, dW_hh = DGᵀ·H_prev: one GEMM each, over all steps.
 //!
 //! On the CPU, float32 runs the per-step part of both loops on a persistent team with packed
-//! SIMD step kernels (`rnn_fast.rs`); the generic loops below are float64's path and the
-//! reference it is tested against.
+//! SIMD step kernels (`rnn_fast.rs`), which also computes XP itself, per chunk of units; the
+//! generic loops below are float64's path and the reference it is tested against.
 //!
 //! Step s of row b touches time index t_b = s (forward) or len_b − 1 − s (reverse), and only
 //! while s < len_b. Past its length a row's state stops changing and its outputs stay zero.

@@ -3,10 +3,12 @@
 //!
 //! The hidden units are cut into chunks (whole 16-unit panels, two per runner) for the whole
 //! call. Phase 0 packs, per chunk, the rows of W_hh that produce (forward) or consume (backward)
-//! its units into panels (`cpu::simd`), once. Then every step computes, per chunk, the slice of
-//! the step GEMM for its units and every row (cache-blocked so that the weights come from L1),
-//! then the cell's gate math row by row (vectorised activations), and writes its units of the
-//! next state. The only cross-unit dependency of a step is the full previous state, so one
+//! its units into panels (`cpu::simd`), once, and forward the rows of W_ih likewise. Forward,
+//! each chunk computes its units' input projection itself ([`StepInput`]: per step, or for
+//! every step in a phase before the first when B is small). Then every step computes, per
+//! chunk, the slice of the step GEMM for its units and every row (cache-blocked so that the
+//! weights come from L1), then the cell's gate math row by row (vectorised activations; one
+//! SIMD pass per row for the LSTM, `cpu::lstm_rows`), and writes its units of the next state. The only cross-unit dependency of a step is the full previous state, so one
 //! barrier per step (double-buffered h) orders everything; cells with a mid-step GEMM
 //! (reset-before GRU) take two. A runner takes its own chunks first, so on a quiet machine a
 //! chunk's weights stay in one core's cache across steps, and any chunk nobody has started, so
@@ -16,9 +18,9 @@
 //! units of dh, dc), then after a barrier its units of dh_prev += dG_s · W_hh[:, units] (which
 //! needs every unit of dG_s). The weight gradients stay single GEMMs over all steps (`rnn.rs`).
 //!
-//! The cells are the same `Cell` code as the generic loop, given strided views
-//! (`rnn::Blocks`) of the chunk's units inside the full-width rows of XP, WS, DG, h and c, so
-//! they read and write the shared buffers in place: no gathers or scatters per row. Each output
+//! The cells are the same `Cell` code as the generic loop (or its `fwd_f32`/`bwd_f32` forms),
+//! given strided views (`rnn::Blocks`) of the chunk's units inside its input-projection tile and
+//! the full-width rows of WS, DG, h and c, so they read and write the shared buffers in place: no gathers or scatters per row. Each output
 //! element is computed in exactly one chunk with a fixed summation order, and the vector code
 //! treats a slice's tail like its body, so results do not depend on the number of threads.
 
@@ -212,8 +214,6 @@ pub(crate) fn forward_steps<C: Cell>(cell: &C, p: &Plan, io: FwdIo) {
         Some((w, wm)) => unsafe { (SharedMut::from_shared(w), SharedMut::from_shared(wm)) },
         None => (SharedMut::new(&mut w_pk), SharedMut::new(&mut wm_pk)),
     };
-    // r ⊙ h of every unit for the mid-step GEMM (cells with one), apart from ws so that the
-    // GEMM's reads never overlap another chunk's writes.
     // W_ih likewise ([chunk][block][panel of K = I]), and per chunk its units' input
     // projection ([rows][G · npad]) for one step's rows, or for every step's when hoisted.
     let input = io.input;
@@ -232,6 +232,8 @@ pub(crate) fn forward_steps<C: Cell>(cell: &C, p: &Plan, io: FwdIo) {
     let xt_sh = SharedMut::new(&mut xtiles);
     // Phases before the first step: packing, and the hoisted projection.
     let pre = 1 + hoist as usize;
+    // r ⊙ h of every unit for the mid-step GEMM (cells with one), apart from ws so that the
+    // GEMM's reads never overlap another chunk's writes.
     let mut mid_in = vec![0f32; if C::HAS_MID { b * h } else { 0 }];
     let mut h_other = vec![0f32; b * h];
     let (xp_bias, w_hh, hh_bias, save) = (io.xp_bias, io.w_hh, io.hh_bias, p.save);
