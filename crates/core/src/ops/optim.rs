@@ -52,61 +52,46 @@ struct Update {
     rule: Rule,
 }
 
-/// Applies `f(p, g, state)` to every element; `state` holds this element's state values.
-fn map_elements<T: Float, const S: usize>(
-    inp: &[&CpuStorage], f: impl Fn(&mut T, T, &mut [T; S]) + Sync,
+/// Runs `run(p, g, states)` over ranges of the parameter in parallel: `p` a range of the new
+/// parameter (a copy of the old one), `g` the same range of the gradient and `states` the same
+/// range of each state tensor (copies too), all as plain slices. A rule whose loop is a function
+/// taking them as separate arguments (`adam_run`) is known to read and write non-overlapping
+/// memory, so the compiler vectorises it.
+fn for_ranges<T: Float, const S: usize>(
+    inp: &[&CpuStorage], run: impl Fn(&mut [T], &[T], [&mut [T]; S]) + Sync,
 ) -> Vec<CpuStorage> {
     let mut p = T::view(inp[0]).to_vec();
     let g = T::view(inp[1]);
     let mut states: Vec<Vec<T>> = (0..S).map(|k| T::view(inp[2 + k]).to_vec()).collect();
     let n = p.len();
-    let run = |start: usize, p_chunk: &mut [T], st_ptrs: &[usize]| {
-        for (j, pj) in p_chunk.iter_mut().enumerate() {
-            let idx = start + j;
-            let mut s = [T::ZERO; S];
-            for k in 0..S {
-                // SAFETY: each chunk owns a disjoint index range of every state vector.
-                s[k] = unsafe { *(st_ptrs[k] as *const T).add(idx) };
-            }
-            f(pj, g[idx], &mut s);
-            for k in 0..S {
-                unsafe { *(st_ptrs[k] as *mut T).add(idx) = s[k] };
-            }
-        }
-    };
     let st_ptrs: Vec<usize> = states.iter_mut().map(|v| v.as_mut_ptr() as usize).collect();
     // About four chunks per thread (at least 4096 elements each), so that the pool balances.
     let chunk = n.div_ceil(rayon::current_num_threads() * 4).max(4096);
-    par::for_each(n, PAR_MIN_ELEMS, indexed(rows_mut(&mut p, chunk)), |(c, pc)| run(c * chunk, pc, &st_ptrs));
+    par::for_each(n, PAR_MIN_ELEMS, indexed(rows_mut(&mut p, chunk)), |(c, pc)| {
+        let (at, len) = (c * chunk, pc.len());
+        // SAFETY: each task owns the disjoint range [at, at + len) of every state vector.
+        let st =
+            std::array::from_fn(|k| unsafe { std::slice::from_raw_parts_mut((st_ptrs[k] as *mut T).add(at), len) });
+        run(pc, &g[at..at + len], st);
+    });
     let mut out = vec![T::wrap(p)];
     out.extend(states.into_iter().map(T::wrap));
     out
 }
 
-/// [`map_elements`] for rules with two state tensors whose element loop is a function of its
-/// own over plain slices (`run(p, g, s0, s1)` on each task's range): slices passed as arguments
-/// are known not to overlap, so the loop vectorises (Adam's sqrt and divisions included).
-fn map_elements_2<T: Float>(
-    inp: &[&CpuStorage], run: impl Fn(&mut [T], &[T], &mut [T], &mut [T]) + Sync,
+/// Applies `f(p, g, state)` to every element; `state` holds this element's state values.
+fn map_elements<T: Float, const S: usize>(
+    inp: &[&CpuStorage], f: impl Fn(&mut T, T, &mut [T; S]) + Sync,
 ) -> Vec<CpuStorage> {
-    let mut p = T::view(inp[0]).to_vec();
-    let g = T::view(inp[1]);
-    let (mut s0, mut s1) = (T::view(inp[2]).to_vec(), T::view(inp[3]).to_vec());
-    let n = p.len();
-    let (p0, p1) = (s0.as_mut_ptr() as usize, s1.as_mut_ptr() as usize);
-    let chunk = n.div_ceil(rayon::current_num_threads() * 4).max(4096);
-    par::for_each(n, PAR_MIN_ELEMS, indexed(rows_mut(&mut p, chunk)), |(c, pc)| {
-        let (at, len) = (c * chunk, pc.len());
-        // SAFETY: each task owns the disjoint range [at, at + len) of both state vectors.
-        let (a, b) = unsafe {
-            (
-                std::slice::from_raw_parts_mut((p0 as *mut T).add(at), len),
-                std::slice::from_raw_parts_mut((p1 as *mut T).add(at), len),
-            )
-        };
-        run(pc, &g[at..at + len], a, b);
-    });
-    vec![T::wrap(p), T::wrap(s0), T::wrap(s1)]
+    for_ranges::<T, S>(inp, |p, g, mut st| {
+        for (j, (pj, &gj)) in p.iter_mut().zip(g).enumerate() {
+            let mut s: [T; S] = std::array::from_fn(|k| st[k][j]);
+            f(pj, gj, &mut s);
+            for (sk, v) in st.iter_mut().zip(s) {
+                sk[j] = v;
+            }
+        }
+    })
 }
 
 /// Adam's per-element constants for one step.
@@ -164,7 +149,7 @@ fn update_cpu<T: Float>(rule: Rule, inp: &[&CpuStorage]) -> Result<Vec<CpuStorag
             let (step_size, bc2_sqrt) = (c(lr / bc1), c(bc2.sqrt()));
             let (b1, b2, eps, wd, lr_t) = (c(beta1), c(beta2), c(eps), c(weight_decay), c(lr));
             let k = AdamConsts { b1, b2, eps, wd, lr_t, step_size, bc2_sqrt };
-            map_elements_2::<T>(inp, |p, g, m, v| {
+            for_ranges::<T, 2>(inp, |p, g, [m, v]| {
                 if decoupled {
                     adam_run::<T, true>(&k, p, g, m, v)
                 } else {
