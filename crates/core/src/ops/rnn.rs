@@ -623,22 +623,29 @@ pub(crate) struct WeightSources<'a> {
     w_hh: &'a Arc<CpuStorage>,
 }
 
-/// x [T, B, I] in processing order: row r of step s at (s·B + r)·I (borrowed when that is time
-/// order; rows past their length are zero).
-fn in_processing_order<'a, T: Float>(p: &Plan, x: &'a [T], i: usize) -> std::borrow::Cow<'a, [T]> {
-    if p.identity_order() {
-        return std::borrow::Cow::Borrowed(x);
-    }
+/// [T, B, n] rows moved between time order (row (t·B + r)) and processing order (row (s·B + r)):
+/// to processing order, or back to time order when `to_time`. Rows past their length are zero.
+fn reorder_rows<T: Float>(p: &Plan, src: &[T], n: usize, to_time: bool) -> Vec<T> {
     let (t, b) = (p.t, p.b);
-    let mut xg = vec![T::ZERO; t * b * i];
+    let mut dst = vec![T::ZERO; t * b * n];
     for s in 0..t {
         for r in 0..b {
             if let Some(tt) = p.time_of(s, r) {
-                xg[(s * b + r) * i..][..i].copy_from_slice(&x[(tt * b + r) * i..][..i]);
+                let (from, to) = if to_time { (s, tt) } else { (tt, s) };
+                dst[(to * b + r) * n..][..n].copy_from_slice(&src[(from * b + r) * n..][..n]);
             }
         }
     }
-    std::borrow::Cow::Owned(xg)
+    dst
+}
+
+/// x [T, B, I] in processing order (borrowed when that is time order).
+fn in_processing_order<'a, T: Float>(p: &Plan, x: &'a [T], i: usize) -> std::borrow::Cow<'a, [T]> {
+    if p.identity_order() {
+        std::borrow::Cow::Borrowed(x)
+    } else {
+        std::borrow::Cow::Owned(reorder_rows(p, x, i, false))
+    }
 }
 
 fn forward_cpu<T: Float, C: Cell>(
@@ -959,19 +966,7 @@ fn backward_cpu<T: Float, C: Cell>(cell: &C, rb: &RecurrentBackward, inp: &[&Cpu
     if rb.need_dx {
         let mut dx_proc = vec![T::ZERO; t * b * i];
         gemm(t * b, i, gh, Mat::n(dxp, gh), Mat::n(w_ih, i), &mut dx_proc, i, false);
-        let dx = if p.identity_order() {
-            dx_proc
-        } else {
-            let mut dx = vec![T::ZERO; t * b * i];
-            for s in 0..t {
-                for r in 0..b {
-                    if let Some(tt) = p.time_of(s, r) {
-                        dx[(tt * b + r) * i..][..i].copy_from_slice(&dx_proc[(s * b + r) * i..][..i]);
-                    }
-                }
-            }
-            dx
-        };
+        let dx = if p.identity_order() { dx_proc } else { reorder_rows(p, &dx_proc, i, true) };
         out.push(T::wrap(dx));
     }
     out.push(T::wrap(dh));
