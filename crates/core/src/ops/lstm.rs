@@ -12,7 +12,7 @@ use crate::cpu::lstm_rows::{row_kernels, BwdRow, FwdRow};
 use crate::cpu::Float;
 use crate::error::Result;
 use crate::launch::{buf, flag, kernels as k};
-use crate::ops::rnn::{Blocks, BlocksMut, Cell, Proj};
+use crate::ops::rnn::{add_output_grad, Blocks, BlocksMut, Cell, Proj};
 use crate::ops::rnn_device::{BwdStep, DeviceCell, FwdStep};
 
 pub(crate) struct Lstm;
@@ -87,11 +87,7 @@ impl Cell for Lstm {
         dg: &mut BlocksMut<f32>, dxp: &mut BlocksMut<f32>,
     ) {
         let Some((_, bwd)) = row_kernels() else {
-            if let Some(dy) = dy {
-                for (v, &a) in dh.iter_mut().zip(dy) {
-                    *v += a;
-                }
-            }
+            add_output_grad(dh, dy);
             return self.bwd(n, hprev, ws, dh, dc, dg, dxp);
         };
         assert!(

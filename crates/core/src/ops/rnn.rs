@@ -219,11 +219,7 @@ pub(crate) trait Cell: Sync {
         &self, n: usize, hprev: &[f32], ws: Blocks<f32>, dy: Option<&[f32]>, dh: &mut [f32], dc: &mut [f32],
         dg: &mut BlocksMut<f32>, dxp: &mut BlocksMut<f32>,
     ) {
-        if let Some(dy) = dy {
-            for (v, &a) in dh.iter_mut().zip(dy) {
-                *v += a;
-            }
-        }
+        add_output_grad(dh, dy);
         self.bwd(n, hprev, ws, dh, dc, dg, dxp);
     }
     /// Second half of the backward step for mid-GEMM cells; `dmid` = dg[mid]·W_hh[mid].
@@ -232,6 +228,15 @@ pub(crate) trait Cell: Sync {
         &self, _n: usize, _hprev: &[T], _ws: Blocks<T>, _dmid: &[T], _dh: &mut [T], _dg: &mut BlocksMut<T>,
         _dxp: &mut BlocksMut<T>,
     ) {
+    }
+}
+
+/// `dh += dy`: a step's output gradient joins the state's (the generic form of `bwd_f32`).
+pub(crate) fn add_output_grad(dh: &mut [f32], dy: Option<&[f32]>) {
+    if let Some(dy) = dy {
+        for (v, &a) in dh.iter_mut().zip(dy) {
+            *v += a;
+        }
     }
 }
 
@@ -696,8 +701,9 @@ fn forward_cpu<T: Float, C: Cell>(
         Some(c) => c.to_vec(),
         None => vec![T::ZERO; b * h], // unused by cells without c; keeps the row zips uniform
     };
-    let mut hh = vec![T::ZERO; b * hh_w];
-    let mut mid = vec![T::ZERO; if C::HAS_MID { b * h } else { 0 }];
+    // Step buffers of the generic loop (the team keeps its own per runner).
+    let mut hh = vec![T::ZERO; if fast { 0 } else { b * hh_w }];
+    let mut mid = vec![T::ZERO; if C::HAS_MID && !fast { b * h } else { 0 }];
     // Work of one step's row pass, for the parallel threshold: its gate values.
     let work = b * gh;
     let hh_bias: Option<&[T]> = if C::FOLD_HH_BIAS { None } else { b_hh.map(|v| &v[..hh_w]) };
@@ -891,7 +897,7 @@ fn backward_cpu<T: Float, C: Cell>(cell: &C, rb: &RecurrentBackward, inp: &[&Cpu
     // DXP, where it differs from DG; the generic loop keeps one either way, for its row zips.
     let fast = use_fast::<T>();
     let mut dxp = vec![T::ZERO; if fast && C::DXP_IS_DG { 0 } else { t * b * gh }];
-    let mut dmid = vec![T::ZERO; if C::HAS_MID { b * h } else { 0 }];
+    let mut dmid = vec![T::ZERO; if C::HAS_MID && !fast { b * h } else { 0 }];
     let work = b * gh;
 
     if fast {
