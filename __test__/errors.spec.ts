@@ -179,6 +179,32 @@ test('recurrentLayer rejects NaN, too long and zero lengths with a ValueError', 
   t.true(e2.message.includes(`[${3 * H}, ${I + 1}]`), e2.message)
 })
 
+test('recurrentLayer: null states are zeros, batchFirst reads [B, T, I]; half an LSTM state is a ValueError', (t) => {
+  const T = 4
+  const B = 2
+  const I = 3
+  const H = 2
+  const x = r.randn([T, B, I], { seed: 1 })
+  const w = { wIh: r.randn([4 * H, I], { seed: 2 }), wHh: r.randn([4 * H, H], { seed: 3 }) }
+  const zero = r.zeros([B, H])
+  const plain = r.recurrentLayer('lstm', x, zero, zero, w)
+  const none = r.recurrentLayer('lstm', x, null, null, w)
+  t.deepEqual(Array.from(none.y.dataSync()), Array.from(plain.y.dataSync()))
+  t.deepEqual(Array.from(none.cT!.dataSync()), Array.from(plain.cT!.dataSync()))
+  const bf = r.recurrentLayer('lstm', r.transpose(x, 0, 1), null, null, w, { batchFirst: true })
+  t.deepEqual(bf.y.shape, [B, T, H])
+  t.deepEqual(Array.from(r.transpose(bf.y, 0, 1).dataSync()), Array.from(plain.y.dataSync()))
+  const onlyC = t.throws(() => r.recurrentLayer('lstm', x, null, zero, w), { instanceOf: ValueError })!
+  t.is(onlyC.op, 'lstm')
+  t.regex(onlyC.message, /given c0 needs an initial hidden state h0/)
+  const onlyH = t.throws(() => r.recurrentLayer('lstm', x, zero, null, w), { instanceOf: ValueError })!
+  t.regex(onlyH.message, /given h0 needs an initial cell state c0/)
+  // Batch-first, B is the first axis: x [4, 2, 3] has B = 4, so the time-major h0 [2, 2] is wrong.
+  const e = t.throws(() => r.recurrentLayer('lstm', x, zero, zero, w, { batchFirst: true }), { instanceOf: ShapeError })!
+  t.regex(e.message, /h0 of shape \[4, 2\] \(B × H\)/)
+  t.regex(e.message, /got \[2, 2\]/)
+})
+
 test.serial('a failing op in the executor poisons its outputs; reads reject naming the op', async (t) => {
   const w = r.randn([5, 3], { seed: 2 })
   const m = r.randn([16, 16], { seed: 3 })

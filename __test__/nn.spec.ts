@@ -353,6 +353,43 @@ test('batchFirst gives the same numbers as the transposed input, for every modul
   }
 })
 
+test('batchFirst is the time-major module bit for bit, gradients included, with lengths and given states', (t) => {
+  // The op reads and writes [B, T, ·] in place (no transposes around it), so nothing but the
+  // layout may differ: outputs, states and every parameter's and the input's gradient.
+  const T = 6
+  const B = 3
+  const lengths = [6, 2, 5]
+  const makers = [
+    (bf: boolean) => new LSTM(4, 5, { numLayers: 2, bidirectional: true, batchFirst: bf, seed: 31 }),
+    (bf: boolean) => new GRU(4, 5, { bidirectional: true, batchFirst: bf, seed: 32 }),
+    (bf: boolean) => new RNN(4, 5, { numLayers: 2, batchFirst: bf, seed: 33 }),
+  ]
+  for (const make of makers) {
+    for (const withState of [false, true]) {
+      const a = make(false)
+      const b = make(true)
+      const name = `${a.constructor.name}${withState ? ' with h0' : ''}`
+      const L = a.numLayers * a.numDirections
+      const xa = randn([T, B, 4], { seed: 34 })
+      const xb = transpose(xa, 0, 1).detach()
+      xa.requiresGrad = true
+      xb.requiresGrad = true
+      const h0 = withState ? randn([L, B, 5], { seed: 35 }) : undefined
+      const ra = a.forward(xa, { lengths, ...(h0 ? { h0 } : {}) })
+      const rb = b.forward(xb, { lengths, ...(h0 ? { h0 } : {}) })
+      t.deepEqual(rb.output.shape, [B, T, a.bidirectional ? 10 : 5], name)
+      t.deepEqual(arr(transpose(rb.output, 0, 1)), arr(ra.output), `${name} output`)
+      t.deepEqual(arr(rb.hN), arr(ra.hN), `${name} hN`)
+      const w = randn(ra.output.shape, { seed: 36 })
+      ra.output.mul(w).sum().add(ra.hN.sum()).backward()
+      rb.output.mul(transpose(w, 0, 1)).sum().add(rb.hN.sum()).backward()
+      t.deepEqual(arr(transpose(xb.grad!, 0, 1)), arr(xa.grad!), `${name} input gradient`)
+      const pb = new Map(b.namedParameters())
+      for (const [key, p] of a.namedParameters()) t.deepEqual(arr(pb.get(key)!.grad!), arr(p.grad!), `${name} ${key} gradient`)
+    }
+  }
+})
+
 test('bidirectional output is [T, B, 2H]; hN and cN are [L·D, B, H]', (t) => {
   const lstm = new LSTM(3, 4, { numLayers: 3, bidirectional: true })
   const r = lstm.forward(randn([7, 2, 3]))

@@ -16,7 +16,7 @@
  */
 
 import { Tensor, type FloatDType } from '../tensor.js'
-import { concat, reshape, slice, stack, transpose } from '../ops/shape.js'
+import { concat, reshape, slice, stack } from '../ops/shape.js'
 import { dropout } from '../ops/dropout.js'
 import { recurrentLayer, type CellKind, type RecurrentWeights } from '../ops/rnn.js'
 import { zeros } from '../ops/factories.js'
@@ -299,20 +299,25 @@ export class RNNBase extends Module {
     // Row k·D + d of a state tensor, as [B, H].
     const row = (s: Tensor, i: number): Tensor => (L * D === 1 ? reshape(s, [B, H]) : reshape(slice(s, 0, i, 1), [B, H]))
 
-    let layerInput = this.batchFirst ? transpose(x, 0, 1) : x
+    // Every layer reads and writes the module's layout (the op takes batch-first as it is), and
+    // absent states are the op's zeros: one native op per layer and direction.
+    const batchFirst = this.batchFirst
+    let layerInput = x
     const hs: Tensor[] = []
     const cs: Tensor[] = []
     for (let layer = 0; layer < L; layer++) {
       const ys: Tensor[] = []
       for (let dir = 0; dir < D; dir++) {
         const i = layer * D + dir
-        // Default states on the input's device, in its dtype (a device mismatch with the weights
-        // is the op's DeviceError).
-        const zero = { device: x.device, dtype: x.dtype }
-        const h0 = input.h0 !== undefined ? row(input.h0, i) : zeros([B, H], zero)
-        const c0 = isLstm ? (input.c0 !== undefined ? row(input.c0, i) : zeros([B, H], zero)) : null
+        // Neither state given: the op starts both at zero. One of an LSTM's given: the other is
+        // zeros on the input's device, in its dtype (a device mismatch with the weights is the
+        // op's DeviceError).
+        const zero = () => zeros([B, H], { device: x.device, dtype: x.dtype })
+        const given = input.h0 !== undefined || (isLstm && input.c0 !== undefined)
+        const h0 = input.h0 !== undefined ? row(input.h0, i) : given ? zero() : null
+        const c0 = isLstm && given ? (input.c0 !== undefined ? row(input.c0, i) : zero()) : null
         const w = this.#weights[i]!
-        const opts: { lengths?: Int32Array | readonly number[]; reverse: boolean } = { reverse: dir === 1 }
+        const opts: { lengths?: Int32Array | readonly number[]; reverse: boolean; batchFirst: boolean } = { reverse: dir === 1, batchFirst }
         if (lengths !== undefined) opts.lengths = lengths
         const r = recurrentLayer(this.mode, layerInput, h0, c0, w, opts)
         ys.push(r.y)
@@ -330,8 +335,7 @@ export class RNNBase extends Module {
       layerInput = out
     }
     const stackStates = (s: Tensor[]) => (s.length === 1 ? reshape(s[0]!, [1, B, H]) : stack(s, 0))
-    const output = this.batchFirst ? transpose(layerInput, 0, 1) : layerInput
-    const result: RecurrentOutput = { output, hN: stackStates(hs) }
+    const result: RecurrentOutput = { output: layerInput, hN: stackStates(hs) }
     if (isLstm) result.cN = stackStates(cs)
     return result
   }

@@ -36,13 +36,18 @@ export interface RecurrentLayerOptions {
   lengths?: Int32Array | readonly number[] | Tensor | null | undefined
   /** Run from the last step (of each row's own length) to the first. Default false. */
   reverse?: boolean | undefined
+  /**
+   * `x` is `[B, T, I]` and `y` `[B, T, H]` instead of `[T, B, ·]` (the states stay `[B, H]`).
+   * On the CPU the op reads and writes that layout in place. Default false.
+   */
+  batchFirst?: boolean | undefined
 }
 
-const RECURRENT_LAYER_OPTIONS = optionKeys<RecurrentLayerOptions>({ lengths: true, reverse: true })
+const RECURRENT_LAYER_OPTIONS = optionKeys<RecurrentLayerOptions>({ lengths: true, reverse: true, batchFirst: true })
 
 /** What {@link recurrentLayer} returns. */
 export interface RecurrentLayerResult {
-  /** Outputs of every step, `[T, B, H]`; zero past a row's length. */
+  /** Outputs of every step, `[T, B, H]` (`[B, T, H]` with `batchFirst`); zero past a row's length. */
   y: Tensor
   /** Final hidden state `[B, H]` (at each row's own last step). */
   hT: Tensor
@@ -55,7 +60,9 @@ export interface RecurrentLayerResult {
  * GEMM for all steps, one recurrent GEMM and one fused gate kernel per step, one fused
  * backward).
  *
- * - `x [T, B, I]`, `h0 [B, H]`, `c0 [B, H]` (LSTM only, else null).
+ * - `x [T, B, I]` (`[B, T, I]` with `batchFirst`), `h0 [B, H]`, `c0 [B, H]` (LSTM only, else
+ *   null). `h0` null starts every state (h and, for an LSTM, c) at zero; then `c0` must be
+ *   null too.
  * - rnn: `h' = act(W_ih x + b_ih + W_hh h + b_hh)`.
  * - lstm (gates i, f, g, o): `c' = f ⊙ c + i ⊙ g`, `h' = o ⊙ tanh(c')`.
  * - gru (gates r, z, n): `n = tanh(W_in x + b_in + r ⊙ (W_hn h + b_hn))`, `h' = (1 − z) ⊙ n + z ⊙ h`.
@@ -67,7 +74,7 @@ export interface RecurrentLayerResult {
 export function recurrentLayer(
   kind: CellKind,
   x: Tensor,
-  h0: Tensor,
+  h0: Tensor | null | undefined,
   c0: Tensor | null | undefined,
   weights: RecurrentWeights,
   options: RecurrentLayerOptions = {},
@@ -76,6 +83,7 @@ export function recurrentLayer(
   options = checkOptions(O, options, RECURRENT_LAYER_OPTIONS)
   if (weights === null || typeof weights !== 'object') throw typeError(O, "argument 'weights'", 'an object { wIh, wHh, bIh?, bHh? } of Tensors', weights)
   const reverse = options.reverse === undefined ? false : boolArg(O, 'reverse', options.reverse)
+  const batchFirst = options.batchFirst === undefined ? false : boolArg(O, 'batchFirst', options.batchFirst)
   let lengths: number[] | null = null
   const l = options.lengths
   if (l !== undefined && l !== null) {
@@ -87,7 +95,7 @@ export function recurrentLayer(
     native.recurrentLayer(
       kind,
       handle(O, x, 'x'),
-      handle(O, h0, 'h0'),
+      h0 === null || h0 === undefined ? null : handle(O, h0, 'h0'),
       c0 ? handle(O, c0, 'c0') : null,
       handle(O, weights.wIh, 'weights.wIh'),
       handle(O, weights.wHh, 'weights.wHh'),
@@ -95,6 +103,7 @@ export function recurrentLayer(
       weights.bHh ? handle(O, weights.bHh, 'weights.bHh') : null,
       lengths,
       reverse,
+      batchFirst,
     ),
   )
   const out: RecurrentLayerResult = { y: new Tensor(r.y), hT: new Tensor(r.hT) }

@@ -229,29 +229,29 @@ pub struct RecurrentLayerOutput {
     pub c_t: Option<NativeTensor>,
 }
 
-/// One recurrent layer in one direction over a whole sequence, as a single fused op.
+/// One recurrent layer in one direction over a whole sequence, as a single fused op. Absent
+/// states start at zero; `batch_first` takes x as [B, T, I] and gives y as [B, T, H].
 #[napi(catch_unwind)]
 #[allow(clippy::too_many_arguments)]
 pub fn recurrent_layer(
-    env: Env, kind: String, x: &NativeTensor, h0: &NativeTensor, c0: Option<&NativeTensor>, w_ih: &NativeTensor,
-    w_hh: &NativeTensor, b_ih: Option<&NativeTensor>, b_hh: Option<&NativeTensor>, lengths: Option<Vec<f64>>,
-    reverse: bool,
+    env: Env, kind: String, x: &NativeTensor, h0: Option<&NativeTensor>, c0: Option<&NativeTensor>,
+    w_ih: &NativeTensor, w_hh: &NativeTensor, b_ih: Option<&NativeTensor>, b_hh: Option<&NativeTensor>,
+    lengths: Option<Vec<f64>>, reverse: bool, batch_first: Option<bool>,
 ) -> Result<RecurrentLayerOutput> {
     const OP: &str = "recurrentLayer";
     let kind = rnn::CellKind::parse(&kind).js()?;
     let (w_ih, w_hh, b_ih, b_hh) = (w_ih.get(OP)?, w_hh.get(OP)?, opt(b_ih, OP)?, opt(b_hh, OP)?);
     let weights = rnn::RecurrentWeights { w_ih: &w_ih, w_hh: &w_hh, b_ih: b_ih.as_ref(), b_hh: b_hh.as_ref() };
+    let (h0, c0) = (opt(h0, OP)?, opt(c0, OP)?);
     // The lengths go to the core as the JS numbers they are: it checks them with the rest.
-    let r = rnn::recurrent_layer_with_numbers(
-        kind,
-        &x.get(OP)?,
-        &h0.get(OP)?,
-        opt(c0, OP)?.as_ref(),
-        &weights,
-        lengths.as_deref(),
+    let call = rnn::LayerCall {
+        h0: h0.as_ref(),
+        c0: c0.as_ref(),
+        lengths: lengths.as_deref(),
         reverse,
-    )
-    .js()?;
+        batch_first: batch_first.unwrap_or(false),
+    };
+    let r = rnn::recurrent_layer_call(kind, &x.get(OP)?, &weights, &call).js()?;
     sync_external_memory(&env);
     Ok(RecurrentLayerOutput {
         y: NativeTensor::new(r.y),

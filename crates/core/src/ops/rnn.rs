@@ -22,7 +22,8 @@
 //! Step s of row b touches time index t_b = s (forward) or len_b − 1 − s (reverse), and only
 //! while s < len_b. Past its length a row's state stops changing and its outputs stay zero.
 //! Saved buffers (WS, H_prev, DG, DXP) are in processing order [s, b]; X, Y and dX are in
-//! time order [t, b].
+//! time order, [t, b] or, with `batch_first`, [b, t] (`Plan::row`): the CPU loops read and
+//! write that layout in place, so a batch-first model needs no transposes around the op.
 
 use crate::autograd::{apply, BackwardCtx, Op};
 use crate::backend::{DeviceBuffer, GpuBackend};
@@ -361,7 +362,7 @@ pub struct RecurrentOutput {
 
 /// The one check of per-row lengths, for Rust callers and JS numbers alike (possibly NaN,
 /// fractional or negative): `b` of them, each an integer in [1, T]. Called by
-/// [`recurrent_layer_with_numbers`] (and so by [`recurrent_layer`]) against x's T and B.
+/// [`recurrent_layer_call`] (and so by [`recurrent_layer`]) against x's T and B.
 pub fn parse_lengths(op: &str, raw: &[f64], t: usize, b: usize) -> Result<Vec<usize>> {
     if raw.len() != b {
         return Err(Error::shape(op, format!("lengths [B] = [{b}]"), fmt_shape(&[raw.len()])));
@@ -427,6 +428,13 @@ pub(crate) struct Plan {
     pub(crate) h: usize,
     pub(crate) lengths: Arc<Vec<usize>>,
     pub(crate) reverse: bool,
+    /// X, Y, dY and dX are [B, T, ·] instead of [T, B, ·] (CPU only: a device call gets
+    /// transposes around it instead, see [`recurrent_layer_call`]).
+    pub(crate) batch_first: bool,
+    /// Whether h0 (and c0, for cells with c) are inputs; absent states start at zero (CPU only,
+    /// as `batch_first`).
+    pub(crate) has_h0: bool,
+    pub(crate) has_c0: bool,
     pub(crate) has_bias: bool,
     /// Whether the workspace for backward is kept: only when history is recorded. Inference
     /// reuses one step's workspace and skips the saved states, which saves memory traffic.
@@ -449,9 +457,22 @@ impl Plan {
             Some(s)
         }
     }
-    /// True when processing order [s, b] is time order [t, b] for every row.
+    /// Index of the row of time `tt` and batch row `r` in X, Y, dY and dX.
+    #[inline]
+    pub(crate) fn row(&self, tt: usize, r: usize) -> usize {
+        if self.batch_first {
+            r * self.t + tt
+        } else {
+            tt * self.b + r
+        }
+    }
+    /// True when processing order [s, b] is the layout of X, Y and dX for every row.
     pub(crate) fn identity_order(&self) -> bool {
-        !self.reverse
+        !self.reverse && (!self.batch_first || self.b == 1)
+    }
+    /// Where w_ih is among the forward op's inputs (after x and the given states).
+    pub(crate) fn weights_at(&self) -> usize {
+        1 + self.has_h0 as usize + self.has_c0 as usize
     }
     pub(crate) fn ws_blocks(&self) -> usize {
         with_cell!(self.kind, |cell| ws_blocks_of(cell))
@@ -460,24 +481,52 @@ impl Plan {
 
 /// One layer, one direction, over a whole sequence: x [T, B, I], h0 [B, H], c0 [B, H] (LSTM
 /// only), lengths per row in [1, T] (see [`parse_lengths`]). Returns at once; the work is
-/// enqueued as one op with one fused backward.
+/// enqueued as one op with one fused backward. [`recurrent_layer_call`] takes the other options.
 pub fn recurrent_layer(
     kind: CellKind, x: &Tensor, h0: &Tensor, c0: Option<&Tensor>, w: &RecurrentWeights, lengths: Option<&[usize]>,
     reverse: bool,
 ) -> Result<RecurrentOutput> {
     let numbers: Option<Vec<f64>> = lengths.map(|l| l.iter().map(|&v| v as f64).collect());
-    recurrent_layer_with_numbers(kind, x, h0, c0, w, numbers.as_deref(), reverse)
+    let call = LayerCall { h0: Some(h0), c0, lengths: numbers.as_deref(), reverse, batch_first: false };
+    recurrent_layer_call(kind, x, w, &call)
 }
 
-/// [`recurrent_layer`] with the lengths as JS numbers, unchecked: the binding passes them as
-/// they come, and they are checked here, against x's T and B, with every other argument.
-pub fn recurrent_layer_with_numbers(
-    kind: CellKind, x: &Tensor, h0: &Tensor, c0: Option<&Tensor>, w: &RecurrentWeights, lengths: Option<&[f64]>,
-    reverse: bool,
+/// The optional arguments of [`recurrent_layer_call`].
+#[derive(Clone, Copy, Default)]
+pub struct LayerCall<'a> {
+    /// Initial states [B, H] (c0: LSTM only); zeros when absent.
+    pub h0: Option<&'a Tensor>,
+    pub c0: Option<&'a Tensor>,
+    /// Per-row lengths as JS numbers, unchecked: checked here against x's T and B
+    /// ([`parse_lengths`]), so the binding passes them as they come.
+    pub lengths: Option<&'a [f64]>,
+    pub reverse: bool,
+    /// x is [B, T, I] and y [B, T, H] (PyTorch's `batch_first`); the states stay [B, H].
+    pub batch_first: bool,
+}
+
+/// [`recurrent_layer`] with every option. On the CPU, a batch-first layout and absent states
+/// cost nothing (the loops index x and y in place; zero states are made inside the op), which
+/// spares a small model's call the extra ops; on a device they become transposes and zero
+/// tensors around the same op.
+pub fn recurrent_layer_call(
+    kind: CellKind, x: &Tensor, w: &RecurrentWeights, call: &LayerCall,
 ) -> Result<RecurrentOutput> {
     let op = kind.op_name();
+    if x.dims() != 3 {
+        let want = if call.batch_first { "x of shape [B, T, I]" } else { "x of shape [T, B, I]" };
+        return Err(Error::shape(op, want, fmt_shape(x.shape())));
+    }
+    if x.device() != crate::tensor::Device::Cpu
+        && (call.batch_first || call.h0.is_none() || (kind.has_c() && call.c0.is_none()))
+    {
+        return on_device(kind, x, w, call);
+    }
     let g = kind.gates();
-    for (name, t) in [("x", x), ("h0", h0), ("w_ih", w.w_ih), ("w_hh", w.w_hh)] {
+    let h0 = call.h0;
+    let c0 = call.c0;
+    for (name, t) in [("x", Some(x)), ("h0", h0), ("w_ih", Some(w.w_ih)), ("w_hh", Some(w.w_hh))] {
+        let Some(t) = t else { continue };
         if !t.dtype().is_float() {
             return Err(Error::dtype(op, "float32 or float64", format!("{} for {name}", t.dtype())));
         }
@@ -485,10 +534,11 @@ pub fn recurrent_layer_with_numbers(
             return Err(Error::dtype(op, format!("{} for {name} (the dtype of x)", x.dtype()), t.dtype()));
         }
     }
-    if x.dims() != 3 {
-        return Err(Error::shape(op, "x of shape [T, B, I]", fmt_shape(x.shape())));
-    }
-    let (t, b, i) = (x.shape()[0], x.shape()[1], x.shape()[2]);
+    let (t, b, i) = if call.batch_first {
+        (x.shape()[1], x.shape()[0], x.shape()[2])
+    } else {
+        (x.shape()[0], x.shape()[1], x.shape()[2])
+    };
     if w.w_hh.dims() != 2 || w.w_hh.shape()[0] != g * w.w_hh.shape()[1] {
         return Err(Error::shape(op, format!("w_hh of shape [{g}·H, H]"), fmt_shape(w.w_hh.shape())));
     }
@@ -500,8 +550,10 @@ pub fn recurrent_layer_with_numbers(
             fmt_shape(w.w_ih.shape()),
         ));
     }
-    if h0.shape() != [b, h] {
-        return Err(Error::shape(op, format!("h0 of shape {} (B × H)", fmt_shape(&[b, h])), fmt_shape(h0.shape())));
+    if let Some(h0) = h0 {
+        if h0.shape() != [b, h] {
+            return Err(Error::shape(op, format!("h0 of shape {} (B × H)", fmt_shape(&[b, h])), fmt_shape(h0.shape())));
+        }
     }
     match (kind.has_c(), c0) {
         (true, Some(c)) if c.shape() != [b, h] || c.dtype() != x.dtype() => {
@@ -511,7 +563,12 @@ pub fn recurrent_layer_with_numbers(
                 format!("{} {}", fmt_shape(c.shape()), c.dtype()),
             ));
         }
-        (true, None) => return Err(Error::value(op, "an LSTM needs an initial cell state c0 of shape [B, H]")),
+        (true, None) if h0.is_some() => {
+            return Err(Error::value(op, "an LSTM given h0 needs an initial cell state c0 of shape [B, H] too"))
+        }
+        (true, Some(_)) if h0.is_none() => {
+            return Err(Error::value(op, "an LSTM given c0 needs an initial hidden state h0 of shape [B, H] too"))
+        }
         (false, Some(_)) => return Err(Error::value(op, "only an LSTM takes a cell state c0")),
         _ => {}
     }
@@ -531,16 +588,28 @@ pub fn recurrent_layer_with_numbers(
         (None, None) => false,
         _ => return Err(Error::value(op, "pass both b_ih and b_hh, or neither")),
     };
-    let lengths = match lengths {
+    let lengths = match call.lengths {
         Some(raw) => parse_lengths(op, raw, t, b)?,
         None => vec![t; b],
     };
     let save = crate::is_grad_enabled() && inputs_require_grad(x, h0, c0, w);
-    let plan = Plan { kind, t, b, i, h, lengths: Arc::new(lengths), reverse, has_bias, save };
-    let mut inputs: Vec<&Tensor> = vec![x, h0];
-    if let Some(c) = c0 {
-        inputs.push(c);
-    }
+    let plan = Plan {
+        kind,
+        t,
+        b,
+        i,
+        h,
+        lengths: Arc::new(lengths),
+        reverse: call.reverse,
+        batch_first: call.batch_first,
+        has_h0: h0.is_some(),
+        has_c0: c0.is_some(),
+        has_bias,
+        save,
+    };
+    let mut inputs: Vec<&Tensor> = vec![x];
+    inputs.extend(h0);
+    inputs.extend(c0);
     inputs.push(w.w_ih);
     inputs.push(w.w_hh);
     if let (Some(bi), Some(bh)) = (w.b_ih, w.b_hh) {
@@ -548,7 +617,8 @@ pub fn recurrent_layer_with_numbers(
         inputs.push(bh);
     }
     let dt = x.dtype();
-    let mut specs = vec![(vec![t, b, h], dt), (vec![b, h], dt)];
+    let y_shape = if call.batch_first { vec![b, t, h] } else { vec![t, b, h] };
+    let mut specs = vec![(y_shape, dt), (vec![b, h], dt)];
     if kind.has_c() {
         specs.push((vec![b, h], dt));
     }
@@ -563,8 +633,32 @@ pub fn recurrent_layer_with_numbers(
     Ok(RecurrentOutput { y, h_t, c_t })
 }
 
-fn inputs_require_grad(x: &Tensor, h0: &Tensor, c0: Option<&Tensor>, w: &RecurrentWeights) -> bool {
-    [Some(x), Some(h0), c0, Some(w.w_ih), Some(w.w_hh), w.b_ih, w.b_hh].into_iter().flatten().any(|t| t.requires_grad())
+/// A device call with a batch-first layout or absent states: the same op in its plain form,
+/// between transposes (autograd runs through them) and with zero states made on the device.
+fn on_device(kind: CellKind, x: &Tensor, w: &RecurrentWeights, call: &LayerCall) -> Result<RecurrentOutput> {
+    use crate::ops::shape::transpose;
+    let xt = if call.batch_first { transpose(x, 0, 1)? } else { x.clone() };
+    let (b, h) = (xt.shape()[1], w.w_hh.shape().last().copied().unwrap_or(0));
+    let zero = || Tensor::zeros(&[b, h], x.dtype())?.to(x.device());
+    let h0 = match call.h0 {
+        Some(h0) => h0.clone(),
+        None => zero()?,
+    };
+    let c0 = match (kind.has_c(), call.c0) {
+        (true, Some(c0)) => Some(c0.clone()),
+        (true, None) => Some(zero()?),
+        (false, c0) => c0.cloned(),
+    };
+    let plain = LayerCall { h0: Some(&h0), c0: c0.as_ref(), batch_first: false, ..*call };
+    let mut out = recurrent_layer_call(kind, &xt, w, &plain)?;
+    if call.batch_first {
+        out.y = transpose(&out.y, 0, 1)?;
+    }
+    Ok(out)
+}
+
+fn inputs_require_grad(x: &Tensor, h0: Option<&Tensor>, c0: Option<&Tensor>, w: &RecurrentWeights) -> bool {
+    [Some(x), h0, c0, Some(w.w_ih), Some(w.w_hh), w.b_ih, w.b_hh].into_iter().flatten().any(|t| t.requires_grad())
 }
 
 struct RecurrentForward {
@@ -628,23 +722,24 @@ pub(crate) struct WeightSources<'a> {
     w_hh: &'a Arc<CpuStorage>,
 }
 
-/// [T, B, n] rows moved between time order (row (t·B + r)) and processing order (row (s·B + r)):
-/// to processing order, or back to time order when `to_time`. Rows past their length are zero.
+/// Rows of n values moved between the caller's layout (row `p.row(t, r)`) and processing order
+/// (row s·B + r): to processing order, or back to the caller's when `to_time`. Rows past their
+/// length are zero.
 fn reorder_rows<T: Float>(p: &Plan, src: &[T], n: usize, to_time: bool) -> Vec<T> {
     let (t, b) = (p.t, p.b);
     let mut dst = vec![T::ZERO; t * b * n];
     for s in 0..t {
         for r in 0..b {
             if let Some(tt) = p.time_of(s, r) {
-                let (from, to) = if to_time { (s, tt) } else { (tt, s) };
-                dst[(to * b + r) * n..][..n].copy_from_slice(&src[(from * b + r) * n..][..n]);
+                let (from, to) = if to_time { (s * b + r, p.row(tt, r)) } else { (p.row(tt, r), s * b + r) };
+                dst[to * n..][..n].copy_from_slice(&src[from * n..][..n]);
             }
         }
     }
     dst
 }
 
-/// x [T, B, I] in processing order (borrowed when that is time order).
+/// x [T, B, I] in processing order (borrowed when that is its layout).
 fn in_processing_order<'a, T: Float>(p: &Plan, x: &'a [T], i: usize) -> std::borrow::Cow<'a, [T]> {
     if p.identity_order() {
         std::borrow::Cow::Borrowed(x)
@@ -664,8 +759,8 @@ fn forward_cpu<T: Float, C: Cell>(
         T::view(inp[taken - 1])
     };
     let x = next();
-    let h0 = next();
-    let c0 = if C::HAS_C { Some(next()) } else { None };
+    let h0 = if p.has_h0 { Some(next()) } else { None };
+    let c0 = if p.has_c0 { Some(next()) } else { None };
     let w_ih = next();
     let w_hh = next();
     let (b_ih, b_hh) = if p.has_bias { (Some(next()), Some(next())) } else { (None, None) };
@@ -696,11 +791,9 @@ fn forward_cpu<T: Float, C: Cell>(
     let mut y = vec![T::ZERO; t * b * h];
     let mut ws = vec![T::ZERO; if p.save { t * b * ws_w } else { b * ws_w }];
     let mut hprev = vec![T::ZERO; if p.save { t * b * h } else { 0 }];
-    let mut hs = h0.to_vec();
-    let mut cs = match c0 {
-        Some(c) => c.to_vec(),
-        None => vec![T::ZERO; b * h], // unused by cells without c; keeps the row zips uniform
-    };
+    let mut hs = h0.map_or_else(|| vec![T::ZERO; b * h], |v| v.to_vec());
+    // Unused by cells without c, but kept: it keeps the row zips uniform.
+    let mut cs = c0.map_or_else(|| vec![T::ZERO; b * h], |v| v.to_vec());
     // Step buffers of the generic loop (the team keeps its own per runner).
     let mut hh = vec![T::ZERO; if fast { 0 } else { b * hh_w }];
     let mut mid = vec![T::ZERO; if C::HAS_MID && !fast { b * h } else { 0 }];
@@ -739,7 +832,7 @@ fn forward_cpu<T: Float, C: Cell>(
             let rows = indexed(((rows_mut(&mut hs, h), rows_mut(&mut cs, h)), rows_mut(ws_s, ws_w)));
             par::for_each(work, PAR_MIN_FUSED, rows, |(r, ((hr, cr), wr))| {
                 if let Some(tt) = p.time_of(s, r) {
-                    let xr = &xp[(tt * b + r) * gh..][..gh];
+                    let xr = &xp[p.row(tt, r) * gh..][..gh];
                     let mut wr = BlocksMut::new(wr, C::WS_BLOCKS, h, h);
                     cell.fwd(
                         h,
@@ -757,14 +850,14 @@ fn forward_cpu<T: Float, C: Cell>(
                 let rows = indexed((rows_mut(&mut hs, h), rows_mut(ws_s, ws_w)));
                 par::for_each(work, PAR_MIN_FUSED, rows, |(r, (hr, wr))| {
                     if let Some(tt) = p.time_of(s, r) {
-                        let xr = Proj { xp: Blocks::new(&xp[(tt * b + r) * gh..][..gh], h, h), bias: None };
+                        let xr = Proj { xp: Blocks::new(&xp[p.row(tt, r) * gh..][..gh], h, h), bias: None };
                         cell.fwd_mid(h, xr, &mid[r * h..][..h], hr, &mut BlocksMut::new(wr, C::WS_BLOCKS, h, h));
                     }
                 });
             }
             for r in 0..b {
                 if let Some(tt) = p.time_of(s, r) {
-                    y[(tt * b + r) * h..][..h].copy_from_slice(&hs[r * h..][..h]);
+                    y[p.row(tt, r) * h..][..h].copy_from_slice(&hs[r * h..][..h]);
                 }
             }
         }
@@ -794,7 +887,7 @@ impl Op for RecurrentForward {
     /// As `cpu`, handing the weights' storages to the team engine, which keeps their packed
     /// form for the next call on the same weights.
     fn cpu_shared(&self, inp: &[&Arc<CpuStorage>]) -> Result<Vec<CpuStorage>> {
-        let at = if self.plan.kind.has_c() { 3 } else { 2 };
+        let at = self.plan.weights_at();
         let w_src = WeightSources { w_ih: inp[at], w_hh: inp[at + 1] };
         let plain: Vec<&CpuStorage> = inp.iter().map(|a| &***a).collect();
         dispatch_float!(self.name(), plain[0].dtype(), forward_typed(&self.plan, &plain, Some(w_src)))
@@ -811,7 +904,7 @@ impl Op for RecurrentForward {
         let n_state = if has_c { 3 } else { 2 };
         let (ws, hprev) = (&ctx.outputs[n_state], &ctx.outputs[n_state + 1]);
         let x = &ctx.inputs[0];
-        let w_off = if has_c { 3 } else { 2 };
+        let w_off = p.weights_at();
         let (w_ih, w_hh) = (&ctx.inputs[w_off], &ctx.inputs[w_off + 1]);
         let mut inputs: Vec<&Tensor> = vec![x, w_ih, w_hh, ws, hprev];
         let present: Vec<bool> = grads[..n_state].iter().map(|g| g.is_some()).collect();
@@ -823,7 +916,8 @@ impl Op for RecurrentForward {
         // dX only when x wants it: a first layer's input is data, and its dX is a GEMM as large
         // as the input projection's.
         let need_dx = ctx.needs_grad[0];
-        let mut specs = if need_dx { vec![(vec![t, b, i], dt)] } else { vec![] };
+        let x_shape = if p.batch_first { vec![b, t, i] } else { vec![t, b, i] };
+        let mut specs = if need_dx { vec![(x_shape, dt)] } else { vec![] };
         specs.push((vec![b, h], dt));
         if has_c {
             specs.push((vec![b, h], dt));
@@ -835,8 +929,20 @@ impl Op for RecurrentForward {
             specs.push((vec![gh], dt));
         }
         let outs = apply(Arc::new(RecurrentBackward { plan: p.clone(), present, need_dx }), &inputs, specs)?;
-        let mut grads: Vec<Option<Tensor>> = if need_dx { vec![] } else { vec![None] };
-        grads.extend(outs.into_iter().map(Some));
+        // One gradient per input: the initial states' only where they were inputs.
+        let mut outs = outs.into_iter();
+        let mut grads: Vec<Option<Tensor>> = vec![if need_dx { outs.next() } else { None }];
+        let dh0 = outs.next();
+        if p.has_h0 {
+            grads.push(dh0);
+        }
+        if has_c {
+            let dc0 = outs.next();
+            if p.has_c0 {
+                grads.push(dc0);
+            }
+        }
+        grads.extend(outs.map(Some));
         Ok(grads)
     }
 }
@@ -920,7 +1026,7 @@ fn backward_cpu<T: Float, C: Cell>(cell: &C, rb: &RecurrentBackward, inp: &[&Cpu
             if let Some(dy) = dy {
                 for r in 0..b {
                     if let Some(tt) = p.time_of(s, r) {
-                        let src = &dy[(tt * b + r) * h..][..h];
+                        let src = &dy[p.row(tt, r) * h..][..h];
                         for (d, &v) in dh[r * h..][..h].iter_mut().zip(src) {
                             *d += v;
                         }

@@ -126,6 +126,18 @@ impl<'a> BwdStep<'a> {
     }
 }
 
+/// The device loop takes the plain form only: time-major, states given (`recurrent_layer_call`
+/// wraps any other call in transposes and zero states before it reaches a device).
+fn device_plan(p: &Plan) -> Result<()> {
+    if p.batch_first || !p.has_h0 || (p.kind.has_c() && !p.has_c0) {
+        return Err(crate::error::Error::internal(
+            p.kind.op_name(),
+            "a device recurrent call reached the loop batch-first or without its states",
+        ));
+    }
+    Ok(())
+}
+
 fn upload_lengths(be: &dyn GpuBackend, p: &Plan) -> Result<Buf> {
     be.upload(&CpuStorage::new_i32(p.lengths.iter().map(|&l| l as i32).collect()))
 }
@@ -136,6 +148,7 @@ pub(crate) fn forward_gpu<C: DeviceCell>(
     let op = p.kind.op_name();
     let dt = inp[0].dtype();
     launch::float_only(op, dt)?;
+    device_plan(p)?;
     let (t, b, i, h) = (p.t, p.b, p.i, p.h);
     let gh = C::G * h;
     let mut taken = 0;
@@ -218,6 +231,7 @@ pub(crate) fn backward_gpu<C: DeviceCell>(
     let op = p.kind.op_name();
     let dt = inp[0].dtype();
     launch::float_only(op, dt)?;
+    device_plan(p)?;
     let (t, b, i, h) = (p.t, p.b, p.i, p.h);
     let gh = C::G * h;
     let (x, w_ih, w_hh, ws, hprev) = (inp[0], inp[1], inp[2], inp[3], inp[4]);

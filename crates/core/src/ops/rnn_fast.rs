@@ -115,7 +115,7 @@ pub(crate) struct StepInput<'a> {
     pub w_ih_src: Option<&'a Arc<CpuStorage>>,
 }
 
-/// Buffers of the forward loop (time order for y, processing order for x, ws and hprev).
+/// Buffers of the forward loop (the caller's layout for y, processing order for x, ws and hprev).
 pub(crate) struct FwdIo<'a> {
     pub input: StepInput<'a>,
     /// The input projection's bias [G·H] (b_ih, plus b_hh where the cell folds it), added as
@@ -347,7 +347,7 @@ pub(crate) fn forward_steps<C: Cell>(cell: &C, p: &Plan, io: FwdIo) {
                     cell.fwd(n, proj(r), Blocks::new(hh, n, npad), hs, cs_r, &mut wr);
                     unsafe { mid_sh.get_mut(own, n) }.copy_from_slice(wr.get(C::MID_WS_BLOCK));
                 } else {
-                    let y_r = unsafe { y.get_mut((tt * b + r) * h + j0, n) };
+                    let y_r = unsafe { y.get_mut(p.row(tt, r) * h + j0, n) };
                     cell.fwd_f32(n, proj(r), Blocks::new(hh, n, npad), hs, cs_r, &mut wr, y_r, save);
                 }
             }
@@ -363,7 +363,7 @@ pub(crate) fn forward_steps<C: Cell>(cell: &C, p: &Plan, io: FwdIo) {
                 let hs = unsafe { next.get_mut(own, n) };
                 let mut wr = ws_row(r);
                 cell.fwd_mid(n, proj(r), &sc.tile[r * npad..][..n], hs, &mut wr);
-                unsafe { y.get_mut((tt * b + r) * h + j0, n) }.copy_from_slice(hs);
+                unsafe { y.get_mut(p.row(tt, r) * h + j0, n) }.copy_from_slice(hs);
             }
         }
     };
@@ -457,7 +457,7 @@ pub(crate) fn backward_steps<C: Cell>(cell: &C, p: &Plan, io: BwdIo) {
             }
             simd::prefetch(&hprev[(s * b + r) * h + ch.j0..][..ch.n]);
             if let Some(dy) = dy {
-                simd::prefetch(&dy[(tt * b + r) * h + ch.j0..][..ch.n]);
+                simd::prefetch(&dy[p.row(tt, r) * h + ch.j0..][..ch.n]);
             }
         }
     };
@@ -468,7 +468,7 @@ pub(crate) fn backward_steps<C: Cell>(cell: &C, p: &Plan, io: BwdIo) {
             let Some(tt) = p.time_of(s, r) else { continue };
             let own = r * h + j0;
             let dh_r = unsafe { dh.get_mut(own, n) };
-            let dy_r = dy.map(|dy| &dy[(tt * b + r) * h + j0..][..n]);
+            let dy_r = dy.map(|dy| &dy[p.row(tt, r) * h + j0..][..n]);
             let dc_r = if C::HAS_C { unsafe { dc.get_mut(own, n) } } else { &mut sc.dc[..n] };
             let hp = &hprev[(s * b + r) * h + j0..][..n];
             let (mut dgr, mut dxr) = grads_row(ch, s, r);

@@ -14,7 +14,7 @@ use recurrent_core::ops::loss::{cross_entropy, mse};
 use recurrent_core::ops::matmul::{linear, matmul};
 use recurrent_core::ops::optim::{clip_grad_norm, clip_grad_value, update, Rule};
 use recurrent_core::ops::reduce::{mean, mean_all, sum, sum_all};
-use recurrent_core::ops::rnn::{recurrent_layer, CellKind, RecurrentWeights};
+use recurrent_core::ops::rnn::{recurrent_layer, recurrent_layer_call, CellKind, LayerCall, RecurrentWeights};
 use recurrent_core::ops::shape::{concat, reshape, slice, split, stack, transpose};
 use recurrent_core::ops::softmax::{log_softmax, softmax};
 use recurrent_core::{backward, DType, Device, ErrorKind, Result, Tensor};
@@ -673,6 +673,22 @@ pub fn recurrent(dev: Device, kind: CellKind, dt: DType) -> Vec<Outcome> {
     let wrt: Vec<usize> = (1..x.len()).collect();
     let name = format!("{}_data_input_no_dx_{}", kind_name(kind), if dt == DType::F64 { "f64" } else { "f32" });
     out.extend(parity(&name, dev, &x, &wrt, tol, move |x| run_layer(kind, x, Some(&lengths[..]), true)));
+    // Batch-first x [B, T, I] and no states: the CPU reads the layout in place and starts from
+    // zeros inside the op; a device call runs the plain op between transposes, with zero states.
+    let mut x = layer_inputs(kind, t, b, i, h, true, dt, 310);
+    x[0] = rnd(&[b, t, i], 311, dt, 0.6);
+    x.drain(1..1 + 1 + kind.has_c() as usize);
+    let wrt: Vec<usize> = (0..x.len()).collect();
+    let name = format!("{}_batch_first_zero_states_{}", kind_name(kind), if dt == DType::F64 { "f64" } else { "f32" });
+    out.extend(parity(&name, dev, &x, &wrt, tol, move |x| {
+        let w = RecurrentWeights { w_ih: &x[1], w_hh: &x[2], b_ih: Some(&x[3]), b_hh: Some(&x[4]) };
+        let call =
+            LayerCall { lengths: Some(&[6.0, 2.0, 4.0]), reverse: true, batch_first: true, ..Default::default() };
+        let out = recurrent_layer_call(kind, &x[0], &w, &call)?;
+        let mut v = vec![out.y, out.h_t];
+        v.extend(out.c_t);
+        Ok(v)
+    }));
     out
 }
 
