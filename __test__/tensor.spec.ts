@@ -483,3 +483,34 @@ test('backward frees the graph unless retainGraph is set', async (t) => {
   t.true(err instanceof r.ValueError)
   t.regex(err!.message, /already freed.*retainGraph/)
 })
+
+test('data() of large tensors: every read is its own copy, also when a collected read lends its memory to the next', async (t) => {
+  // Reads of 64 KiB and more reuse the memory of collected earlier reads (a pool against page
+  // faults): whatever buffer a read gets, it holds exactly its tensor's values, and writing to it
+  // changes neither the tensor nor any other read.
+  const gc = (globalThis as { gc?: () => void }).gc
+  if (!gc) return t.pass('needs --expose-gc (the ava workers have it)')
+  const n = 50_000
+  const a = r.tensor(Float32Array.from({ length: n }, (_, i) => i), [n])
+  const b = r.tensor(Float32Array.from({ length: n }, (_, i) => -2 * i), [n])
+  const f64 = r.tensor(Float64Array.from({ length: n }, (_, i) => i / 3), [n], { dtype: 'float64' })
+  for (let round = 0; round < 4; round++) {
+    // Reads made and dropped, so that the next round can be served from their memory.
+    for (const x of [a, b, f64]) {
+      const d = await x.data()
+      d.fill(7)
+    }
+    gc()
+    await new Promise((resolve) => setImmediate(resolve))
+    const [da, db, dd] = [await a.data(), await b.data(), await f64.data()]
+    t.true(da instanceof Float32Array && dd instanceof Float64Array)
+    t.is(da[123], 123)
+    t.is(db[123], -246)
+    t.is(dd[123], 41)
+    t.is(da[n - 1], n - 1)
+    da.fill(1)
+    t.is((await a.data())[5], 5, 'the tensor is unchanged by writes to a read')
+    t.is(db[5], -10, 'another read is unchanged')
+    t.is(a.dataSync()[n - 1], n - 1)
+  }
+})

@@ -14,6 +14,7 @@ pub mod image;
 pub mod io;
 pub mod launch;
 pub mod ops;
+pub mod readback;
 pub mod rng;
 pub mod storage;
 pub mod tensor;

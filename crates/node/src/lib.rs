@@ -22,6 +22,7 @@ mod image_ops;
 mod io;
 mod ops;
 mod optim;
+mod readback;
 mod tensor;
 
 pub use cuda::{CudaDeviceInfo, CudaMemoryInfo};

@@ -1,11 +1,11 @@
 //! `NativeTensor`: the JS class around a core tensor handle, and the async reads.
 
 use crate::errors::Pending;
+use crate::readback::{copy_out, to_typed, HostData};
 use crate::{sync_external_memory, IntoJs};
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
 use recurrent_core::error::Error as CoreError;
-use recurrent_core::storage::CpuStorage;
 use recurrent_core::Tensor;
 use std::cell::RefCell;
 
@@ -30,31 +30,6 @@ impl NativeTensor {
     /// The live tensor (a cheap shared handle), or a DisposedError naming `op`.
     pub(crate) fn get(&self, op: &str) -> Result<Tensor> {
         self.inner.borrow().clone().ok_or_else(|| crate::js_err(CoreError::Disposed { op: op.into() }))
-    }
-}
-
-/// Host data read back from a tensor, already copied off the engine's storage.
-pub enum HostData {
-    F32(Vec<f32>),
-    F64(Vec<f64>),
-    I32(Vec<i32>),
-}
-
-pub type TypedData = Either3<Float32Array, Float64Array, Int32Array>;
-
-fn copy_out(s: &CpuStorage) -> HostData {
-    match s {
-        CpuStorage::F32(v) => HostData::F32(v.clone()),
-        CpuStorage::F64(v) => HostData::F64(v.clone()),
-        CpuStorage::I32(v) => HostData::I32(v.clone()),
-    }
-}
-
-fn to_typed(d: HostData) -> TypedData {
-    match d {
-        HostData::F32(v) => Either3::A(Float32Array::new(v)),
-        HostData::F64(v) => Either3::B(Float64Array::new(v)),
-        HostData::I32(v) => Either3::C(Int32Array::new(v)),
     }
 }
 
