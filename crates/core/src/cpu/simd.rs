@@ -80,7 +80,8 @@ impl Kernels {
     /// Blocked so that the weights come from L1: for each group of [`QB`] panels and each block
     /// of [`KC`] values of k (16 KiB of packed weights), every row tile of the m rows passes over
     /// that block, carrying its partial sums in `out` from one block to the next. Each element
-    /// stays one sequential sum over k, so the blocking changes no bit of the result.
+    /// stays one sequential sum over k, so the blocking changes no bit of the result. A single
+    /// row tile (m ≤ [`MR`], e.g. B = 1 steps) reads each weight once and is not blocked.
     #[allow(clippy::too_many_arguments)]
     pub fn panels(&self, a: &[f32], lda: usize, m: usize, k: usize, b: &[f32], np: usize, out: &mut [f32], ldo: usize) {
         if m == 0 || np == 0 {
@@ -90,6 +91,13 @@ impl Kernels {
         assert!(b.len() >= np * k * NR, "panels: b too small");
         assert!(out.len() >= (m - 1) * ldo + np * NR, "panels: out too small");
         let ps = k * NR;
+        if m <= MR {
+            // One row tile reads each weight once, so blocking would only add the partial sums'
+            // stores and reloads: the whole of k in one pass (same sums, same bits).
+            // SAFETY: as below, with the whole range of panels and of k.
+            unsafe { (self.panels)(a.as_ptr(), lda, m, k, b.as_ptr(), ps, np, out.as_mut_ptr(), ldo, false) };
+            return;
+        }
         for q0 in (0..np).step_by(QB) {
             let qn = QB.min(np - q0);
             for k0 in (0..k).step_by(KC) {
