@@ -642,7 +642,8 @@ mod tests {
     /// panels as plain indexing, with partial panels and k not a multiple of 16.
     #[test]
     fn packing_matches_plain_indexing_for_every_layout() {
-        let (k, n) = (37, 45);
+        // k over two blocks of KC: blocked row tiles (m > MR) and single unblocked ones alike.
+        let (k, n) = (137, 45);
         let w: Vec<f32> = (0..k * n * 3).map(|i| i as f32).collect();
         for (rs, cs) in [(n, 1), (1, k), (3 * n, 3)] {
             for (j0, j1) in [(0, n), (3, 44), (16, 20)] {
@@ -669,7 +670,8 @@ mod tests {
 
     #[test]
     fn panel_products_match_a_naive_sum_and_each_other() {
-        let (k, n) = (37, 45);
+        // k over two blocks of KC: blocked row tiles (m > MR) and single unblocked ones alike.
+        let (k, n) = (137, 45);
         for m in 1..=14 {
             let a: Vec<f32> = (0..m * k).map(|i| ((i * 7919) % 97) as f32 / 97.0 - 0.5).collect();
             let w: Vec<f32> = (0..k * n).map(|i| ((i * 104_729) % 89) as f32 / 89.0 - 0.5).collect();
