@@ -14,7 +14,7 @@ pub mod image;
 pub mod io;
 pub mod launch;
 pub mod ops;
-pub mod readback;
+pub mod pool;
 pub mod rng;
 pub mod storage;
 pub mod tensor;

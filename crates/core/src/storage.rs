@@ -110,7 +110,8 @@ static LIVE_BYTES: AtomicI64 = AtomicI64::new(0);
 static LIVE_BUFFERS: AtomicI64 = AtomicI64::new(0);
 static PEAK_BYTES: AtomicI64 = AtomicI64::new(0);
 
-/// Contiguous row-major host data. Dropping it updates the live-memory counters.
+/// Contiguous row-major host data. Dropping it updates the live-memory counters and gives its
+/// buffer to the pool.
 pub enum CpuStorage {
     F32(Vec<f32>),
     F64(Vec<f64>),
@@ -187,9 +188,16 @@ impl CpuStorage {
 }
 
 impl Drop for CpuStorage {
+    /// Updates the counters and gives a large buffer to the pool, for the next output of its
+    /// size (`pool.rs`).
     fn drop(&mut self) {
         LIVE_BYTES.fetch_sub(self.bytes() as i64, Ordering::Relaxed);
         LIVE_BUFFERS.fetch_sub(1, Ordering::Relaxed);
+        match self {
+            CpuStorage::F32(v) => crate::pool::release(std::mem::take(v)),
+            CpuStorage::F64(v) => crate::pool::release(std::mem::take(v)),
+            CpuStorage::I32(v) => crate::pool::release(std::mem::take(v)),
+        }
     }
 }
 

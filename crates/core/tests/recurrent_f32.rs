@@ -68,6 +68,8 @@ impl Net {
     /// Forward, a weighted sum of every output as the loss, backward. Returns the outputs and
     /// then every gradient, flattened to f64.
     fn run(&self, params: &[(Vec<f64>, Vec<usize>)], dtype: DType) -> Result<Vec<Vec<f64>>> {
+        // Buffers the op takes from the pool start as NaN: any element it fails to write shows.
+        recurrent_core::pool::poison_takes(true);
         let ts: Vec<Tensor> = params.iter().map(|(v, s)| tensor(v, s, dtype)).collect();
         let c = self.kind.has_c() as usize;
         let per = 5 + c;
@@ -123,6 +125,8 @@ fn check(net: &Net, tol: f64) {
         let got = got.unwrap();
         assert_eq!(want.len(), got.len());
         for (k, (w, g)) in want.iter().zip(&got).enumerate() {
+            // (f64::max skips NaN, so a NaN would pass the error bound below unseen.)
+            assert!(w.iter().chain(g).all(|v| v.is_finite()), "{:?}: array {k} has a non-finite value", net.kind);
             let scale = w.iter().fold(0f64, |m, v| m.max(v.abs())).max(1e-3);
             let err = w.iter().zip(g).fold(0f64, |m, (a, b)| m.max((a - b).abs())) / scale;
             assert!(

@@ -43,6 +43,8 @@ struct Case {
 
 /// The leaves of a case: x [B, T, I], h0, c0 [B, H], then w_ih, w_hh, b_ih, b_hh.
 fn leaves(c: &Case) -> Vec<Tensor> {
+    // Buffers the op takes from the pool start as NaN: any element it fails to write shows.
+    recurrent_core::pool::poison_takes(true);
     let (g, h) = (c.kind.gates(), c.h);
     let s = 1.0 / (h as f64).sqrt();
     vec![
@@ -76,6 +78,7 @@ fn bits(out: RecurrentOutput, ls: &[Tensor], dtype: DType) -> Vec<u64> {
         let n: usize = l.shape().iter().product();
         v.extend(l.grad().map(|g| g.to_vec_f64().unwrap()).unwrap_or_else(|| vec![0.0; n]));
     }
+    assert!(v.iter().all(|x| x.is_finite()), "a non-finite output or gradient");
     v.into_iter().map(f64::to_bits).collect()
 }
 

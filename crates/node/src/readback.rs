@@ -1,9 +1,9 @@
 //! The buffers that `data()` and `dataSync()` hand to JavaScript: a copy of a tensor's data
-//! from the core's readback pool (`recurrent_core::readback`, which says why it pools), given
+//! from the core's buffer pool (`recurrent_core::pool`, which says why it pools), given
 //! to V8 as an external typed array whose memory returns to the pool when the array is collected.
 
 use napi::bindgen_prelude::{Either3, Float32Array, Float64Array, Int32Array};
-use recurrent_core::readback::{copy_of, release};
+use recurrent_core::pool::{copy_of, release};
 use recurrent_core::storage::CpuStorage;
 
 /// Host data read back from a tensor, already copied off the engine's storage.

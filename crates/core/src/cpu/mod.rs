@@ -22,6 +22,7 @@ use std::ops::{Add, AddAssign, Div, Mul, MulAssign, Neg, Sub, SubAssign};
 /// The element type of the CPU kernels: f32 (with the fast activations) or f64 (libm).
 pub trait Float:
     Copy
+    + crate::pool::Elem
     + Send
     + Sync
     + Debug

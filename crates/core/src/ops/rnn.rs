@@ -470,6 +470,10 @@ impl Plan {
     pub(crate) fn identity_order(&self) -> bool {
         !self.reverse && (!self.batch_first || self.b == 1)
     }
+    /// Whether every row runs all T steps (no row's buffers keep zeros past its length).
+    pub(crate) fn full_lengths(&self) -> bool {
+        self.lengths.iter().all(|&l| l == self.t)
+    }
     /// Where w_ih is among the forward op's inputs (after x and the given states).
     pub(crate) fn weights_at(&self) -> usize {
         1 + self.has_h0 as usize + self.has_c0 as usize
@@ -708,6 +712,16 @@ fn use_fast<T: Float>() -> bool {
     TypeId::of::<T>() == TypeId::of::<f32>() && FAST_F32.load(Ordering::Relaxed)
 }
 
+/// A buffer of `n` values for a loop or GEMM that writes all of them (`whole`: stale values
+/// from the pool), or only some (zeros).
+fn out_buf<T: Float>(n: usize, whole: bool) -> Vec<T> {
+    if whole {
+        crate::pool::take(n)
+    } else {
+        crate::pool::zeros(n)
+    }
+}
+
 /// Copies `bias` into every row of `dst` ([rows, n]); the GEMM then accumulates onto it.
 fn fill_rows<T: Float>(dst: &mut [T], bias: &[T]) {
     for row in dst.chunks_mut(bias.len()) {
@@ -788,9 +802,12 @@ fn forward_cpu<T: Float, C: Cell>(
 
     let ws_w = C::WS_BLOCKS * h;
     let hh_w = C::HH_BLOCKS * h;
-    let mut y = vec![T::ZERO; t * b * h];
-    let mut ws = vec![T::ZERO; if p.save { t * b * ws_w } else { b * ws_w }];
-    let mut hprev = vec![T::ZERO; if p.save { t * b * h } else { 0 }];
+    // Every row of y and WS is written while its sequence runs, and every row of H_prev: with
+    // no row stopping early they need no zeroing (stale buffers from the pool).
+    let whole = p.full_lengths();
+    let mut y = out_buf(t * b * h, whole);
+    let mut ws = if p.save { out_buf(t * b * ws_w, whole) } else { vec![T::ZERO; b * ws_w] };
+    let mut hprev = out_buf(if p.save { t * b * h } else { 0 }, true);
     let mut hs = h0.map_or_else(|| vec![T::ZERO; b * h], |v| v.to_vec());
     // Unused by cells without c, but kept: it keeps the row zips uniform.
     let mut cs = c0.map_or_else(|| vec![T::ZERO; b * h], |v| v.to_vec());
@@ -998,11 +1015,12 @@ fn backward_cpu<T: Float, C: Cell>(cell: &C, rb: &RecurrentBackward, inp: &[&Cpu
     let hh_w = C::HH_BLOCKS * h;
     let mut dh = dh_t.map(|v| v.to_vec()).unwrap_or_else(|| vec![T::ZERO; b * h]);
     let mut dc = dc_t.map(|v| v.to_vec()).unwrap_or_else(|| vec![T::ZERO; b * h]);
-    // Both in processing order [s, b, G·H].
-    let mut dg = vec![T::ZERO; t * b * gh];
+    // Both in processing order [s, b, G·H]; every row is written while its sequence runs.
+    let whole = p.full_lengths();
+    let mut dg = out_buf(t * b * gh, whole);
     // DXP, where it differs from DG; the generic loop keeps one either way, for its row zips.
     let fast = use_fast::<T>();
-    let mut dxp = vec![T::ZERO; if fast && C::DXP_IS_DG { 0 } else { t * b * gh }];
+    let mut dxp = out_buf(if fast && C::DXP_IS_DG { 0 } else { t * b * gh }, whole);
     let mut dmid = vec![T::ZERO; if C::HAS_MID && !fast { b * h } else { 0 }];
     let work = b * gh;
 
@@ -1066,9 +1084,10 @@ fn backward_cpu<T: Float, C: Cell>(cell: &C, rb: &RecurrentBackward, inp: &[&Cpu
     let x_proc = in_processing_order(p, x, i);
     let x_proc: &[T] = &x_proc;
     let dxp: &[T] = if C::DXP_IS_DG { &dg } else { &dxp };
-    let mut dw_ih = vec![T::ZERO; gh * i];
+    // The GEMMs overwrite their outputs.
+    let mut dw_ih = out_buf(gh * i, true);
     gemm(gh, i, t * b, Mat::t(dxp, gh), Mat::n(x_proc, i), &mut dw_ih, i, false);
-    let mut dw_hh = vec![T::ZERO; gh * h];
+    let mut dw_hh = out_buf(gh * h, true);
     gemm(hh_w, h, t * b, Mat::t(&dg, gh), Mat::n(hprev, h), &mut dw_hh, h, false);
     if C::HAS_MID {
         let off = C::MID_WS_BLOCK * h;
@@ -1076,7 +1095,7 @@ fn backward_cpu<T: Float, C: Cell>(cell: &C, rb: &RecurrentBackward, inp: &[&Cpu
     }
     let mut out = vec![];
     if rb.need_dx {
-        let mut dx_proc = vec![T::ZERO; t * b * i];
+        let mut dx_proc = out_buf(t * b * i, true);
         gemm(t * b, i, gh, Mat::n(dxp, gh), Mat::n(w_ih, i), &mut dx_proc, i, false);
         let dx = if p.identity_order() { dx_proc } else { reorder_rows(p, &dx_proc, i, true) };
         out.push(T::wrap(dx));
