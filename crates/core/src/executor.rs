@@ -25,32 +25,57 @@ pub(crate) enum Stored {
     Device(Arc<dyn DeviceBuffer>),
 }
 
+/// Called once when a slot is filled (see [`DataSlot::when_done`]).
+pub(crate) type Waiter = Box<dyn FnOnce() + Send + 'static>;
+
 /// The data of one tensor version. Ops capture slots when they are enqueued and read them
-/// when they run; readers block on the condvar until the executor fills the slot.
+/// when they run; readers block on the condvar until the executor fills the slot, or register
+/// a waiter that the filling thread calls.
 pub(crate) struct DataSlot {
-    state: Mutex<SlotState>,
+    state: Mutex<(SlotState, Vec<Waiter>)>,
     filled: Condvar,
 }
 
 impl DataSlot {
     pub(crate) fn pending() -> Arc<Self> {
-        Arc::new(DataSlot { state: Mutex::new(SlotState::Pending), filled: Condvar::new() })
+        Arc::new(DataSlot { state: Mutex::new((SlotState::Pending, Vec::new())), filled: Condvar::new() })
     }
     pub(crate) fn ready(s: CpuStorage) -> Arc<Self> {
-        Arc::new(DataSlot { state: Mutex::new(SlotState::Ready(Stored::Host(Arc::new(s)))), filled: Condvar::new() })
+        let state = (SlotState::Ready(Stored::Host(Arc::new(s))), Vec::new());
+        Arc::new(DataSlot { state: Mutex::new(state), filled: Condvar::new() })
     }
     pub(crate) fn fill(&self, result: Result<Stored>) {
-        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        *st = match result {
-            Ok(s) => SlotState::Ready(s),
-            Err(e) => SlotState::Failed(e),
+        let waiters = {
+            let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+            st.0 = match result {
+                Ok(s) => SlotState::Ready(s),
+                Err(e) => SlotState::Failed(e),
+            };
+            self.filled.notify_all();
+            std::mem::take(&mut st.1)
         };
-        self.filled.notify_all();
+        // Outside the lock: a waiter reads the slot. Each is caught on its own, so that one
+        // that panics neither skips the others nor reaches the job that filled the slot.
+        for w in waiters {
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(w));
+        }
+    }
+    /// Runs `w` once the slot is filled: on the thread that fills it, or at once on this
+    /// thread when it is already filled. For reads that must not block a thread to wait.
+    pub(crate) fn when_done(&self, w: Waiter) {
+        {
+            let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+            if matches!(st.0, SlotState::Pending) {
+                st.1.push(w);
+                return;
+            }
+        }
+        w();
     }
     pub(crate) fn wait_stored(&self) -> Result<Stored> {
         let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
         loop {
-            match &*st {
+            match &st.0 {
                 SlotState::Ready(s) => return Ok(s.clone()),
                 SlotState::Failed(e) => return Err(e.clone()),
                 SlotState::Pending => st = self.filled.wait(st).unwrap_or_else(|p| p.into_inner()),
@@ -58,7 +83,7 @@ impl DataSlot {
         }
     }
     pub(crate) fn is_done(&self) -> bool {
-        !matches!(*self.state.lock().unwrap_or_else(|p| p.into_inner()), SlotState::Pending)
+        !matches!(self.state.lock().unwrap_or_else(|p| p.into_inner()).0, SlotState::Pending)
     }
 }
 
@@ -169,6 +194,19 @@ pub fn synchronize() -> Result<()> {
         }
     }
     first
+}
+
+/// Whether a CUDA device has been opened (then [`synchronize`] also waits for devices).
+pub fn devices_open() -> bool {
+    !backend::opened_devices().is_empty()
+}
+
+/// Calls `then` once every job enqueued on the CPU executor before this call has run, with
+/// nothing blocked meanwhile (the executor calls it after a barrier job). The CPU's part of
+/// [`synchronize`]: with a device open ([`devices_open`]), its finishing is a blocking wait,
+/// for [`synchronize`] on a thread of the caller's.
+pub fn synchronize_then(then: impl FnOnce() + Send + 'static) {
+    cpu_executor().barrier(None).when_done(Box::new(then));
 }
 
 /// Holds the CPU executor: a job that blocks its worker until [`Hold::release`] (or the drop of

@@ -177,6 +177,14 @@ impl CpuStorage {
             _ => None,
         }
     }
+    /// The first value widened to f64 (a one-element tensor's value); NaN when empty.
+    pub fn first_value(&self) -> f64 {
+        match self {
+            CpuStorage::F32(v) => v.first().map_or(f64::NAN, |&x| x as f64),
+            CpuStorage::F64(v) => v.first().copied().unwrap_or(f64::NAN),
+            CpuStorage::I32(v) => v.first().map_or(f64::NAN, |&x| x as f64),
+        }
+    }
     /// Values widened to f64, for reading back and for tests.
     pub fn to_f64_vec(&self) -> Vec<f64> {
         match self {

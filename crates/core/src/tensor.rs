@@ -271,6 +271,28 @@ impl Tensor {
         }
     }
 
+    /// Calls `f` with this tensor's data once it is computed (or with the error of the op it
+    /// failed in), without blocking any thread to wait: on the thread that computes it, or at
+    /// once on this one when it is ready. `f` must be quick (it may run on the executor,
+    /// holding up the next op) and must not wait on other tensors. The data is this version's:
+    /// an in-place update after this call does not change what `f` gets. Host tensors only:
+    /// for a device tensor `f` is dropped uncalled and false returned (reading one back is a
+    /// blocking download; use [`Tensor::storage`] on a thread of your own).
+    pub fn when_ready(&self, f: impl FnOnce(Result<Arc<CpuStorage>>) + Send + 'static) -> bool {
+        if self.device() != Device::Cpu {
+            return false;
+        }
+        let slot = self.slot();
+        let read = slot.clone();
+        slot.when_done(Box::new(move || {
+            f(read.wait_stored().map(|s| match s {
+                Stored::Host(h) => h,
+                Stored::Device(_) => unreachable!("host tensor with device data"),
+            }))
+        }));
+        true
+    }
+
     /// A copy on `device` (the same tensor when already there). Differentiable: the gradient
     /// is copied back. Data moves between devices only through this call and reads.
     pub fn to(&self, device: Device) -> Result<Tensor> {

@@ -124,3 +124,16 @@ impl Pending {
         })
     }
 }
+
+/// What a promise settled from another thread carries to the JS thread: its value's parts, or
+/// the failure (made into a JS error there, where JS values can be made).
+pub(crate) type Settled<T> = std::result::Result<T, Failure>;
+
+/// Runs `f` where a panic must not escape (an executor's waiter): a panic becomes an
+/// InternalError naming `op`.
+pub(crate) fn settled<T, E: Into<Failure>>(op: &str, f: impl FnOnce() -> std::result::Result<T, E>) -> Settled<T> {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(r) => r.map_err(Into::into),
+        Err(p) => Err(Failure::panic(op, p)),
+    }
+}

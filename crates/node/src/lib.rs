@@ -23,6 +23,7 @@ mod io;
 mod ops;
 mod optim;
 mod readback;
+mod settle;
 mod tensor;
 
 pub use cuda::{CudaDeviceInfo, CudaMemoryInfo};
@@ -188,9 +189,21 @@ impl Task for SyncTask {
 /// Resolves once every op enqueued so far has run, on the CPU and on every opened CUDA device
 /// (whose queued kernels have finished too); rejects with the error a device reports while
 /// finishing. Never blocks the JS thread.
-#[napi(catch_unwind)]
-pub fn synchronize() -> AsyncTask<SyncTask> {
-    AsyncTask::new(SyncTask::default())
+#[napi(catch_unwind, ts_return_type = "Promise<void>")]
+pub fn synchronize(env: &Env) -> Result<PromiseRaw<'_, ()>> {
+    // Only the CPU executor: its barrier settles the promise. An open device's finishing is a
+    // blocking wait, done on the libuv pool.
+    if executor::devices_open() {
+        return Ok(env.spawn(SyncTask::default())?.promise_object());
+    }
+    let (later, promise) = crate::settle::Later::new(env)?;
+    executor::synchronize_then(move || {
+        later.settle(Ok(()), |env, ()| {
+            sync_external_memory(env);
+            Ok(())
+        })
+    });
+    Ok(promise)
 }
 
 /// Waits on the libuv pool until one tensor's data is computed, without copying it.
@@ -226,10 +239,21 @@ impl Task for ReadyTask {
 /// depends on), without copying the data. If the tensor is updated in place (`assign`) before
 /// the wait starts on the pool, it waits for the newer data, which the executor computes after
 /// the older. Never blocks the JS thread.
-#[napi(catch_unwind)]
-pub fn ready(tensor: &NativeTensor) -> Result<AsyncTask<ReadyTask>> {
-    let t = &tensor.get("ready")?;
-    Ok(AsyncTask::new(ReadyTask { tensor: Some(t.clone()), failure: Pending::default() }))
+#[napi(catch_unwind, ts_return_type = "Promise<void>")]
+pub fn ready<'env>(env: &'env Env, tensor: &NativeTensor) -> Result<PromiseRaw<'env, ()>> {
+    let t = tensor.get("ready")?;
+    if t.device() != recurrent_core::Device::Cpu {
+        return Ok(env.spawn(ReadyTask { tensor: Some(t), failure: Pending::default() })?.promise_object());
+    }
+    let (later, promise) = crate::settle::Later::new(env)?;
+    t.when_ready(move |r| {
+        let out = crate::errors::settled("ready", || r.map(|_| ()));
+        later.settle(out, |env, ()| {
+            sync_external_memory(env);
+            Ok(())
+        });
+    });
+    Ok(promise)
 }
 
 /// Blocks the JS thread until every op enqueued so far has run, on every device; throws the

@@ -1,12 +1,13 @@
 //! `NativeTensor`: the JS class around a core tensor handle, and the async reads.
 
-use crate::errors::Pending;
-use crate::readback::{copy_out, to_typed, HostData};
+use crate::errors::{settled, Pending};
+use crate::readback::{copy_out, to_typed, HostData, TypedData};
+use crate::settle::Later;
 use crate::{sync_external_memory, IntoJs};
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
 use recurrent_core::error::Error as CoreError;
-use recurrent_core::Tensor;
+use recurrent_core::{Device, Tensor};
 use std::cell::RefCell;
 
 /// A handle on a core tensor. `dispose()` drops the handle at once; using it afterwards
@@ -235,17 +236,30 @@ impl NativeTensor {
         Ok(out)
     }
 
-    /// Reads the data without blocking: waits on the libuv pool.
-    #[napi(catch_unwind)]
-    pub fn data(&self) -> Result<AsyncTask<DataTask>> {
-        let t = &self.get("data")?;
-        Ok(AsyncTask::new(DataTask { tensor: t.clone(), failure: Pending::default() }))
+    /// Reads the data without blocking. A host tensor's promise is settled by the thread
+    /// that computes the data (`settle.rs`); a device tensor's read waits on the libuv pool
+    /// (its download blocks).
+    #[napi(catch_unwind, ts_return_type = "Promise<Float32Array | Float64Array | Int32Array>")]
+    pub fn data<'env>(&self, env: &'env Env) -> Result<PromiseRaw<'env, TypedData>> {
+        let t = self.get("data")?;
+        if t.device() != Device::Cpu {
+            return Ok(env.spawn(DataTask { tensor: t, failure: Pending::default() })?.promise_object());
+        }
+        let (later, promise) = Later::new(env)?;
+        t.when_ready(move |r| {
+            let out = settled("data", || r.map(|s| copy_out(&s)));
+            later.settle(out, |env, d| {
+                sync_external_memory(env);
+                Ok(to_typed(d))
+            });
+        });
+        Ok(promise)
     }
 
-    /// The value of a one-element tensor, without blocking.
-    #[napi(catch_unwind)]
-    pub fn item(&self) -> Result<AsyncTask<ItemTask>> {
-        let t = &self.get("item")?;
+    /// The value of a one-element tensor, without blocking (as `data`).
+    #[napi(catch_unwind, ts_return_type = "Promise<number>")]
+    pub fn item<'env>(&self, env: &'env Env) -> Result<PromiseRaw<'env, f64>> {
+        let t = self.get("item")?;
         if t.numel() != 1 {
             return Err(crate::js_err(CoreError::shape(
                 "item",
@@ -253,7 +267,15 @@ impl NativeTensor {
                 recurrent_core::error::fmt_shape(t.shape()),
             )));
         }
-        Ok(AsyncTask::new(ItemTask { tensor: t.clone(), failure: Pending::default() }))
+        if t.device() != Device::Cpu {
+            return Ok(env.spawn(ItemTask { tensor: t, failure: Pending::default() })?.promise_object());
+        }
+        let (later, promise) = Later::new(env)?;
+        t.when_ready(move |r| {
+            let out = settled("item", || r.map(|s| s.first_value()));
+            later.settle(out, |_, v| Ok(v));
+        });
+        Ok(promise)
     }
 
     /// The value of a one-element tensor, blocking.
