@@ -8,7 +8,8 @@
 //! PyTorch is `npm run bench:torch`. `CPU=1` reports CPU time of all threads instead of wall time (with
 //! RAYON_NUM_THREADS=1: single-core cost, which other load on the machine disturbs less).
 //! `ONLY=team` (or `generic`) runs one engine and
-//! `MODE=infer` (or `train`) one mode, for profiling.
+//! `MODE=infer` (or `train`) one mode, for profiling; `MODE=fwd` reports, in the infer row, the
+//! training forward (with the saves for backward) instead.
 
 use recurrent_core::ops::elementwise::{mul, sum_to};
 use recurrent_core::ops::rnn::{recurrent_layer, set_fast_f32_engine, CellKind, RecurrentWeights};
@@ -93,9 +94,16 @@ fn main() {
             }
             clock(t0, cpu0)
         };
+        // MODE=fwd times the training forward instead (it saves the workspace for backward).
+        let saving = std::env::var("MODE").is_ok_and(|m| m == "fwd");
         let infer = || {
             let (t0, cpu0) = (Instant::now(), cpu_ms());
-            no_grad(|| recurrent_layer(c.kind, &x, &h0, c0, &w, None, false).unwrap().y.storage().unwrap());
+            let run = || recurrent_layer(c.kind, &x, &h0, c0, &w, None, false).unwrap().y.storage().unwrap();
+            if saving {
+                run();
+            } else {
+                no_grad(run);
+            }
             clock(t0, cpu0)
         };
         // [engine][mode] samples; warm-up round first.
@@ -111,7 +119,7 @@ fn main() {
                 }
                 set_fast_f32_engine(fast);
                 let mode = std::env::var("MODE").unwrap_or_default();
-                let tr = if mode == "infer" { f64::NAN } else { train() };
+                let tr = if mode == "infer" || mode == "fwd" { f64::NAN } else { train() };
                 let inf = if mode == "train" { f64::NAN } else { infer() };
                 if round > 0 {
                     ms[e][0].push(tr);
