@@ -60,9 +60,11 @@ struct Update {
 fn for_ranges<T: Float, const S: usize>(
     inp: &[&CpuStorage], run: impl Fn(&mut [T], &[T], [&mut [T]; S]) + Sync,
 ) -> Vec<CpuStorage> {
-    let mut p = T::view(inp[0]).to_vec();
+    // Copies in pooled buffers: a model's parameters and states are freed and made again on
+    // every step.
+    let mut p = crate::pool::copy_of(T::view(inp[0]));
     let g = T::view(inp[1]);
-    let mut states: Vec<Vec<T>> = (0..S).map(|k| T::view(inp[2 + k]).to_vec()).collect();
+    let mut states: Vec<Vec<T>> = (0..S).map(|k| crate::pool::copy_of(T::view(inp[2 + k]))).collect();
     let n = p.len();
     let st_ptrs: Vec<usize> = states.iter_mut().map(|v| v.as_mut_ptr() as usize).collect();
     // About four chunks per thread (at least 4096 elements each), so that the pool balances.
@@ -124,23 +126,66 @@ fn adam_run<T: Float, const DECOUPLED: bool>(k: &AdamConsts<T>, p: &mut [T], g: 
     }
 }
 
+/// torch.optim.SGD's update over a range (MOMENTUM: with its buffer `b`), in the same
+/// operations and order as torch; a slice loop, like [`adam_run`], so that it vectorises.
+#[inline(never)]
+#[allow(clippy::too_many_arguments)]
+fn sgd_run<T: Float, const MOMENTUM: bool>(
+    (lr, mo, damp, wd): (T, T, T, T), first: bool, nesterov: bool, p: &mut [T], g: &[T], b: &mut [T],
+) {
+    let len = p.len().min(g.len()).min(if MOMENTUM { b.len() } else { usize::MAX });
+    let (p, g) = (&mut p[..len], &g[..len]);
+    if !MOMENTUM {
+        for j in 0..len {
+            let gj = g[j] + wd * p[j];
+            p[j] -= lr * gj;
+        }
+        return;
+    }
+    let b = &mut b[..len];
+    for j in 0..len {
+        let gj = g[j] + wd * p[j];
+        b[j] = if first { gj } else { mo * b[j] + (T::ONE - damp) * gj };
+        let d = if nesterov { gj + mo * b[j] } else { b[j] };
+        p[j] -= lr * d;
+    }
+}
+
+/// torch.optim.Adagrad's update over a range (as [`sgd_run`]).
+#[inline(never)]
+fn adagrad_run<T: Float>((clr, wd, eps): (T, T, T), p: &mut [T], g: &[T], sum: &mut [T]) {
+    let len = p.len().min(g.len()).min(sum.len());
+    let (p, g, sum) = (&mut p[..len], &g[..len], &mut sum[..len]);
+    for j in 0..len {
+        let gj = g[j] + wd * p[j];
+        sum[j] += gj * gj;
+        p[j] -= clr * gj / (sum[j].sqrt() + eps);
+    }
+}
+
+/// torch.optim.RMSprop's update over a range without momentum or centering (as [`sgd_run`]);
+/// the other forms keep the per-element loop.
+#[inline(never)]
+fn rmsprop_run<T: Float>((lr, a, eps, wd): (T, T, T, T), p: &mut [T], g: &[T], sq: &mut [T]) {
+    let len = p.len().min(g.len()).min(sq.len());
+    let (p, g, sq) = (&mut p[..len], &g[..len], &mut sq[..len]);
+    for j in 0..len {
+        let gj = g[j] + wd * p[j];
+        sq[j] = a * sq[j] + (T::ONE - a) * gj * gj;
+        let avg = sq[j].sqrt() + eps;
+        p[j] -= lr * gj / avg;
+    }
+}
+
 fn update_cpu<T: Float>(rule: Rule, inp: &[&CpuStorage]) -> Result<Vec<CpuStorage>> {
     let c = T::from_f64;
     Ok(match rule {
         Rule::Sgd { lr, momentum, dampening, nesterov, weight_decay, first } => {
-            let (lr, mo, damp, wd) = (c(lr), c(momentum), c(dampening), c(weight_decay));
+            let k = (c(lr), c(momentum), c(dampening), c(weight_decay));
             if momentum == 0.0 {
-                map_elements::<T, 0>(inp, |p, g, _| {
-                    let g = g + wd * *p;
-                    *p -= lr * g;
-                })
+                for_ranges::<T, 0>(inp, |p, g, _| sgd_run::<T, false>(k, first, nesterov, p, g, &mut []))
             } else {
-                map_elements::<T, 1>(inp, |p, g, s| {
-                    let g = g + wd * *p;
-                    s[0] = if first { g } else { mo * s[0] + (T::ONE - damp) * g };
-                    let d = if nesterov { g + mo * s[0] } else { s[0] };
-                    *p -= lr * d;
-                })
+                for_ranges::<T, 1>(inp, |p, g, [b]| sgd_run::<T, true>(k, first, nesterov, p, g, b))
             }
         }
         Rule::Adam { lr, beta1, beta2, eps, weight_decay, decoupled, step } => {
@@ -178,7 +223,7 @@ fn update_cpu<T: Float>(rule: Rule, inp: &[&CpuStorage]) -> Result<Vec<CpuStorag
                 }
             };
             match (momentum != 0.0, centered) {
-                (false, false) => map_elements::<T, 1>(inp, |p, g, s| step(p, g, &mut s[0], None, None)),
+                (false, false) => for_ranges::<T, 1>(inp, |p, g, [sq]| rmsprop_run((lr, a, eps, wd), p, g, sq)),
                 (true, false) => map_elements::<T, 2>(inp, |p, g, s| {
                     let (a, b) = s.split_at_mut(1);
                     step(p, g, &mut a[0], Some(&mut b[0]), None)
@@ -197,11 +242,7 @@ fn update_cpu<T: Float>(rule: Rule, inp: &[&CpuStorage]) -> Result<Vec<CpuStorag
         Rule::Adagrad { lr, lr_decay, weight_decay, eps, step } => {
             let clr = c(lr / (1.0 + (step as f64 - 1.0) * lr_decay));
             let (wd, eps) = (c(weight_decay), c(eps));
-            map_elements::<T, 1>(inp, |p, g, s| {
-                let g = g + wd * *p;
-                s[0] += g * g;
-                *p -= clr * g / (s[0].sqrt() + eps);
-            })
+            for_ranges::<T, 1>(inp, |p, g, [sum]| adagrad_run((clr, wd, eps), p, g, sum))
         }
     })
 }
