@@ -146,12 +146,14 @@ test('huge sizes are a MemoryError, and nothing crashes', async (t) => {
   t.is(await r.ones([3]).sum().item(), 3)
 })
 
+/** A small recurrent layer's sizes and input x [T, B, I] for the recurrentLayer specs. */
+function smallLayer() {
+  const [T, B, I, H] = [4, 2, 3, 2]
+  return { T, B, I, H, x: r.randn([T, B, I], { seed: 1 }) }
+}
+
 test('recurrentLayer rejects NaN, too long and zero lengths with a ValueError', (t) => {
-  const T = 4
-  const B = 2
-  const I = 3
-  const H = 2
-  const x = r.randn([T, B, I], { seed: 1 })
+  const { T, B, I, H, x } = smallLayer()
   const h0 = r.zeros([B, H])
   const w = { wIh: r.randn([3 * H, I], { seed: 2 }), wHh: r.randn([3 * H, H], { seed: 3 }) }
   const bad: [number[], RegExp][] = [
@@ -180,11 +182,7 @@ test('recurrentLayer rejects NaN, too long and zero lengths with a ValueError', 
 })
 
 test('recurrentLayer: null states are zeros, batchFirst reads [B, T, I]; half an LSTM state is a ValueError', (t) => {
-  const T = 4
-  const B = 2
-  const I = 3
-  const H = 2
-  const x = r.randn([T, B, I], { seed: 1 })
+  const { T, B, I, H, x } = smallLayer()
   const w = { wIh: r.randn([4 * H, I], { seed: 2 }), wHh: r.randn([4 * H, H], { seed: 3 }) }
   const zero = r.zeros([B, H])
   const plain = r.recurrentLayer('lstm', x, zero, zero, w)
