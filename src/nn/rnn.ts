@@ -18,7 +18,7 @@
 import { Tensor, type FloatDType } from '../tensor.js'
 import { concat, reshape, slice, stack } from '../ops/shape.js'
 import { dropout } from '../ops/dropout.js'
-import { recurrentLayer, type CellKind, type RecurrentWeights } from '../ops/rnn.js'
+import { recurrentLayer, recurrentLayerPair, type CellKind, type RecurrentWeights } from '../ops/rnn.js'
 import { zeros } from '../ops/factories.js'
 import { DTypeError, ShapeError, ValueError } from '../errors.js'
 import { floatDTypeOption } from '../cast.js'
@@ -307,25 +307,35 @@ export class RNNBase extends Module {
     const cs: Tensor[] = []
     for (let layer = 0; layer < L; layer++) {
       const ys: Tensor[] = []
-      for (let dir = 0; dir < D; dir++) {
-        const i = layer * D + dir
-        // Neither state given: the op starts both at zero. One of an LSTM's given: the other is
-        // zeros on the input's device, in its dtype (a device mismatch with the weights is the
-        // op's DeviceError).
-        const zero = () => zeros([B, H], { device: x.device, dtype: x.dtype })
-        const given = input.h0 !== undefined || (isLstm && input.c0 !== undefined)
-        const h0 = input.h0 !== undefined ? row(input.h0, i) : given ? zero() : null
-        const c0 = isLstm && given ? (input.c0 !== undefined ? row(input.c0, i) : zero()) : null
-        const w = this.#weights[i]!
-        const opts: { lengths?: Int32Array | readonly number[]; reverse: boolean; batchFirst: boolean } = { reverse: dir === 1, batchFirst }
-        if (lengths !== undefined) opts.lengths = lengths
-        const r = recurrentLayer(this.mode, layerInput, h0, c0, w, opts)
+      // Neither state given: the op starts both at zero. One of an LSTM's given: the other is
+      // zeros on the input's device, in its dtype (a device mismatch with the weights is the
+      // op's DeviceError).
+      const zero = () => zeros([B, H], { device: x.device, dtype: x.dtype })
+      const given = input.h0 !== undefined || (isLstm && input.c0 !== undefined)
+      const states = (i: number) => ({
+        h0: input.h0 !== undefined ? row(input.h0, i) : given ? zero() : null,
+        c0: isLstm && given ? (input.c0 !== undefined ? row(input.c0, i) : zero()) : null,
+      })
+      const keep = (r: { y: Tensor; hT: Tensor; cT?: Tensor }) => {
         ys.push(r.y)
         hs.push(r.hT)
         if (isLstm) {
           if (r.cT === undefined || r.cT === null) throw new ValueError(`${name}`, `the native LSTM layer returned no cell state`)
           cs.push(r.cT)
         }
+      }
+      if (D === 2) {
+        // Both directions as one op: on the CPU their loops run at once, one per thread.
+        const [f, b] = [states(layer * 2), states(layer * 2 + 1)]
+        const opts: { lengths?: Int32Array | readonly number[]; batchFirst: boolean } = { batchFirst }
+        if (lengths !== undefined) opts.lengths = lengths
+        const pair = recurrentLayerPair(this.mode, layerInput, [f.h0, b.h0], [f.c0, b.c0], [this.#weights[layer * 2]!, this.#weights[layer * 2 + 1]!], opts)
+        for (const r of pair) keep(r)
+      } else {
+        const st = states(layer)
+        const opts: { lengths?: Int32Array | readonly number[]; reverse: boolean; batchFirst: boolean } = { reverse: false, batchFirst }
+        if (lengths !== undefined) opts.lengths = lengths
+        keep(recurrentLayer(this.mode, layerInput, st.h0, st.c0, this.#weights[layer]!, opts))
       }
       let out = D === 1 ? ys[0]! : concat(ys, 2)
       if (layer < L - 1 && this.dropout > 0 && this.training) {

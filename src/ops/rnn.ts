@@ -110,3 +110,50 @@ export function recurrentLayer(
   if (r.cT) out.cT = new Tensor(r.cT)
   return out
 }
+
+/**
+ * Both directions of a bidirectional layer over the same `x`, as one op: on the CPU the forward
+ * and the reverse loop run at once, one per thread, which saves the per-step synchronisation of
+ * running each on all threads. `[forward, reverse]`, each as {@link recurrentLayer} returns.
+ * `h0` and `c0` are per direction (`[forward, reverse]`, or null for zeros). For the `nn`
+ * modules. @internal
+ */
+export function recurrentLayerPair(
+  kind: CellKind,
+  x: Tensor,
+  h0: readonly [Tensor | null, Tensor | null],
+  c0: readonly [Tensor | null, Tensor | null],
+  weights: readonly [RecurrentWeights, RecurrentWeights],
+  options: { lengths?: Int32Array | readonly number[]; batchFirst: boolean },
+): [RecurrentLayerResult, RecurrentLayerResult] {
+  const O = 'recurrentLayer'
+  const h = (t: Tensor | null | undefined, name: string) => (t === null || t === undefined ? null : handle(O, t, name))
+  const [wf, wb] = weights
+  const lengths = options.lengths === undefined ? null : Array.from(options.lengths as ArrayLike<number>)
+  const r = wrap(() =>
+    native.recurrentLayerPair(
+      kind,
+      handle(O, x, 'x'),
+      h(h0[0], 'h0'),
+      h(c0[0], 'c0'),
+      h(h0[1], 'h0'),
+      h(c0[1], 'c0'),
+      handle(O, wf.wIh, 'weights.wIh'),
+      handle(O, wf.wHh, 'weights.wHh'),
+      h(wf.bIh, 'weights.bIh'),
+      h(wf.bHh, 'weights.bHh'),
+      handle(O, wb.wIh, 'weights.wIh'),
+      handle(O, wb.wHh, 'weights.wHh'),
+      h(wb.bIh, 'weights.bIh'),
+      h(wb.bHh, 'weights.bHh'),
+      lengths,
+      options.batchFirst,
+    ),
+  )
+  const result = (o: (typeof r)[number]): RecurrentLayerResult => {
+    const out: RecurrentLayerResult = { y: new Tensor(o.y), hT: new Tensor(o.hT) }
+    if (o.cT) out.cT = new Tensor(o.cT)
+    return out
+  }
+  return [result(r[0]!), result(r[1]!)]
+}

@@ -260,6 +260,37 @@ pub fn recurrent_layer(
     })
 }
 
+/// Both directions of a bidirectional layer as one op (on the CPU the two loops run at once,
+/// one per thread): `[forward, reverse]`. Arguments as `recurrent_layer`'s, per direction.
+#[napi(catch_unwind)]
+#[allow(clippy::too_many_arguments)]
+pub fn recurrent_layer_pair(
+    env: Env, kind: String, x: &NativeTensor, h0_f: Option<&NativeTensor>, c0_f: Option<&NativeTensor>,
+    h0_b: Option<&NativeTensor>, c0_b: Option<&NativeTensor>, w_ih_f: &NativeTensor, w_hh_f: &NativeTensor,
+    b_ih_f: Option<&NativeTensor>, b_hh_f: Option<&NativeTensor>, w_ih_b: &NativeTensor, w_hh_b: &NativeTensor,
+    b_ih_b: Option<&NativeTensor>, b_hh_b: Option<&NativeTensor>, lengths: Option<Vec<f64>>, batch_first: bool,
+) -> Result<Vec<RecurrentLayerOutput>> {
+    const OP: &str = "recurrentLayer";
+    let kind = rnn::CellKind::parse(&kind).js()?;
+    let (wif, whf, bif, bhf) = (w_ih_f.get(OP)?, w_hh_f.get(OP)?, opt(b_ih_f, OP)?, opt(b_hh_f, OP)?);
+    let (wib, whb, bib, bhb) = (w_ih_b.get(OP)?, w_hh_b.get(OP)?, opt(b_ih_b, OP)?, opt(b_hh_b, OP)?);
+    let wf = rnn::RecurrentWeights { w_ih: &wif, w_hh: &whf, b_ih: bif.as_ref(), b_hh: bhf.as_ref() };
+    let wb = rnn::RecurrentWeights { w_ih: &wib, w_hh: &whb, b_ih: bib.as_ref(), b_hh: bhb.as_ref() };
+    let (h0f, c0f, h0b, c0b) = (opt(h0_f, OP)?, opt(c0_f, OP)?, opt(h0_b, OP)?, opt(c0_b, OP)?);
+    let call = |h0, c0, reverse| rnn::LayerCall { h0, c0, lengths: lengths.as_deref(), reverse, batch_first };
+    let (cf, cb) = (call(h0f.as_ref(), c0f.as_ref(), false), call(h0b.as_ref(), c0b.as_ref(), true));
+    let outs = recurrent_core::ops::rnn_pair::recurrent_layer_pair(kind, &x.get(OP)?, [&wf, &wb], [&cf, &cb]).js()?;
+    sync_external_memory(&env);
+    Ok(outs
+        .into_iter()
+        .map(|r| RecurrentLayerOutput {
+            y: NativeTensor::new(r.y),
+            h_t: NativeTensor::new(r.h_t),
+            c_t: r.c_t.map(NativeTensor::new),
+        })
+        .collect())
+}
+
 /// cond ? a : b elementwise (int32 cond), broadcasting all three.
 #[napi(js_name = "where", catch_unwind)]
 pub fn where_op(env: Env, cond: &NativeTensor, a: &NativeTensor, b: &NativeTensor) -> Result<NativeTensor> {

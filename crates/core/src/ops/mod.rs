@@ -19,5 +19,6 @@ pub mod reduce;
 pub mod rnn;
 mod rnn_device;
 mod rnn_fast;
+pub mod rnn_pair;
 pub mod shape;
 pub mod softmax;

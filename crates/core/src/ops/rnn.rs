@@ -36,7 +36,7 @@ use crate::ops::gru::{Gru, GruResetBefore};
 use crate::ops::lstm::Lstm;
 use crate::ops::rnn_device::{backward_gpu, forward_gpu, BwdStep, DeviceCell, FwdStep};
 use crate::ops::rnn_fast::{self, BwdIo, FwdIo, StepInput};
-use crate::storage::CpuStorage;
+use crate::storage::{CpuStorage, DType};
 use crate::tensor::Tensor;
 use std::any::TypeId;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -526,6 +526,15 @@ pub fn recurrent_layer_call(
     {
         return on_device(kind, x, w, call);
     }
+    let plan = checked_plan(kind, x, w, call)?;
+    let (op, inputs, specs) = forward_parts(plan, x, call.h0, call.c0, w);
+    let outs = apply(Arc::new(op), &inputs, specs)?;
+    Ok(RecurrentOutput::from_outputs(kind, outs))
+}
+
+/// Every check of a call (x already known to be 3-D) and the plan it makes.
+pub(crate) fn checked_plan(kind: CellKind, x: &Tensor, w: &RecurrentWeights, call: &LayerCall) -> Result<Plan> {
+    let op = kind.op_name();
     let g = kind.gates();
     let h0 = call.h0;
     let c0 = call.c0;
@@ -597,7 +606,7 @@ pub fn recurrent_layer_call(
         None => vec![t; b],
     };
     let save = crate::is_grad_enabled() && inputs_require_grad(x, h0, c0, w);
-    let plan = Plan {
+    Ok(Plan {
         kind,
         t,
         b,
@@ -610,7 +619,17 @@ pub fn recurrent_layer_call(
         has_c0: c0.is_some(),
         has_bias,
         save,
-    };
+    })
+}
+
+/// Shapes and dtypes of an op's outputs.
+pub(crate) type Specs = Vec<(Vec<usize>, DType)>;
+
+/// The forward op of a checked call, its inputs and its outputs' specs.
+pub(crate) fn forward_parts<'a>(
+    plan: Plan, x: &'a Tensor, h0: Option<&'a Tensor>, c0: Option<&'a Tensor>, w: &RecurrentWeights<'a>,
+) -> (RecurrentForward, Vec<&'a Tensor>, Specs) {
+    let (kind, t, b, h, save) = (plan.kind, plan.t, plan.b, plan.h, plan.save);
     let mut inputs: Vec<&Tensor> = vec![x];
     inputs.extend(h0);
     inputs.extend(c0);
@@ -621,7 +640,7 @@ pub fn recurrent_layer_call(
         inputs.push(bh);
     }
     let dt = x.dtype();
-    let y_shape = if call.batch_first { vec![b, t, h] } else { vec![t, b, h] };
+    let y_shape = if plan.batch_first { vec![b, t, h] } else { vec![t, b, h] };
     let mut specs = vec![(y_shape, dt), (vec![b, h], dt)];
     if kind.has_c() {
         specs.push((vec![b, h], dt));
@@ -630,11 +649,18 @@ pub fn recurrent_layer_call(
         specs.push((vec![t, b, plan.ws_blocks() * h], dt));
         specs.push((vec![t, b, h], dt));
     }
-    let mut outs = apply(Arc::new(RecurrentForward { plan }), &inputs, specs)?.into_iter();
-    let y = outs.next().expect("y");
-    let h_t = outs.next().expect("h_t");
-    let c_t = if kind.has_c() { outs.next() } else { None };
-    Ok(RecurrentOutput { y, h_t, c_t })
+    (RecurrentForward { plan }, inputs, specs)
+}
+
+impl RecurrentOutput {
+    /// y, h_T and (cells with c) c_T from the forward op's outputs (saved buffers dropped).
+    pub(crate) fn from_outputs(kind: CellKind, outs: Vec<Tensor>) -> RecurrentOutput {
+        let mut outs = outs.into_iter();
+        let y = outs.next().expect("y");
+        let h_t = outs.next().expect("h_t");
+        let c_t = if kind.has_c() { outs.next() } else { None };
+        RecurrentOutput { y, h_t, c_t }
+    }
 }
 
 /// A device call with a batch-first layout or absent states: the same op in its plain form,
@@ -665,8 +691,8 @@ fn inputs_require_grad(x: &Tensor, h0: Option<&Tensor>, c0: Option<&Tensor>, w: 
     [Some(x), h0, c0, Some(w.w_ih), Some(w.w_hh), w.b_ih, w.b_hh].into_iter().flatten().any(|t| t.requires_grad())
 }
 
-struct RecurrentForward {
-    plan: Plan,
+pub(crate) struct RecurrentForward {
+    pub(crate) plan: Plan,
 }
 
 /// Whether float32 runs the persistent-team engine (`rnn_fast.rs`); the generic loop below is
@@ -916,6 +942,21 @@ impl Op for RecurrentForward {
         true
     }
     fn backward(&self, ctx: &BackwardCtx, grads: &[Option<Tensor>]) -> Result<Vec<Option<Tensor>>> {
+        let (op, inputs, specs) = self.backward_op(ctx, grads);
+        let need_dx = op.need_dx;
+        let inputs: Vec<&Tensor> = inputs.iter().collect();
+        let outs = apply(Arc::new(op), &inputs, specs)?;
+        Ok(self.input_grads(need_dx, outs))
+    }
+}
+
+/// What a backward op is built from: the op, its inputs, its outputs' shapes.
+pub(crate) type BackwardParts = (RecurrentBackward, Vec<Tensor>, Specs);
+
+impl RecurrentForward {
+    /// The backward op of this call, its inputs and output specs (for `backward`, and for a
+    /// pair of directions that runs two at once, `rnn_pair.rs`).
+    pub(crate) fn backward_op(&self, ctx: &BackwardCtx, grads: &[Option<Tensor>]) -> BackwardParts {
         let p = &self.plan;
         let has_c = p.kind.has_c();
         let n_state = if has_c { 3 } else { 2 };
@@ -923,11 +964,9 @@ impl Op for RecurrentForward {
         let x = &ctx.inputs[0];
         let w_off = p.weights_at();
         let (w_ih, w_hh) = (&ctx.inputs[w_off], &ctx.inputs[w_off + 1]);
-        let mut inputs: Vec<&Tensor> = vec![x, w_ih, w_hh, ws, hprev];
+        let mut inputs: Vec<Tensor> = vec![x.clone(), w_ih.clone(), w_hh.clone(), ws.clone(), hprev.clone()];
         let present: Vec<bool> = grads[..n_state].iter().map(|g| g.is_some()).collect();
-        for g in grads[..n_state].iter().flatten() {
-            inputs.push(g);
-        }
+        inputs.extend(grads[..n_state].iter().flatten().cloned());
         let dt = x.dtype();
         let (t, b, i, h, gh) = (p.t, p.b, p.i, p.h, p.g() * p.h);
         // dX only when x wants it: a first layer's input is data, and its dX is a GEMM as large
@@ -945,22 +984,27 @@ impl Op for RecurrentForward {
             specs.push((vec![gh], dt));
             specs.push((vec![gh], dt));
         }
-        let outs = apply(Arc::new(RecurrentBackward { plan: p.clone(), present, need_dx }), &inputs, specs)?;
-        // One gradient per input: the initial states' only where they were inputs.
+        (RecurrentBackward { plan: p.clone(), present, need_dx }, inputs, specs)
+    }
+
+    /// The backward op's outputs as one gradient per forward input: the initial states' only
+    /// where they were inputs.
+    pub(crate) fn input_grads(&self, need_dx: bool, outs: Vec<Tensor>) -> Vec<Option<Tensor>> {
+        let p = &self.plan;
         let mut outs = outs.into_iter();
         let mut grads: Vec<Option<Tensor>> = vec![if need_dx { outs.next() } else { None }];
         let dh0 = outs.next();
         if p.has_h0 {
             grads.push(dh0);
         }
-        if has_c {
+        if p.kind.has_c() {
             let dc0 = outs.next();
             if p.has_c0 {
                 grads.push(dc0);
             }
         }
         grads.extend(outs.map(Some));
-        Ok(grads)
+        grads
     }
 }
 

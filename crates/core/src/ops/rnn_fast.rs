@@ -75,10 +75,24 @@ struct Chunk {
     first: usize,
 }
 
+thread_local! {
+    /// Set while this thread runs one of two loops that run at once (`rnn_pair.rs`): each
+    /// keeps to its own thread.
+    static ONE_RUNNER: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f` with every time loop it starts on this thread alone (no team).
+pub(crate) fn with_one_runner<R>(f: impl FnOnce() -> R) -> R {
+    let before = ONE_RUNNER.with(|c| c.replace(true));
+    let out = f();
+    ONE_RUNNER.with(|c| c.set(before));
+    out
+}
+
 /// Runners and chunks for a step of `macs` multiply-adds over `h` units.
 fn split(h: usize, macs: usize) -> (usize, Vec<Chunk>) {
     let panels = h.div_ceil(NR);
-    let runners = if macs < MIN_MACS.load(Ordering::Relaxed) {
+    let runners = if macs < MIN_MACS.load(Ordering::Relaxed) || ONE_RUNNER.with(|c| c.get()) {
         1
     } else {
         match MAX_RUNNERS.load(Ordering::Relaxed) {
