@@ -5,7 +5,7 @@
  */
 
 import { wrap } from '../errors.js'
-import { native } from '../native.js'
+import { native, type RecurrentLayerOutput } from '../native.js'
 import { Tensor, handle } from '../tensor.js'
 import { boolArg, checkOptions, optionKeys, typeError } from '../validate.js'
 
@@ -106,6 +106,11 @@ export function recurrentLayer(
       batchFirst,
     ),
   )
+  return layerResult(r)
+}
+
+/** A native layer result as Tensors. */
+function layerResult(r: RecurrentLayerOutput): RecurrentLayerResult {
   const out: RecurrentLayerResult = { y: new Tensor(r.y), hT: new Tensor(r.hT) }
   if (r.cT) out.cT = new Tensor(r.cT)
   return out
@@ -150,10 +155,5 @@ export function recurrentLayerPair(
       options.batchFirst,
     ),
   )
-  const result = (o: (typeof r)[number]): RecurrentLayerResult => {
-    const out: RecurrentLayerResult = { y: new Tensor(o.y), hT: new Tensor(o.hT) }
-    if (o.cT) out.cT = new Tensor(o.cT)
-    return out
-  }
-  return [result(r[0]!), result(r[1]!)]
+  return [layerResult(r[0]!), layerResult(r[1]!)]
 }

@@ -245,15 +245,7 @@ pub fn ready<'env>(env: &'env Env, tensor: &NativeTensor) -> Result<PromiseRaw<'
     if t.device() != recurrent_core::Device::Cpu {
         return Ok(env.spawn(ReadyTask { tensor: Some(t), failure: Pending::default() })?.promise_object());
     }
-    let (later, promise) = crate::settle::Later::new(env)?;
-    t.when_ready(move |r| {
-        let out = crate::errors::settled("ready", || r.map(|_| ()));
-        later.settle(out, |env, ()| {
-            sync_external_memory(env);
-            Ok(())
-        });
-    });
-    Ok(promise)
+    crate::settle::when_ready(env, &t, "ready", |_| (), |_, ()| Ok(()))
 }
 
 /// Blocks the JS thread until every op enqueued so far has run, on every device; throws the

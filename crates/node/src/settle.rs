@@ -34,3 +34,23 @@ impl<T: ToNapiValue + 'static> Later<T> {
         }))
     }
 }
+
+/// A promise for a host tensor's data: once it is computed, `read` (on the computing thread,
+/// a panic caught as an InternalError naming `op`) takes what the JS value needs from it, and
+/// `make` (on the JS thread) turns that into the value; a failed op rejects with its error.
+pub(crate) fn when_ready<'env, T: ToNapiValue + 'static, V: Send + 'static>(
+    env: &'env Env, t: &recurrent_core::Tensor, op: &'static str,
+    read: impl FnOnce(&recurrent_core::storage::CpuStorage) -> V + Send + 'static,
+    make: impl FnOnce(&Env, V) -> Result<T> + Send + 'static,
+) -> Result<PromiseRaw<'env, T>> {
+    let (later, promise) = Later::new(env)?;
+    let host = t.when_ready(move |r| {
+        let out = crate::errors::settled(op, || r.map(|s| read(&s)));
+        later.settle(out, |env, v| {
+            crate::sync_external_memory(env);
+            make(env, v)
+        });
+    });
+    debug_assert!(host, "settle::when_ready on a device tensor");
+    Ok(promise)
+}

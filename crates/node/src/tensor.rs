@@ -1,8 +1,7 @@
 //! `NativeTensor`: the JS class around a core tensor handle, and the async reads.
 
-use crate::errors::{settled, Pending};
+use crate::errors::Pending;
 use crate::readback::{copy_out, to_typed, HostData, TypedData};
-use crate::settle::Later;
 use crate::{sync_external_memory, IntoJs};
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
@@ -245,15 +244,7 @@ impl NativeTensor {
         if t.device() != Device::Cpu {
             return Ok(env.spawn(DataTask { tensor: t, failure: Pending::default() })?.promise_object());
         }
-        let (later, promise) = Later::new(env)?;
-        t.when_ready(move |r| {
-            let out = settled("data", || r.map(|s| copy_out(&s)));
-            later.settle(out, |env, d| {
-                sync_external_memory(env);
-                Ok(to_typed(d))
-            });
-        });
-        Ok(promise)
+        crate::settle::when_ready(env, &t, "data", copy_out, |_, d| Ok(to_typed(d)))
     }
 
     /// The value of a one-element tensor, without blocking (as `data`).
@@ -270,12 +261,7 @@ impl NativeTensor {
         if t.device() != Device::Cpu {
             return Ok(env.spawn(ItemTask { tensor: t, failure: Pending::default() })?.promise_object());
         }
-        let (later, promise) = Later::new(env)?;
-        t.when_ready(move |r| {
-            let out = settled("item", || r.map(|s| s.first_value()));
-            later.settle(out, |_, v| Ok(v));
-        });
-        Ok(promise)
+        crate::settle::when_ready(env, &t, "item", |s| s.first_value(), |_, v| Ok(v))
     }
 
     /// The value of a one-element tensor, blocking.

@@ -198,30 +198,6 @@ fn packed_insert(src: &Arc<CpuStorage>, layout: Vec<usize>, w: Vec<f32>, wm: Vec
     }
 }
 
-thread_local! {
-    /// The input-projection tiles of the last forward call on this thread (the executor's).
-    static TILES: std::cell::Cell<Vec<f32>> = const { std::cell::Cell::new(Vec::new()) };
-}
-
-/// Kept between calls up to this size; a larger buffer is freed after its call.
-const SCRATCH_KEEP_BYTES: usize = 16 << 20;
-
-/// A buffer of `len` floats, the one kept from the last call when there is one: its values are
-/// whatever that call left, so every element must be written before it is read.
-fn take_scratch(len: usize) -> Vec<f32> {
-    let mut v = TILES.with(|c| c.take());
-    if v.len() < len {
-        v.resize(len, 0.0);
-    }
-    v
-}
-
-fn keep_scratch(v: Vec<f32>) {
-    if v.capacity() * 4 <= SCRATCH_KEEP_BYTES {
-        TILES.with(|c| c.set(v));
-    }
-}
-
 /// A runner's scratch, sized for the largest chunk.
 struct FwdScratch {
     /// The step GEMM of every row for the chunk's units: [B][HH_BLOCKS · npad].
@@ -266,9 +242,9 @@ pub(crate) fn forward_steps<C: Cell>(cell: &C, p: &Plan, io: FwdIo) {
     };
     let hoist = !input_in_steps(b);
     let xt_len = if hoist { t * b } else { b } * g * npad_max;
-    // Every tile is written (by the projection) before it is read, so a buffer kept from the
-    // last call does: no zeroing, and no fresh pages to fault in on every call.
-    let mut xtiles = take_scratch(chunks.len() * xt_len);
+    // Every tile is written (by the projection) before it is read, so a pooled buffer with
+    // stale values does: no zeroing, and no fresh pages to fault in on every call.
+    let mut xtiles: Vec<f32> = crate::pool::take(chunks.len() * xt_len);
     let xt_sh = SharedMut::new(&mut xtiles);
     // Phases before the first step: packing, and the hoisted projection.
     let pre = 1 + hoist as usize;
@@ -408,7 +384,7 @@ pub(crate) fn forward_steps<C: Cell>(cell: &C, p: &Plan, io: FwdIo) {
         }
     };
     team::run(runners, chunks.len(), pre + t * halves, scratch, work);
-    keep_scratch(xtiles);
+    crate::pool::release(xtiles);
     if t % 2 == 1 {
         io.hs.copy_from_slice(&h_other);
     }
