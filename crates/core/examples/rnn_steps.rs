@@ -7,12 +7,13 @@
 //! Prints the median ms of each engine and their ratio. The user-facing comparison against
 //! PyTorch is `npm run bench:torch`. `CPU=1` reports CPU time of all threads instead of wall time (with
 //! RAYON_NUM_THREADS=1: single-core cost, which other load on the machine disturbs less).
-//! `ONLY=team` (or `generic`) runs one engine and
+//! `AB=lanes` compares the team sharing steps by units (first column) with the team in lanes
+//! (rows through every step per runner). `ONLY=team` (or `generic`) runs one engine and
 //! `MODE=infer` (or `train`) one mode, for profiling; `MODE=fwd` reports, in the infer row, the
 //! training forward (with the saves for backward) instead.
 
 use recurrent_core::ops::elementwise::{mul, sum_to};
-use recurrent_core::ops::rnn::{recurrent_layer, set_fast_f32_engine, CellKind, RecurrentWeights};
+use recurrent_core::ops::rnn::{recurrent_layer, set_fast_f32_engine, set_lane_min_rows, CellKind, RecurrentWeights};
 use recurrent_core::{backward, no_grad, DType, Tensor};
 use std::time::Instant;
 
@@ -29,6 +30,9 @@ fn cpu_ms() -> f64 {
     }
     ns as f64 * 1e-6
 }
+
+/// The engine's default rows per lane (`ops/rnn_fast.rs`).
+const LANE_MIN_ROWS: usize = 8;
 
 fn median(v: Vec<f64>) -> f64 {
     let mut v: Vec<f64> = v.into_iter().filter(|x| !x.is_nan()).collect();
@@ -110,6 +114,8 @@ fn main() {
         let mut ms = vec![vec![vec![]; 2]; 2];
         // ONLY=team or ONLY=generic runs one engine (for profiling).
         let only = std::env::var("ONLY").unwrap_or_default();
+        // AB=lanes compares the team by units ("generic" column) with the team in lanes.
+        let lanes_ab = std::env::var("AB").is_ok_and(|v| v == "lanes");
         for round in 0..=rounds {
             for (e, fast) in [false, true].into_iter().enumerate() {
                 if (only == "team" && !fast) || (only == "generic" && fast) {
@@ -117,7 +123,12 @@ fn main() {
                     ms[e][1].push(f64::NAN);
                     continue;
                 }
-                set_fast_f32_engine(fast);
+                if lanes_ab {
+                    // Both engines are the team; the first never shares a call out by rows.
+                    set_lane_min_rows(if fast { LANE_MIN_ROWS } else { usize::MAX });
+                } else {
+                    set_fast_f32_engine(fast);
+                }
                 let mode = std::env::var("MODE").unwrap_or_default();
                 let tr = if mode == "infer" || mode == "fwd" { f64::NAN } else { train() };
                 let inf = if mode == "train" { f64::NAN } else { infer() };
@@ -128,6 +139,7 @@ fn main() {
             }
         }
         set_fast_f32_engine(true);
+        set_lane_min_rows(LANE_MIN_ROWS);
         let name = format!("{:?} B={} T={} I={} H={}", c.kind, c.b, c.t, c.i, c.h);
         for (m, mode) in ["train", "infer"].iter().enumerate() {
             let (old, new) = (median(ms[0][m].clone()), median(ms[1][m].clone()));

@@ -4,7 +4,9 @@
 //! and every gradient. Also: bits do not depend on the team's slot count, and repeat.
 
 use recurrent_core::ops::elementwise::{mul, sum_to};
-use recurrent_core::ops::rnn::{recurrent_layer, set_step_input_min_rows, set_team_limits, CellKind, RecurrentWeights};
+use recurrent_core::ops::rnn::{
+    recurrent_layer, set_lane_min_rows, set_step_input_min_rows, set_team_limits, CellKind, RecurrentWeights,
+};
 use recurrent_core::ops::shape::concat;
 use recurrent_core::{backward, DType, Result, Tensor};
 use std::sync::Mutex;
@@ -114,14 +116,18 @@ impl Net {
 }
 
 /// Largest |f32 − f64| of each output and gradient, relative to that array's largest |f64|,
-/// with the input projection hoisted before the loop and computed inside the steps.
+/// with the input projection hoisted before the loop and computed inside the steps, and with
+/// the steps shared out by units and by rows (lanes of one row and up).
 fn check(net: &Net, tol: f64) {
     let params = net.params(17);
     let want = net.run(&params, DType::F64).unwrap();
-    for (input, rows) in [("hoisted", usize::MAX), ("in steps", 0)] {
+    let ways = [("hoisted", usize::MAX, usize::MAX), ("in steps", 0, usize::MAX), ("in steps, in lanes", 0, 1)];
+    for (input, rows, lane_rows) in ways {
         set_step_input_min_rows(rows);
+        set_lane_min_rows(lane_rows);
         let got = net.run(&params, DType::F32);
         set_step_input_min_rows(DEFAULT_STEP_INPUT_ROWS);
+        set_lane_min_rows(DEFAULT_LANE_ROWS);
         let got = got.unwrap();
         assert_eq!(want.len(), got.len());
         for (k, (w, g)) in want.iter().zip(&got).enumerate() {
@@ -143,8 +149,9 @@ fn check(net: &Net, tol: f64) {
     }
 }
 
-/// The engine's default (rnn_fast.rs), restored after each override.
+/// The engine's defaults (rnn_fast.rs), restored after each override.
 const DEFAULT_STEP_INPUT_ROWS: usize = 8;
+const DEFAULT_LANE_ROWS: usize = 8;
 
 /// Tolerance: float32 rounding through a few steps of sums over tens of terms is ~1e-6
 /// relative; 1e-4 leaves room for the gradients' longer chains, and is far below what any
@@ -197,6 +204,10 @@ fn f32_engine_matches_f64_reference_at_default_limits() {
         let net =
             Net { kind, t: 4, b: 9, i: 7, h: 100, layers: 1, dirs: 2, lengths: Some(vec![4, 1, 2, 3, 4, 4, 2, 3, 1]) };
         check(&net, TOL);
+        // Enough rows for lanes of the default size on two or more pool threads.
+        let lengths = (0..19).map(|r| 1 + r % 5).collect();
+        let net = Net { kind, t: 5, b: 19, i: 6, h: 60, layers: 2, dirs: 1, lengths: Some(lengths) };
+        check(&net, TOL);
     }
 }
 
@@ -215,9 +226,16 @@ fn f32_bits_do_not_depend_on_slot_count_and_repeat() {
             };
             let one = bits(1);
             assert_eq!(one, bits(1), "{kind:?}: repeat");
-            for slots in [2, 3, 5] {
-                assert_eq!(one, bits(slots), "{kind:?}: {slots} slots, input projection in steps from {rows} rows");
+            // By units, then by rows: lanes of 1 to 3 rows (where the projection is in steps).
+            for lane_rows in [usize::MAX, 1, 2] {
+                set_lane_min_rows(lane_rows);
+                for slots in [2, 3, 5] {
+                    let ctx =
+                        format!("{slots} slots, input projection in steps from {rows} rows, lanes from {lane_rows}");
+                    assert_eq!(one, bits(slots), "{kind:?}: {ctx}");
+                }
             }
+            set_lane_min_rows(DEFAULT_LANE_ROWS);
         }
         set_step_input_min_rows(DEFAULT_STEP_INPUT_ROWS);
     }

@@ -104,6 +104,33 @@ pub fn run<S>(
     }
 }
 
+/// Runs `work(scratch, lane, phase)` for every phase in `phases`, in order, for each of `lanes`
+/// independent lanes at once, one runner per lane and no barrier between lanes (a lane never
+/// reads what another writes). A lane whose runner gets no thread runs after another on its
+/// thread, so the call completes on a busy or one-thread pool. Panics propagate to the caller.
+pub fn lanes<S>(
+    lanes: usize, phases: std::ops::Range<usize>, scratch: impl Fn() -> S + Sync,
+    work: impl Fn(&mut S, usize, usize) + Sync,
+) {
+    let one = |lane: usize| {
+        let mut st = scratch();
+        for p in phases.clone() {
+            work(&mut st, lane, p);
+        }
+    };
+    if lanes <= 1 {
+        return (0..lanes).for_each(one);
+    }
+    let one = &one;
+    // `scope`, as in `run`: from the executor thread, every lane runs on a pool thread.
+    rayon::scope(|s| {
+        for lane in 1..lanes {
+            s.spawn(move |_| one(lane));
+        }
+        one(0);
+    });
+}
+
 /// A buffer written by several runners at once, each in its own disjoint part, and read across
 /// a barrier. The runners' code states which part is whose; this only carries the pointer.
 #[derive(Clone, Copy)]
@@ -205,6 +232,34 @@ mod tests {
         let got = pool.install(|| relay(3, 6, 20));
         assert_eq!(got, want);
         assert!(t0.elapsed() < Duration::from_millis(300), "did not wait for the busy thread");
+    }
+
+    /// Each lane relays its own part through every phase; the lanes' parts never mix, and every
+    /// lane runs every phase once, in order, with one pool thread too.
+    #[test]
+    fn lanes_run_every_phase_in_order_on_any_pool() {
+        let go = |lanes_n: usize| {
+            let mut log = vec![0u64; lanes_n];
+            let sh = SharedMut::new(&mut log);
+            lanes(
+                lanes_n,
+                3..40,
+                || 0u64,
+                |calls, l, p| {
+                    *calls += 1;
+                    // SAFETY: lane l alone touches element l.
+                    let v = unsafe { sh.get_mut(l, 1) };
+                    assert_eq!(*calls as usize, p - 2, "phases in order on one scratch");
+                    v[0] = v[0] * 31 + (p * (l + 1)) as u64;
+                },
+            );
+            log
+        };
+        let want: Vec<u64> = (0..4).map(|l| (3..40).fold(0u64, |a, p| a * 31 + (p * (l + 1)) as u64)).collect();
+        assert_eq!(go(4), want);
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
+        assert_eq!(pool.install(|| go(4)), want);
+        assert_eq!(go(1), want[..1]);
     }
 
     #[test]

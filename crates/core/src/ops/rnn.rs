@@ -721,6 +721,15 @@ pub fn set_step_input_min_rows(rows: usize) {
     rnn_fast::set_step_input_min_rows(rows)
 }
 
+/// Overrides from how many batch rows per lane the float32 team engine shares a call out by
+/// rows (lanes: each runner takes rows through every step) instead of by hidden units
+/// (`usize::MAX`: never); results do not depend on it. For tests and measurements;
+/// process-wide.
+#[doc(hidden)]
+pub fn set_lane_min_rows(rows: usize) {
+    rnn_fast::set_lane_min_rows(rows)
+}
+
 /// `v` as f32 when T is f32 (the loops are generic; the team engine is f32 only).
 fn f32s<T: Float>(v: &[T]) -> Option<&[f32]> {
     // SAFETY: T is f32, checked by its TypeId.

@@ -14,6 +14,10 @@
 //! chunk's weights stay in one core's cache across steps, and any chunk nobody has started, so
 //! a runner that lost its core does not hold the step up.
 //!
+//! With enough batch rows ([`LANE_MIN_ROWS`] per runner, and weights that one core can keep
+//! near), the team shares a call out by rows instead: each runner takes a lane of rows through
+//! every step with the whole chunk of units, so no barrier at all ([`Work`]).
+//!
 //! Backward, per step: each chunk computes the gate gradients of its units (which need only its
 //! units of dh, dc), then after a barrier its units of dh_prev += dG_s · W_hh[:, units] (which
 //! needs every unit of dG_s). The weight gradients stay single GEMMs over all steps (`rnn.rs`).
@@ -42,7 +46,21 @@ const CHUNKS_PER_RUNNER: usize = 2;
 /// which reads W_ih once instead of once per step.
 const STEP_INPUT_MIN_ROWS: usize = 8;
 
+/// Batch rows per lane from which a call on a team runs in lanes (see [`Work`]): each runner
+/// takes a share of the rows through every step with all of the step's weights, instead of a
+/// share of the units of every row with a barrier per step. One full row tile (`simd::MR`) per
+/// lane at least. Lanes read all the weights on every core, so they pay where the weights stay
+/// in a core's L2 ([`LANE_L2_BYTES`]); beyond it each lane streams them from L3 every step,
+/// which takes half again as many rows to cover, and beyond [`LANE_MAX_BYTES`] the doubled
+/// L3 traffic costs more than the barrier saves. (Measured on 2-core Zen 4 and Zen 5 VMs with
+/// 1 MiB of L2 per core: LSTM H = 256, 1.25 MiB of weights, lost 9% in 8-row lanes and won
+/// 1–8% in 12- and 16-row ones; H = 1024, 16 MiB, lost 10–17% in 16-row lanes.)
+const LANE_MIN_ROWS: usize = 8;
+const LANE_L2_BYTES: usize = 1 << 20;
+const LANE_MAX_BYTES: usize = 7 << 20;
+
 static MIN_MACS: AtomicUsize = AtomicUsize::new(TEAM_MIN_STEP_MACS);
+static LANE_ROWS: AtomicUsize = AtomicUsize::new(LANE_MIN_ROWS);
 static MAX_RUNNERS: AtomicUsize = AtomicUsize::new(0);
 static INPUT_MIN_ROWS: AtomicUsize = AtomicUsize::new(STEP_INPUT_MIN_ROWS);
 
@@ -54,6 +72,11 @@ pub(crate) fn input_in_steps(b: usize) -> bool {
 /// Overrides [`STEP_INPUT_MIN_ROWS`] (tests: both paths at every size).
 pub(crate) fn set_step_input_min_rows(rows: usize) {
     INPUT_MIN_ROWS.store(rows, Ordering::Relaxed);
+}
+
+/// Overrides [`LANE_MIN_ROWS`] (tests: lanes at small B; `usize::MAX` turns them off).
+pub(crate) fn set_lane_min_rows(rows: usize) {
+    LANE_ROWS.store(rows, Ordering::Relaxed);
 }
 
 /// Overrides the team's size rule (tests: odd sizes through the team; other runner counts, to
@@ -89,27 +112,103 @@ pub(crate) fn with_one_runner<R>(f: impl FnOnce() -> R) -> R {
     out
 }
 
-/// Runners and chunks for a step of `macs` multiply-adds over `h` units.
-fn split(h: usize, macs: usize) -> (usize, Vec<Chunk>) {
-    let panels = h.div_ceil(NR);
-    let runners = if macs < MIN_MACS.load(Ordering::Relaxed) || ONE_RUNNER.with(|c| c.get()) {
-        1
-    } else {
-        match MAX_RUNNERS.load(Ordering::Relaxed) {
-            0 => rayon::current_num_threads(),
-            n => n,
+/// A range of batch rows: all of them, or one lane's.
+#[derive(Clone, Copy)]
+struct Rows {
+    r0: usize,
+    n: usize,
+}
+
+/// One share of a step's work: a chunk of units over a range of rows. It keeps its own tile of
+/// the input projection (slot = its index).
+#[derive(Clone, Copy)]
+struct Part {
+    ch: Chunk,
+    rows: Rows,
+}
+
+/// How a call's steps are shared out. On a team, either by units (`lanes` false: every part is
+/// a chunk of units over all rows, one barrier per step) or, with enough rows, by rows (`lanes`
+/// true: every part is a lane of rows over all units, running every step on its own runner
+/// with no barrier, as the two directions of `rnn_pair.rs` do; W_hh is then read whole by
+/// each runner, from L2 or L3). Rows never interact within a step, and every output element
+/// is the same sequential sum whichever tile computes it, so the split changes no bit.
+struct Work {
+    runners: usize,
+    /// The chunks the weights are packed in (one, in lanes).
+    chunks: Vec<Chunk>,
+    parts: Vec<Part>,
+    lanes: bool,
+}
+
+impl Work {
+    /// The split of a step of `macs` multiply-adds over `h` units and `b` rows, whose packed
+    /// weights take `weight_bytes`; lanes only when `lanes_ok` (the step computes its own input
+    /// projection).
+    fn new(h: usize, b: usize, macs: usize, weight_bytes: usize, lanes_ok: bool) -> Work {
+        let panels = h.div_ceil(NR);
+        let threads = if macs < MIN_MACS.load(Ordering::Relaxed) || ONE_RUNNER.with(|c| c.get()) {
+            1
+        } else {
+            match MAX_RUNNERS.load(Ordering::Relaxed) {
+                0 => rayon::current_num_threads(),
+                n => n,
+            }
+        };
+        let min_rows = match LANE_ROWS.load(Ordering::Relaxed).max(1) {
+            rows if weight_bytes < LANE_L2_BYTES => rows,
+            rows if weight_bytes <= LANE_MAX_BYTES => rows.saturating_mul(3) / 2,
+            _ => usize::MAX,
+        };
+        let lanes = if lanes_ok { threads.min(b / min_rows) } else { 1 };
+        let runners = if lanes >= 2 { lanes } else { threads.clamp(1, panels) };
+        let count = if runners == 1 || lanes >= 2 { 1 } else { (CHUNKS_PER_RUNNER * runners).min(panels) };
+        let chunks: Vec<Chunk> = (0..count)
+            .map(|c| {
+                let (p0, p1) = (c * panels / count, (c + 1) * panels / count);
+                let (j0, j1) = (p0 * NR, (p1 * NR).min(h));
+                Chunk { j0, n: j1 - j0, np: p1 - p0, npad: (p1 - p0) * NR, first: p0 }
+            })
+            .collect();
+        let parts = if lanes >= 2 {
+            (0..lanes)
+                .map(|l| {
+                    let (r0, r1) = (l * b / lanes, (l + 1) * b / lanes);
+                    Part { ch: chunks[0], rows: Rows { r0, n: r1 - r0 } }
+                })
+                .collect()
+        } else {
+            chunks.iter().map(|&ch| Part { ch, rows: Rows { r0: 0, n: b } }).collect()
+        };
+        Work { runners, chunks, parts, lanes: lanes >= 2 }
+    }
+
+    /// Runs phase 0 (`pre(scratch, piece)` for every piece of packing: on a team, split by
+    /// piece in lanes, where every part shares the one chunk, or by part otherwise) and then
+    /// phases 1..phases of every part.
+    fn run<S>(
+        &self, phases: usize, pieces: usize, scratch: impl Fn() -> S + Sync, pack: impl Fn(&Chunk, usize) + Sync,
+        work: impl Fn(&mut S, &Part, usize, usize) + Sync,
+    ) {
+        if self.lanes {
+            team::run(self.runners, pieces, 1, || (), |_, k, _| pack(&self.chunks[0], k));
+            team::lanes(self.parts.len(), 1..phases, scratch, |sc, l, ph| work(sc, &self.parts[l], l, ph));
+        } else {
+            team::run(self.runners, self.parts.len(), phases, scratch, |sc, c, ph| {
+                let part = &self.parts[c];
+                if ph == 0 {
+                    (0..pieces).for_each(|k| pack(&part.ch, k));
+                } else {
+                    work(sc, part, c, ph);
+                }
+            });
         }
-        .clamp(1, panels)
-    };
-    let count = if runners == 1 { 1 } else { (CHUNKS_PER_RUNNER * runners).min(panels) };
-    let chunks = (0..count)
-        .map(|c| {
-            let (p0, p1) = (c * panels / count, (c + 1) * panels / count);
-            let (j0, j1) = (p0 * NR, (p1 * NR).min(h));
-            Chunk { j0, n: j1 - j0, np: p1 - p0, npad: (p1 - p0) * NR, first: p0 }
-        })
-        .collect();
-    (runners, chunks)
+    }
+
+    /// The most rows of any part.
+    fn rows_max(&self) -> usize {
+        self.parts.iter().map(|p| p.rows.n).max().unwrap_or(0)
+    }
 }
 
 /// The input of a forward call. Each chunk multiplies rows of x by its units' rows of W_ih
@@ -210,14 +309,17 @@ pub(crate) fn forward_steps<C: Cell>(cell: &C, p: &Plan, io: FwdIo) {
     let (t, b, h, g) = (p.t, p.b, p.h, C::G);
     let (hh_w, ws_w) = (C::HH_BLOCKS * h, C::WS_BLOCKS * h);
     let kern = simd::kernels();
-    let (runners, chunks) = split(h, b * hh_w * h);
+    let hoist = !input_in_steps(b);
+    let weight_bytes = 4 * ((C::HH_BLOCKS + C::HAS_MID as usize) * h * h + g * h * io.input.i);
+    let split = Work::new(h, b, b * hh_w * h, weight_bytes, !hoist);
+    let chunks = &split.chunks;
     let panels = h.div_ceil(NR);
     let npad_max = chunks.iter().map(|c| c.npad).max().unwrap_or(0);
     let panel = h * NR;
     // Packed W_hhᵀ, per chunk its panels of every gate block ([chunk][block][panel]), and of
     // the mid-step blocks ([chunk][panel]): from the last call on these weights, or packed in
     // phase 0.
-    let layout = packed_layout::<C>(h, &chunks);
+    let layout = packed_layout::<C>(h, chunks);
     let cached = io.w_hh_src.and_then(|src| packed_lookup(src, &layout));
     let (mut w_pk, mut wm_pk) = match cached {
         Some(_) => (Vec::new(), Vec::new()),
@@ -228,11 +330,11 @@ pub(crate) fn forward_steps<C: Cell>(cell: &C, p: &Plan, io: FwdIo) {
         Some((w, wm)) => unsafe { (SharedMut::from_shared(w), SharedMut::from_shared(wm)) },
         None => (SharedMut::new(&mut w_pk), SharedMut::new(&mut wm_pk)),
     };
-    // W_ih likewise ([chunk][block][panel of K = I]), and per chunk its units' input
-    // projection ([rows][G · npad]) for one step's rows, or for every step's when hoisted.
+    // W_ih likewise ([chunk][block][panel of K = I]), and per part its units' input projection
+    // ([rows][G · npad]) for one step's rows, or for every step's when hoisted.
     let input = io.input;
     let ipanel = input.i * NR;
-    let ih_layout = packed_ih_layout::<C>(h, input.i, &chunks);
+    let ih_layout = packed_ih_layout::<C>(h, input.i, chunks);
     let ih_cached = input.w_ih_src.and_then(|src| packed_lookup(src, &ih_layout));
     let mut wi_pk = vec![0f32; if ih_cached.is_none() { g * panels * ipanel } else { 0 }];
     // SAFETY: as for W_hh.
@@ -240,11 +342,10 @@ pub(crate) fn forward_steps<C: Cell>(cell: &C, p: &Plan, io: FwdIo) {
         Some((w, _)) => unsafe { SharedMut::from_shared(w) },
         None => SharedMut::new(&mut wi_pk),
     };
-    let hoist = !input_in_steps(b);
-    let xt_len = if hoist { t * b } else { b } * g * npad_max;
+    let xt_len = if hoist { t * b } else { split.rows_max() } * g * npad_max;
     // Every tile is written (by the projection) before it is read, so a pooled buffer with
     // stale values does: no zeroing, and no fresh pages to fault in on every call.
-    let mut xtiles: Vec<f32> = crate::pool::take(chunks.len() * xt_len);
+    let mut xtiles: Vec<f32> = crate::pool::take(split.parts.len() * xt_len);
     let xt_sh = SharedMut::new(&mut xtiles);
     // Phases before the first step: packing, and the hoisted projection.
     let pre = 1 + hoist as usize;
@@ -258,51 +359,43 @@ pub(crate) fn forward_steps<C: Cell>(cell: &C, p: &Plan, io: FwdIo) {
         (SharedMut::new(io.cs), SharedMut::new(io.y), SharedMut::new(io.ws), SharedMut::new(io.hprev));
     let mid_sh = SharedMut::new(&mut mid_in);
     let halves = if C::HAS_MID { 2 } else { 1 };
+    let rows_max = split.rows_max();
 
-    let scratch = || FwdScratch { tile: vec![0.0; b * C::HH_BLOCKS * npad_max], cs: vec![0.0; npad_max] };
+    let scratch = || FwdScratch { tile: vec![0.0; rows_max * C::HH_BLOCKS * npad_max], cs: vec![0.0; npad_max] };
 
-    // SAFETY (every shared access below): in a phase, chunk c writes only its units [j0, j0 + n)
-    // of next, cs, y, ws, hprev and mid_in and its own packed panels, and reads other chunks'
-    // data only from buffers written before the last barrier.
-    let pack = |ch: &Chunk| {
+    // SAFETY (every shared access below): in a phase, a part writes only its units [j0, j0 + n)
+    // of its rows of next, cs, y, ws, hprev and mid_in, its own tile slot and its chunk's packed
+    // panels, and reads other parts' data only from buffers written before the last barrier
+    // (in lanes there is no barrier, and a lane reads only its own rows).
+    // Packing, in pieces: W_hh's gate blocks, its mid-step block, W_ih's gate blocks.
+    let hh_pieces = if cached.is_none() { C::HH_BLOCKS + C::HAS_MID as usize } else { 0 };
+    let pieces = hh_pieces + if ih_cached.is_none() { g } else { 0 };
+    let pack = |ch: &Chunk, k: usize| {
         let mut one = Vec::new();
-        for blk in 0..C::HH_BLOCKS {
+        if k < C::HH_BLOCKS && k < hh_pieces {
             // B[kk][j] = W_hh[(blk·H + j)·H + kk]: W_hhᵀ for this gate block.
-            pack_panels(h, ch.j0, ch.j0 + ch.n, &w_hh[blk * h * h..], 1, h, &mut one);
-            let at = (C::HH_BLOCKS * ch.first + blk * ch.np) * panel;
+            pack_panels(h, ch.j0, ch.j0 + ch.n, &w_hh[k * h * h..], 1, h, &mut one);
+            let at = (C::HH_BLOCKS * ch.first + k * ch.np) * panel;
             unsafe { w_sh.get_mut(at, ch.np * panel) }.copy_from_slice(&one);
-        }
-        if C::HAS_MID {
+        } else if k < hh_pieces {
             pack_panels(h, ch.j0, ch.j0 + ch.n, &w_hh[hh_w * h..], 1, h, &mut one);
             unsafe { wm_sh.get_mut(ch.first * panel, ch.np * panel) }.copy_from_slice(&one);
-        }
-    };
-    let pack_ih = |ch: &Chunk| {
-        let (inp, mut one) = (&input, Vec::new());
-        for blk in 0..g {
+        } else {
             // B[kk][j] = W_ih[(blk·H + j)·I + kk].
+            let (inp, blk) = (&input, k - hh_pieces);
             pack_panels(inp.i, ch.j0, ch.j0 + ch.n, &inp.w_ih[blk * h * inp.i..], 1, inp.i, &mut one);
             let at = (g * ch.first + blk * ch.np) * ipanel;
             unsafe { wi_sh.get_mut(at, ch.np * ipanel) }.copy_from_slice(&one);
         }
     };
 
-    let work = |sc: &mut FwdScratch, c: usize, ph: usize| {
-        let ch = &chunks[c];
-        if ph == 0 {
-            if cached.is_none() {
-                pack(ch);
-            }
-            if ih_cached.is_none() {
-                pack_ih(ch);
-            }
-            return;
-        }
+    let work = |sc: &mut FwdScratch, part: &Part, slot: usize, ph: usize| {
+        let (ch, Rows { r0, n: nr }) = (&part.ch, part.rows);
         // The chunk's input projection of `rows` rows of x from `row0`: its tile.
         let project = |row0: usize, rows: usize| {
             let (i, npad) = (input.i, ch.npad);
             let wi = unsafe { wi_sh.get(g * ch.first * ipanel, g * ch.np * ipanel) };
-            let xt = unsafe { xt_sh.get_mut(c * xt_len, rows * g * npad) };
+            let xt = unsafe { xt_sh.get_mut(slot * xt_len, rows * g * npad) };
             kern.panels(&input.x[row0 * i..], i, rows, i, wi, g * ch.np, xt, g * npad);
         };
         if ph < pre {
@@ -312,7 +405,8 @@ pub(crate) fn forward_steps<C: Cell>(cell: &C, p: &Plan, io: FwdIo) {
         let (cur, next) = if s % 2 == 0 { (ha, hb) } else { (hb, ha) };
         let (j0, n, npad) = (ch.j0, ch.n, ch.npad);
         let ws_base = if save { s * b } else { 0 };
-        let h_cur = unsafe { cur.get(0, b * h) };
+        // This part's rows of the state (row r at (r − r0)·H).
+        let h_cur = unsafe { cur.get(r0 * h, nr * h) };
         // The chunk's units of a row's gate blocks, read and written in place.
         let ws_row = |r: usize| {
             let at = ws.ptr_at((ws_base + r) * ws_w + j0, (C::WS_BLOCKS - 1) * h + n);
@@ -320,8 +414,8 @@ pub(crate) fn forward_steps<C: Cell>(cell: &C, p: &Plan, io: FwdIo) {
         };
         // The chunk's units of a row's input projection, in its tile.
         let proj = |r: usize| {
-            let row = if hoist { s * b + r } else { r };
-            let xt = unsafe { xt_sh.get(c * xt_len + row * g * npad, (g - 1) * npad + n) };
+            let row = if hoist { s * b + r } else { r - r0 };
+            let xt = unsafe { xt_sh.get(slot * xt_len + row * g * npad, (g - 1) * npad + n) };
             Proj {
                 xp: Blocks::new(xt, n, npad),
                 bias: xp_bias.map(|bv| Blocks::new(&bv[j0..][..(g - 1) * h + n], n, h)),
@@ -332,24 +426,24 @@ pub(crate) fn forward_steps<C: Cell>(cell: &C, p: &Plan, io: FwdIo) {
             let nq = C::HH_BLOCKS * ch.np;
             let w = unsafe { w_sh.get(C::HH_BLOCKS * ch.first * panel, nq * panel) };
             if !hoist {
-                project(s * b, b);
+                project(s * b + r0, nr);
             }
-            kern.panels(h_cur, h, b, h, w, nq, &mut sc.tile, hw);
-            for r in 0..b {
-                let own = r * h + j0;
+            kern.panels(h_cur, h, nr, h, w, nq, &mut sc.tile, hw);
+            for r in r0..r0 + nr {
+                let (own, mine) = (r * h + j0, (r - r0) * h + j0);
                 if save {
-                    unsafe { hprev.get_mut((s * b + r) * h + j0, n) }.copy_from_slice(&h_cur[own..own + n]);
+                    unsafe { hprev.get_mut((s * b + r) * h + j0, n) }.copy_from_slice(&h_cur[mine..mine + n]);
                 }
                 // The state moves on in place in `next` (a masked row's stays as it was).
                 let hs = unsafe { next.get_mut(own, n) };
                 let Some(tt) = p.time_of(s, r) else {
-                    hs.copy_from_slice(&h_cur[own..own + n]);
+                    hs.copy_from_slice(&h_cur[mine..mine + n]);
                     continue;
                 };
                 if C::FWD_READS_H {
-                    hs.copy_from_slice(&h_cur[own..own + n]);
+                    hs.copy_from_slice(&h_cur[mine..mine + n]);
                 }
-                let hh = &mut sc.tile[r * hw..(r + 1) * hw];
+                let hh = &mut sc.tile[(r - r0) * hw..(r - r0 + 1) * hw];
                 if let Some(bias) = hh_bias {
                     for blk in 0..C::HH_BLOCKS {
                         for (v, &bv) in hh[blk * npad..][..n].iter_mut().zip(&bias[blk * h + j0..][..n]) {
@@ -369,21 +463,21 @@ pub(crate) fn forward_steps<C: Cell>(cell: &C, p: &Plan, io: FwdIo) {
             }
         } else {
             // Second half (mid-step GEMM): mid = (r ⊙ h) · W_hh[mid]ᵀ for these units.
-            let mid_in = unsafe { mid_sh.get(0, b * h) };
+            let mid_in = unsafe { mid_sh.get(r0 * h, nr * h) };
             let wm = unsafe { wm_sh.get(ch.first * panel, ch.np * panel) };
-            kern.panels(mid_in, h, b, h, wm, ch.np, &mut sc.tile, npad);
-            for r in 0..b {
+            kern.panels(mid_in, h, nr, h, wm, ch.np, &mut sc.tile, npad);
+            for r in r0..r0 + nr {
                 let Some(tt) = p.time_of(s, r) else { continue };
                 let own = r * h + j0;
                 // h_prev, copied into `next` by the first half.
                 let hs = unsafe { next.get_mut(own, n) };
                 let mut wr = ws_row(r);
-                cell.fwd_mid(n, proj(r), &sc.tile[r * npad..][..n], hs, &mut wr);
+                cell.fwd_mid(n, proj(r), &sc.tile[(r - r0) * npad..][..n], hs, &mut wr);
                 unsafe { y.get_mut(p.row(tt, r) * h + j0, n) }.copy_from_slice(hs);
             }
         }
     };
-    team::run(runners, chunks.len(), pre + t * halves, scratch, work);
+    split.run(pre + t * halves, pieces, scratch, pack, work);
     crate::pool::release(xtiles);
     if t % 2 == 1 {
         io.hs.copy_from_slice(&h_other);
@@ -420,9 +514,9 @@ pub(crate) fn backward_steps<C: Cell>(cell: &C, p: &Plan, io: BwdIo) {
     let (t, b, h, g) = (p.t, p.b, p.h, C::G);
     let (gh, hh_w, ws_w) = (g * h, C::HH_BLOCKS * h, C::WS_BLOCKS * h);
     let kern = simd::kernels();
-    let (runners, chunks) = split(h, b * gh * h);
+    let split = Work::new(h, b, b * gh * h, 4 * gh * h, true);
     let panels = h.div_ceil(NR);
-    let npad_max = chunks.iter().map(|c| c.npad).max().unwrap_or(0);
+    let npad_max = split.chunks.iter().map(|c| c.npad).max().unwrap_or(0);
     let (w_hh, ws_all, hprev, dy) = (io.w_hh, io.ws, io.hprev, io.dy);
     // W_hh[..HH_BLOCKS·H, units] as panels (K = HH_BLOCKS·H), for dh += dG·W_hh, and
     // W_hh[mid blocks, units] (K = H) for dmid = dG[mid]·W_hh[mid].
@@ -434,18 +528,21 @@ pub(crate) fn backward_steps<C: Cell>(cell: &C, p: &Plan, io: BwdIo) {
     let (dh, dc) = (SharedMut::new(io.dh), SharedMut::new(io.dc));
     let (dg, dxp) = (SharedMut::new(io.dg), SharedMut::new(io.dxp));
     let (w_sh, wm_sh, dmid_sh) = (SharedMut::new(&mut w_pk), SharedMut::new(&mut wm_pk), SharedMut::new(&mut dmid_in));
+    let rows_max = split.rows_max();
 
-    let scratch = || BwdScratch { tile: vec![0.0; b * npad_max], dc: vec![0.0; npad_max] };
+    let scratch = || BwdScratch { tile: vec![0.0; rows_max * npad_max], dc: vec![0.0; npad_max] };
 
-    // SAFETY (every shared access): a chunk reads and writes only its units of dh, dc, dG, dXP
-    // and dmid_in and its own packed panels, except the GEMM phases, which read all of dG_s (or
-    // dmid_in) after the barrier that completed it.
-    let pack = |ch: &Chunk| {
+    // SAFETY (every shared access): a part reads and writes only its units of its rows of dh,
+    // dc, dG, dXP and dmid_in and its chunk's packed panels, except the GEMM phases, which read
+    // all units of its rows of dG_s (or dmid_in) after the barrier that completed them (in
+    // lanes, written by the same lane earlier).
+    let pack = |ch: &Chunk, k: usize| {
         let mut one = Vec::new();
-        // B[kk][j] = W_hh[kk·H + j], kk over the blocks that multiplied h.
-        pack_panels(hh_w, ch.j0, ch.j0 + ch.n, w_hh, h, 1, &mut one);
-        unsafe { w_sh.get_mut(ch.first * hh_w * NR, ch.np * hh_w * NR) }.copy_from_slice(&one);
-        if C::HAS_MID {
+        if k == 0 {
+            // B[kk][j] = W_hh[kk·H + j], kk over the blocks that multiplied h.
+            pack_panels(hh_w, ch.j0, ch.j0 + ch.n, w_hh, h, 1, &mut one);
+            unsafe { w_sh.get_mut(ch.first * hh_w * NR, ch.np * hh_w * NR) }.copy_from_slice(&one);
+        } else {
             pack_panels(h, ch.j0, ch.j0 + ch.n, &w_hh[hh_w * h..], h, 1, &mut one);
             unsafe { wm_sh.get_mut(ch.first * h * NR, ch.np * h * NR) }.copy_from_slice(&one);
         }
@@ -465,9 +562,11 @@ pub(crate) fn backward_steps<C: Cell>(cell: &C, p: &Plan, io: BwdIo) {
         };
         (dgr, dxr)
     };
+    let rows_of = |part: &Part| part.rows.r0..part.rows.r0 + part.rows.n;
     // What the cell half of step s reads of these units, asked for ahead (see simd::prefetch).
-    let prefetch_step = |ch: &Chunk, s: usize| {
-        for r in 0..b {
+    let prefetch_step = |part: &Part, s: usize| {
+        let ch = &part.ch;
+        for r in rows_of(part) {
             let Some(tt) = p.time_of(s, r) else { continue };
             for blk in 0..C::WS_BLOCKS {
                 simd::prefetch(&ws_all[(s * b + r) * ws_w + blk * h + ch.j0..][..ch.n]);
@@ -479,9 +578,10 @@ pub(crate) fn backward_steps<C: Cell>(cell: &C, p: &Plan, io: BwdIo) {
         }
     };
     // The cell's (first) backward half for step s on these units.
-    let cell_step = |sc: &mut BwdScratch, ch: &Chunk, s: usize| {
+    let cell_step = |sc: &mut BwdScratch, part: &Part, s: usize| {
+        let ch = &part.ch;
         let (j0, n) = (ch.j0, ch.n);
-        for r in 0..b {
+        for r in rows_of(part) {
             let Some(tt) = p.time_of(s, r) else { continue };
             let own = r * h + j0;
             let dh_r = unsafe { dh.get_mut(own, n) };
@@ -497,33 +597,35 @@ pub(crate) fn backward_steps<C: Cell>(cell: &C, p: &Plan, io: BwdIo) {
     };
     // Mid-step half (reset-before GRU): dmid = dG_s[mid] · W_hh[mid] for these units, then the
     // cell's second half.
-    let mid_step = |sc: &mut BwdScratch, ch: &Chunk, s: usize| {
+    let mid_step = |sc: &mut BwdScratch, part: &Part, s: usize| {
+        let (ch, Rows { r0, n: nr }) = (&part.ch, part.rows);
         let (j0, n, npad) = (ch.j0, ch.n, ch.npad);
-        let dmid_in = unsafe { dmid_sh.get(0, b * h) };
+        let dmid_in = unsafe { dmid_sh.get(r0 * h, nr * h) };
         let wm = unsafe { wm_sh.get(ch.first * h * NR, ch.np * h * NR) };
-        kern.panels(dmid_in, h, b, h, wm, ch.np, &mut sc.tile, npad);
-        for r in 0..b {
+        kern.panels(dmid_in, h, nr, h, wm, ch.np, &mut sc.tile, npad);
+        for r in rows_of(part) {
             if p.time_of(s, r).is_none() {
                 continue;
             }
             let dh_r = unsafe { dh.get_mut(r * h + j0, n) };
             let hp = &hprev[(s * b + r) * h + j0..][..n];
             let (mut dgr, mut dxr) = grads_row(ch, s, r);
-            cell.bwd_mid(n, hp, ws_row(ch, s, r), &sc.tile[r * npad..][..n], dh_r, &mut dgr, &mut dxr);
+            cell.bwd_mid(n, hp, ws_row(ch, s, r), &sc.tile[(r - r0) * npad..][..n], dh_r, &mut dgr, &mut dxr);
         }
     };
     // dh_prev[:, units] += dG_s[:, ..HH_BLOCKS·H] · W_hh[..HH_BLOCKS·H, units].
-    let gemm_step = |sc: &mut BwdScratch, ch: &Chunk, s: usize| {
+    let gemm_step = |sc: &mut BwdScratch, part: &Part, s: usize| {
+        let (ch, Rows { r0, n: nr }) = (&part.ch, part.rows);
         let (j0, n, npad) = (ch.j0, ch.n, ch.npad);
-        let dg_s = unsafe { dg.get(s * b * gh, b * gh) };
+        let dg_s = unsafe { dg.get((s * b + r0) * gh, nr * gh) };
         let w = unsafe { w_sh.get(ch.first * hh_w * NR, ch.np * hh_w * NR) };
-        kern.panels(dg_s, gh, b, hh_w, w, ch.np, &mut sc.tile, npad);
-        for r in 0..b {
+        kern.panels(dg_s, gh, nr, hh_w, w, ch.np, &mut sc.tile, npad);
+        for r in rows_of(part) {
             if p.time_of(s, r).is_none() {
                 continue;
             }
             let d = unsafe { dh.get_mut(r * h + j0, n) };
-            for (v, &a) in d.iter_mut().zip(&sc.tile[r * npad..][..n]) {
+            for (v, &a) in d.iter_mut().zip(&sc.tile[(r - r0) * npad..][..n]) {
                 *v += a;
             }
         }
@@ -531,26 +633,22 @@ pub(crate) fn backward_steps<C: Cell>(cell: &C, p: &Plan, io: BwdIo) {
     // Phases: packing; the cell half of step T−1; then per step s (descending) [its mid half,]
     // its GEMM together with the cell half of step s − 1. Each phase ends at a barrier.
     let per = if C::HAS_MID { 2 } else { 1 };
-    let work = |sc: &mut BwdScratch, c: usize, ph: usize| {
-        let ch = &chunks[c];
-        match ph {
-            0 => pack(ch),
-            1 => cell_step(sc, ch, t - 1),
-            _ => {
-                let (s, part) = (t - 1 - (ph - 2) / per, (ph - 2) % per);
-                if part + 1 < per {
-                    mid_step(sc, ch, s);
-                } else {
-                    if s > 0 {
-                        prefetch_step(ch, s - 1);
-                    }
-                    gemm_step(sc, ch, s);
-                    if s > 0 {
-                        cell_step(sc, ch, s - 1);
-                    }
-                }
+    let work = |sc: &mut BwdScratch, part: &Part, _slot: usize, ph: usize| {
+        if ph == 1 {
+            return cell_step(sc, part, t - 1);
+        }
+        let (s, half) = (t - 1 - (ph - 2) / per, (ph - 2) % per);
+        if half + 1 < per {
+            mid_step(sc, part, s);
+        } else {
+            if s > 0 {
+                prefetch_step(part, s - 1);
+            }
+            gemm_step(sc, part, s);
+            if s > 0 {
+                cell_step(sc, part, s - 1);
             }
         }
     };
-    team::run(runners, chunks.len(), 2 + per * t, scratch, work);
+    split.run(2 + per * t, 1 + C::HAS_MID as usize, scratch, pack, work);
 }
