@@ -7,13 +7,16 @@
 //! Prints the median ms of each engine and their ratio. The user-facing comparison against
 //! PyTorch is `npm run bench:torch`. `CPU=1` reports CPU time of all threads instead of wall time (with
 //! RAYON_NUM_THREADS=1: single-core cost, which other load on the machine disturbs less).
+//! `INPUT_ROWS=n` sets from how many rows the input projection runs inside the steps.
 //! `AB=lanes` compares the team sharing steps by units (first column) with the team in lanes
 //! (rows through every step per runner). `ONLY=team` (or `generic`) runs one engine and
 //! `MODE=infer` (or `train`) one mode, for profiling; `MODE=fwd` reports, in the infer row, the
 //! training forward (with the saves for backward) instead.
 
 use recurrent_core::ops::elementwise::{mul, sum_to};
-use recurrent_core::ops::rnn::{recurrent_layer, set_fast_f32_engine, set_lane_min_rows, CellKind, RecurrentWeights};
+use recurrent_core::ops::rnn::{
+    recurrent_layer, set_fast_f32_engine, set_lane_min_rows, set_step_input_min_rows, CellKind, RecurrentWeights,
+};
 use recurrent_core::{backward, no_grad, DType, Tensor};
 use std::time::Instant;
 
@@ -67,6 +70,11 @@ fn main() {
     } else {
         args.iter().map(|s| parse(s)).collect()
     };
+    // INPUT_ROWS=n: the team computes the input projection inside its steps from n rows (the
+    // engine's rule otherwise).
+    if let Some(rows) = std::env::var("INPUT_ROWS").ok().and_then(|v| v.parse().ok()) {
+        set_step_input_min_rows(rows);
+    }
     let rounds: usize = std::env::var("ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(9);
     for c in &cases {
         let (g, h) = (c.kind.gates(), c.h);
