@@ -183,9 +183,9 @@ impl Work {
         Work { runners, chunks, parts, lanes: lanes >= 2 }
     }
 
-    /// Runs phase 0 (`pre(scratch, piece)` for every piece of packing: on a team, split by
-    /// piece in lanes, where every part shares the one chunk, or by part otherwise) and then
-    /// phases 1..phases of every part.
+    /// Runs phase 0, the packing (`pack(chunk, piece)` for every piece of every chunk: split by
+    /// piece in lanes, where every part shares the one chunk; by part otherwise), then phases
+    /// 1..phases of every part (`work(scratch, part, slot, phase)`).
     fn run<S>(
         &self, phases: usize, pieces: usize, scratch: impl Fn() -> S + Sync, pack: impl Fn(&Chunk, usize) + Sync,
         work: impl Fn(&mut S, &Part, usize, usize) + Sync,
