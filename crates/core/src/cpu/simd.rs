@@ -149,9 +149,20 @@ pub fn pack_panels(k: usize, j0: usize, j1: usize, src: &[f32], rs: usize, cs: u
     let np = (j1 - j0).div_ceil(NR);
     out.clear();
     out.resize(np * k * NR, 0.0);
+    pack_panels_into(k, j0, j1, src, rs, cs, out);
+}
+
+/// As [`pack_panels`], into `out` (np·k·16 floats, each written: zero past j1), e.g. a part of
+/// a larger packed buffer, which then needs neither zeroing nor a copy.
+pub fn pack_panels_into(k: usize, j0: usize, j1: usize, src: &[f32], rs: usize, cs: usize, out: &mut [f32]) {
+    let np = (j1 - j0).div_ceil(NR);
+    assert_eq!(out.len(), np * k * NR, "pack_panels_into: out is not np·k·16 floats");
     for q in 0..np {
         let panel = &mut out[q * k * NR..(q + 1) * k * NR];
         let (jq, w) = (j0 + q * NR, NR.min(j1 - j0 - q * NR));
+        if w < NR {
+            panel.fill(0.0);
+        }
         if cs == 1 {
             for (kk, dst) in panel.chunks_exact_mut(NR).enumerate() {
                 dst[..w].copy_from_slice(&src[kk * rs + jq..][..w]);
@@ -651,6 +662,10 @@ mod tests {
                 pack_panels(k, j0, j1, &w, rs, cs, &mut got);
                 let np = (j1 - j0).div_ceil(NR);
                 assert_eq!(got.len(), np * k * NR);
+                // Into a buffer with stale contents: every float is written, padding included.
+                let mut stale = vec![f32::NAN; np * k * NR];
+                pack_panels_into(k, j0, j1, &w, rs, cs, &mut stale);
+                assert_eq!(stale, got, "pack_panels_into, rs {rs} cs {cs} [{j0}, {j1})");
                 for q in 0..np {
                     for kk in 0..k {
                         for l in 0..NR {

@@ -28,7 +28,7 @@
 //! element is computed in exactly one chunk with a fixed summation order, and the vector code
 //! treats a slice's tail like its body, so results do not depend on the number of threads.
 
-use crate::cpu::simd::{self, pack_panels, NR};
+use crate::cpu::simd::{self, pack_panels_into, NR};
 use crate::cpu::team::{self, SharedMut};
 use crate::ops::rnn::{Blocks, BlocksMut, Cell, Plan, Proj};
 use crate::storage::CpuStorage;
@@ -289,11 +289,24 @@ fn packed_lookup(src: &Arc<CpuStorage>, layout: &[usize]) -> Option<PackedPair> 
 
 fn packed_insert(src: &Arc<CpuStorage>, layout: Vec<usize>, w: Vec<f32>, wm: Vec<f32>) {
     let mut cache = PACKED.lock().unwrap_or_else(|p| p.into_inner());
-    cache.retain(|e| e.src.strong_count() > 0);
+    // Entries whose weights are gone (training makes new weights every step) give their
+    // buffers to the pool, where the next call's packing takes them.
+    let (live, gone): (Vec<Packed>, Vec<Packed>) = cache.drain(..).partition(|e| e.src.strong_count() > 0);
+    *cache = live;
     cache.push(Packed { src: Arc::downgrade(src), layout, w: Arc::new(w), wm: Arc::new(wm) });
     let bytes = |c: &[Packed]| c.iter().map(|e| 4 * (e.w.len() + e.wm.len())).sum::<usize>();
+    let mut evicted = Vec::new();
     while cache.len() > PACKED_MAX_ENTRIES || (cache.len() > 1 && bytes(&cache) > PACKED_MAX_BYTES) {
-        cache.remove(0);
+        evicted.push(cache.remove(0));
+    }
+    drop(cache);
+    for e in gone.into_iter().chain(evicted) {
+        // A call still reading the entry holds a clone: then it is simply dropped later.
+        for v in [e.w, e.wm] {
+            if let Ok(v) = Arc::try_unwrap(v) {
+                crate::pool::release(v);
+            }
+        }
     }
 }
 
@@ -323,7 +336,11 @@ pub(crate) fn forward_steps<C: Cell>(cell: &C, p: &Plan, io: FwdIo) {
     let cached = io.w_hh_src.and_then(|src| packed_lookup(src, &layout));
     let (mut w_pk, mut wm_pk) = match cached {
         Some(_) => (Vec::new(), Vec::new()),
-        None => (vec![0f32; C::HH_BLOCKS * panels * panel], vec![0f32; if C::HAS_MID { panels * panel } else { 0 }]),
+        // Every float is written by the packing (padding included): no zeroing.
+        None => (
+            crate::pool::take(C::HH_BLOCKS * panels * panel),
+            crate::pool::take(if C::HAS_MID { panels * panel } else { 0 }),
+        ),
     };
     // SAFETY: a cached pair is only read (phase 0 packs only when nothing was cached).
     let (w_sh, wm_sh) = match &cached {
@@ -336,7 +353,7 @@ pub(crate) fn forward_steps<C: Cell>(cell: &C, p: &Plan, io: FwdIo) {
     let ipanel = input.i * NR;
     let ih_layout = packed_ih_layout::<C>(h, input.i, chunks);
     let ih_cached = input.w_ih_src.and_then(|src| packed_lookup(src, &ih_layout));
-    let mut wi_pk = vec![0f32; if ih_cached.is_none() { g * panels * ipanel } else { 0 }];
+    let mut wi_pk: Vec<f32> = crate::pool::take(if ih_cached.is_none() { g * panels * ipanel } else { 0 });
     // SAFETY: as for W_hh.
     let wi_sh = match &ih_cached {
         Some((w, _)) => unsafe { SharedMut::from_shared(w) },
@@ -371,21 +388,19 @@ pub(crate) fn forward_steps<C: Cell>(cell: &C, p: &Plan, io: FwdIo) {
     let hh_pieces = if cached.is_none() { C::HH_BLOCKS + C::HAS_MID as usize } else { 0 };
     let pieces = hh_pieces + if ih_cached.is_none() { g } else { 0 };
     let pack = |ch: &Chunk, k: usize| {
-        let mut one = Vec::new();
+        let (j0, j1) = (ch.j0, ch.j0 + ch.n);
         if k < C::HH_BLOCKS && k < hh_pieces {
             // B[kk][j] = W_hh[(blk·H + j)·H + kk]: W_hhᵀ for this gate block.
-            pack_panels(h, ch.j0, ch.j0 + ch.n, &w_hh[k * h * h..], 1, h, &mut one);
             let at = (C::HH_BLOCKS * ch.first + k * ch.np) * panel;
-            unsafe { w_sh.get_mut(at, ch.np * panel) }.copy_from_slice(&one);
+            pack_panels_into(h, j0, j1, &w_hh[k * h * h..], 1, h, unsafe { w_sh.get_mut(at, ch.np * panel) });
         } else if k < hh_pieces {
-            pack_panels(h, ch.j0, ch.j0 + ch.n, &w_hh[hh_w * h..], 1, h, &mut one);
-            unsafe { wm_sh.get_mut(ch.first * panel, ch.np * panel) }.copy_from_slice(&one);
+            let dst = unsafe { wm_sh.get_mut(ch.first * panel, ch.np * panel) };
+            pack_panels_into(h, j0, j1, &w_hh[hh_w * h..], 1, h, dst);
         } else {
             // B[kk][j] = W_ih[(blk·H + j)·I + kk].
             let (inp, blk) = (&input, k - hh_pieces);
-            pack_panels(inp.i, ch.j0, ch.j0 + ch.n, &inp.w_ih[blk * h * inp.i..], 1, inp.i, &mut one);
-            let at = (g * ch.first + blk * ch.np) * ipanel;
-            unsafe { wi_sh.get_mut(at, ch.np * ipanel) }.copy_from_slice(&one);
+            let dst = unsafe { wi_sh.get_mut((g * ch.first + blk * ch.np) * ipanel, ch.np * ipanel) };
+            pack_panels_into(inp.i, j0, j1, &inp.w_ih[blk * h * inp.i..], 1, inp.i, dst);
         }
     };
 
@@ -482,11 +497,13 @@ pub(crate) fn forward_steps<C: Cell>(cell: &C, p: &Plan, io: FwdIo) {
     if t % 2 == 1 {
         io.hs.copy_from_slice(&h_other);
     }
-    if let (Some(src), None) = (io.w_hh_src, &cached) {
-        packed_insert(src, layout, w_pk, wm_pk);
+    match (io.w_hh_src, &cached) {
+        (Some(src), None) => packed_insert(src, layout, w_pk, wm_pk),
+        _ => [w_pk, wm_pk].into_iter().for_each(crate::pool::release),
     }
-    if let (Some(src), None) = (input.w_ih_src, &ih_cached) {
-        packed_insert(src, ih_layout, wi_pk, Vec::new());
+    match (input.w_ih_src, &ih_cached) {
+        (Some(src), None) => packed_insert(src, ih_layout, wi_pk, Vec::new()),
+        _ => crate::pool::release(wi_pk),
     }
 }
 
@@ -520,8 +537,9 @@ pub(crate) fn backward_steps<C: Cell>(cell: &C, p: &Plan, io: BwdIo) {
     let (w_hh, ws_all, hprev, dy) = (io.w_hh, io.ws, io.hprev, io.dy);
     // W_hh[..HH_BLOCKS·H, units] as panels (K = HH_BLOCKS·H), for dh += dG·W_hh, and
     // W_hh[mid blocks, units] (K = H) for dmid = dG[mid]·W_hh[mid].
-    let mut w_pk = vec![0f32; panels * hh_w * NR];
-    let mut wm_pk = vec![0f32; if C::HAS_MID { panels * h * NR } else { 0 }];
+    // Every float is written by the packing (padding included): pooled, no zeroing.
+    let mut w_pk: Vec<f32> = crate::pool::take(panels * hh_w * NR);
+    let mut wm_pk: Vec<f32> = crate::pool::take(if C::HAS_MID { panels * h * NR } else { 0 });
     // dG_s of the mid-step blocks, copied out for the mid-step GEMM (cells with one), so that
     // its reads never overlap another chunk's writes to dG.
     let mut dmid_in = vec![0f32; if C::HAS_MID { b * h } else { 0 }];
@@ -537,14 +555,14 @@ pub(crate) fn backward_steps<C: Cell>(cell: &C, p: &Plan, io: BwdIo) {
     // all units of its rows of dG_s (or dmid_in) after the barrier that completed them (in
     // lanes, written by the same lane earlier).
     let pack = |ch: &Chunk, k: usize| {
-        let mut one = Vec::new();
+        let (j0, j1) = (ch.j0, ch.j0 + ch.n);
         if k == 0 {
             // B[kk][j] = W_hh[kk·H + j], kk over the blocks that multiplied h.
-            pack_panels(hh_w, ch.j0, ch.j0 + ch.n, w_hh, h, 1, &mut one);
-            unsafe { w_sh.get_mut(ch.first * hh_w * NR, ch.np * hh_w * NR) }.copy_from_slice(&one);
+            let dst = unsafe { w_sh.get_mut(ch.first * hh_w * NR, ch.np * hh_w * NR) };
+            pack_panels_into(hh_w, j0, j1, w_hh, h, 1, dst);
         } else {
-            pack_panels(h, ch.j0, ch.j0 + ch.n, &w_hh[hh_w * h..], h, 1, &mut one);
-            unsafe { wm_sh.get_mut(ch.first * h * NR, ch.np * h * NR) }.copy_from_slice(&one);
+            let dst = unsafe { wm_sh.get_mut(ch.first * h * NR, ch.np * h * NR) };
+            pack_panels_into(h, j0, j1, &w_hh[hh_w * h..], h, 1, dst);
         }
     };
     // The chunk's units of row r of step s: saved blocks, and the gradient blocks written in
@@ -651,4 +669,6 @@ pub(crate) fn backward_steps<C: Cell>(cell: &C, p: &Plan, io: BwdIo) {
         }
     };
     split.run(2 + per * t, 1 + C::HAS_MID as usize, scratch, pack, work);
+    crate::pool::release(w_pk);
+    crate::pool::release(wm_pk);
 }
