@@ -34,9 +34,6 @@ fn cpu_ms() -> f64 {
     ns as f64 * 1e-6
 }
 
-/// The engine's default rows per lane (`ops/rnn_fast.rs`).
-const LANE_MIN_ROWS: usize = 8;
-
 fn median(v: Vec<f64>) -> f64 {
     let mut v: Vec<f64> = v.into_iter().filter(|x| !x.is_nan()).collect();
     if v.is_empty() {
@@ -75,6 +72,9 @@ fn main() {
     if let Some(rows) = std::env::var("INPUT_ROWS").ok().and_then(|v| v.parse().ok()) {
         set_step_input_min_rows(rows);
     }
+    // The engine's rows per lane, put back after each lanes-off round of AB=lanes.
+    let lane_rows = set_lane_min_rows(0);
+    set_lane_min_rows(lane_rows);
     let rounds: usize = std::env::var("ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(9);
     for c in &cases {
         let (g, h) = (c.kind.gates(), c.h);
@@ -133,7 +133,7 @@ fn main() {
                 }
                 if lanes_ab {
                     // Both engines are the team; the first never shares a call out by rows.
-                    set_lane_min_rows(if fast { LANE_MIN_ROWS } else { usize::MAX });
+                    set_lane_min_rows(if fast { lane_rows } else { usize::MAX });
                 } else {
                     set_fast_f32_engine(fast);
                 }
@@ -147,7 +147,7 @@ fn main() {
             }
         }
         set_fast_f32_engine(true);
-        set_lane_min_rows(LANE_MIN_ROWS);
+        set_lane_min_rows(lane_rows);
         let name = format!("{:?} B={} T={} I={} H={}", c.kind, c.b, c.t, c.i, c.h);
         for (m, mode) in ["train", "infer"].iter().enumerate() {
             let (old, new) = (median(ms[0][m].clone()), median(ms[1][m].clone()));

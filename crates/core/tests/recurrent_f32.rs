@@ -124,10 +124,10 @@ fn check(net: &Net, tol: f64) {
     let ways = [("hoisted", usize::MAX, usize::MAX), ("in steps", 0, usize::MAX), ("in steps, in lanes", 0, 1)];
     for (input, rows, lane_rows) in ways {
         set_step_input_min_rows(rows);
-        set_lane_min_rows(lane_rows);
+        let lanes_before = set_lane_min_rows(lane_rows);
         let got = net.run(&params, DType::F32);
         set_step_input_min_rows(DEFAULT_STEP_INPUT_ROWS);
-        set_lane_min_rows(DEFAULT_LANE_ROWS);
+        set_lane_min_rows(lanes_before);
         let got = got.unwrap();
         assert_eq!(want.len(), got.len());
         for (k, (w, g)) in want.iter().zip(&got).enumerate() {
@@ -149,9 +149,8 @@ fn check(net: &Net, tol: f64) {
     }
 }
 
-/// The engine's defaults (rnn_fast.rs), restored after each override.
+/// The engine's default (rnn_fast.rs), restored after each override.
 const DEFAULT_STEP_INPUT_ROWS: usize = 8;
-const DEFAULT_LANE_ROWS: usize = 8;
 
 /// Tolerance: float32 rounding through a few steps of sums over tens of terms is ~1e-6
 /// relative; 1e-4 leaves room for the gradients' longer chains, and is far below what any
@@ -227,6 +226,7 @@ fn f32_bits_do_not_depend_on_slot_count_and_repeat() {
             let one = bits(1);
             assert_eq!(one, bits(1), "{kind:?}: repeat");
             // By units, then by rows: lanes of 1 to 3 rows (where the projection is in steps).
+            let lanes_before = set_lane_min_rows(usize::MAX);
             for lane_rows in [usize::MAX, 1, 2] {
                 set_lane_min_rows(lane_rows);
                 for slots in [2, 3, 5] {
@@ -235,7 +235,7 @@ fn f32_bits_do_not_depend_on_slot_count_and_repeat() {
                     assert_eq!(one, bits(slots), "{kind:?}: {ctx}");
                 }
             }
-            set_lane_min_rows(DEFAULT_LANE_ROWS);
+            set_lane_min_rows(lanes_before);
         }
         set_step_input_min_rows(DEFAULT_STEP_INPUT_ROWS);
     }

@@ -723,10 +723,10 @@ pub fn set_step_input_min_rows(rows: usize) {
 
 /// Overrides from how many batch rows per lane the float32 team engine shares a call out by
 /// rows (lanes: each runner takes rows through every step) instead of by hidden units
-/// (`usize::MAX`: never); results do not depend on it. For tests and measurements;
-/// process-wide.
+/// (`usize::MAX`: never); results do not depend on it. Returns the value it replaces, to put
+/// back. For tests and measurements; process-wide.
 #[doc(hidden)]
-pub fn set_lane_min_rows(rows: usize) {
+pub fn set_lane_min_rows(rows: usize) -> usize {
     rnn_fast::set_lane_min_rows(rows)
 }
 

@@ -74,9 +74,10 @@ pub(crate) fn set_step_input_min_rows(rows: usize) {
     INPUT_MIN_ROWS.store(rows, Ordering::Relaxed);
 }
 
-/// Overrides [`LANE_MIN_ROWS`] (tests: lanes at small B; `usize::MAX` turns them off).
-pub(crate) fn set_lane_min_rows(rows: usize) {
-    LANE_ROWS.store(rows, Ordering::Relaxed);
+/// Overrides [`LANE_MIN_ROWS`] (tests: lanes at small B; `usize::MAX` turns them off); returns
+/// the value it replaces, for the caller to put back.
+pub(crate) fn set_lane_min_rows(rows: usize) -> usize {
+    LANE_ROWS.swap(rows, Ordering::Relaxed)
 }
 
 /// Overrides the team's size rule (tests: odd sizes through the team; other runner counts, to
@@ -359,7 +360,8 @@ pub(crate) fn forward_steps<C: Cell>(cell: &C, p: &Plan, io: FwdIo) {
         Some((w, _)) => unsafe { SharedMut::from_shared(w) },
         None => SharedMut::new(&mut wi_pk),
     };
-    let xt_len = if hoist { t * b } else { split.rows_max() } * g * npad_max;
+    let rows_max = split.rows_max();
+    let xt_len = if hoist { t * b } else { rows_max } * g * npad_max;
     // Every tile is written (by the projection) before it is read, so a pooled buffer with
     // stale values does: no zeroing, and no fresh pages to fault in on every call.
     let mut xtiles: Vec<f32> = crate::pool::take(split.parts.len() * xt_len);
@@ -376,7 +378,6 @@ pub(crate) fn forward_steps<C: Cell>(cell: &C, p: &Plan, io: FwdIo) {
         (SharedMut::new(io.cs), SharedMut::new(io.y), SharedMut::new(io.ws), SharedMut::new(io.hprev));
     let mid_sh = SharedMut::new(&mut mid_in);
     let halves = if C::HAS_MID { 2 } else { 1 };
-    let rows_max = split.rows_max();
 
     let scratch = || FwdScratch { tile: vec![0.0; rows_max * C::HH_BLOCKS * npad_max], cs: vec![0.0; npad_max] };
 
