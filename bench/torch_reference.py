@@ -13,8 +13,8 @@ Commands:
          plus "bench.input" and "bench.target"), runs the computation once, and compares it
          with recurrent's results in `check` ("output", "loss", "grad.<parameter>"): relative
          errors ||a - b|| / ||b|| of the output, the loss and all gradients together
-  {"cmd": "time", "case": id, "reps": n}
-      -> {"ms": mean milliseconds per call over n back-to-back calls}
+  {"cmd": "time", "case": id, "reps": n, "warm": w}
+      -> {"ms": mean milliseconds per call over n back-to-back calls, after w untimed ones}
   {"cmd": "drop", "case": id}, {"cmd": "quit"}
 
 A training call is zero_grad + forward + MSE + backward + Adam(lr 1e-3) step + loss.item();
@@ -130,6 +130,8 @@ def main():
             elif cmd == "time":
                 case = cases[c["case"]]
                 reps = int(c["reps"])
+                for _ in range(int(c.get("warm", 0))):
+                    case.run()
                 t0 = time.perf_counter()
                 for _ in range(reps):
                     case.run()

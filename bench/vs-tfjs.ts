@@ -7,7 +7,8 @@
 // so the update) is computed. tfjs runs `optimizer.minimize(() => mse(y, model.apply(x)))`.
 // Inference: forward only (recurrent under noGrad, tfjs `predict`, onnxruntime `run` of the
 // model exported by `toOnnx` from the very same weights, 2 intra-op threads). recurrent and
-// onnxruntime run in alternating rounds (median over rounds of the mean per call).
+// onnxruntime run in alternating rounds (median over rounds of the mean per call; each round
+// opens with untimed calls).
 //
 // FLOPs (multiply-add = 2): forward 2·G·H·(I + H)·B·T with G = 4 (LSTM), 3 (GRU), 1 (RNN);
 // a training step counts 3× forward. Speed-ups are time(peer) / time(recurrent).
@@ -26,7 +27,7 @@ import ort from '../__test__/helpers/onnxruntime.js'
 
 import { Adam, GRU, LSTM, RNN, type RNNBase, mse, noGrad, tensor, toOnnx, torchToKerasRecurrent, type Tensor } from '../index.js'
 import { barChartSvg, median } from './chart.js'
-import { type Cell, G, LAT, QUICK, S1, S2, type Size } from './sizes.js'
+import { type Cell, G, LAT, QUICK, S1, S2, type Size, warmFor } from './sizes.js'
 import { LoopDelayMonitor, type LoopStats } from './loop-delay.js'
 // The same seeded inputs as the parity specs, so benches and tests draw identical data.
 import { randomArray } from '../__test__/helpers/numeric.js'
@@ -139,7 +140,8 @@ const INFER_ROUNDS = QUICK ? 3 : 9
 /**
  * recurrent's and onnxruntime's inference on the same model, timed in alternating rounds (a
  * round of one, then a round of the other) so that drifts of the machine's speed hit both; each
- * figure is the median over rounds of the mean ms per call in a round.
+ * figure is the median over rounds of the mean ms per call in a round, after the round's
+ * untimed opening calls (`warmFor`).
  */
 async function inferPair(cell: Cell, s: Size, d: Data): Promise<{ recurrent: Timing; ort: Timing }> {
   const m = makeRecurrent(cell, s, 7)
@@ -159,7 +161,8 @@ async function inferPair(cell: Cell, s: Size, d: Data): Promise<{ recurrent: Tim
   const onnx = async () => {
     await session.run(feeds)
   }
-  const round = async (fn: () => Promise<void>, n: number) => {
+  const round = async (fn: () => Promise<void>, n: number, warm = 0) => {
+    for (let i = 0; i < warm; i++) await fn()
     const t0 = performance.now()
     for (let i = 0; i < n; i++) await fn()
     return (performance.now() - t0) / n
@@ -175,8 +178,8 @@ async function inferPair(cell: Cell, s: Size, d: Data): Promise<{ recurrent: Tim
     const r: number[] = []
     const o: number[] = []
     for (let k = 0; k < INFER_ROUNDS; k++) {
-      r.push(await round(rec, n))
-      o.push(await round(onnx, n))
+      r.push(await round(rec, n, warmFor(n)))
+      o.push(await round(onnx, n, warmFor(n)))
     }
     return {
       recurrent: { ms: median(r), n: n * INFER_ROUNDS, warmup: 5 },
@@ -437,7 +440,7 @@ out(`${cpus().length} × ${cpu}, Node ${process.version}; tfjs ${tfjsVersion} (c
 out(nodeBackend ? 'tfjs-node: installed.' : 'tfjs-node: not installed (its install script downloads libtensorflow from outside the npm registry).')
 out(`${cuda.line}.`)
 out()
-out(`Cells: median ms per call, with GFLOP/s in parentheses (multiply-add = 2; forward 2·G·H·(I+H)·B·T, a training step 3× that). Inference against onnxruntime: ${INFER_ROUNDS} rounds alternating between the two, the median over rounds of each round's mean.`)
+out(`Cells: median ms per call, with GFLOP/s in parentheses (multiply-add = 2; forward 2·G·H·(I+H)·B·T, a training step 3× that). Inference against onnxruntime: ${INFER_ROUNDS} rounds alternating between the two, the median over rounds of each round's mean; each round opens with untimed calls of its side (a fifth of its timed calls), so that neither side pays for the other's threads still spinning or its own waking up.`)
 out('Speed-up = peer time ÷ recurrent time. [w+n]: warm-up and timed steps for tfjs rows. Same initial weights, data and optimizer (Adam, lr 1e-3) everywhere; tfjs GRU is reset-before, so recurrent runs GRU({ resetAfter: false }); tfjs LSTM/GRU use recurrentActivation sigmoid.')
 out()
 out('## Training step (forward + backward + Adam)')
