@@ -24,25 +24,26 @@ pub fn fast_exp_f32(x: f32) -> f32 {
     y * f32::from_bits(bits)
 }
 
-/// tanh for f32: an odd polynomial near zero (keeps relative accuracy), the exp form elsewhere.
+/// tanh for f32 as -em / (2 + em), em = expm1(-2|x|) = 2^n·q + (2^n - 1), where q = expm1(r)
+/// is `fast_exp_f32`'s polynomial before its + 1: nothing cancels near zero, so one formula
+/// keeps the relative accuracy everywhere (the vector kernels in `simd.rs` compute the same).
 #[inline(always)]
 #[allow(clippy::excessive_precision)] // coefficients as fitted; f32 rounds them
 pub fn fast_tanh_f32(x: f32) -> f32 {
-    let ax = x.abs();
-    let z = x * x;
-    let mut p = -5.704_988_7e-3_f32;
-    p = p * z + 2.063_908_9e-2;
-    p = p * z - 5.373_971_6e-2;
-    p = p * z + 1.333_144_2e-1;
-    p = p * z - 3.333_328_2e-1;
-    let small = x + x * z * p;
-    let e = fast_exp_f32(2.0 * ax.min(9.0));
-    let large = (1.0 - 2.0 / (e + 1.0)).copysign(x);
-    if ax < 0.625 {
-        small
-    } else {
-        large
-    }
+    let u = (-2.0 * x.abs()).max(-18.0);
+    const MAGIC: f32 = 12_582_912.0;
+    let n = (u * std::f32::consts::LOG2_E + MAGIC) - MAGIC;
+    let r = u - n * 0.693_359_4 - n * -2.121_944_4e-4;
+    let mut p = 1.987_569_1e-4_f32;
+    p = p * r + 1.398_199_9e-3;
+    p = p * r + 8.333_452e-3;
+    p = p * r + 4.166_579_6e-2;
+    p = p * r + 1.666_666_5e-1;
+    p = p * r + 5.000_000_1e-1;
+    let q = p * r * r + r;
+    let s = f32::from_bits(((n as i32 + 127) as u32) << 23);
+    let em = q * s + (s - 1.0);
+    ((0.0 - em) / (2.0 + em)).copysign(x)
 }
 
 #[cfg(test)]

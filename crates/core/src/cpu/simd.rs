@@ -213,9 +213,6 @@ const LN2_HI: f32 = 0.693_359_4;
 const LN2_LO: f32 = -2.121_944_4e-4;
 #[allow(clippy::excessive_precision)]
 const EXP_P: [f32; 6] = [1.987_569_1e-4, 1.398_199_9e-3, 8.333_452e-3, 4.166_579_6e-2, 1.666_666_5e-1, 5.000_000_1e-1];
-#[allow(clippy::excessive_precision)]
-const TANH_P: [f32; 5] = [-5.704_988_7e-3, 2.063_908_9e-2, -5.373_971_6e-2, 1.333_144_2e-1, -3.333_328_2e-1];
-const TANH_SMALL: f32 = 0.625;
 const TANH_CLAMP: f32 = 9.0;
 
 mod portable {
@@ -384,20 +381,26 @@ pub(crate) mod avx2 {
     #[target_feature(enable = "avx2,fma")]
     #[inline]
     pub(crate) unsafe fn tanh8(x: __m256) -> __m256 {
+        // As avx512::tanh16: -em / (2 + em) with em = expm1(-2|x|).
         let sign = _mm256_set1_ps(-0.0);
         let ax = _mm256_andnot_ps(sign, x);
-        let z = _mm256_mul_ps(x, x);
-        let mut p = _mm256_set1_ps(TANH_P[0]);
-        for &c in &TANH_P[1..] {
-            p = _mm256_fmadd_ps(p, z, _mm256_set1_ps(c));
+        let u = _mm256_max_ps(_mm256_mul_ps(ax, _mm256_set1_ps(-2.0)), _mm256_set1_ps(-2.0 * TANH_CLAMP));
+        let magic = _mm256_set1_ps(MAGIC);
+        let n = _mm256_sub_ps(_mm256_fmadd_ps(u, _mm256_set1_ps(std::f32::consts::LOG2_E), magic), magic);
+        let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(LN2_HI), u);
+        let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(LN2_LO), r);
+        let mut p = _mm256_set1_ps(EXP_P[0]);
+        for &c in &EXP_P[1..] {
+            p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(c));
         }
-        let small = _mm256_fmadd_ps(_mm256_mul_ps(x, z), p, x);
-        let two = _mm256_set1_ps(2.0);
-        let e = exp8(_mm256_mul_ps(two, _mm256_min_ps(ax, _mm256_set1_ps(TANH_CLAMP))));
-        let mag = _mm256_sub_ps(_mm256_set1_ps(1.0), _mm256_div_ps(two, _mm256_add_ps(e, _mm256_set1_ps(1.0))));
-        let large = _mm256_or_ps(mag, _mm256_and_ps(sign, x));
-        let is_small = _mm256_cmp_ps::<_CMP_LT_OQ>(ax, _mm256_set1_ps(TANH_SMALL));
-        _mm256_blendv_ps(large, small, is_small)
+        let q = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), r);
+        let s = _mm256_castsi256_ps(_mm256_slli_epi32::<23>(_mm256_add_epi32(
+            _mm256_cvtps_epi32(n),
+            _mm256_set1_epi32(127),
+        )));
+        let em = _mm256_fmadd_ps(q, s, _mm256_sub_ps(s, _mm256_set1_ps(1.0)));
+        let mag = _mm256_div_ps(_mm256_sub_ps(_mm256_setzero_ps(), em), _mm256_add_ps(_mm256_set1_ps(2.0), em));
+        _mm256_or_ps(mag, _mm256_and_ps(sign, x))
     }
 
     /// `f` over the slice 8 at a time; the tail through a padded copy, so that every element
@@ -546,21 +549,28 @@ pub(crate) mod avx512 {
     #[target_feature(enable = "avx512f")]
     #[inline]
     pub(crate) unsafe fn tanh16(x: __m512) -> __m512 {
+        // tanh|x| = -em / (2 + em), em = expm1(-2|x|) = 2^n·q + (2^n - 1) with q = expm1(r) from
+        // exp16's polynomial: no cancellation near 0, so one path serves every x.
         let ax = _mm512_abs_ps(x);
-        let z = _mm512_mul_ps(x, x);
-        let mut p = _mm512_set1_ps(TANH_P[0]);
-        for &c in &TANH_P[1..] {
-            p = _mm512_fmadd_ps(p, z, _mm512_set1_ps(c));
+        let u = _mm512_max_ps(_mm512_mul_ps(ax, _mm512_set1_ps(-2.0)), _mm512_set1_ps(-2.0 * TANH_CLAMP));
+        let magic = _mm512_set1_ps(MAGIC);
+        let n = _mm512_sub_ps(_mm512_fmadd_ps(u, _mm512_set1_ps(std::f32::consts::LOG2_E), magic), magic);
+        let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(LN2_HI), u);
+        let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(LN2_LO), r);
+        let mut p = _mm512_set1_ps(EXP_P[0]);
+        for &c in &EXP_P[1..] {
+            p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(c));
         }
-        let small = _mm512_fmadd_ps(_mm512_mul_ps(x, z), p, x);
-        let two = _mm512_set1_ps(2.0);
-        let e = exp16(_mm512_mul_ps(two, _mm512_min_ps(ax, _mm512_set1_ps(TANH_CLAMP))));
-        let mag = _mm512_sub_ps(_mm512_set1_ps(1.0), _mm512_div_ps(two, _mm512_add_ps(e, _mm512_set1_ps(1.0))));
+        let q = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), r);
+        let s = _mm512_castsi512_ps(_mm512_slli_epi32::<23>(_mm512_add_epi32(
+            _mm512_cvtps_epi32(n),
+            _mm512_set1_epi32(127),
+        )));
+        let em = _mm512_fmadd_ps(q, s, _mm512_sub_ps(s, _mm512_set1_ps(1.0)));
+        let mag = _mm512_div_ps(_mm512_sub_ps(_mm512_setzero_ps(), em), _mm512_add_ps(_mm512_set1_ps(2.0), em));
         // copysign(mag, x): mag ≥ 0, so OR in x's sign bit.
         let sign = _mm512_and_si512(_mm512_castps_si512(x), _mm512_set1_epi32(i32::MIN));
-        let large = _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(mag), sign));
-        let is_small = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(ax, _mm512_set1_ps(TANH_SMALL));
-        _mm512_mask_blend_ps(is_small, large, small)
+        _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(mag), sign))
     }
 
     #[target_feature(enable = "avx512f")]
