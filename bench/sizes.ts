@@ -23,9 +23,17 @@ export const S2: Size = QUICK ? { B: 8, T: 12, I: 32, H: 32 } : { B: 64, T: 100,
 export const LAT: Size = QUICK ? { B: 1, T: 10, I: 16, H: 16 } : { B: 1, T: 100, I: 256, H: 256 }
 
 /**
- * Untimed calls that open each round, a fifth of its timed ones: the side about to be timed
- * first wakes its threads and its caches, and the other side's threads stop spinning (oneDNN's
- * and onnxruntime's wait by spinning after their last call), so that neither side's figure
- * includes the hand-over from the other's round.
+ * How long each round of a side-by-side bench opens with untimed calls of the side it times:
+ * that side wakes its threads and caches, and the other side's threads stop spinning. After
+ * its last call onnxruntime's intra-op threads spin for ~40 ms (read from /proc on a 2-core
+ * machine), and on two cores our next ~30 calls (LSTM B=1) ran at 1.5× their time meanwhile;
+ * timing them would charge one side for the other's idle threads.
  */
-export const warmFor = (reps: number) => Math.ceil(reps / 5)
+export const WARM_MS = 100
+
+/** Calls `fn` until `WARM_MS` have passed (at least once), untimed. */
+export async function warmUp(fn: () => Promise<unknown>): Promise<void> {
+  const t0 = performance.now()
+  do await fn()
+  while (performance.now() - t0 < WARM_MS)
+}

@@ -13,8 +13,9 @@ Commands:
          plus "bench.input" and "bench.target"), runs the computation once, and compares it
          with recurrent's results in `check` ("output", "loss", "grad.<parameter>"): relative
          errors ||a - b|| / ||b|| of the output, the loss and all gradients together
-  {"cmd": "time", "case": id, "reps": n, "warm": w}
-      -> {"ms": mean milliseconds per call over n back-to-back calls, after w untimed ones}
+  {"cmd": "time", "case": id, "reps": n, "warm_ms": w}
+      -> {"ms": mean milliseconds per call over n back-to-back calls, after untimed calls
+          for w ms (at least one when w > 0)}
   {"cmd": "drop", "case": id}, {"cmd": "quit"}
 
 A training call is zero_grad + forward + MSE + backward + Adam(lr 1e-3) step + loss.item();
@@ -130,8 +131,12 @@ def main():
             elif cmd == "time":
                 case = cases[c["case"]]
                 reps = int(c["reps"])
-                for _ in range(int(c.get("warm", 0))):
+                warm_s = float(c.get("warm_ms", 0)) / 1e3
+                if warm_s > 0:
+                    w0 = time.perf_counter()
                     case.run()
+                    while time.perf_counter() - w0 < warm_s:
+                        case.run()
                 t0 = time.perf_counter()
                 for _ in range(reps):
                     case.run()

@@ -27,7 +27,7 @@ import ort from '../__test__/helpers/onnxruntime.js'
 
 import { Adam, GRU, LSTM, RNN, type RNNBase, mse, noGrad, tensor, toOnnx, torchToKerasRecurrent, type Tensor } from '../index.js'
 import { barChartSvg, median } from './chart.js'
-import { type Cell, G, LAT, QUICK, S1, S2, type Size, warmFor } from './sizes.js'
+import { type Cell, G, LAT, QUICK, S1, S2, type Size, WARM_MS, warmUp } from './sizes.js'
 import { LoopDelayMonitor, type LoopStats } from './loop-delay.js'
 // The same seeded inputs as the parity specs, so benches and tests draw identical data.
 import { randomArray } from '../__test__/helpers/numeric.js'
@@ -141,7 +141,7 @@ const INFER_ROUNDS = QUICK ? 3 : 9
  * recurrent's and onnxruntime's inference on the same model, timed in alternating rounds (a
  * round of one, then a round of the other) so that drifts of the machine's speed hit both; each
  * figure is the median over rounds of the mean ms per call in a round, after the round's
- * untimed opening calls (`warmFor`).
+ * untimed opening calls (`warmUp`).
  */
 async function inferPair(cell: Cell, s: Size, d: Data): Promise<{ recurrent: Timing; ort: Timing }> {
   const m = makeRecurrent(cell, s, 7)
@@ -161,8 +161,8 @@ async function inferPair(cell: Cell, s: Size, d: Data): Promise<{ recurrent: Tim
   const onnx = async () => {
     await session.run(feeds)
   }
-  const round = async (fn: () => Promise<void>, n: number, warm = 0) => {
-    for (let i = 0; i < warm; i++) await fn()
+  const round = async (fn: () => Promise<void>, n: number, warm = false) => {
+    if (warm) await warmUp(fn)
     const t0 = performance.now()
     for (let i = 0; i < n; i++) await fn()
     return (performance.now() - t0) / n
@@ -178,8 +178,8 @@ async function inferPair(cell: Cell, s: Size, d: Data): Promise<{ recurrent: Tim
     const r: number[] = []
     const o: number[] = []
     for (let k = 0; k < INFER_ROUNDS; k++) {
-      r.push(await round(rec, n, warmFor(n)))
-      o.push(await round(onnx, n, warmFor(n)))
+      r.push(await round(rec, n, true))
+      o.push(await round(onnx, n, true))
     }
     return {
       recurrent: { ms: median(r), n: n * INFER_ROUNDS, warmup: 5 },
@@ -440,7 +440,7 @@ out(`${cpus().length} × ${cpu}, Node ${process.version}; tfjs ${tfjsVersion} (c
 out(nodeBackend ? 'tfjs-node: installed.' : 'tfjs-node: not installed (its install script downloads libtensorflow from outside the npm registry).')
 out(`${cuda.line}.`)
 out()
-out(`Cells: median ms per call, with GFLOP/s in parentheses (multiply-add = 2; forward 2·G·H·(I+H)·B·T, a training step 3× that). Inference against onnxruntime: ${INFER_ROUNDS} rounds alternating between the two, the median over rounds of each round's mean; each round opens with untimed calls of its side (a fifth of its timed calls), so that neither side pays for the other's threads still spinning or its own waking up.`)
+out(`Cells: median ms per call, with GFLOP/s in parentheses (multiply-add = 2; forward 2·G·H·(I+H)·B·T, a training step 3× that). Inference against onnxruntime: ${INFER_ROUNDS} rounds alternating between the two, the median over rounds of each round's mean; each round opens with ${WARM_MS} ms of untimed calls of its side, so that neither side pays for the other's threads still spinning (onnxruntime's spin ~40 ms after its last call) or its own waking up.`)
 out('Speed-up = peer time ÷ recurrent time. [w+n]: warm-up and timed steps for tfjs rows. Same initial weights, data and optimizer (Adam, lr 1e-3) everywhere; tfjs GRU is reset-before, so recurrent runs GRU({ resetAfter: false }); tfjs LSTM/GRU use recurrentActivation sigmoid.')
 out()
 out('## Training step (forward + backward + Adam)')

@@ -44,7 +44,7 @@ import { fileURLToPath } from 'node:url'
 
 import { mse, noGrad, saveSafetensors, synchronize, type Tensor } from '../index.js'
 import { barChartSvg, median } from './chart.js'
-import { type Cell, G, LAT, QUICK, S1, S2, type Size, warmFor } from './sizes.js'
+import { type Cell, G, LAT, QUICK, S1, S2, type Size, WARM_MS, warmUp } from './sizes.js'
 import { LoopDelayMonitor, type LoopStats } from './loop-delay.js'
 import { type RecurrentCase, disposeOutputs, recurrentCase } from './recurrent-case.js'
 
@@ -319,10 +319,11 @@ async function runCase(c: Case, torch: TorchProcess): Promise<Row> {
     .join(', ')
   say(`  check ${c.id}: rel err ${errText} — ${checkOk ? `agree (≤ ${MAX_REL_ERR})` : `MISMATCH (> ${MAX_REL_ERR}): not the same computation`}`)
 
-  // A round's first `warm` calls are untimed on both sides (see warmFor).
-  const torchTime = async (reps: number, warm = 0) => (await torch.call({ cmd: 'time', case: c.id, reps, warm })).ms as number
-  const recTime = async (reps: number, warm = 0) => {
-    for (let i = 0; i < warm; i++) await rc.call()
+  // With `warm`, a round opens with WARM_MS of untimed calls, on both sides (see warmUp).
+  const torchTime = async (reps: number, warm = false) =>
+    (await torch.call({ cmd: 'time', case: c.id, reps, warm_ms: warm ? WARM_MS : 0 })).ms as number
+  const recTime = async (reps: number, warm = false) => {
+    if (warm) await warmUp(rc.call)
     await synchronize()
     const t0 = performance.now()
     for (let i = 0; i < reps; i++) await rc.call()
@@ -338,8 +339,8 @@ async function runCase(c: Case, torch: TorchProcess): Promise<Row> {
   const rec: number[] = []
   const tor: number[] = []
   for (let r = 0; r < ROUNDS; r++) {
-    rec.push(await recTime(recReps, warmFor(recReps)))
-    tor.push(await torchTime(torchReps, warmFor(torchReps)))
+    rec.push(await recTime(recReps, true))
+    tor.push(await torchTime(torchReps, true))
   }
   // The event-loop delay in rounds of their own: its two 1 ms timers wake the JS thread about
   // 2000 times a second, and on a 2-core machine each wake takes a core from the compute
@@ -430,7 +431,7 @@ out(`Threads: PyTorch ${info.threads} (torch.set_num_threads); recurrent ${worke
 out(`OpenMP environment of the PyTorch process: ${ompEnv || 'defaults'} (OMP_NUM_THREADS=${THREADS}).`)
 out(`Load average (1, 5, 15 min) at start ${loadStart.map((l) => l.toFixed(2)).join(' ')}, at end ${loadEnd.map((l) => l.toFixed(2)).join(' ')}.`)
 out()
-out(`float32. ${ROUNDS} rounds per case, alternating: recurrent's calls, then PyTorch's, then the next round; each number is the median over rounds of the mean time per call in a round; each round opens with untimed calls of the side it times (a fifth of its timed calls), so that neither side pays for the other's threads still spinning or its own waking up.`)
+out(`float32. ${ROUNDS} rounds per case, alternating: recurrent's calls, then PyTorch's, then the next round; each number is the median over rounds of the mean time per call in a round; each round opens with ${WARM_MS} ms of untimed calls of the side it times, so that neither side pays for the other's threads still spinning or its own waking up.`)
 out('Training call: forward + MSE + backward + Adam (lr 1e-3) step, until the loss is read. Inference call: forward under noGrad / torch.no_grad(). Batch-first, zero initial states; GRU is the reset-after form (PyTorch\'s) on both sides.')
 out(`GFLOP/s count multiply-add as 2: forward Σ over layers and directions of 2·G·H·(I_l + H)·B·T (G = 4 LSTM, 3 GRU, 1 RNN), a training step 3× that. Ratio = recurrent time ÷ PyTorch time: > 1 means recurrent is slower.`)
 out(`Check: both sides computed once from the same weights and data; relative error ‖recurrent − PyTorch‖ / ‖PyTorch‖ of the output (and for training the loss and all gradients together), the worst shown; it must be ≤ ${MAX_REL_ERR}.`)
