@@ -3,7 +3,7 @@
 //!
 //!   cargo run --release -p recurrent-core --example panels_peak [-- m,k,n ...]
 
-use recurrent_core::cpu::simd::{kernels, pack_panels, NR};
+use recurrent_core::cpu::simd::{kernels, pack_panels, pack_rows_into, NR};
 use std::time::Instant;
 
 fn main() {
@@ -16,6 +16,7 @@ fn main() {
             (32, 256, 512),
             (6, 256, 1024),
             (1, 256, 1024),
+            (1, 256, 512),
             (32, 512, 2048),
         ]
     } else {
@@ -50,5 +51,20 @@ fn main() {
             packed.len() * 4 / 1024,
             best * 1e6
         );
+        if m == 1 {
+            // The engine's kernel for steps of one row: the same weights packed in rows.
+            let mut rows = vec![0f32; packed.len()];
+            pack_rows_into(k, 0, n, &w, n, 1, &mut rows);
+            let mut best = f64::INFINITY;
+            for _ in 0..7 {
+                let t0 = Instant::now();
+                for _ in 0..reps {
+                    kern.row(&a, k, &rows, np * NR, &mut out);
+                }
+                best = best.min(t0.elapsed().as_secs_f64() / reps as f64);
+            }
+            let gf = 2.0 * (k * n) as f64 / best / 1e9;
+            println!("      the same, packed in rows (Kernels::row): {:.1} µs, {gf:.0} GFLOP/s", best * 1e6);
+        }
     }
 }

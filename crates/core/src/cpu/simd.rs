@@ -3,6 +3,9 @@
 //! - a register-blocked product of a few rows of activations with weights packed once into
 //!   panels of 16 columns ([`pack_panels`]): up to 6 rows × up to 4 panels per inner loop,
 //!   broadcast a[r, k], load the panel's row k, FMA;
+//! - a product of one row with weights packed in rows ([`pack_rows_into`]: groups of 256
+//!   columns, each `[k][256]`), for steps of one row (B = 1): a pass reads one contiguous run,
+//!   which L2 streams faster than the panels' 4 interleaved streams, and the sums are the same;
 //! - sigmoid and tanh over slices, 8 or 16 lanes at a time, with the same range reduction and
 //!   polynomials as `math.rs` (within 4e-7 relative, tested).
 //!
@@ -44,6 +47,9 @@ type PanelsFn = unsafe fn(
     ldo: usize,
     acc: bool,
 );
+/// `out[j] = Σ_{kk<k} a[kk] · b[kk·w + j]` for j < w (a multiple of 16): one row times one
+/// group of weights packed in rows. Unsafe: the caller guarantees the extents.
+type RowFn = unsafe fn(a: *const f32, k: usize, b: *const f32, w: usize, out: *mut f32);
 type ActFn = fn(&mut [f32]);
 
 /// One instruction set's kernels.
@@ -51,6 +57,7 @@ type ActFn = fn(&mut [f32]);
 pub struct Kernels {
     pub isa: Isa,
     panels: PanelsFn,
+    row: RowFn,
     pub sigmoid: ActFn,
     pub tanh: ActFn,
 }
@@ -59,17 +66,25 @@ impl Kernels {
     /// The table for `isa`, or None when this CPU lacks it.
     pub fn for_isa(isa: Isa) -> Option<Kernels> {
         match isa {
-            Isa::Portable => {
-                Some(Kernels { isa, panels: portable::panels, sigmoid: portable::sigmoid, tanh: portable::tanh })
-            }
+            Isa::Portable => Some(Kernels {
+                isa,
+                panels: portable::panels,
+                row: portable::row,
+                sigmoid: portable::sigmoid,
+                tanh: portable::tanh,
+            }),
             #[cfg(target_arch = "x86_64")]
             Isa::Avx2 if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") => {
-                Some(Kernels { isa, panels: avx2::panels, sigmoid: avx2::sigmoid, tanh: avx2::tanh })
+                Some(Kernels { isa, panels: avx2::panels, row: avx2::row, sigmoid: avx2::sigmoid, tanh: avx2::tanh })
             }
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx512 if std::is_x86_feature_detected!("avx512f") => {
-                Some(Kernels { isa, panels: avx512::panels, sigmoid: avx512::sigmoid, tanh: avx512::tanh })
-            }
+            Isa::Avx512 if std::is_x86_feature_detected!("avx512f") => Some(Kernels {
+                isa,
+                panels: avx512::panels,
+                row: avx512::row,
+                sigmoid: avx512::sigmoid,
+                tanh: avx512::tanh,
+            }),
             _ => None,
         }
     }
@@ -120,6 +135,29 @@ impl Kernels {
                     )
                 }
             }
+        }
+    }
+}
+
+impl Kernels {
+    /// `out[j] = Σ_kk a[kk] · B[kk][j]` for j < w: one row of activations (k values) times
+    /// weights packed by [`pack_rows_into`] (`w` = 16 · panels), one group of columns at a
+    /// time. Each output is the same sequential sum over k, with the same multiply-adds, as
+    /// [`Kernels::panels`] computes from the panel packing of the same weights, so the two
+    /// give the same bits.
+    pub fn row(&self, a: &[f32], k: usize, b: &[f32], w: usize, out: &mut [f32]) {
+        if w == 0 {
+            return;
+        }
+        assert!(k > 0 && a.len() >= k, "row: a too small");
+        assert!(w.is_multiple_of(NR), "row: w = {w} is not a multiple of {NR}");
+        assert!(b.len() >= k * w, "row: b too small");
+        assert!(out.len() >= w, "row: out too small");
+        for c0 in (0..w).step_by(ROW_GROUP) {
+            let gw = ROW_GROUP.min(w - c0);
+            // SAFETY: the asserts bound every read and write (group c0 is k·gw floats at k·c0);
+            // the table holds only kernels whose instruction set this CPU has (`for_isa`).
+            unsafe { (self.row)(a.as_ptr(), k, b.as_ptr().add(k * c0), gw, out.as_mut_ptr().add(c0)) }
         }
     }
 }
@@ -191,6 +229,54 @@ pub fn pack_panels_into(k: usize, j0: usize, j1: usize, src: &[f32], rs: usize, 
     }
 }
 
+/// Columns per group of the rows packing: 16 vectors of 16, one register tile of
+/// [`Kernels::row`] on AVX-512.
+pub const ROW_GROUP: usize = 256;
+
+/// Packs columns [j0, j1) of `B[kk][j] = src[kk·rs + j·cs]` (as [`pack_panels`]) in rows, for
+/// [`Kernels::row`]: the padded width w = 16 · ⌈(j1 − j0)/16⌉ in groups of [`ROW_GROUP`]
+/// columns (the last one narrower), each group `[kk][its width]` and contiguous, so that a
+/// pass over one group reads one contiguous run (zero past j1). The same np·k·16 floats as the
+/// panel packing, so either fits the same place.
+pub fn pack_rows_into(k: usize, j0: usize, j1: usize, src: &[f32], rs: usize, cs: usize, out: &mut [f32]) {
+    let n = j1 - j0;
+    let w = n.div_ceil(NR) * NR;
+    assert_eq!(out.len(), k * w, "pack_rows_into: out is not k·w floats");
+    for (gi, group) in out.chunks_mut(k * ROW_GROUP).enumerate() {
+        let (c0, gw) = (gi * ROW_GROUP, ROW_GROUP.min(w - gi * ROW_GROUP));
+        // Columns of the group that hold values (the rest is padding).
+        let filled = n.saturating_sub(c0).min(gw);
+        for dst in group.chunks_exact_mut(gw) {
+            dst[filled..].fill(0.0);
+        }
+        if cs == 1 {
+            for (kk, dst) in group.chunks_exact_mut(gw).enumerate() {
+                dst[..filled].copy_from_slice(&src[kk * rs + j0 + c0..][..filled]);
+            }
+            continue;
+        }
+        // Columns contiguous (rs = 1, W_hhᵀ) or neither: 16 × 16 blocks through a small
+        // buffer, so that the reads run along columns and the writes along rows.
+        let mut blk = [[0f32; NR]; NR];
+        for jb in (0..filled).step_by(NR) {
+            let jw = NR.min(filled - jb);
+            for k0 in (0..k).step_by(NR) {
+                let kw = NR.min(k - k0);
+                for (l, col) in blk.iter_mut().enumerate().take(jw) {
+                    for (x, v) in col.iter_mut().enumerate().take(kw) {
+                        *v = src[(k0 + x) * rs + (j0 + c0 + jb + l) * cs];
+                    }
+                }
+                for x in 0..kw {
+                    for (l, d) in group[(k0 + x) * gw + jb..][..jw].iter_mut().enumerate() {
+                        *d = blk[l][x];
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// Asks for the cache lines of `v` into L2 ahead of use (a hint; nothing on other CPUs). The team
 /// engine issues it for the rows a step's epilogue will read (XP; WS and H_prev backward) before
 /// that step's GEMM, so the reads from memory overlap the arithmetic.
@@ -251,6 +337,21 @@ mod portable {
                 }
             }
             r0 += mr;
+        }
+    }
+
+    /// 16 columns at a time, each a sequential sum over k as in `panels`.
+    pub(super) unsafe fn row(a: *const f32, k: usize, b: *const f32, w: usize, out: *mut f32) {
+        for j0 in (0..w).step_by(NR) {
+            let mut acc = [0f32; NR];
+            for kk in 0..k {
+                let av = *a.add(kk);
+                let brow = std::slice::from_raw_parts(b.add(kk * w + j0), NR);
+                for l in 0..NR {
+                    acc[l] += av * brow[l];
+                }
+            }
+            std::ptr::copy_nonoverlapping(acc.as_ptr(), out.add(j0), NR);
         }
     }
 
@@ -350,6 +451,46 @@ pub(crate) mod avx2 {
                 _ => rows::<1, 4>(ar, lda, k, b, ps, np, or, ldo, add),
             }
             r0 += mr;
+        }
+    }
+
+    /// V vectors of 8 columns from `b` (row stride w): the whole of k in registers.
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    unsafe fn row_cols<const V: usize>(a: *const f32, k: usize, b: *const f32, w: usize, out: *mut f32) {
+        let mut acc = [_mm256_setzero_ps(); V];
+        for kk in 0..k {
+            let av = _mm256_broadcast_ss(&*a.add(kk));
+            let brow = b.add(kk * w);
+            for (v, acc) in acc.iter_mut().enumerate() {
+                *acc = _mm256_fmadd_ps(av, _mm256_loadu_ps(brow.add(v * 8)), *acc);
+            }
+        }
+        for (v, acc) in acc.iter().enumerate() {
+            _mm256_storeu_ps(out.add(v * 8), *acc);
+        }
+    }
+
+    /// 16 registers: up to 8 vectors of 8 columns per pass over k.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn row(a: *const f32, k: usize, b: *const f32, w: usize, out: *mut f32) {
+        let (nv, mut v0) = (w / 8, 0);
+        while v0 < nv {
+            let (bv, ov) = (b.add(v0 * 8), out.add(v0 * 8));
+            v0 += match nv - v0 {
+                left if left >= 8 => {
+                    row_cols::<8>(a, k, bv, w, ov);
+                    8
+                }
+                left if left >= 4 => {
+                    row_cols::<4>(a, k, bv, w, ov);
+                    4
+                }
+                _ => {
+                    row_cols::<2>(a, k, bv, w, ov);
+                    2
+                }
+            };
         }
     }
 
@@ -518,6 +659,50 @@ pub(crate) mod avx512 {
                 _ => rows::<1, 4>(ar, lda, k, b, ps, np, or, ldo, add),
             }
             r0 += mr;
+        }
+    }
+
+    /// V vectors of 16 columns from `b` (row stride w): the whole of k in registers.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    unsafe fn row_cols<const V: usize>(a: *const f32, k: usize, b: *const f32, w: usize, out: *mut f32) {
+        let mut acc = [_mm512_setzero_ps(); V];
+        for kk in 0..k {
+            let av = _mm512_set1_ps(*a.add(kk));
+            let brow = b.add(kk * w);
+            for (v, acc) in acc.iter_mut().enumerate() {
+                *acc = _mm512_fmadd_ps(av, _mm512_loadu_ps(brow.add(v * NR)), *acc);
+            }
+        }
+        for (v, acc) in acc.iter().enumerate() {
+            _mm512_storeu_ps(out.add(v * NR), *acc);
+        }
+    }
+
+    /// 32 registers: up to 16 vectors of 16 columns (1 KiB of each weight row) per pass over k.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn row(a: *const f32, k: usize, b: *const f32, w: usize, out: *mut f32) {
+        let (nv, mut v0) = (w / NR, 0);
+        while v0 < nv {
+            let (bv, ov) = (b.add(v0 * NR), out.add(v0 * NR));
+            v0 += match nv - v0 {
+                left if left >= 16 => {
+                    row_cols::<16>(a, k, bv, w, ov);
+                    16
+                }
+                left if left >= 8 => {
+                    row_cols::<8>(a, k, bv, w, ov);
+                    8
+                }
+                left if left >= 4 => {
+                    row_cols::<4>(a, k, bv, w, ov);
+                    4
+                }
+                _ => {
+                    row_cols::<1>(a, k, bv, w, ov);
+                    1
+                }
+            };
         }
     }
 
@@ -730,6 +915,60 @@ mod tests {
                     let mut one = vec![0f32; ldo];
                     kern.panels(&a[r * k..], k, 1, k, &packed, np, &mut one, ldo);
                     assert_eq!(&one[..np * NR], &whole[r * ldo..r * ldo + np * NR], "{:?} m={m} r={r}", kern.isa);
+                }
+            }
+        }
+    }
+
+    /// Rows packing: every layout of the source, partial last panel, stale buffer, equals plain
+    /// indexing (zero past j1).
+    #[test]
+    fn row_packing_matches_plain_indexing_for_every_layout() {
+        let (k, n): (usize, usize) = (37, 600);
+        let w: Vec<f32> = (0..k * n * 3).map(|i| i as f32).collect();
+        for (rs, cs) in [(n, 1), (1, k), (3 * n, 3)] {
+            // One group, partial panels; three groups, the last partial.
+            for (j0, j1) in [(0usize, 45usize), (3, 44), (16, 20), (5, 590)] {
+                let width = (j1 - j0).div_ceil(NR) * NR;
+                let mut got = vec![f32::NAN; k * width];
+                pack_rows_into(k, j0, j1, &w, rs, cs, &mut got);
+                for kk in 0..k {
+                    for x in 0..width {
+                        let j = j0 + x;
+                        let want = if j < j1 { w[kk * rs + j * cs] } else { 0.0 };
+                        // Group x / G starts at k·G·(x / G) and is G columns wide (the last:
+                        // what is left).
+                        let (c0, gw) = (x / ROW_GROUP * ROW_GROUP, ROW_GROUP.min(width - x / ROW_GROUP * ROW_GROUP));
+                        let at = k * c0 + kk * gw + (x - c0);
+                        assert_eq!(got[at], want, "rs {rs} cs {cs} [{j0}, {j1}) k {kk} x {x}");
+                    }
+                }
+            }
+        }
+    }
+
+    /// One row times rows-packed weights gives the bits of the panel product of the same
+    /// weights (the engine takes either by batch size), on every table, for widths that take
+    /// every register-group size of the kernels (1 to 40 panels).
+    #[test]
+    fn row_products_equal_panel_products_bit_for_bit() {
+        for (k, n) in [(1usize, 16usize), (37, 45), (256, 640), (200, 100)] {
+            let a: Vec<f32> = (0..k).map(|i| ((i * 7919) % 97) as f32 / 97.0 - 0.5).collect();
+            let w: Vec<f32> = (0..k * n).map(|i| ((i * 104_729) % 89) as f32 / 89.0 - 0.5).collect();
+            let np = n.div_ceil(NR);
+            let mut panels = vec![];
+            pack_panels(k, 0, n, &w, n, 1, &mut panels);
+            let mut rows = vec![f32::NAN; k * np * NR];
+            pack_rows_into(k, 0, n, &w, n, 1, &mut rows);
+            for kern in tables() {
+                let mut want = vec![f32::NAN; np * NR];
+                kern.panels(&a, k, 1, k, &panels, np, &mut want, np * NR);
+                let mut got = vec![f32::NAN; np * NR];
+                kern.row(&a, k, &rows, np * NR, &mut got);
+                assert_eq!(got, want, "{:?} k={k} n={n}", kern.isa);
+                for (j, &g) in got.iter().enumerate().take(n) {
+                    let exact: f64 = (0..k).map(|kk| a[kk] as f64 * w[kk * n + j] as f64).sum();
+                    assert!((g as f64 - exact).abs() < 1e-4, "{:?} k={k} j={j}: {g} vs {exact}", kern.isa);
                 }
             }
         }

@@ -28,7 +28,7 @@
 //! element is computed in exactly one chunk with a fixed summation order, and the vector code
 //! treats a slice's tail like its body, so results do not depend on the number of threads.
 
-use crate::cpu::simd::{self, pack_panels_into, NR};
+use crate::cpu::simd::{self, pack_panels_into, pack_rows_into, NR};
 use crate::cpu::team::{self, SharedMut};
 use crate::ops::rnn::{Blocks, BlocksMut, Cell, Plan, Proj};
 use crate::storage::CpuStorage;
@@ -269,8 +269,26 @@ const PACKED_MAX_ENTRIES: usize = 8;
 const PACKED_MAX_BYTES: usize = 256 << 20;
 static PACKED: Mutex<Vec<Packed>> = Mutex::new(Vec::new());
 
-fn packed_layout<C: Cell>(h: usize, chunks: &[Chunk]) -> Vec<usize> {
-    [C::HH_BLOCKS, C::G, h].into_iter().chain(chunks.iter().map(|c| c.j0)).collect()
+/// The layout key of packed W_hh: cell blocks, H, the packing (rows or panels) and the chunks.
+fn packed_layout<C: Cell>(h: usize, chunks: &[Chunk], one_row: bool) -> Vec<usize> {
+    [C::HH_BLOCKS, C::G, h, one_row as usize].into_iter().chain(chunks.iter().map(|c| c.j0)).collect()
+}
+
+/// A packing of columns [j0, j1) of B[kk][j] = src[kk·rs + j·cs]: (k, j0, j1, src, rs, cs, out).
+type PackFn = fn(usize, usize, usize, &[f32], usize, usize, &mut [f32]);
+
+/// Weights for steps of one row (B = 1) are packed in rows ([`simd::pack_rows_into`]) and
+/// multiplied by [`simd::Kernels::row`]: the step is a matrix-vector product bound by L2's
+/// bandwidth, which streams one contiguous run faster than the 4 interleaved streams of the
+/// panels (examples/panels_peak.rs on a 2-core Zen 5, one core: 2.6 µs against 4.9 for a
+/// 256 × 512 share of LSTM H = 256's W_hh, 512 KiB; no gain once the weights spill from L2).
+/// Same size and place as the panels, and the same bits.
+fn pack_for(one_row: bool) -> PackFn {
+    if one_row {
+        pack_rows_into
+    } else {
+        pack_panels_into
+    }
 }
 
 /// The layout key of packed W_ih (the leading marker keeps it apart from W_hh's keys).
@@ -333,7 +351,10 @@ pub(crate) fn forward_steps<C: Cell>(cell: &C, p: &Plan, io: FwdIo) {
     // Packed W_hhᵀ, per chunk its panels of every gate block ([chunk][block][panel]), and of
     // the mid-step blocks ([chunk][panel]): from the last call on these weights, or packed in
     // phase 0.
-    let layout = packed_layout::<C>(h, chunks);
+    // Steps of one row in unit split (lanes need more rows) read W_hh packed in rows.
+    let one_row = b == 1 && !split.lanes;
+    let pack_hh = pack_for(one_row);
+    let layout = packed_layout::<C>(h, chunks, one_row);
     let cached = io.w_hh_src.and_then(|src| packed_lookup(src, &layout));
     let (mut w_pk, mut wm_pk) = match cached {
         Some(_) => (Vec::new(), Vec::new()),
@@ -393,10 +414,10 @@ pub(crate) fn forward_steps<C: Cell>(cell: &C, p: &Plan, io: FwdIo) {
         if k < C::HH_BLOCKS && k < hh_pieces {
             // B[kk][j] = W_hh[(blk·H + j)·H + kk]: W_hhᵀ for this gate block.
             let at = (C::HH_BLOCKS * ch.first + k * ch.np) * panel;
-            pack_panels_into(h, j0, j1, &w_hh[k * h * h..], 1, h, unsafe { w_sh.get_mut(at, ch.np * panel) });
+            pack_hh(h, j0, j1, &w_hh[k * h * h..], 1, h, unsafe { w_sh.get_mut(at, ch.np * panel) });
         } else if k < hh_pieces {
             let dst = unsafe { wm_sh.get_mut(ch.first * panel, ch.np * panel) };
-            pack_panels_into(h, j0, j1, &w_hh[hh_w * h..], 1, h, dst);
+            pack_hh(h, j0, j1, &w_hh[hh_w * h..], 1, h, dst);
         } else {
             // B[kk][j] = W_ih[(blk·H + j)·I + kk].
             let (inp, blk) = (&input, k - hh_pieces);
@@ -444,7 +465,14 @@ pub(crate) fn forward_steps<C: Cell>(cell: &C, p: &Plan, io: FwdIo) {
             if !hoist {
                 project(s * b + r0, nr);
             }
-            kern.panels(h_cur, h, nr, h, w, nq, &mut sc.tile, hw);
+            if one_row {
+                for blk in 0..C::HH_BLOCKS {
+                    let (wb, out) = (&w[blk * ch.np * panel..][..ch.np * panel], &mut sc.tile[blk * npad..][..npad]);
+                    kern.row(h_cur, h, wb, npad, out);
+                }
+            } else {
+                kern.panels(h_cur, h, nr, h, w, nq, &mut sc.tile, hw);
+            }
             for r in r0..r0 + nr {
                 let (own, mine) = (r * h + j0, (r - r0) * h + j0);
                 if save {
@@ -481,7 +509,11 @@ pub(crate) fn forward_steps<C: Cell>(cell: &C, p: &Plan, io: FwdIo) {
             // Second half (mid-step GEMM): mid = (r ⊙ h) · W_hh[mid]ᵀ for these units.
             let mid_in = unsafe { mid_sh.get(r0 * h, nr * h) };
             let wm = unsafe { wm_sh.get(ch.first * panel, ch.np * panel) };
-            kern.panels(mid_in, h, nr, h, wm, ch.np, &mut sc.tile, npad);
+            if one_row {
+                kern.row(mid_in, h, wm, npad, &mut sc.tile[..npad]);
+            } else {
+                kern.panels(mid_in, h, nr, h, wm, ch.np, &mut sc.tile, npad);
+            }
             for r in r0..r0 + nr {
                 let Some(tt) = p.time_of(s, r) else { continue };
                 let own = r * h + j0;
@@ -548,6 +580,8 @@ pub(crate) fn backward_steps<C: Cell>(cell: &C, p: &Plan, io: BwdIo) {
     let (dg, dxp) = (SharedMut::new(io.dg), SharedMut::new(io.dxp));
     let (w_sh, wm_sh, dmid_sh) = (SharedMut::new(&mut w_pk), SharedMut::new(&mut wm_pk), SharedMut::new(&mut dmid_in));
     let rows_max = split.rows_max();
+    let one_row = b == 1 && !split.lanes;
+    let pack_hh = pack_for(one_row);
 
     let scratch = || BwdScratch { tile: vec![0.0; rows_max * npad_max], dc: vec![0.0; npad_max] };
 
@@ -560,10 +594,10 @@ pub(crate) fn backward_steps<C: Cell>(cell: &C, p: &Plan, io: BwdIo) {
         if k == 0 {
             // B[kk][j] = W_hh[kk·H + j], kk over the blocks that multiplied h.
             let dst = unsafe { w_sh.get_mut(ch.first * hh_w * NR, ch.np * hh_w * NR) };
-            pack_panels_into(hh_w, j0, j1, w_hh, h, 1, dst);
+            pack_hh(hh_w, j0, j1, w_hh, h, 1, dst);
         } else {
             let dst = unsafe { wm_sh.get_mut(ch.first * h * NR, ch.np * h * NR) };
-            pack_panels_into(h, j0, j1, &w_hh[hh_w * h..], h, 1, dst);
+            pack_hh(h, j0, j1, &w_hh[hh_w * h..], h, 1, dst);
         }
     };
     // The chunk's units of row r of step s: saved blocks, and the gradient blocks written in
@@ -621,7 +655,11 @@ pub(crate) fn backward_steps<C: Cell>(cell: &C, p: &Plan, io: BwdIo) {
         let (j0, n, npad) = (ch.j0, ch.n, ch.npad);
         let dmid_in = unsafe { dmid_sh.get(r0 * h, nr * h) };
         let wm = unsafe { wm_sh.get(ch.first * h * NR, ch.np * h * NR) };
-        kern.panels(dmid_in, h, nr, h, wm, ch.np, &mut sc.tile, npad);
+        if one_row {
+            kern.row(dmid_in, h, wm, npad, &mut sc.tile[..npad]);
+        } else {
+            kern.panels(dmid_in, h, nr, h, wm, ch.np, &mut sc.tile, npad);
+        }
         for r in rows_of(part) {
             if p.time_of(s, r).is_none() {
                 continue;
@@ -638,7 +676,11 @@ pub(crate) fn backward_steps<C: Cell>(cell: &C, p: &Plan, io: BwdIo) {
         let (j0, n, npad) = (ch.j0, ch.n, ch.npad);
         let dg_s = unsafe { dg.get((s * b + r0) * gh, nr * gh) };
         let w = unsafe { w_sh.get(ch.first * hh_w * NR, ch.np * hh_w * NR) };
-        kern.panels(dg_s, gh, nr, hh_w, w, ch.np, &mut sc.tile, npad);
+        if one_row {
+            kern.row(&dg_s[..hh_w], hh_w, w, npad, &mut sc.tile[..npad]);
+        } else {
+            kern.panels(dg_s, gh, nr, hh_w, w, ch.np, &mut sc.tile, npad);
+        }
         for r in rows_of(part) {
             if p.time_of(s, r).is_none() {
                 continue;
