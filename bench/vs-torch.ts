@@ -31,6 +31,9 @@
 //   BENCH_ROUNDS      timed rounds per case (default 7)
 //   BENCH_CASES       comma-separated case ids, or "train" / "infer" (default: all; the ids
 //                     are listed by BENCH_CASES=help)
+//   BENCH_EXTRA       cases at other sizes, `kind-cell:B,T,I,H[,layers[,bi]]` separated by
+//                     spaces, e.g. "infer-lstm:16,100,128,128 train-gru:8,50,256,512,2,bi"; set
+//                     alone it runs only these (with BENCH_CASES, those too)
 //   BENCH_THREADS     threads on each side (default 2)
 //   BENCH_WRITE       1/0: write bench/results/vs-torch.{md,json,svg} (default: only for a full,
 //                     non-quick run, so that a partial run does not overwrite the full results)
@@ -104,9 +107,32 @@ const flops = (c: Case) => (c.kind === 'train' ? 3 : 1) * fwdFlops(c)
 const modelLabel = (c: Case) => (c.layers > 1 || c.bidirectional ? `${c.layers}-layer ${c.bidirectional ? 'bi' : ''}${CELL_NAME[c.cell]}` : CELL_NAME[c.cell])
 const sizeLabel = (s: Size) => `B=${s.B} T=${s.T} I=${s.I} H=${s.H}`
 
+/** The cases of BENCH_EXTRA; a malformed entry stops the bench with the form it expects. */
+function extraCases(): Case[] {
+  const spec = process.env.BENCH_EXTRA?.trim()
+  if (!spec) return []
+  return spec.split(/\s+/).map((entry) => {
+    const m = /^(train|infer)-(lstm|gru|rnn):(\d+),(\d+),(\d+),(\d+)(?:,(\d+))?(?:,(bi))?$/.exec(entry)
+    if (!m) {
+      console.error(`BENCH_EXTRA: expected kind-cell:B,T,I,H[,layers[,bi]] (kind train|infer, cell lstm|gru|rnn), got '${entry}'`)
+      process.exit(2)
+    }
+    const [B, T, I, H] = [m[3], m[4], m[5], m[6]].map(Number) as [number, number, number, number]
+    const layers = Number(m[7] ?? 1)
+    const bidirectional = m[8] === 'bi'
+    const tail = `${layers > 1 ? `-l${layers}` : ''}${bidirectional ? '-bi' : ''}`
+    return { id: `${m[1]}-${m[2]}-b${B}-t${T}-i${I}-h${H}${tail}`, kind: m[1] as Case['kind'], cell: m[2] as Cell, size: { B, T, I, H }, layers, bidirectional }
+  })
+}
+
 function selectCases(): Case[] {
   const spec = process.env.BENCH_CASES?.trim()
-  if (!spec) return ALL_CASES
+  const extra = extraCases()
+  if (!spec) return extra.length ? extra : ALL_CASES
+  return [...pickCases(spec), ...extra]
+}
+
+function pickCases(spec: string): Case[] {
   const wanted = spec.split(',').map((s) => s.trim()).filter(Boolean)
   const unknown = wanted.filter((w) => !ALL_CASES.some((c) => c.id === w || c.id.startsWith(`${w}-`)))
   if (unknown.length || wanted.includes('help')) {
@@ -468,7 +494,7 @@ const failed = rows.filter((r) => !r.checkOk)
 if (failed.length) say(`output check failed for ${failed.map((r) => r.case.id).join(', ')}: those rows do not compare the same computation`)
 if (failed.length || errors.length) process.exitCode = 1
 
-const WRITE = process.env.BENCH_WRITE !== undefined ? process.env.BENCH_WRITE === '1' : !QUICK && !process.env.BENCH_CASES
+const WRITE = process.env.BENCH_WRITE !== undefined ? process.env.BENCH_WRITE === '1' : !QUICK && !process.env.BENCH_CASES && !process.env.BENCH_EXTRA
 if (WRITE) {
   const bars = rows.flatMap((r) => [
     { label: `${r.case.id} · recurrent`, value: gf(r.flops, r.recurrent.ms), note: `${fmtMs(r.recurrent.ms)} ms` },
