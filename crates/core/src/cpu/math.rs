@@ -1,12 +1,11 @@
 //! Fast f32 activations for the CPU kernels: libm's expf and tanhf do not vectorise, these do,
 //! which matters inside the fused gate loops (float64 keeps libm).
 
-/// exp for f32 by range reduction and a degree-6 minimax polynomial (about 1 ulp).
-/// libm's expf does not vectorise; this one does, which matters in the gate loops.
+/// exp(x) − 1 for f32 as (q, 2^n), exp(x) = 2^n·(1 + q): range reduction x = n·ln 2 + r, then
+/// q = expm1(r) by a degree-6 minimax polynomial. `x` must lie in [-87.3, 88.7].
 #[inline(always)]
 #[allow(clippy::excessive_precision)] // coefficients as fitted; f32 rounds them
-pub fn fast_exp_f32(x: f32) -> f32 {
-    let x = x.clamp(-87.3, 88.7);
+fn expm1_parts(x: f32) -> (f32, f32) {
     // Round to nearest by adding and subtracting 1.5·2^23 (exact for |v| < 2^22): unlike
     // f32::round, which is a libm call, this stays inside vectorised loops.
     const MAGIC: f32 = 12_582_912.0;
@@ -19,29 +18,23 @@ pub fn fast_exp_f32(x: f32) -> f32 {
     p = p * r + 4.166_579_6e-2;
     p = p * r + 1.666_666_5e-1;
     p = p * r + 5.000_000_1e-1;
-    let y = p * r * r + r + 1.0;
-    let bits = ((n as i32 + 127) as u32) << 23;
-    y * f32::from_bits(bits)
+    (p * r * r + r, f32::from_bits(((n as i32 + 127) as u32) << 23))
 }
 
-/// tanh for f32 as -em / (2 + em), em = expm1(-2|x|) = 2^n·q + (2^n - 1), where q = expm1(r)
-/// is `fast_exp_f32`'s polynomial before its + 1: nothing cancels near zero, so one formula
-/// keeps the relative accuracy everywhere (the vector kernels in `simd.rs` compute the same).
+/// exp for f32 by range reduction and a degree-6 minimax polynomial (about 1 ulp).
+/// libm's expf does not vectorise; this one does, which matters in the gate loops.
 #[inline(always)]
-#[allow(clippy::excessive_precision)] // coefficients as fitted; f32 rounds them
+pub fn fast_exp_f32(x: f32) -> f32 {
+    let (q, s) = expm1_parts(x.clamp(-87.3, 88.7));
+    (q + 1.0) * s
+}
+
+/// tanh for f32 as -em / (2 + em), em = expm1(-2|x|) = 2^n·q + (2^n - 1): nothing cancels
+/// near zero, so one formula keeps the relative accuracy everywhere (the vector kernels in
+/// `simd.rs` compute the same).
+#[inline(always)]
 pub fn fast_tanh_f32(x: f32) -> f32 {
-    let u = (-2.0 * x.abs()).max(-18.0);
-    const MAGIC: f32 = 12_582_912.0;
-    let n = (u * std::f32::consts::LOG2_E + MAGIC) - MAGIC;
-    let r = u - n * 0.693_359_4 - n * -2.121_944_4e-4;
-    let mut p = 1.987_569_1e-4_f32;
-    p = p * r + 1.398_199_9e-3;
-    p = p * r + 8.333_452e-3;
-    p = p * r + 4.166_579_6e-2;
-    p = p * r + 1.666_666_5e-1;
-    p = p * r + 5.000_000_1e-1;
-    let q = p * r * r + r;
-    let s = f32::from_bits(((n as i32 + 127) as u32) << 23);
+    let (q, s) = expm1_parts((-2.0 * x.abs()).max(-18.0));
     let em = q * s + (s - 1.0);
     ((0.0 - em) / (2.0 + em)).copysign(x)
 }
