@@ -291,6 +291,24 @@ fn pack_for(one_row: bool) -> PackFn {
     }
 }
 
+/// A step's product: `rows` rows of `a` (k values each, row stride `lda`) times `blocks`
+/// blocks of `np` packed panels each (packed as [`pack_for`] says), into `out` (row stride
+/// `ldo`; block b's columns from b·16·np).
+#[allow(clippy::too_many_arguments)] // the BLAS shape: sizes, operands, output
+fn step_product(
+    one_row: bool, a: &[f32], lda: usize, rows: usize, k: usize, w: &[f32], blocks: usize, np: usize, out: &mut [f32],
+    ldo: usize,
+) {
+    let kern = simd::kernels();
+    if !one_row {
+        return kern.panels(a, lda, rows, k, w, blocks * np, out, ldo);
+    }
+    let (span, width) = (np * k * NR, np * NR);
+    for blk in 0..blocks {
+        kern.row(&a[..k], k, &w[blk * span..][..span], width, &mut out[blk * width..][..width]);
+    }
+}
+
 /// The layout key of packed W_ih (the leading marker keeps it apart from W_hh's keys).
 fn packed_ih_layout<C: Cell>(h: usize, i: usize, chunks: &[Chunk]) -> Vec<usize> {
     [usize::MAX, C::G, h, i].into_iter().chain(chunks.iter().map(|c| c.j0)).collect()
@@ -465,14 +483,7 @@ pub(crate) fn forward_steps<C: Cell>(cell: &C, p: &Plan, io: FwdIo) {
             if !hoist {
                 project(s * b + r0, nr);
             }
-            if one_row {
-                for blk in 0..C::HH_BLOCKS {
-                    let (wb, out) = (&w[blk * ch.np * panel..][..ch.np * panel], &mut sc.tile[blk * npad..][..npad]);
-                    kern.row(h_cur, h, wb, npad, out);
-                }
-            } else {
-                kern.panels(h_cur, h, nr, h, w, nq, &mut sc.tile, hw);
-            }
+            step_product(one_row, h_cur, h, nr, h, w, C::HH_BLOCKS, ch.np, &mut sc.tile, hw);
             for r in r0..r0 + nr {
                 let (own, mine) = (r * h + j0, (r - r0) * h + j0);
                 if save {
@@ -509,11 +520,7 @@ pub(crate) fn forward_steps<C: Cell>(cell: &C, p: &Plan, io: FwdIo) {
             // Second half (mid-step GEMM): mid = (r ⊙ h) · W_hh[mid]ᵀ for these units.
             let mid_in = unsafe { mid_sh.get(r0 * h, nr * h) };
             let wm = unsafe { wm_sh.get(ch.first * panel, ch.np * panel) };
-            if one_row {
-                kern.row(mid_in, h, wm, npad, &mut sc.tile[..npad]);
-            } else {
-                kern.panels(mid_in, h, nr, h, wm, ch.np, &mut sc.tile, npad);
-            }
+            step_product(one_row, mid_in, h, nr, h, wm, 1, ch.np, &mut sc.tile, npad);
             for r in r0..r0 + nr {
                 let Some(tt) = p.time_of(s, r) else { continue };
                 let own = r * h + j0;
@@ -563,7 +570,6 @@ struct BwdScratch {
 pub(crate) fn backward_steps<C: Cell>(cell: &C, p: &Plan, io: BwdIo) {
     let (t, b, h, g) = (p.t, p.b, p.h, C::G);
     let (gh, hh_w, ws_w) = (g * h, C::HH_BLOCKS * h, C::WS_BLOCKS * h);
-    let kern = simd::kernels();
     let split = Work::new(h, b, b * gh * h, 4 * gh * h, true);
     let panels = h.div_ceil(NR);
     let npad_max = split.chunks.iter().map(|c| c.npad).max().unwrap_or(0);
@@ -655,11 +661,7 @@ pub(crate) fn backward_steps<C: Cell>(cell: &C, p: &Plan, io: BwdIo) {
         let (j0, n, npad) = (ch.j0, ch.n, ch.npad);
         let dmid_in = unsafe { dmid_sh.get(r0 * h, nr * h) };
         let wm = unsafe { wm_sh.get(ch.first * h * NR, ch.np * h * NR) };
-        if one_row {
-            kern.row(dmid_in, h, wm, npad, &mut sc.tile[..npad]);
-        } else {
-            kern.panels(dmid_in, h, nr, h, wm, ch.np, &mut sc.tile, npad);
-        }
+        step_product(one_row, dmid_in, h, nr, h, wm, 1, ch.np, &mut sc.tile, npad);
         for r in rows_of(part) {
             if p.time_of(s, r).is_none() {
                 continue;
@@ -676,11 +678,7 @@ pub(crate) fn backward_steps<C: Cell>(cell: &C, p: &Plan, io: BwdIo) {
         let (j0, n, npad) = (ch.j0, ch.n, ch.npad);
         let dg_s = unsafe { dg.get((s * b + r0) * gh, nr * gh) };
         let w = unsafe { w_sh.get(ch.first * hh_w * NR, ch.np * hh_w * NR) };
-        if one_row {
-            kern.row(&dg_s[..hh_w], hh_w, w, npad, &mut sc.tile[..npad]);
-        } else {
-            kern.panels(dg_s, gh, nr, hh_w, w, ch.np, &mut sc.tile, npad);
-        }
+        step_product(one_row, dg_s, gh, nr, hh_w, w, 1, ch.np, &mut sc.tile, npad);
         for r in rows_of(part) {
             if p.time_of(s, r).is_none() {
                 continue;
