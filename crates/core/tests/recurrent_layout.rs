@@ -7,8 +7,8 @@
 
 use recurrent_core::ops::elementwise::{add, mul, sum_to};
 use recurrent_core::ops::rnn::{
-    recurrent_layer, recurrent_layer_call, set_step_input_min_rows, set_team_limits, CellKind, LayerCall,
-    RecurrentOutput, RecurrentWeights,
+    recurrent_layer, recurrent_layer_call, set_lane_min_rows, set_step_input_min_rows, set_team_limits, CellKind,
+    LayerCall, RecurrentOutput, RecurrentWeights,
 };
 use recurrent_core::ops::shape::transpose;
 use recurrent_core::{backward, DType, Tensor};
@@ -141,6 +141,11 @@ fn batch_first_and_zero_states_give_the_plain_calls_bits_float32_team() {
         set_step_input_min_rows(rows);
         check_all(DType::F32);
     }
+    // In lanes too (rows per runner through every step; B = 9: lanes of 4 and 5 rows), where
+    // a forward call's steps read the batch-first x in place, through strides.
+    let lane_rows = set_lane_min_rows(1);
+    check_all(DType::F32);
+    set_lane_min_rows(lane_rows);
     set_step_input_min_rows(8);
     set_team_limits(1 << 16, 0);
 }

@@ -857,9 +857,18 @@ fn forward_cpu<T: Float, C: Cell>(
         fn f<T: Float>(v: &[T]) -> &[f32] {
             f32s(v).expect("f32")
         }
-        let x_proc = in_processing_order(p, x, i);
+        // Forward, the steps read x in the caller's layout through strides: a batch-first x
+        // is not gathered into time-major order first (in-process alternating: LSTM B = 16
+        // H = 128 0.96× the time, B = 4 0.96×, B = 64 H = 512 0.98×). Reverse: gathered.
+        let (x_steps, step_stride, row_stride) = match (p.reverse, p.batch_first) {
+            (false, true) => (std::borrow::Cow::Borrowed(x), i, t * i),
+            (false, false) => (std::borrow::Cow::Borrowed(x), b * i, i),
+            (true, _) => (in_processing_order(p, x, i), b * i, i),
+        };
+        let input =
+            StepInput { x: f(&x_steps), step_stride, row_stride, i, w_ih: f(w_ih), w_ih_src: w_src.map(|w| w.w_ih) };
         let io = FwdIo {
-            input: StepInput { x: f(&x_proc), i, w_ih: f(w_ih), w_ih_src: w_src.map(|w| w.w_ih) },
+            input,
             xp_bias: bias.as_deref().map(f),
             w_hh: f(w_hh),
             w_hh_src: w_src.map(|w| w.w_hh),
@@ -871,6 +880,9 @@ fn forward_cpu<T: Float, C: Cell>(
             cs: f32s_mut(&mut cs).expect("f32"),
         };
         rnn_fast::forward_steps(cell, p, io);
+        if let std::borrow::Cow::Owned(v) = x_steps {
+            crate::pool::release(v);
+        }
     } else {
         for s in 0..t {
             if p.save {

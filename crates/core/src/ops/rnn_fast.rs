@@ -221,8 +221,12 @@ impl Work {
 /// loop, and the work runs on the team, each chunk's on the core that consumes it.
 #[derive(Clone, Copy)]
 pub(crate) struct StepInput<'a> {
-    /// [T, B, I] in processing order (row r of step s at (s·B + r)·I).
+    /// Row r of step s at s·`step_stride` + r·`row_stride` (I values each): the processing
+    /// order [T, B, I] (strides B·I and I), or a forward call's batch-first x as it is (I and
+    /// T·I), which then needs no gathering.
     pub x: &'a [f32],
+    pub step_stride: usize,
+    pub row_stride: usize,
     pub i: usize,
     pub w_ih: &'a [f32],
     /// The storage `w_ih` lives in, for the packed-weights cache (as `FwdIo::w_hh_src`).
@@ -446,15 +450,26 @@ pub(crate) fn forward_steps<C: Cell>(cell: &C, p: &Plan, io: FwdIo) {
 
     let work = |sc: &mut FwdScratch, part: &Part, slot: usize, ph: usize| {
         let (ch, Rows { r0, n: nr }) = (&part.ch, part.rows);
-        // The chunk's input projection of `rows` rows of x from `row0`: its tile.
-        let project = |row0: usize, rows: usize| {
-            let (i, npad) = (input.i, ch.npad);
-            let wi = unsafe { wi_sh.get(g * ch.first * ipanel, g * ch.np * ipanel) };
+        let (i, npad, x) = (input.i, ch.npad, input.x);
+        let (step_stride, row_stride) = (input.step_stride, input.row_stride);
+        let wi = unsafe { wi_sh.get(g * ch.first * ipanel, g * ch.np * ipanel) };
+        // The chunk's input projection of rows [row0, row0 + rows) of step s: its tile.
+        let project = |s: usize, row0: usize, rows: usize| {
             let xt = unsafe { xt_sh.get_mut(slot * xt_len, rows * g * npad) };
-            kern.panels(&input.x[row0 * i..], i, rows, i, wi, g * ch.np, xt, g * npad);
+            kern.panels(&x[s * step_stride + row0 * row_stride..], row_stride, rows, i, wi, g * ch.np, xt, g * npad);
         };
         if ph < pre {
-            return project(0, t * b);
+            // Hoisted, every step's rows, tile row s·B + r: one product over all of them when
+            // they are in that order, else one per batch row (its T steps, strided).
+            let xt = unsafe { xt_sh.get_mut(slot * xt_len, t * b * g * npad) };
+            if step_stride == b * i && row_stride == i {
+                return kern.panels(x, i, t * b, i, wi, g * ch.np, xt, g * npad);
+            }
+            for r in 0..b {
+                let (a, out) = (&x[r * row_stride..], &mut xt[r * g * npad..]);
+                kern.panels(a, step_stride, t, i, wi, g * ch.np, out, b * g * npad);
+            }
+            return;
         }
         let (s, half) = ((ph - pre) / halves, (ph - pre) % halves);
         let (cur, next) = if s % 2 == 0 { (ha, hb) } else { (hb, ha) };
@@ -481,7 +496,7 @@ pub(crate) fn forward_steps<C: Cell>(cell: &C, p: &Plan, io: FwdIo) {
             let nq = C::HH_BLOCKS * ch.np;
             let w = unsafe { w_sh.get(C::HH_BLOCKS * ch.first * panel, nq * panel) };
             if !hoist {
-                project(s * b + r0, nr);
+                project(s, r0, nr);
             }
             step_product(one_row, h_cur, h, nr, h, w, C::HH_BLOCKS, ch.np, &mut sc.tile, hw);
             for r in r0..r0 + nr {
