@@ -178,11 +178,8 @@ pub fn kernels() -> &'static Kernels {
 }
 
 /// Packs columns [j0, j1) of the k × n matrix `B[kk][j] = src[kk·rs + j·cs]` into panels of
-/// 16 columns (`[panel][kk][16]`, zero past j1), the layout [`Kernels::panels`] reads.
-///
-/// Rows of B contiguous (cs = 1, W_hh read as it is): 16-float copies. Columns contiguous
-/// (rs = 1, W_hhᵀ): 16 × 16 blocks transposed through a small buffer, so that both the reads
-/// and the writes run along cache lines.
+/// 16 columns (`[panel][kk][16]`, zero past j1), the layout [`Kernels::panels`] reads (each
+/// layout of the source read as [`copy_columns`] says).
 pub fn pack_panels(k: usize, j0: usize, j1: usize, src: &[f32], rs: usize, cs: usize, out: &mut Vec<f32>) {
     let np = (j1 - j0).div_ceil(NR);
     out.clear();
@@ -201,29 +198,40 @@ pub fn pack_panels_into(k: usize, j0: usize, j1: usize, src: &[f32], rs: usize, 
         if w < NR {
             panel.fill(0.0);
         }
-        if cs == 1 {
-            for (kk, dst) in panel.chunks_exact_mut(NR).enumerate() {
-                dst[..w].copy_from_slice(&src[kk * rs + jq..][..w]);
-            }
-        } else if rs == 1 {
-            let mut blk = [[0f32; NR]; NR];
+        copy_columns(k, jq, w, src, rs, cs, panel, NR);
+    }
+}
+
+/// `dst[kk·ld + x] = B[kk][j0 + x]` for kk < k, x < n, with `B[kk][j] = src[kk·rs + j·cs]`.
+/// Rows of B contiguous (cs = 1): row copies. Columns contiguous (rs = 1, W_hhᵀ): 16 × 16
+/// blocks transposed through a small buffer, so that both the reads and the writes run along
+/// cache lines.
+#[allow(clippy::too_many_arguments)] // the source's and the destination's shapes
+fn copy_columns(k: usize, j0: usize, n: usize, src: &[f32], rs: usize, cs: usize, dst: &mut [f32], ld: usize) {
+    if cs == 1 {
+        for kk in 0..k {
+            dst[kk * ld..][..n].copy_from_slice(&src[kk * rs + j0..][..n]);
+        }
+    } else if rs == 1 {
+        let mut blk = [[0f32; NR]; NR];
+        for jb in (0..n).step_by(NR) {
+            let jw = NR.min(n - jb);
             for k0 in (0..k).step_by(NR) {
                 let kw = NR.min(k - k0);
-                for (l, row) in blk.iter_mut().enumerate().take(w) {
-                    row[..kw].copy_from_slice(&src[(jq + l) * cs + k0..][..kw]);
+                for (l, row) in blk.iter_mut().enumerate().take(jw) {
+                    row[..kw].copy_from_slice(&src[(j0 + jb + l) * cs + k0..][..kw]);
                 }
                 for x in 0..kw {
-                    let dst = &mut panel[(k0 + x) * NR..(k0 + x + 1) * NR];
-                    for (l, d) in dst.iter_mut().enumerate().take(w) {
+                    for (l, d) in dst[(k0 + x) * ld + jb..][..jw].iter_mut().enumerate() {
                         *d = blk[l][x];
                     }
                 }
             }
-        } else {
-            for l in 0..w {
-                for kk in 0..k {
-                    panel[kk * NR + l] = src[kk * rs + (jq + l) * cs];
-                }
+        }
+    } else {
+        for x in 0..n {
+            for kk in 0..k {
+                dst[kk * ld + x] = src[kk * rs + (j0 + x) * cs];
             }
         }
     }
@@ -257,31 +265,7 @@ pub fn pack_rows_into(k: usize, j0: usize, j1: usize, src: &[f32], rs: usize, cs
         for dst in group.chunks_exact_mut(gw) {
             dst[filled..].fill(0.0);
         }
-        if cs == 1 {
-            for (kk, dst) in group.chunks_exact_mut(gw).enumerate() {
-                dst[..filled].copy_from_slice(&src[kk * rs + j0 + c0..][..filled]);
-            }
-            continue;
-        }
-        // Columns contiguous (rs = 1, W_hhᵀ) or neither: 16 × 16 blocks through a small
-        // buffer, so that the reads run along columns and the writes along rows.
-        let mut blk = [[0f32; NR]; NR];
-        for jb in (0..filled).step_by(NR) {
-            let jw = NR.min(filled - jb);
-            for k0 in (0..k).step_by(NR) {
-                let kw = NR.min(k - k0);
-                for (l, col) in blk.iter_mut().enumerate().take(jw) {
-                    for (x, v) in col.iter_mut().enumerate().take(kw) {
-                        *v = src[(k0 + x) * rs + (j0 + c0 + jb + l) * cs];
-                    }
-                }
-                for x in 0..kw {
-                    for (l, d) in group[(k0 + x) * gw + jb..][..jw].iter_mut().enumerate() {
-                        *d = blk[l][x];
-                    }
-                }
-            }
-        }
+        copy_columns(k, j0 + c0, filled, src, rs, cs, group, gw);
     }
 }
 
@@ -506,6 +490,14 @@ pub(crate) mod avx2 {
     #[inline]
     unsafe fn exp8(x: __m256) -> __m256 {
         let x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(EXP_LO)), _mm256_set1_ps(EXP_HI));
+        let (q, s) = expm1_parts8(x);
+        _mm256_mul_ps(_mm256_add_ps(q, _mm256_set1_ps(1.0)), s)
+    }
+
+    /// As `avx512::expm1_parts16`, over 8 lanes.
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    unsafe fn expm1_parts8(x: __m256) -> (__m256, __m256) {
         let magic = _mm256_set1_ps(MAGIC);
         let n = _mm256_sub_ps(_mm256_fmadd_ps(x, _mm256_set1_ps(std::f32::consts::LOG2_E), magic), magic);
         let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(LN2_HI), x);
@@ -514,9 +506,9 @@ pub(crate) mod avx2 {
         for &c in &EXP_P[1..] {
             p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(c));
         }
-        let y = _mm256_add_ps(_mm256_fmadd_ps(p, _mm256_mul_ps(r, r), r), _mm256_set1_ps(1.0));
+        let q = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), r);
         let bits = _mm256_slli_epi32::<23>(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)));
-        _mm256_mul_ps(y, _mm256_castsi256_ps(bits))
+        (q, _mm256_castsi256_ps(bits))
     }
 
     #[target_feature(enable = "avx2,fma")]
@@ -534,19 +526,7 @@ pub(crate) mod avx2 {
         let sign = _mm256_set1_ps(-0.0);
         let ax = _mm256_andnot_ps(sign, x);
         let u = _mm256_max_ps(_mm256_mul_ps(ax, _mm256_set1_ps(-2.0)), _mm256_set1_ps(-2.0 * TANH_CLAMP));
-        let magic = _mm256_set1_ps(MAGIC);
-        let n = _mm256_sub_ps(_mm256_fmadd_ps(u, _mm256_set1_ps(std::f32::consts::LOG2_E), magic), magic);
-        let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(LN2_HI), u);
-        let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(LN2_LO), r);
-        let mut p = _mm256_set1_ps(EXP_P[0]);
-        for &c in &EXP_P[1..] {
-            p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(c));
-        }
-        let q = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), r);
-        let s = _mm256_castsi256_ps(_mm256_slli_epi32::<23>(_mm256_add_epi32(
-            _mm256_cvtps_epi32(n),
-            _mm256_set1_epi32(127),
-        )));
+        let (q, s) = expm1_parts8(u);
         let em = _mm256_fmadd_ps(q, s, _mm256_sub_ps(s, _mm256_set1_ps(1.0)));
         let mag = _mm256_div_ps(_mm256_sub_ps(_mm256_setzero_ps(), em), _mm256_add_ps(_mm256_set1_ps(2.0), em));
         _mm256_or_ps(mag, _mm256_and_ps(sign, x))
@@ -718,6 +698,15 @@ pub(crate) mod avx512 {
     #[inline]
     unsafe fn exp16(x: __m512) -> __m512 {
         let x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(EXP_LO)), _mm512_set1_ps(EXP_HI));
+        let (q, s) = expm1_parts16(x);
+        _mm512_mul_ps(_mm512_add_ps(q, _mm512_set1_ps(1.0)), s)
+    }
+
+    /// exp(x) − 1 as (q, 2^n), exp(x) = 2^n·(1 + q), for x in [EXP_LO, EXP_HI] (`math.rs`'s
+    /// `expm1_parts` over 16 lanes).
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    unsafe fn expm1_parts16(x: __m512) -> (__m512, __m512) {
         let magic = _mm512_set1_ps(MAGIC);
         let n = _mm512_sub_ps(_mm512_fmadd_ps(x, _mm512_set1_ps(std::f32::consts::LOG2_E), magic), magic);
         let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(LN2_HI), x);
@@ -726,9 +715,9 @@ pub(crate) mod avx512 {
         for &c in &EXP_P[1..] {
             p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(c));
         }
-        let y = _mm512_add_ps(_mm512_fmadd_ps(p, _mm512_mul_ps(r, r), r), _mm512_set1_ps(1.0));
+        let q = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), r);
         let bits = _mm512_slli_epi32::<23>(_mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)));
-        _mm512_mul_ps(y, _mm512_castsi512_ps(bits))
+        (q, _mm512_castsi512_ps(bits))
     }
 
     #[target_feature(enable = "avx512f")]
@@ -742,23 +731,11 @@ pub(crate) mod avx512 {
     #[target_feature(enable = "avx512f")]
     #[inline]
     pub(crate) unsafe fn tanh16(x: __m512) -> __m512 {
-        // tanh|x| = -em / (2 + em), em = expm1(-2|x|) = 2^n·q + (2^n - 1) with q = expm1(r) from
-        // exp16's polynomial: no cancellation near 0, so one path serves every x.
+        // tanh|x| = -em / (2 + em), em = expm1(-2|x|) = 2^n·q + (2^n - 1): no cancellation near
+        // 0, so one path serves every x.
         let ax = _mm512_abs_ps(x);
         let u = _mm512_max_ps(_mm512_mul_ps(ax, _mm512_set1_ps(-2.0)), _mm512_set1_ps(-2.0 * TANH_CLAMP));
-        let magic = _mm512_set1_ps(MAGIC);
-        let n = _mm512_sub_ps(_mm512_fmadd_ps(u, _mm512_set1_ps(std::f32::consts::LOG2_E), magic), magic);
-        let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(LN2_HI), u);
-        let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(LN2_LO), r);
-        let mut p = _mm512_set1_ps(EXP_P[0]);
-        for &c in &EXP_P[1..] {
-            p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(c));
-        }
-        let q = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), r);
-        let s = _mm512_castsi512_ps(_mm512_slli_epi32::<23>(_mm512_add_epi32(
-            _mm512_cvtps_epi32(n),
-            _mm512_set1_epi32(127),
-        )));
+        let (q, s) = expm1_parts16(u);
         let em = _mm512_fmadd_ps(q, s, _mm512_sub_ps(s, _mm512_set1_ps(1.0)));
         let mag = _mm512_div_ps(_mm512_sub_ps(_mm512_setzero_ps(), em), _mm512_add_ps(_mm512_set1_ps(2.0), em));
         // copysign(mag, x): mag ≥ 0, so OR in x's sign bit.
