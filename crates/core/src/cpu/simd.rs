@@ -698,12 +698,14 @@ pub(crate) mod avx512 {
     #[inline]
     unsafe fn exp16(x: __m512) -> __m512 {
         let x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(EXP_LO)), _mm512_set1_ps(EXP_HI));
-        let (q, s) = expm1_parts16(x);
-        _mm512_mul_ps(_mm512_add_ps(q, _mm512_set1_ps(1.0)), s)
+        let (q, n) = expm1_parts16(x);
+        // (1 + q)·2^n in one instruction (the same value as multiplying by 2^n built from bits).
+        _mm512_scalef_ps(_mm512_add_ps(q, _mm512_set1_ps(1.0)), n)
     }
 
-    /// exp(x) − 1 as (q, 2^n), exp(x) = 2^n·(1 + q), for x in [EXP_LO, EXP_HI] (`math.rs`'s
-    /// `expm1_parts` over 16 lanes).
+    /// exp(x) − 1 as (q, n), exp(x) = 2^n·(1 + q), n an integer in a float, for x in
+    /// [EXP_LO, EXP_HI] (`math.rs`'s `expm1_parts` over 16 lanes; that one returns 2^n, which
+    /// `_mm512_scalef_ps` makes here without the integer round trip).
     #[target_feature(enable = "avx512f")]
     #[inline]
     unsafe fn expm1_parts16(x: __m512) -> (__m512, __m512) {
@@ -715,9 +717,7 @@ pub(crate) mod avx512 {
         for &c in &EXP_P[1..] {
             p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(c));
         }
-        let q = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), r);
-        let bits = _mm512_slli_epi32::<23>(_mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)));
-        (q, _mm512_castsi512_ps(bits))
+        (_mm512_fmadd_ps(p, _mm512_mul_ps(r, r), r), n)
     }
 
     #[target_feature(enable = "avx512f")]
@@ -735,12 +735,14 @@ pub(crate) mod avx512 {
         // 0, so one path serves every x.
         let ax = _mm512_abs_ps(x);
         let u = _mm512_max_ps(_mm512_mul_ps(ax, _mm512_set1_ps(-2.0)), _mm512_set1_ps(-2.0 * TANH_CLAMP));
-        let (q, s) = expm1_parts16(u);
+        let (q, n) = expm1_parts16(u);
+        let s = _mm512_scalef_ps(_mm512_set1_ps(1.0), n);
         let em = _mm512_fmadd_ps(q, s, _mm512_sub_ps(s, _mm512_set1_ps(1.0)));
-        let mag = _mm512_div_ps(_mm512_sub_ps(_mm512_setzero_ps(), em), _mm512_add_ps(_mm512_set1_ps(2.0), em));
-        // copysign(mag, x): mag ≥ 0, so OR in x's sign bit.
-        let sign = _mm512_and_si512(_mm512_castps_si512(x), _mm512_set1_epi32(i32::MIN));
-        _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(mag), sign))
+        // −em / (2 + em) as em / (−2 − em): negating both operands changes no bit of a quotient.
+        let mag = _mm512_div_ps(em, _mm512_sub_ps(_mm512_set1_ps(-2.0), em));
+        // copysign(mag, x), mag ≥ 0: the sign bit from x, the rest from mag (bitwise select).
+        let sign = _mm512_set1_epi32(i32::MIN);
+        _mm512_castsi512_ps(_mm512_ternarylogic_epi32::<0xCA>(sign, _mm512_castps_si512(x), _mm512_castps_si512(mag)))
     }
 
     #[target_feature(enable = "avx512f")]
