@@ -12,7 +12,7 @@ pub mod par;
 pub mod simd;
 pub mod team;
 
-pub use self::gemm::{gemm, Mat};
+pub use self::gemm::{gemm, gemm_batch, Mat, Product};
 pub use self::math::{fast_exp_f32, fast_tanh_f32};
 
 use crate::storage::CpuStorage;

@@ -28,7 +28,7 @@
 use crate::autograd::{apply, BackwardCtx, Op};
 use crate::backend::{DeviceBuffer, GpuBackend};
 use crate::cpu::par::{self, indexed, rows_mut, PAR_MIN_ELEMS, PAR_MIN_FUSED};
-use crate::cpu::{gemm, Float, Mat};
+use crate::cpu::{gemm, gemm_batch, Float, Mat, Product};
 use crate::error::{fmt_shape, Error, Result};
 use crate::launch::{buf, flag, kernels as k};
 use crate::ops::elementwise::dispatch_float;
@@ -1150,19 +1150,46 @@ fn backward_cpu<T: Float, C: Cell>(cell: &C, rb: &RecurrentBackward, inp: &[&Cpu
     let x_proc: &[T] = &x_proc_buf;
     let dxp_buf = dxp;
     let dxp: &[T] = if C::DXP_IS_DG { &dg } else { &dxp_buf };
-    // The GEMMs overwrite their outputs.
+    // The weight gradients, sums over every step, in one batch (they overwrite their outputs).
     let mut dw_ih = out_buf(gh * i, true);
-    gemm(gh, i, t * b, Mat::t(dxp, gh), Mat::n(x_proc, i), &mut dw_ih, i, false);
     let mut dw_hh = out_buf(gh * h, true);
-    gemm(hh_w, h, t * b, Mat::t(&dg, gh), Mat::n(hprev, h), &mut dw_hh, h, false);
+    let (dw_hh_h, dw_hh_mid) = dw_hh.split_at_mut(hh_w * h);
+    let tb = t * b;
+    let mut products = vec![
+        Product {
+            m: gh,
+            n: i,
+            k: tb,
+            a: Mat::t(dxp, gh),
+            b: Mat::n(x_proc, i),
+            c: &mut dw_ih,
+            ldc: i,
+            accumulate: false,
+        },
+        Product {
+            m: hh_w,
+            n: h,
+            k: tb,
+            a: Mat::t(&dg, gh),
+            b: Mat::n(hprev, h),
+            c: dw_hh_h,
+            ldc: h,
+            accumulate: false,
+        },
+    ];
     if C::HAS_MID {
-        let off = C::MID_WS_BLOCK * h;
-        gemm(gh - hh_w, h, t * b, Mat::t(&dg[hh_w..], gh), Mat::n(&ws[off..], ws_w), &mut dw_hh[hh_w * h..], h, false);
+        let (a, b) = (Mat::t(&dg[hh_w..], gh), Mat::n(&ws[C::MID_WS_BLOCK * h..], ws_w));
+        products.push(Product { m: gh - hh_w, n: h, k: tb, a, b, c: dw_hh_mid, ldc: h, accumulate: false });
     }
+    // dX = dXP · W_ih, in the same batch.
+    let mut dx_proc = out_buf(if rb.need_dx { tb * i } else { 0 }, true);
+    if rb.need_dx {
+        let (a, b) = (Mat::n(dxp, gh), Mat::n(w_ih, i));
+        products.push(Product { m: tb, n: i, k: gh, a, b, c: &mut dx_proc, ldc: i, accumulate: false });
+    }
+    gemm_batch(products);
     let mut out = vec![];
     if rb.need_dx {
-        let mut dx_proc = out_buf(t * b * i, true);
-        gemm(t * b, i, gh, Mat::n(dxp, gh), Mat::n(w_ih, i), &mut dx_proc, i, false);
         let dx = if p.identity_order() {
             dx_proc
         } else {
