@@ -3,7 +3,7 @@
 //!
 //!   cargo run --release -p recurrent-core --example cell_peak [-- rows,h ...]
 
-use recurrent_core::cpu::lstm_rows::{row_kernels, BwdRow, FwdRow};
+use recurrent_core::cpu::lstm_rows::{row_kernels, BwdRow, BwdStrides, FwdRow, FwdStrides};
 use std::time::Instant;
 
 fn main() {
@@ -37,6 +37,8 @@ fn main() {
             for _ in 0..reps {
                 for r in 0..rows {
                     let row = FwdRow {
+                        rows: 1,
+                        rs: FwdStrides::default(),
                         n: h,
                         xp: xp[r * 4 * h..].as_ptr(),
                         ld_in: h,
@@ -61,6 +63,8 @@ fn main() {
             for _ in 0..reps {
                 for r in 0..rows {
                     let row = BwdRow {
+                        rows: 1,
+                        rs: BwdStrides::default(),
                         n: h,
                         ws: ws[r * 6 * h..].as_ptr(),
                         ld_ws: h,

@@ -9,12 +9,17 @@
 
 use super::simd::{kernels, Isa};
 
-/// One row of an LSTM forward step over `n` units. Gate block k (i, f, g, o) of the input
-/// projection is at `xp + k·ld_in` (of the bias, if not null, at `bias + k·ld_bias`), of the
-/// recurrent product at `hh + k·ld_hh`. `c` (n) is updated in place and h' written to `h` and,
-/// if not null, to `y`. If `ws` is not null, the six saved blocks (i, f, g, o, c, tanh c') go to
-/// `ws + k·ld_ws`.
+/// `rows` rows of an LSTM forward step over `n` units; row r's pointers are the ones below
+/// plus r times their row strides (`rs_*`; the bias is the same for every row). Gate block k
+/// (i, f, g, o) of the input projection is at `xp + k·ld_in` (of the bias, if not null, at
+/// `bias + k·ld_bias`), of the recurrent product at `hh + k·ld_hh`. `c` (n) is updated in place
+/// and h' written to `h` and, if not null, to `y`. If `ws` is not null, the six saved blocks
+/// (i, f, g, o, c, tanh c') go to `ws + k·ld_ws`. One call takes a step's rows of one part of
+/// the team's work: the engine builds no views and makes no call per row.
+#[derive(Clone, Copy)]
 pub struct FwdRow {
+    pub rows: usize,
+    pub rs: FwdStrides,
     pub n: usize,
     pub xp: *const f32,
     pub ld_in: usize,
@@ -29,10 +34,47 @@ pub struct FwdRow {
     pub ld_ws: usize,
 }
 
-/// One row of an LSTM backward step over `n` units: from the saved blocks at `ws + k·ld_ws`, dh
-/// (plus `dy` if not null) and dc, the gate gradients to `dg + k·ld_dg`, dc_prev's direct part
-/// into `dc` and zero into `dh` (the engine adds dG·W_hh to it next).
+/// Row strides of a [`FwdRow`]'s pointers (all zero for a single row).
+#[derive(Clone, Copy, Default)]
+pub struct FwdStrides {
+    pub xp: usize,
+    pub hh: usize,
+    pub c: usize,
+    pub h: usize,
+    pub y: usize,
+    pub ws: usize,
+}
+
+impl FwdRow {
+    /// Row r alone.
+    ///
+    /// # Safety
+    /// r < rows (the pointers then stay inside the extents the struct describes).
+    #[inline]
+    unsafe fn row(&self, r: usize) -> FwdRow {
+        let rs = &self.rs;
+        let opt = |p: *mut f32, stride: usize| if p.is_null() { p } else { p.add(r * stride) };
+        FwdRow {
+            rows: 1,
+            xp: self.xp.add(r * rs.xp),
+            hh: self.hh.add(r * rs.hh),
+            c: self.c.add(r * rs.c),
+            h: self.h.add(r * rs.h),
+            y: opt(self.y, rs.y),
+            ws: opt(self.ws, rs.ws),
+            ..*self
+        }
+    }
+}
+
+/// `rows` rows of an LSTM backward step over `n` units (row r's pointers plus r times their
+/// row strides `rs_*`, as [`FwdRow`]): from the saved blocks at `ws + k·ld_ws`, dh (plus `dy`
+/// if not null) and dc, the gate gradients to `dg + k·ld_dg`, dc_prev's direct part into `dc`
+/// and zero into `dh` (the engine adds dG·W_hh to it next).
+#[derive(Clone, Copy)]
 pub struct BwdRow {
+    pub rows: usize,
+    pub rs: BwdStrides,
     pub n: usize,
     pub ws: *const f32,
     pub ld_ws: usize,
@@ -41,6 +83,36 @@ pub struct BwdRow {
     pub dc: *mut f32,
     pub dg: *mut f32,
     pub ld_dg: usize,
+}
+
+/// Row strides of a [`BwdRow`]'s pointers (all zero for a single row).
+#[derive(Clone, Copy, Default)]
+pub struct BwdStrides {
+    pub ws: usize,
+    pub dy: usize,
+    pub dh: usize,
+    pub dc: usize,
+    pub dg: usize,
+}
+
+impl BwdRow {
+    /// Row r alone.
+    ///
+    /// # Safety
+    /// r < rows.
+    #[inline]
+    unsafe fn row(&self, r: usize) -> BwdRow {
+        let rs = &self.rs;
+        BwdRow {
+            rows: 1,
+            ws: self.ws.add(r * rs.ws),
+            dy: if self.dy.is_null() { self.dy } else { self.dy.add(r * rs.dy) },
+            dh: self.dh.add(r * rs.dh),
+            dc: self.dc.add(r * rs.dc),
+            dg: self.dg.add(r * rs.dg),
+            ..*self
+        }
+    }
 }
 
 /// A row kernel. Unsafe: every pointer is valid for the extents its struct describes, and the
@@ -76,7 +148,15 @@ mod avx512 {
 
     /// Safety: as [`super::FwdFn`], on a CPU with AVX-512F.
     #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn fwd(a: &FwdRow) {
+    pub(super) unsafe fn fwd(rows: &FwdRow) {
+        for r in 0..rows.rows {
+            fwd_row(&rows.row(r));
+        }
+    }
+
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    unsafe fn fwd_row(a: &FwdRow) {
         let mut j = 0;
         while j < a.n {
             let m = mask(a.n - j);
@@ -110,7 +190,15 @@ mod avx512 {
 
     /// Safety: as [`super::BwdFn`], on a CPU with AVX-512F.
     #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn bwd(a: &BwdRow) {
+    pub(super) unsafe fn bwd(rows: &BwdRow) {
+        for r in 0..rows.rows {
+            bwd_row(&rows.row(r));
+        }
+    }
+
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    unsafe fn bwd_row(a: &BwdRow) {
         let one = _mm512_set1_ps(1.0);
         let mut j = 0;
         while j < a.n {
@@ -153,7 +241,15 @@ mod avx2 {
 
     /// Safety: as [`super::FwdFn`], on a CPU with AVX2 and FMA.
     #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn fwd(a: &FwdRow) {
+    pub(super) unsafe fn fwd(rows: &FwdRow) {
+        for r in 0..rows.rows {
+            fwd_row(&rows.row(r));
+        }
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    unsafe fn fwd_row(a: &FwdRow) {
         let mut j = 0;
         while j < a.n {
             let m = mask(a.n - j);
@@ -187,7 +283,15 @@ mod avx2 {
 
     /// Safety: as [`super::BwdFn`], on a CPU with AVX2 and FMA.
     #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn bwd(a: &BwdRow) {
+    pub(super) unsafe fn bwd(rows: &BwdRow) {
+        for r in 0..rows.rows {
+            bwd_row(&rows.row(r));
+        }
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    unsafe fn bwd_row(a: &BwdRow) {
         let one = _mm256_set1_ps(1.0);
         let mut j = 0;
         while j < a.n {
@@ -258,6 +362,8 @@ mod tests {
                     let (mut c, mut h, mut y) = (c0.clone(), vec![f32::NAN; n], vec![f32::NAN; n]);
                     let mut ws = vec![f32::NAN; 6 * ld];
                     let row = FwdRow {
+                        rows: 1,
+                        rs: FwdStrides::default(),
                         n,
                         xp: xp.as_ptr(),
                         ld_in: ld,
@@ -298,6 +404,8 @@ mod tests {
                     let (mut dh, mut dc) = (dh0.clone(), dc0.clone());
                     let mut dg = vec![f32::NAN; 4 * ld];
                     let row = BwdRow {
+                        rows: 1,
+                        rs: BwdStrides::default(),
                         n,
                         ws: ws.as_ptr(),
                         ld_ws: ld,
@@ -331,6 +439,114 @@ mod tests {
                         assert_eq!(dh[j], 0.0);
                     }
                     assert!(dg[n..ld].iter().all(|v| v.is_nan()), "{isa} n={n}: wrote past the row");
+                }
+            }
+        }
+    }
+
+    /// Several rows in one call give each row the bits of that row alone, with a different
+    /// stride per buffer, and write nothing between the rows.
+    #[test]
+    fn several_rows_equal_each_row_alone() {
+        let mut tables: Vec<(&str, FwdFn, BwdFn)> = vec![];
+        if std::is_x86_feature_detected!("avx512f") {
+            tables.push(("avx512", avx512::fwd, avx512::bwd));
+        }
+        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+            tables.push(("avx2", avx2::fwd, avx2::bwd));
+        }
+        let (rows, n, ld) = (3, 21, 24);
+        // Row strides, all different: xp, hh, c, h, y, ws.
+        let (rx, rh, rc, rhs, ry, rw) = (4 * ld + 3, 4 * ld + 7, n + 2, n + 5, 2 * n, 6 * ld + 1);
+        for (isa, fwd, bwd) in tables {
+            let xp = vals(rows * rx, 1, -2.0, 2.0);
+            let hh = vals(rows * rh, 2, -2.0, 2.0);
+            let bias = vals(4 * ld, 3, -0.5, 0.5);
+            let c0 = vals(rows * rc, 4, -1.5, 1.5);
+            let (mut c, mut h, mut y, mut ws) =
+                (c0.clone(), vec![f32::NAN; rows * rhs], vec![f32::NAN; rows * ry], vec![f32::NAN; rows * rw]);
+            let all = FwdRow {
+                rows,
+                rs: FwdStrides { xp: rx, hh: rh, c: rc, h: rhs, y: ry, ws: rw },
+                n,
+                xp: xp.as_ptr(),
+                ld_in: ld,
+                bias: bias.as_ptr(),
+                ld_bias: ld,
+                hh: hh.as_ptr(),
+                ld_hh: ld,
+                c: c.as_mut_ptr(),
+                h: h.as_mut_ptr(),
+                y: y.as_mut_ptr(),
+                ws: ws.as_mut_ptr(),
+                ld_ws: ld,
+            };
+            // SAFETY: each row's blocks lie inside the vectors (strides ≥ the blocks' extents).
+            unsafe { fwd(&all) };
+            for r in 0..rows {
+                let mut c1 = c0[r * rc..][..n].to_vec();
+                let (mut h1, mut y1, mut ws1) = (vec![0f32; n], vec![0f32; n], vec![0f32; 6 * ld]);
+                let one = FwdRow {
+                    rows: 1,
+                    rs: FwdStrides::default(),
+                    xp: xp[r * rx..].as_ptr(),
+                    hh: hh[r * rh..].as_ptr(),
+                    c: c1.as_mut_ptr(),
+                    h: h1.as_mut_ptr(),
+                    y: y1.as_mut_ptr(),
+                    ws: ws1.as_mut_ptr(),
+                    ..all
+                };
+                // SAFETY: as above, one row.
+                unsafe { fwd(&one) };
+                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&c[r * rc..][..n]), bits(&c1), "{isa} row {r}: c");
+                assert_eq!(bits(&h[r * rhs..][..n]), bits(&h1), "{isa} row {r}: h");
+                assert_eq!(bits(&y[r * ry..][..n]), bits(&y1), "{isa} row {r}: y");
+                for k in 0..6 {
+                    assert_eq!(bits(&ws[r * rw + k * ld..][..n]), bits(&ws1[k * ld..][..n]), "{isa} row {r}: ws {k}");
+                }
+                assert!(h[r * rhs + n..(r + 1) * rhs].iter().all(|v| v.is_nan()), "{isa}: wrote between rows of h");
+            }
+
+            let (rd, rdh, rdc, rg) = (n + 1, n + 3, n + 4, 4 * ld + 2);
+            let dy = vals(rows * rd, 5, -1.0, 1.0);
+            let (dh0, dc0) = (vals(rows * rdh, 6, -1.0, 1.0), vals(rows * rdc, 7, -1.0, 1.0));
+            let (mut dh, mut dc, mut dg) = (dh0.clone(), dc0.clone(), vec![f32::NAN; rows * rg]);
+            let all = BwdRow {
+                rows,
+                rs: BwdStrides { ws: rw, dy: rd, dh: rdh, dc: rdc, dg: rg },
+                n,
+                ws: ws.as_ptr(),
+                ld_ws: ld,
+                dy: dy.as_ptr(),
+                dh: dh.as_mut_ptr(),
+                dc: dc.as_mut_ptr(),
+                dg: dg.as_mut_ptr(),
+                ld_dg: ld,
+            };
+            // SAFETY: as above.
+            unsafe { bwd(&all) };
+            for r in 0..rows {
+                let (mut dh1, mut dc1, mut dg1) =
+                    (dh0[r * rdh..][..n].to_vec(), dc0[r * rdc..][..n].to_vec(), vec![0f32; 4 * ld]);
+                let one = BwdRow {
+                    rows: 1,
+                    rs: BwdStrides::default(),
+                    ws: ws[r * rw..].as_ptr(),
+                    dy: dy[r * rd..].as_ptr(),
+                    dh: dh1.as_mut_ptr(),
+                    dc: dc1.as_mut_ptr(),
+                    dg: dg1.as_mut_ptr(),
+                    ..all
+                };
+                // SAFETY: as above, one row.
+                unsafe { bwd(&one) };
+                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&dh[r * rdh..][..n]), bits(&dh1), "{isa} row {r}: dh");
+                assert_eq!(bits(&dc[r * rdc..][..n]), bits(&dc1), "{isa} row {r}: dc");
+                for k in 0..4 {
+                    assert_eq!(bits(&dg[r * rg + k * ld..][..n]), bits(&dg1[k * ld..][..n]), "{isa} row {r}: dg {k}");
                 }
             }
         }

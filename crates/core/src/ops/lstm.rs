@@ -8,7 +8,7 @@
 //! Saved per row and step (6 blocks of H): i, f, g, o, c, tanh(c').
 
 use crate::backend::GpuBackend;
-use crate::cpu::lstm_rows::{row_kernels, BwdRow, FwdRow};
+use crate::cpu::lstm_rows::{row_kernels, BwdRow, BwdStrides, FwdRow, FwdStrides};
 use crate::cpu::Float;
 use crate::error::Result;
 use crate::launch::{buf, flag, kernels as k};
@@ -64,6 +64,8 @@ impl Cell for Lstm {
         let (ws_ptr, blocks, ld_ws) = ws.raw(n);
         assert!(!save || blocks == 6, "lstm row: 6 saved blocks");
         let row = FwdRow {
+            rows: 1,
+            rs: FwdStrides::default(),
             n,
             xp: xp_ptr,
             ld_in,
@@ -82,6 +84,14 @@ impl Cell for Lstm {
         unsafe { fwd(&row) }
     }
 
+    fn fwd_rows_f32(&self) -> Option<crate::cpu::lstm_rows::FwdFn> {
+        row_kernels().map(|(fwd, _)| fwd)
+    }
+
+    fn bwd_rows_f32(&self) -> Option<crate::cpu::lstm_rows::BwdFn> {
+        row_kernels().map(|(_, bwd)| bwd)
+    }
+
     fn bwd_f32(
         &self, n: usize, hprev: &[f32], ws: Blocks<f32>, dy: Option<&[f32]>, dh: &mut [f32], dc: &mut [f32],
         dg: &mut BlocksMut<f32>, dxp: &mut BlocksMut<f32>,
@@ -98,6 +108,8 @@ impl Cell for Lstm {
         let (dg_ptr, blocks, ld_dg) = dg.raw(n);
         assert_eq!(blocks, 4, "lstm row: 4 gradient blocks");
         let row = BwdRow {
+            rows: 1,
+            rs: BwdStrides::default(),
             n,
             ws: ws_ptr,
             ld_ws,

@@ -203,6 +203,15 @@ pub(crate) trait Cell: Sync {
         self.fwd(n, xp, hh, hs, cs, ws);
         y.copy_from_slice(hs);
     }
+    /// The float32 kernel that takes several rows of a step in one call (`cpu::lstm_rows`),
+    /// for cells that have one on this CPU: `fwd_f32`'s work for rows at fixed strides.
+    fn fwd_rows_f32(&self) -> Option<crate::cpu::lstm_rows::FwdFn> {
+        None
+    }
+    /// The same for `bwd_f32`.
+    fn bwd_rows_f32(&self) -> Option<crate::cpu::lstm_rows::BwdFn> {
+        None
+    }
     /// Second half of a step for cells with a mid-step GEMM; `mid` = ws[MID]·W_hh[mid]ᵀ.
     fn fwd_mid<T: Float>(&self, _n: usize, _xp: Proj<T>, _mid: &[T], _hs: &mut [T], _ws: &mut BlocksMut<T>) {}
     /// From dh (and dc) of this step's output state: pre-activation gradients of the recurrent

@@ -28,6 +28,7 @@
 //! element is computed in exactly one chunk with a fixed summation order, and the vector code
 //! treats a slice's tail like its body, so results do not depend on the number of threads.
 
+use crate::cpu::lstm_rows::{BwdRow, BwdStrides, FwdRow, FwdStrides};
 use crate::cpu::simd::{self, pack_panels_into, pack_rows_into, NR};
 use crate::cpu::team::{self, SharedMut};
 use crate::ops::rnn::{Blocks, BlocksMut, Cell, Plan, Proj};
@@ -422,6 +423,11 @@ pub(crate) fn forward_steps<C: Cell>(cell: &C, p: &Plan, io: FwdIo) {
     let mid_sh = SharedMut::new(&mut mid_in);
     let halves = if C::HAS_MID { 2 } else { 1 };
 
+    // Cells with a row kernel for several rows take a part's rows of a step in one call when
+    // every row runs every step (no lengths to stop some rows early).
+    let rows_kernel = cell
+        .fwd_rows_f32()
+        .filter(|_| p.full_lengths() && !C::HAS_MID && !C::FWD_READS_H && hh_bias.is_none() && C::WS_BLOCKS == 6);
     let scratch = || FwdScratch { tile: vec![0.0; rows_max * C::HH_BLOCKS * npad_max], cs: vec![0.0; npad_max] };
 
     // SAFETY (every shared access below): in a phase, a part writes only its units [j0, j0 + n)
@@ -499,6 +505,47 @@ pub(crate) fn forward_steps<C: Cell>(cell: &C, p: &Plan, io: FwdIo) {
                 project(s, r0, nr);
             }
             step_product(one_row, h_cur, h, nr, h, w, C::HH_BLOCKS, ch.np, &mut sc.tile, hw);
+            if let Some(fwd_rows) = rows_kernel {
+                // Every row of the part runs, at the same time index: one call for all of them.
+                let tt = p.time_of(s, r0).expect("full lengths");
+                if save {
+                    for r in r0..r0 + nr {
+                        let mine = (r - r0) * h + j0;
+                        unsafe { hprev.get_mut((s * b + r) * h + j0, n) }.copy_from_slice(&h_cur[mine..mine + n]);
+                    }
+                }
+                let y_rs = if p.batch_first { t * h } else { h };
+                let tile_row = if hoist { s * b + r0 } else { 0 };
+                let xt =
+                    unsafe { xt_sh.get(slot * xt_len + tile_row * g * npad, (nr - 1) * g * npad + (g - 1) * npad + n) };
+                let hh = &sc.tile[..(nr - 1) * hw + (C::HH_BLOCKS - 1) * npad + n];
+                let bias = xp_bias.map(|bv| &bv[j0..][..(g - 1) * h + n]);
+                let rows = FwdRow {
+                    rows: nr,
+                    rs: FwdStrides { xp: g * npad, hh: hw, c: h, h, y: y_rs, ws: ws_w },
+                    n,
+                    xp: xt.as_ptr(),
+                    ld_in: npad,
+                    bias: bias.map_or(std::ptr::null(), |b| b.as_ptr()),
+                    ld_bias: h,
+                    hh: hh.as_ptr(),
+                    ld_hh: npad,
+                    c: cs.ptr_at(r0 * h + j0, (nr - 1) * h + n),
+                    h: next.ptr_at(r0 * h + j0, (nr - 1) * h + n),
+                    y: y.ptr_at(p.row(tt, r0) * h + j0, (nr - 1) * y_rs + n),
+                    ws: if save {
+                        ws.ptr_at((ws_base + r0) * ws_w + j0, (nr - 1) * ws_w + (C::WS_BLOCKS - 1) * h + n)
+                    } else {
+                        std::ptr::null_mut()
+                    },
+                    ld_ws: h,
+                };
+                // SAFETY: every span was bounds-checked above (`get`, slicing, `ptr_at`); this
+                // part alone writes its units of its rows of c, next, y and ws in this phase,
+                // and the row kernel writes nothing past n units of a block.
+                unsafe { fwd_rows(&rows) };
+                return;
+            }
             for r in r0..r0 + nr {
                 let (own, mine) = (r * h + j0, (r - r0) * h + j0);
                 if save {
@@ -651,10 +698,36 @@ pub(crate) fn backward_steps<C: Cell>(cell: &C, p: &Plan, io: BwdIo) {
             }
         }
     };
+    // As forward: cells with a kernel for several rows take a part's rows in one call when
+    // every row runs every step.
+    let rows_kernel =
+        cell.bwd_rows_f32().filter(|_| p.full_lengths() && !C::HAS_MID && C::DXP_IS_DG && C::WS_BLOCKS == 6);
     // The cell's (first) backward half for step s on these units.
     let cell_step = |sc: &mut BwdScratch, part: &Part, s: usize| {
-        let ch = &part.ch;
+        let (ch, Rows { r0, n: nr }) = (&part.ch, part.rows);
         let (j0, n) = (ch.j0, ch.n);
+        if let Some(bwd_rows) = rows_kernel {
+            let tt = p.time_of(s, r0).expect("full lengths");
+            let dy_rs = if p.batch_first { t * h } else { h };
+            let ws_s = &ws_all[(s * b + r0) * ws_w + j0..][..(nr - 1) * ws_w + (C::WS_BLOCKS - 1) * h + n];
+            let dy_s = dy.map(|dy| &dy[p.row(tt, r0) * h + j0..][..(nr - 1) * dy_rs + n]);
+            let rows = BwdRow {
+                rows: nr,
+                rs: BwdStrides { ws: ws_w, dy: dy_rs, dh: h, dc: h, dg: gh },
+                n,
+                ws: ws_s.as_ptr(),
+                ld_ws: h,
+                dy: dy_s.map_or(std::ptr::null(), |d| d.as_ptr()),
+                dh: dh.ptr_at(r0 * h + j0, (nr - 1) * h + n),
+                dc: dc.ptr_at(r0 * h + j0, (nr - 1) * h + n),
+                dg: dg.ptr_at((s * b + r0) * gh + j0, (nr - 1) * gh + (g - 1) * h + n),
+                ld_dg: h,
+            };
+            // SAFETY: every span was bounds-checked above (slicing, `ptr_at`); this part alone
+            // writes its units of its rows of dh, dc and dG_s in this phase, and the kernel
+            // writes nothing past n units of a block.
+            return unsafe { bwd_rows(&rows) };
+        }
         for r in rows_of(part) {
             let Some(tt) = p.time_of(s, r) else { continue };
             let own = r * h + j0;
