@@ -866,16 +866,20 @@ fn forward_cpu<T: Float, C: Cell>(
         fn f<T: Float>(v: &[T]) -> &[f32] {
             f32s(v).expect("f32")
         }
-        // Forward, the steps read x in the caller's layout through strides: a batch-first x
-        // is not gathered into time-major order first (in-process alternating: LSTM B = 16
-        // H = 128 0.96× the time, B = 4 0.96×, B = 64 H = 512 0.98×). Reverse: gathered.
-        let (x_steps, step_stride, row_stride) = match (p.reverse, p.batch_first) {
-            (false, true) => (std::borrow::Cow::Borrowed(x), i, t * i),
-            (false, false) => (std::borrow::Cow::Borrowed(x), b * i, i),
-            (true, _) => (in_processing_order(p, x, i), b * i, i),
+        // The steps read x in the caller's layout through strides: a batch-first x is not
+        // gathered into time-major order first (in-process alternating: LSTM B = 16 H = 128
+        // 0.96× the time, B = 4 0.96×, B = 64 H = 512 0.98×), nor is x reversed for a reverse
+        // call over full lengths. With lengths, a reverse call's rows start at different
+        // times: gathered.
+        let in_place = !p.reverse || p.full_lengths();
+        let (x_steps, step_stride, row_stride) = match (in_place, p.batch_first) {
+            (true, true) => (std::borrow::Cow::Borrowed(x), i, t * i),
+            (true, false) => (std::borrow::Cow::Borrowed(x), b * i, i),
+            (false, _) => (in_processing_order(p, x, i), b * i, i),
         };
-        let input =
-            StepInput { x: f(&x_steps), step_stride, row_stride, i, w_ih: f(w_ih), w_ih_src: w_src.map(|w| w.w_ih) };
+        let reversed = p.reverse && in_place;
+        let w_ih_src = w_src.map(|w| w.w_ih);
+        let input = StepInput { x: f(&x_steps), step_stride, row_stride, reversed, i, w_ih: f(w_ih), w_ih_src };
         let io = FwdIo {
             input,
             xp_bias: bias.as_deref().map(f),

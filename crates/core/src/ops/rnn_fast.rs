@@ -222,12 +222,14 @@ impl Work {
 /// loop, and the work runs on the team, each chunk's on the core that consumes it.
 #[derive(Clone, Copy)]
 pub(crate) struct StepInput<'a> {
-    /// Row r of step s at s·`step_stride` + r·`row_stride` (I values each): the processing
-    /// order [T, B, I] (strides B·I and I), or a forward call's batch-first x as it is (I and
-    /// T·I), which then needs no gathering.
+    /// Row r of step s at τ(s)·`step_stride` + r·`row_stride` (I values each), τ(s) = s, or
+    /// T − 1 − s when `reversed`: the processing order [T, B, I] (strides B·I and I), or x as
+    /// the caller holds it, time-major or batch-first (I and T·I), which then needs no
+    /// gathering (a reverse call over full lengths reads its steps from the last time on).
     pub x: &'a [f32],
     pub step_stride: usize,
     pub row_stride: usize,
+    pub reversed: bool,
     pub i: usize,
     pub w_ih: &'a [f32],
     /// The storage `w_ih` lives in, for the packed-weights cache (as `FwdIo::w_hh_src`).
@@ -458,16 +460,26 @@ pub(crate) fn forward_steps<C: Cell>(cell: &C, p: &Plan, io: FwdIo) {
         let (ch, Rows { r0, n: nr }) = (&part.ch, part.rows);
         let (i, npad, x) = (input.i, ch.npad, input.x);
         let (step_stride, row_stride) = (input.step_stride, input.row_stride);
+        let time = |s: usize| if input.reversed { t - 1 - s } else { s };
         let wi = unsafe { wi_sh.get(g * ch.first * ipanel, g * ch.np * ipanel) };
         // The chunk's input projection of rows [row0, row0 + rows) of step s: its tile.
         let project = |s: usize, row0: usize, rows: usize| {
             let xt = unsafe { xt_sh.get_mut(slot * xt_len, rows * g * npad) };
-            kern.panels(&x[s * step_stride + row0 * row_stride..], row_stride, rows, i, wi, g * ch.np, xt, g * npad);
+            let a = &x[time(s) * step_stride + row0 * row_stride..];
+            kern.panels(a, row_stride, rows, i, wi, g * ch.np, xt, g * npad);
         };
         if ph < pre {
             // Hoisted, every step's rows, tile row s·B + r: one product over all of them when
-            // they are in that order, else one per batch row (its T steps, strided).
+            // they are in that order, one per step when reversed, else one per batch row (its
+            // T steps, strided).
             let xt = unsafe { xt_sh.get_mut(slot * xt_len, t * b * g * npad) };
+            if input.reversed {
+                for s in 0..t {
+                    let (a, out) = (&x[time(s) * step_stride..], &mut xt[s * b * g * npad..]);
+                    kern.panels(a, row_stride, b, i, wi, g * ch.np, out, g * npad);
+                }
+                return;
+            }
             if step_stride == b * i && row_stride == i {
                 return kern.panels(x, i, t * b, i, wi, g * ch.np, xt, g * npad);
             }
