@@ -264,14 +264,26 @@ test.serial('the event loop keeps ticking during fit (p99 delay < 50 ms)', async
   const timer = setInterval(() => ticks++, 5)
   h.enable()
   const start = performance.now()
-  const result = await fitTBPTT(model, { stream, optimizer: new Adam(model.parameters(), { lr: 1e-3 }), maxSteps: 40 })
+  // Run for a fixed wall time, not a fixed step count: as the engine gets faster a fixed count
+  // would finish before the loop had a chance to stall, and the test could no longer fail.
+  const stop = new AbortController()
+  const result = await fitTBPTT(model, {
+    stream,
+    optimizer: new Adam(model.parameters(), { lr: 1e-3 }),
+    epochs: 1000,
+    maxSteps: 100_000,
+    signal: stop.signal,
+    onStep: () => {
+      if (performance.now() - start > 1500) stop.abort()
+    },
+  })
   const elapsed = performance.now() - start
   h.disable()
   clearInterval(timer)
   const p99 = h.percentile(99) / 1e6
   t.log(`${result.steps} steps in ${elapsed.toFixed(0)} ms; p99 event-loop delay ${p99.toFixed(2)} ms, max ${(h.max / 1e6).toFixed(2)} ms; ${ticks} timer ticks`)
-  t.is(result.reason, 'maxSteps')
-  t.is(result.steps, 40)
+  t.is(result.reason, 'aborted')
+  t.true(result.steps >= 10, `only ${result.steps} steps`)
   t.true(elapsed > 500, `the fit took only ${elapsed.toFixed(0)} ms: the test could not have failed`)
   t.true(ticks > (elapsed / 5) * 0.4, `only ${ticks} ticks of 5 ms in ${elapsed.toFixed(0)} ms`)
   t.true(p99 < 50, `p99 event-loop delay ${p99.toFixed(2)} ms`)
