@@ -117,15 +117,23 @@ struct Binary {
 }
 
 fn binary_cpu<T: Float>(op: &Binary, a: &CpuStorage, b: &CpuStorage) -> Result<Vec<CpuStorage>> {
+    // One instance per operation, so that the arithmetic inlines into the loops (a function
+    // pointer per element would be a call each).
+    match op.kind {
+        BinaryKind::Add => binary_with(op, a, b, |x: T, y: T| x + y),
+        BinaryKind::Sub => binary_with(op, a, b, |x: T, y: T| x - y),
+        BinaryKind::Mul => binary_with(op, a, b, |x: T, y: T| x * y),
+        BinaryKind::Div => binary_with(op, a, b, |x: T, y: T| x / y),
+    }
+}
+
+fn binary_with<T: Float>(
+    op: &Binary, a: &CpuStorage, b: &CpuStorage, f: impl Fn(T, T) -> T + Sync + Send,
+) -> Result<Vec<CpuStorage>> {
     let (a, b) = (T::view(a), T::view(b));
-    let f: fn(T, T) -> T = match op.kind {
-        BinaryKind::Add => |x, y| x + y,
-        BinaryKind::Sub => |x, y| x - y,
-        BinaryKind::Mul => |x, y| x * y,
-        BinaryKind::Div => |x, y| x / y,
-    };
     let n: usize = op.out.iter().product();
-    let mut out = vec![T::ZERO; n];
+    // Every element is written below: a pooled buffer, no zeroing.
+    let mut out = crate::pool::take(n);
     if op.a_shape == op.b_shape {
         par::for_each(n, PAR_MIN_ELEMS, (items_mut(&mut out), (items(a), items(b))), |(o, (&x, &y))| *o = f(x, y));
     } else {
@@ -495,7 +503,8 @@ struct BroadcastTo {
 fn broadcast_to_cpu<T: Float>(op: &BroadcastTo, x: &CpuStorage) -> Result<Vec<CpuStorage>> {
     let x = T::view(x);
     let n: usize = op.out_shape.iter().product();
-    let mut out = vec![T::ZERO; n];
+    // Every element is written below: a pooled buffer, no zeroing.
+    let mut out = crate::pool::take(n);
     let sx = broadcast_strides(&op.in_shape, &op.out_shape);
     for_each_broadcast_row(&op.out_shape, &sx, &sx, |o, ox, dx, _, _, len| {
         for j in 0..len {

@@ -28,7 +28,7 @@ macro_rules! dispatch_any {
 }
 
 /// Element types the copy kernels move: the floats and i32.
-trait Elem: Copy + Send + Sync + Default + 'static {
+trait Elem: crate::pool::Elem + Sync + Default {
     fn view(s: &CpuStorage) -> &[Self];
     fn wrap(v: Vec<Self>) -> CpuStorage;
 }
@@ -168,7 +168,7 @@ fn transpose_cpu<T: Elem>(op: &Transpose, x: &CpuStorage) -> Result<Vec<CpuStora
     src_strides.swap(op.d0, op.d1);
     let inner = out_shape[nd - 1];
     let step = src_strides[nd - 1];
-    let mut out = vec![T::default(); x.len()];
+    let mut out = crate::pool::take(x.len());
     let row = |(r, dst): (usize, &mut [T])| {
         let mut rem = r;
         let mut off = 0;
@@ -242,7 +242,7 @@ struct Concat {
 fn concat_cpu<T: Elem>(op: &Concat, xs: &[&CpuStorage]) -> Result<Vec<CpuStorage>> {
     let xs: Vec<&[T]> = xs.iter().map(|s| T::view(s)).collect();
     let total: usize = op.rows.iter().sum();
-    let mut out = vec![T::default(); op.outer * total];
+    let mut out = crate::pool::take(op.outer * total);
     let fill = |(o, dst): (usize, &mut [T])| {
         let mut at = 0;
         for (x, &r) in xs.iter().zip(&op.rows) {
@@ -300,7 +300,7 @@ fn split_cpu<T: Elem>(op: &Split, x: &CpuStorage) -> Result<Vec<CpuStorage>> {
     let mut at = 0;
     let mut outs = Vec::with_capacity(op.rows.len());
     for &r in &op.rows {
-        let mut out = vec![T::default(); op.outer * r];
+        let mut out = crate::pool::take(op.outer * r);
         let fill = |(o, dst): (usize, &mut [T])| dst.copy_from_slice(&x[o * total + at..o * total + at + r]);
         par::for_each(out.len(), PAR_MIN_ELEMS, indexed(rows_mut(&mut out, r)), fill);
         outs.push(T::wrap(out));
@@ -484,7 +484,7 @@ struct Narrow {
 
 fn narrow_cpu<T: Elem>(op: &Narrow, x: &CpuStorage) -> Result<Vec<CpuStorage>> {
     let x = T::view(x);
-    let mut out = vec![T::default(); op.outer * op.len];
+    let mut out = crate::pool::take(op.outer * op.len);
     let fill =
         |(o, dst): (usize, &mut [T])| dst.copy_from_slice(&x[o * op.row + op.start..o * op.row + op.start + op.len]);
     par::for_each(out.len(), PAR_MIN_ELEMS, indexed(rows_mut(&mut out, op.len)), fill);
@@ -530,7 +530,7 @@ struct Pad {
 
 fn pad_cpu<T: Elem>(op: &Pad, g: &CpuStorage) -> Result<Vec<CpuStorage>> {
     let g = T::view(g);
-    let mut out = vec![T::default(); op.outer * op.row];
+    let mut out = crate::pool::zeros(op.outer * op.row);
     let fill = |(o, dst): (usize, &mut [T])| {
         dst[op.start..op.start + op.len].copy_from_slice(&g[o * op.len..(o + 1) * op.len])
     };
