@@ -323,6 +323,10 @@ mod avx2 {
 mod tests {
     use super::*;
 
+    fn bits(v: &[f32]) -> Vec<u32> {
+        v.iter().map(|x| x.to_bits()).collect()
+    }
+
     fn vals(n: usize, seed: u32, lo: f32, hi: f32) -> Vec<f32> {
         let mut s = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
         (0..n)
@@ -499,7 +503,6 @@ mod tests {
                 };
                 // SAFETY: as above, one row.
                 unsafe { fwd(&one) };
-                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
                 assert_eq!(bits(&c[r * rc..][..n]), bits(&c1), "{isa} row {r}: c");
                 assert_eq!(bits(&h[r * rhs..][..n]), bits(&h1), "{isa} row {r}: h");
                 assert_eq!(bits(&y[r * ry..][..n]), bits(&y1), "{isa} row {r}: y");
@@ -542,7 +545,6 @@ mod tests {
                 };
                 // SAFETY: as above, one row.
                 unsafe { bwd(&one) };
-                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
                 assert_eq!(bits(&dh[r * rdh..][..n]), bits(&dh1), "{isa} row {r}: dh");
                 assert_eq!(bits(&dc[r * rdc..][..n]), bits(&dc1), "{isa} row {r}: dc");
                 for k in 0..4 {
