@@ -41,17 +41,22 @@ fn k_block() -> usize {
 /// leaf 4 on Intel), or None where the CPU does not say.
 #[cfg(target_arch = "x86_64")]
 fn l1d_bytes() -> Option<usize> {
-    use std::arch::x86_64::{__cpuid, __cpuid_count};
-    let vendor = __cpuid(0);
+    use std::arch::x86_64::{__cpuid_count, CpuidResult};
+    // `__cpuid_count` is a safe function on recent compilers and an unsafe one on older ones
+    // (every x86-64 CPU has the instruction); the block keeps both building.
+    // SAFETY: cpuid reads CPU information only and exists on every x86-64 CPU.
+    #[allow(unused_unsafe)]
+    let cpuid = |leaf: u32, sub: u32| -> CpuidResult { unsafe { __cpuid_count(leaf, sub) } };
+    let vendor = cpuid(0, 0);
     // "AuthenticAMD" and "HygonGenuine" describe their caches in the extended leaf.
     let amd_like = vendor.ebx == u32::from_le_bytes(*b"Auth") || vendor.ebx == u32::from_le_bytes(*b"Hygo");
     let leaf = if amd_like { 0x8000_001D } else { 4 };
-    let max = if amd_like { __cpuid(0x8000_0000).eax } else { vendor.eax };
+    let max = if amd_like { cpuid(0x8000_0000, 0).eax } else { vendor.eax };
     if max < leaf {
         return None;
     }
     for sub in 0..8 {
-        let r = __cpuid_count(leaf, sub);
+        let r = cpuid(leaf, sub);
         let (kind, level) = (r.eax & 0x1f, (r.eax >> 5) & 7);
         if kind == 0 {
             break;
