@@ -120,10 +120,11 @@ pub struct Kernels {
 impl Kernels {
     /// The table for `isa`, or None when this CPU lacks it.
     pub fn for_isa(isa: Isa) -> Option<Kernels> {
+        let kc = k_block();
         match isa {
             Isa::Portable => Some(Kernels {
                 isa,
-                kc: k_block(),
+                kc,
                 panels: portable::panels,
                 row: portable::row,
                 sigmoid: portable::sigmoid,
@@ -133,7 +134,7 @@ impl Kernels {
             Isa::Avx2 if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") => {
                 Some(Kernels {
                     isa,
-                    kc: k_block(),
+                    kc,
                     panels: avx2::panels,
                     row: avx2::row,
                     sigmoid: avx2::sigmoid,
@@ -143,7 +144,7 @@ impl Kernels {
             #[cfg(target_arch = "x86_64")]
             Isa::Avx512 if std::is_x86_feature_detected!("avx512f") => Some(Kernels {
                 isa,
-                kc: k_block(),
+                kc,
                 panels: avx512::panels,
                 row: avx512::row,
                 sigmoid: avx512::sigmoid,
