@@ -42,6 +42,8 @@ struct Net {
     layers: usize,
     dirs: usize,
     lengths: Option<Vec<usize>>,
+    /// h0 and c0 zero (the engine then skips the first step's recurrent product).
+    zero_state: bool,
 }
 
 impl Net {
@@ -54,9 +56,10 @@ impl Net {
             let in_size = if l == 0 { self.i } else { self.dirs * h };
             for d in 0..self.dirs {
                 let sd = seed + 100 * (1 + l as u64) + 10 * d as u64;
-                v.push((values(self.b * h, sd, 0.5), vec![self.b, h]));
+                let state = |seed| if self.zero_state { vec![0.0; self.b * h] } else { values(self.b * h, seed, 0.5) };
+                v.push((state(sd), vec![self.b, h]));
                 if self.kind.has_c() {
-                    v.push((values(self.b * h, sd + 1, 0.5), vec![self.b, h]));
+                    v.push((state(sd + 1), vec![self.b, h]));
                 }
                 v.push((values(g * h * in_size, sd + 2, s), vec![g * h, in_size]));
                 v.push((values(g * h * h, sd + 3, 1.5 * s), vec![g * h, h]));
@@ -173,7 +176,7 @@ fn f32_engine_matches_f64_reference_single_layer() {
         ];
         for (b, h, lengths) in sizes {
             for dirs in [1, 2] {
-                let net = Net { kind, t: 6, b, i: 5, h, layers: 1, dirs, lengths: lengths.clone() };
+                let net = Net { kind, t: 6, b, i: 5, h, layers: 1, dirs, lengths: lengths.clone(), zero_state: false };
                 check(&net, TOL);
             }
         }
@@ -187,7 +190,7 @@ fn f32_engine_matches_f64_reference_two_bidirectional_layers() {
     set_team_limits(0, 2);
     for kind in KINDS {
         for (b, h, lengths) in [(3, 37, Some(vec![5, 2, 4])), (1, 20, Some(vec![3]))] {
-            let net = Net { kind, t: 5, b, i: 4, h, layers: 2, dirs: 2, lengths };
+            let net = Net { kind, t: 5, b, i: 4, h, layers: 2, dirs: 2, lengths, zero_state: false };
             check(&net, TOL);
         }
     }
@@ -200,12 +203,21 @@ fn f32_engine_matches_f64_reference_two_bidirectional_layers() {
 fn f32_engine_matches_f64_reference_at_default_limits() {
     let _g = LIMITS.lock().unwrap_or_else(|p| p.into_inner());
     for kind in KINDS {
-        let net =
-            Net { kind, t: 4, b: 9, i: 7, h: 100, layers: 1, dirs: 2, lengths: Some(vec![4, 1, 2, 3, 4, 4, 2, 3, 1]) };
+        let net = Net {
+            kind,
+            t: 4,
+            b: 9,
+            i: 7,
+            h: 100,
+            layers: 1,
+            dirs: 2,
+            lengths: Some(vec![4, 1, 2, 3, 4, 4, 2, 3, 1]),
+            zero_state: false,
+        };
         check(&net, TOL);
         // Enough rows for lanes of the default size on two or more pool threads.
         let lengths = (0..19).map(|r| 1 + r % 5).collect();
-        let net = Net { kind, t: 5, b: 19, i: 6, h: 60, layers: 2, dirs: 1, lengths: Some(lengths) };
+        let net = Net { kind, t: 5, b: 19, i: 6, h: 60, layers: 2, dirs: 1, lengths: Some(lengths), zero_state: false };
         check(&net, TOL);
     }
 }
@@ -214,7 +226,17 @@ fn f32_engine_matches_f64_reference_at_default_limits() {
 fn f32_bits_do_not_depend_on_slot_count_and_repeat() {
     let _g = LIMITS.lock().unwrap_or_else(|p| p.into_inner());
     for kind in KINDS {
-        let net = Net { kind, t: 5, b: 7, i: 6, h: 70, layers: 1, dirs: 2, lengths: Some(vec![5, 3, 5, 1, 2, 5, 4]) };
+        let net = Net {
+            kind,
+            t: 5,
+            b: 7,
+            i: 6,
+            h: 70,
+            layers: 1,
+            dirs: 2,
+            lengths: Some(vec![5, 3, 5, 1, 2, 5, 4]),
+            zero_state: false,
+        };
         let params = net.params(5);
         for rows in [usize::MAX, 0] {
             set_step_input_min_rows(rows);
@@ -238,6 +260,63 @@ fn f32_bits_do_not_depend_on_slot_count_and_repeat() {
             set_lane_min_rows(lanes_before);
         }
         set_step_input_min_rows(DEFAULT_STEP_INPUT_ROWS);
+    }
+    set_team_limits(1 << 16, 0);
+}
+
+/// With zero initial states the engine skips the first step's recurrent product (it is +0
+/// everywhere when W_hh is finite). Every cell against the reference, in units and in lanes,
+/// both directions, with lengths; and bit for bit against the full product: the same rows in a
+/// call where one more row has a nonzero h0 (no skip there) give the same outputs, with W_hh
+/// finite, and with an infinite weight (0·∞ = NaN in the full product: no skip then either),
+/// its packing cold and cached.
+#[test]
+fn f32_engine_with_zero_initial_state() {
+    let _g = LIMITS.lock().unwrap_or_else(|p| p.into_inner());
+    set_team_limits(0, 2);
+    for kind in KINDS {
+        for (b, h, lengths) in [(3, 37, Some(vec![6, 2, 4])), (13, 50, None), (1, 45, None)] {
+            let net = Net { kind, t: 6, b, i: 5, h, layers: 1, dirs: 2, lengths, zero_state: true };
+            check(&net, TOL);
+        }
+    }
+    for kind in KINDS {
+        let (t, b, i, h) = (4, 16, 5, 40);
+        let g = kind.gates();
+        let f32t = |v: Vec<f64>, s: &[usize]| Tensor::from_f32(v.iter().map(|&x| x as f32).collect(), s).unwrap();
+        // Rows 0..b, and row b, zero in one call and not in the other.
+        let x = f32t(values(t * (b + 1) * i, 1, 1.0), &[t, b + 1, i]);
+        let zero = f32t(vec![0.0; (b + 1) * h], &[b + 1, h]);
+        let mut last = vec![0.0; (b + 1) * h];
+        last[b * h..].copy_from_slice(&values(h, 4, 0.5));
+        let last = f32t(last, &[b + 1, h]);
+        let w_ih = f32t(values(g * h * i, 2, 0.3), &[g * h, i]);
+        for infinite in [false, true] {
+            let mut whh = values(g * h * h, 3, 0.2);
+            if infinite {
+                whh[7 * h + 11] = f64::INFINITY;
+            }
+            let w_hh = f32t(whh, &[g * h, h]);
+            for lane_rows in [usize::MAX, 1] {
+                let lanes_before = set_lane_min_rows(lane_rows);
+                for call in ["packing", "cached packing"] {
+                    let run = |h0: &Tensor| {
+                        let w = RecurrentWeights { w_ih: &w_ih, w_hh: &w_hh, b_ih: None, b_hh: None };
+                        let c0 = if kind.has_c() { Some(h0) } else { None };
+                        let y = recurrent_layer(kind, &x, h0, c0, &w, None, false).unwrap().y.to_vec_f64().unwrap();
+                        // Rows 0..b of every step, as bits (NaN compares too).
+                        (0..t)
+                            .flat_map(|s| y[s * (b + 1) * h..][..b * h].to_vec())
+                            .map(f64::to_bits)
+                            .collect::<Vec<_>>()
+                    };
+                    let (skipped, full) = (run(&zero), run(&last));
+                    let ctx = format!("{kind:?}, W_hh infinite {infinite}, lanes from {lane_rows} rows, {call}");
+                    assert!(skipped == full, "{ctx}: rows with zero h0 differ from the full product's");
+                }
+                set_lane_min_rows(lanes_before);
+            }
+        }
     }
     set_team_limits(1 << 16, 0);
 }
@@ -322,8 +401,8 @@ fn f32_engine_matches_f64_reference_on_every_kernel_table() {
         let text = String::from_utf8_lossy(&out.stdout);
         assert!(out.status.success(), "RECURRENT_SIMD={isa}:\n{text}\n{}", String::from_utf8_lossy(&out.stderr));
         assert!(
-            text.contains("test result: ok. 5 passed"),
-            "RECURRENT_SIMD={isa}: expected the 5 other f32_ tests:\n{text}"
+            text.contains("test result: ok. 6 passed"),
+            "RECURRENT_SIMD={isa}: expected the 6 other f32_ tests:\n{text}"
         );
     }
 }

@@ -33,7 +33,7 @@ use crate::cpu::simd::{self, pack_panels_into, pack_rows_into, NR};
 use crate::cpu::team::{self, SharedMut};
 use crate::ops::rnn::{Blocks, BlocksMut, Cell, Plan, Proj};
 use crate::storage::CpuStorage;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
 /// Multiply-adds of one step's recurrent GEMM below which the team is not worth a barrier per
@@ -268,6 +268,8 @@ struct Packed {
     layout: Vec<usize>,
     w: Arc<Vec<f32>>,
     wm: Arc<Vec<f32>>,
+    /// Every packed weight is finite (see [`forward_steps`]'s first step).
+    finite: bool,
 }
 
 /// Entries and bytes kept at most; the oldest go first, and entries whose weights are gone at
@@ -321,23 +323,24 @@ fn packed_ih_layout<C: Cell>(h: usize, i: usize, chunks: &[Chunk]) -> Vec<usize>
     [usize::MAX, C::G, h, i].into_iter().chain(chunks.iter().map(|c| c.j0)).collect()
 }
 
-type PackedPair = (Arc<Vec<f32>>, Arc<Vec<f32>>);
+/// The packed weights, the mid-step block's, and whether all are finite.
+type PackedPair = (Arc<Vec<f32>>, Arc<Vec<f32>>, bool);
 
 fn packed_lookup(src: &Arc<CpuStorage>, layout: &[usize]) -> Option<PackedPair> {
     let cache = PACKED.lock().unwrap_or_else(|p| p.into_inner());
     cache
         .iter()
         .find(|e| e.layout == layout && e.src.upgrade().is_some_and(|a| Arc::ptr_eq(&a, src)))
-        .map(|e| (e.w.clone(), e.wm.clone()))
+        .map(|e| (e.w.clone(), e.wm.clone(), e.finite))
 }
 
-fn packed_insert(src: &Arc<CpuStorage>, layout: Vec<usize>, w: Vec<f32>, wm: Vec<f32>) {
+fn packed_insert(src: &Arc<CpuStorage>, layout: Vec<usize>, w: Vec<f32>, wm: Vec<f32>, finite: bool) {
     let mut cache = PACKED.lock().unwrap_or_else(|p| p.into_inner());
     // Entries whose weights are gone (training makes new weights every step) give their
     // buffers to the pool, where the next call's packing takes them.
     let (live, gone): (Vec<Packed>, Vec<Packed>) = cache.drain(..).partition(|e| e.src.strong_count() > 0);
     *cache = live;
-    cache.push(Packed { src: Arc::downgrade(src), layout, w: Arc::new(w), wm: Arc::new(wm) });
+    cache.push(Packed { src: Arc::downgrade(src), layout, w: Arc::new(w), wm: Arc::new(wm), finite });
     let bytes = |c: &[Packed]| c.iter().map(|e| 4 * (e.w.len() + e.wm.len())).sum::<usize>();
     let mut evicted = Vec::new();
     while cache.len() > PACKED_MAX_ENTRIES || (cache.len() > 1 && bytes(&cache) > PACKED_MAX_BYTES) {
@@ -391,7 +394,7 @@ pub(crate) fn forward_steps<C: Cell>(cell: &C, p: &Plan, io: FwdIo) {
     };
     // SAFETY: a cached pair is only read (phase 0 packs only when nothing was cached).
     let (w_sh, wm_sh) = match &cached {
-        Some((w, wm)) => unsafe { (SharedMut::from_shared(w), SharedMut::from_shared(wm)) },
+        Some((w, wm, _)) => unsafe { (SharedMut::from_shared(w), SharedMut::from_shared(wm)) },
         None => (SharedMut::new(&mut w_pk), SharedMut::new(&mut wm_pk)),
     };
     // W_ih likewise ([chunk][block][panel of K = I]), and per part its units' input projection
@@ -403,7 +406,7 @@ pub(crate) fn forward_steps<C: Cell>(cell: &C, p: &Plan, io: FwdIo) {
     let mut wi_pk: Vec<f32> = crate::pool::take(if ih_cached.is_none() { g * panels * ipanel } else { 0 });
     // SAFETY: as for W_hh.
     let wi_sh = match &ih_cached {
-        Some((w, _)) => unsafe { SharedMut::from_shared(w) },
+        Some((w, _, _)) => unsafe { SharedMut::from_shared(w) },
         None => SharedMut::new(&mut wi_pk),
     };
     let rows_max = split.rows_max();
@@ -419,6 +422,12 @@ pub(crate) fn forward_steps<C: Cell>(cell: &C, p: &Plan, io: FwdIo) {
     let mut mid_in = vec![0f32; if C::HAS_MID { b * h } else { 0 }];
     let mut h_other = vec![0f32; b * h];
     let (xp_bias, w_hh, hh_bias, save) = (io.xp_bias, io.w_hh, io.hh_bias, p.save);
+    // With h0 = 0 the first step's recurrent product is +0 everywhere (each sum starts at +0
+    // and adds only ±0 terms, the weights being finite; 0·∞ would be NaN), so the step takes a
+    // zeroed tile instead: the same bits without one of the T step GEMMs (2% of an LSTM call
+    // at T = 50). Packing notes any non-finite weight of the gate blocks.
+    let h0_zero = io.hs.iter().all(|&v| v == 0.0);
+    let hh_nonfinite = AtomicBool::new(cached.as_ref().is_some_and(|c| !c.2));
     let (ha, hb) = (SharedMut::new(io.hs), SharedMut::new(&mut h_other));
     let (cs, y, ws, hprev) =
         (SharedMut::new(io.cs), SharedMut::new(io.y), SharedMut::new(io.ws), SharedMut::new(io.hprev));
@@ -444,7 +453,11 @@ pub(crate) fn forward_steps<C: Cell>(cell: &C, p: &Plan, io: FwdIo) {
         if k < C::HH_BLOCKS && k < hh_pieces {
             // B[kk][j] = W_hh[(blk·H + j)·H + kk]: W_hhᵀ for this gate block.
             let at = (C::HH_BLOCKS * ch.first + k * ch.np) * panel;
-            pack_hh(h, j0, j1, &w_hh[k * h * h..], 1, h, unsafe { w_sh.get_mut(at, ch.np * panel) });
+            let dst = unsafe { w_sh.get_mut(at, ch.np * panel) };
+            pack_hh(h, j0, j1, &w_hh[k * h * h..], 1, h, dst);
+            if !dst.iter().all(|v| v.is_finite()) {
+                hh_nonfinite.store(true, Ordering::Relaxed);
+            }
         } else if k < hh_pieces {
             let dst = unsafe { wm_sh.get_mut(ch.first * panel, ch.np * panel) };
             pack_hh(h, j0, j1, &w_hh[hh_w * h..], 1, h, dst);
@@ -516,7 +529,12 @@ pub(crate) fn forward_steps<C: Cell>(cell: &C, p: &Plan, io: FwdIo) {
             if !hoist {
                 project(s, r0, nr);
             }
-            step_product(one_row, h_cur, h, nr, h, w, C::HH_BLOCKS, ch.np, &mut sc.tile, hw);
+            // Packing finished before the first step (a barrier, or a team call of its own).
+            if s == 0 && h0_zero && !hh_nonfinite.load(Ordering::Relaxed) {
+                sc.tile[..nr * hw].fill(0.0);
+            } else {
+                step_product(one_row, h_cur, h, nr, h, w, C::HH_BLOCKS, ch.np, &mut sc.tile, hw);
+            }
             if let Some(fwd_rows) = rows_kernel {
                 // Every row of the part runs, at the same time index: one call for all of them.
                 let tt = p.time_of(s, r0).expect("full lengths");
@@ -612,11 +630,11 @@ pub(crate) fn forward_steps<C: Cell>(cell: &C, p: &Plan, io: FwdIo) {
         io.hs.copy_from_slice(&h_other);
     }
     match (io.w_hh_src, &cached) {
-        (Some(src), None) => packed_insert(src, layout, w_pk, wm_pk),
+        (Some(src), None) => packed_insert(src, layout, w_pk, wm_pk, !hh_nonfinite.load(Ordering::Relaxed)),
         _ => [w_pk, wm_pk].into_iter().for_each(crate::pool::release),
     }
     match (input.w_ih_src, &ih_cached) {
-        (Some(src), None) => packed_insert(src, ih_layout, wi_pk, Vec::new()),
+        (Some(src), None) => packed_insert(src, ih_layout, wi_pk, Vec::new(), true),
         _ => crate::pool::release(wi_pk),
     }
 }
