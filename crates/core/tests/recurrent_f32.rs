@@ -321,6 +321,47 @@ fn f32_engine_with_zero_initial_state() {
     set_team_limits(1 << 16, 0);
 }
 
+/// A NaN in x reaches the outputs as NaN, as in the f64 reference (and PyTorch): from its
+/// step on in its row, and nowhere else. The fast activations clamp their argument, and a clamp
+/// that turned NaN into a bound would give finite values here. ReLU maps NaN to 0 by design.
+#[test]
+fn f32_engine_keeps_nan() {
+    let _g = LIMITS.lock().unwrap_or_else(|p| p.into_inner());
+    set_team_limits(0, 2);
+    for kind in [CellKind::RnnTanh, CellKind::Lstm, CellKind::Gru, CellKind::GruResetBefore] {
+        let (t, b, i, h, row, step) = (4, 12, 5, 40, 3, 1);
+        let g = kind.gates();
+        let mut xv = values(t * b * i, 1, 1.0);
+        xv[(step * b + row) * i + 2] = f64::NAN;
+        let nan_at = |y: &[f64]| (0..t * b * h).map(|k| y[k].is_nan()).collect::<Vec<bool>>();
+        let want: Vec<bool> = (0..t * b * h).map(|k| k / (b * h) >= step && (k / h) % b == row).collect();
+        for dtype in [DType::F64, DType::F32] {
+            let tt = |v: Vec<f64>, s: &[usize]| match dtype {
+                DType::F64 => Tensor::from_f64(v, s).unwrap(),
+                _ => Tensor::from_f32(v.iter().map(|&x| x as f32).collect(), s).unwrap(),
+            };
+            let x = tt(xv.clone(), &[t, b, i]);
+            let (h0, w_ih, w_hh) = (
+                tt(values(b * h, 2, 0.5), &[b, h]),
+                tt(values(g * h * i, 3, 0.3), &[g * h, i]),
+                tt(values(g * h * h, 4, 0.2), &[g * h, h]),
+            );
+            for lane_rows in [usize::MAX, 1] {
+                let lanes_before = set_lane_min_rows(lane_rows);
+                let w = RecurrentWeights { w_ih: &w_ih, w_hh: &w_hh, b_ih: None, b_hh: None };
+                let c0 = if kind.has_c() { Some(&h0) } else { None };
+                let y = recurrent_layer(kind, &x, &h0, c0, &w, None, false).unwrap().y.to_vec_f64().unwrap();
+                set_lane_min_rows(lanes_before);
+                assert!(
+                    nan_at(&y) == want,
+                    "{kind:?} {dtype:?}, lanes from {lane_rows} rows: NaN not where x's NaN leads"
+                );
+            }
+        }
+    }
+    set_team_limits(1 << 16, 0);
+}
+
 /// The team engine keeps W_hh (and W_ih, when the steps compute the input projection) packed
 /// for the next forward call on the same weights. Calls that
 /// reuse a weight tensor give the bits of the first; a new weight tensor (another storage, so
@@ -401,8 +442,8 @@ fn f32_engine_matches_f64_reference_on_every_kernel_table() {
         let text = String::from_utf8_lossy(&out.stdout);
         assert!(out.status.success(), "RECURRENT_SIMD={isa}:\n{text}\n{}", String::from_utf8_lossy(&out.stderr));
         assert!(
-            text.contains("test result: ok. 6 passed"),
-            "RECURRENT_SIMD={isa}: expected the 6 other f32_ tests:\n{text}"
+            text.contains("test result: ok. 7 passed"),
+            "RECURRENT_SIMD={isa}: expected the 7 other f32_ tests:\n{text}"
         );
     }
 }

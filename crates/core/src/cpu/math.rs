@@ -34,7 +34,9 @@ pub fn fast_exp_f32(x: f32) -> f32 {
 /// `simd.rs` compute the same).
 #[inline(always)]
 pub fn fast_tanh_f32(x: f32) -> f32 {
-    let (q, s) = expm1_parts((-2.0 * x.abs()).max(-18.0));
+    // A comparison rather than f32::max, which would turn NaN into the bound: NaN stays NaN.
+    let u = -2.0 * x.abs();
+    let (q, s) = expm1_parts(if u < -18.0 { -18.0 } else { u });
     let em = q * s + (s - 1.0);
     ((0.0 - em) / (2.0 + em)).copysign(x)
 }
@@ -59,6 +61,8 @@ mod tests {
         assert!(worst_exp < 4e-7, "exp rel err {worst_exp}");
         assert!(worst_tanh < 4e-7, "tanh rel err {worst_tanh}");
         assert_eq!(fast_tanh_f32(0.0), 0.0);
+        assert!(fast_tanh_f32(f32::NAN).is_nan() && fast_exp_f32(f32::NAN).is_nan());
+        assert_eq!((fast_tanh_f32(f32::INFINITY), fast_tanh_f32(f32::NEG_INFINITY)), (1.0, -1.0));
         assert!(fast_tanh_f32(1e-20) > 0.0);
     }
 }

@@ -555,7 +555,9 @@ pub(crate) mod avx2 {
     #[target_feature(enable = "avx2,fma")]
     #[inline]
     unsafe fn exp8(x: __m256) -> __m256 {
-        let x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(EXP_LO)), _mm256_set1_ps(EXP_HI));
+        // The bound first: min and max return their second operand when either is NaN, so a
+        // NaN x passes through (and gives NaN, as libm's exp) instead of becoming a bound.
+        let x = _mm256_min_ps(_mm256_set1_ps(EXP_HI), _mm256_max_ps(_mm256_set1_ps(EXP_LO), x));
         let (q, s) = expm1_parts8(x);
         _mm256_mul_ps(_mm256_add_ps(q, _mm256_set1_ps(1.0)), s)
     }
@@ -591,7 +593,8 @@ pub(crate) mod avx2 {
         // As avx512::tanh16: -em / (2 + em) with em = expm1(-2|x|).
         let sign = _mm256_set1_ps(-0.0);
         let ax = _mm256_andnot_ps(sign, x);
-        let u = _mm256_max_ps(_mm256_mul_ps(ax, _mm256_set1_ps(-2.0)), _mm256_set1_ps(-2.0 * TANH_CLAMP));
+        // The bound first, so that NaN passes (as in exp8).
+        let u = _mm256_max_ps(_mm256_set1_ps(-2.0 * TANH_CLAMP), _mm256_mul_ps(ax, _mm256_set1_ps(-2.0)));
         let (q, s) = expm1_parts8(u);
         let em = _mm256_fmadd_ps(q, s, _mm256_sub_ps(s, _mm256_set1_ps(1.0)));
         let mag = _mm256_div_ps(_mm256_sub_ps(_mm256_setzero_ps(), em), _mm256_add_ps(_mm256_set1_ps(2.0), em));
@@ -763,7 +766,9 @@ pub(crate) mod avx512 {
     #[target_feature(enable = "avx512f")]
     #[inline]
     unsafe fn exp16(x: __m512) -> __m512 {
-        let x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(EXP_LO)), _mm512_set1_ps(EXP_HI));
+        // The bound first: min and max return their second operand when either is NaN, so a
+        // NaN x passes through (and gives NaN, as libm's exp) instead of becoming a bound.
+        let x = _mm512_min_ps(_mm512_set1_ps(EXP_HI), _mm512_max_ps(_mm512_set1_ps(EXP_LO), x));
         let (q, n) = expm1_parts16(x);
         // (1 + q)·2^n in one instruction (the same value as multiplying by 2^n built from bits).
         _mm512_scalef_ps(_mm512_add_ps(q, _mm512_set1_ps(1.0)), n)
@@ -800,7 +805,8 @@ pub(crate) mod avx512 {
         // tanh|x| = -em / (2 + em), em = expm1(-2|x|) = 2^n·q + (2^n - 1): no cancellation near
         // 0, so one path serves every x.
         let ax = _mm512_abs_ps(x);
-        let u = _mm512_max_ps(_mm512_mul_ps(ax, _mm512_set1_ps(-2.0)), _mm512_set1_ps(-2.0 * TANH_CLAMP));
+        // The bound first, so that NaN passes (as in exp16).
+        let u = _mm512_max_ps(_mm512_set1_ps(-2.0 * TANH_CLAMP), _mm512_mul_ps(ax, _mm512_set1_ps(-2.0)));
         let (q, n) = expm1_parts16(u);
         let s = _mm512_scalef_ps(_mm512_set1_ps(1.0), n);
         let em = _mm512_fmadd_ps(q, s, _mm512_sub_ps(s, _mm512_set1_ps(1.0)));
@@ -906,6 +912,15 @@ mod tests {
                 })
                 .fold(0.0, f64::max);
             assert!(ws_mid < 4e-7, "{:?} sigmoid rel err {ws_mid} (all: {ws})", k.isa);
+            // NaN stays NaN (as libm and PyTorch): a NaN that became ±1 or 0 would hide a diverged
+            // model. The infinities give the limits.
+            let (mut sn, mut tn) = ([f32::NAN, -f32::NAN, f32::INFINITY, f32::NEG_INFINITY], [0f32; 4]);
+            tn.copy_from_slice(&sn);
+            (k.sigmoid)(&mut sn);
+            (k.tanh)(&mut tn);
+            assert!(sn[0].is_nan() && sn[1].is_nan() && tn[0].is_nan() && tn[1].is_nan(), "{:?}: {sn:?} {tn:?}", k.isa);
+            assert_eq!((sn[2], tn[2], tn[3]), (1.0, 1.0, -1.0), "{:?}", k.isa);
+            assert!((0.0..1e-37).contains(&sn[3]), "{:?}: sigmoid(-inf) = {}", k.isa, sn[3]);
             // Odd lengths: the tail goes through the same code as the body.
             let mut odd: Vec<f32> = xs[1000..1013].to_vec();
             (k.tanh)(&mut odd);
