@@ -44,7 +44,8 @@ const CHUNKS_PER_RUNNER: usize = 2;
 
 /// Batch rows from which a forward step computes its chunks' slice of the input projection
 /// itself (see [`StepInput`]); below it, each chunk computes it for all steps before the first,
-/// which reads W_ih once instead of once per step.
+/// which reads W_ih once instead of once per step. Twice as many where the weights spill from
+/// L2 ([`input_in_steps`]).
 const STEP_INPUT_MIN_ROWS: usize = 8;
 
 /// Batch rows per lane from which a call on a team runs in lanes (see [`Work`]): each runner
@@ -65,9 +66,30 @@ static LANE_ROWS: AtomicUsize = AtomicUsize::new(LANE_MIN_ROWS);
 static MAX_RUNNERS: AtomicUsize = AtomicUsize::new(0);
 static INPUT_MIN_ROWS: AtomicUsize = AtomicUsize::new(STEP_INPUT_MIN_ROWS);
 
-/// Whether a forward call over `b` rows takes its input projection step by step.
-pub(crate) fn input_in_steps(b: usize) -> bool {
-    b >= INPUT_MIN_ROWS.load(Ordering::Relaxed)
+/// Whether a forward call over `b` rows takes its input projection step by step, its step's
+/// packed weights (W_hh and W_ih) taking `weight_bytes` in all, shared by `runners`. Weights
+/// whose share spills from a core's L2 ([`LANE_L2_BYTES`]) come from L3 every step, and W_ih's
+/// part of that traffic pays for itself only from twice the rows: below, the projection is one
+/// product before the loop, which reads W_ih once. (2-core Zen 5, LSTM T = 50 inference, the
+/// projection before the loop against in steps: B = 8 I = 256 H = 384 0.90× the time, H = 512
+/// 0.94–0.99×; B = 12 0.98×, B = 16 0.99×, B = 24 1.00×, B = 64 I = H = 512 1.15×; H = 256
+/// I = 64, whose weights fit, the same either way.)
+pub(crate) fn input_in_steps(b: usize, weight_bytes: usize, runners: usize) -> bool {
+    let rows = INPUT_MIN_ROWS.load(Ordering::Relaxed);
+    let spills = weight_bytes > LANE_L2_BYTES.saturating_mul(runners.max(1));
+    b >= if spills { rows.saturating_mul(2) } else { rows }
+}
+
+/// Threads a team takes for a step of `macs` multiply-adds: one below [`TEAM_MIN_STEP_MACS`].
+fn team_threads(macs: usize) -> usize {
+    if macs < MIN_MACS.load(Ordering::Relaxed) || ONE_RUNNER.with(|c| c.get()) {
+        1
+    } else {
+        match MAX_RUNNERS.load(Ordering::Relaxed) {
+            0 => rayon::current_num_threads(),
+            n => n,
+        }
+    }
 }
 
 /// Overrides [`STEP_INPUT_MIN_ROWS`] (tests: both paths at every size).
@@ -149,14 +171,7 @@ impl Work {
     /// projection).
     fn new(h: usize, b: usize, macs: usize, weight_bytes: usize, lanes_ok: bool) -> Work {
         let panels = h.div_ceil(NR);
-        let threads = if macs < MIN_MACS.load(Ordering::Relaxed) || ONE_RUNNER.with(|c| c.get()) {
-            1
-        } else {
-            match MAX_RUNNERS.load(Ordering::Relaxed) {
-                0 => rayon::current_num_threads(),
-                n => n,
-            }
-        };
+        let threads = team_threads(macs);
         let min_rows = match LANE_ROWS.load(Ordering::Relaxed).max(1) {
             rows if weight_bytes < LANE_L2_BYTES => rows,
             rows if weight_bytes <= LANE_MAX_BYTES => rows.saturating_mul(3) / 2,
@@ -215,7 +230,7 @@ impl Work {
 
 /// The input of a forward call. Each chunk multiplies rows of x by its units' rows of W_ih
 /// (packed once and cached, like W_hh) into tiles of its own, which the cell reads as the input
-/// projection: at B ≥ [`STEP_INPUT_MIN_ROWS`] one tile per step, computed just before the
+/// projection: from [`STEP_INPUT_MIN_ROWS`] rows ([`input_in_steps`]) one tile per step, computed just before the
 /// step's recurrent GEMM; below it (few rows per step: W_ih would be read from memory each
 /// step for little work), every step's tile in a phase before the first step. Either way the
 /// projection's T·B·G·H floats never make a round trip through memory in one GEMM before the
@@ -369,9 +384,10 @@ pub(crate) fn forward_steps<C: Cell>(cell: &C, p: &Plan, io: FwdIo) {
     let (t, b, h, g) = (p.t, p.b, p.h, C::G);
     let (hh_w, ws_w) = (C::HH_BLOCKS * h, C::WS_BLOCKS * h);
     let kern = simd::kernels();
-    let hoist = !input_in_steps(b);
     let weight_bytes = 4 * ((C::HH_BLOCKS + C::HAS_MID as usize) * h * h + g * h * io.input.i);
-    let split = Work::new(h, b, b * hh_w * h, weight_bytes, !hoist);
+    let macs = b * hh_w * h;
+    let hoist = !input_in_steps(b, weight_bytes, team_threads(macs));
+    let split = Work::new(h, b, macs, weight_bytes, !hoist);
     let chunks = &split.chunks;
     let panels = h.div_ceil(NR);
     let npad_max = chunks.iter().map(|c| c.npad).max().unwrap_or(0);
@@ -830,4 +846,21 @@ pub(crate) fn backward_steps<C: Cell>(cell: &C, p: &Plan, io: BwdIo) {
     split.run(2 + per * t, 1 + C::HAS_MID as usize, scratch, pack, work);
     crate::pool::release(w_pk);
     crate::pool::release(wm_pk);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// No unit test of the crate overrides the row threshold, so the default rule is read here.
+    #[test]
+    fn the_input_projection_moves_into_the_steps_at_more_rows_when_the_weights_spill_from_l2() {
+        let (fits, spills) = (LANE_L2_BYTES, 3 * LANE_L2_BYTES);
+        assert!(!input_in_steps(STEP_INPUT_MIN_ROWS - 1, fits, 2));
+        assert!(input_in_steps(STEP_INPUT_MIN_ROWS, 2 * fits, 2), "a share of 1 MiB per runner fits");
+        assert!(!input_in_steps(STEP_INPUT_MIN_ROWS, spills, 2));
+        assert!(!input_in_steps(2 * STEP_INPUT_MIN_ROWS - 1, spills, 2));
+        assert!(input_in_steps(2 * STEP_INPUT_MIN_ROWS, spills, 2));
+        assert!(input_in_steps(STEP_INPUT_MIN_ROWS, spills, 4), "shared by more runners, it fits");
+    }
 }
