@@ -166,12 +166,11 @@ struct Work {
 }
 
 impl Work {
-    /// The split of a step of `macs` multiply-adds over `h` units and `b` rows, whose packed
+    /// The split of a step over `h` units and `b` rows on up to `threads` ([`team_threads`]), whose packed
     /// weights take `weight_bytes`; lanes only when `lanes_ok` (the step computes its own input
     /// projection).
-    fn new(h: usize, b: usize, macs: usize, weight_bytes: usize, lanes_ok: bool) -> Work {
+    fn new(h: usize, b: usize, threads: usize, weight_bytes: usize, lanes_ok: bool) -> Work {
         let panels = h.div_ceil(NR);
-        let threads = team_threads(macs);
         let min_rows = match LANE_ROWS.load(Ordering::Relaxed).max(1) {
             rows if weight_bytes < LANE_L2_BYTES => rows,
             rows if weight_bytes <= LANE_MAX_BYTES => rows.saturating_mul(3) / 2,
@@ -283,7 +282,8 @@ struct Packed {
     layout: Vec<usize>,
     w: Arc<Vec<f32>>,
     wm: Arc<Vec<f32>>,
-    /// Every packed weight is finite (see [`forward_steps`]'s first step).
+    /// Every packed weight is finite (see [`forward_steps`]'s first step). Only W_hh's
+    /// entries track it; W_ih's say true.
     finite: bool,
 }
 
@@ -338,15 +338,19 @@ fn packed_ih_layout<C: Cell>(h: usize, i: usize, chunks: &[Chunk]) -> Vec<usize>
     [usize::MAX, C::G, h, i].into_iter().chain(chunks.iter().map(|c| c.j0)).collect()
 }
 
-/// The packed weights, the mid-step block's, and whether all are finite.
-type PackedPair = (Arc<Vec<f32>>, Arc<Vec<f32>>, bool);
+/// A cache hit: the packed weights, the mid-step block's, and whether all are finite.
+struct PackedHit {
+    w: Arc<Vec<f32>>,
+    wm: Arc<Vec<f32>>,
+    finite: bool,
+}
 
-fn packed_lookup(src: &Arc<CpuStorage>, layout: &[usize]) -> Option<PackedPair> {
+fn packed_lookup(src: &Arc<CpuStorage>, layout: &[usize]) -> Option<PackedHit> {
     let cache = PACKED.lock().unwrap_or_else(|p| p.into_inner());
     cache
         .iter()
         .find(|e| e.layout == layout && e.src.upgrade().is_some_and(|a| Arc::ptr_eq(&a, src)))
-        .map(|e| (e.w.clone(), e.wm.clone(), e.finite))
+        .map(|e| PackedHit { w: e.w.clone(), wm: e.wm.clone(), finite: e.finite })
 }
 
 fn packed_insert(src: &Arc<CpuStorage>, layout: Vec<usize>, w: Vec<f32>, wm: Vec<f32>, finite: bool) {
@@ -385,9 +389,9 @@ pub(crate) fn forward_steps<C: Cell>(cell: &C, p: &Plan, io: FwdIo) {
     let (hh_w, ws_w) = (C::HH_BLOCKS * h, C::WS_BLOCKS * h);
     let kern = simd::kernels();
     let weight_bytes = 4 * ((C::HH_BLOCKS + C::HAS_MID as usize) * h * h + g * h * io.input.i);
-    let macs = b * hh_w * h;
-    let hoist = !input_in_steps(b, weight_bytes, team_threads(macs));
-    let split = Work::new(h, b, macs, weight_bytes, !hoist);
+    let threads = team_threads(b * hh_w * h);
+    let hoist = !input_in_steps(b, weight_bytes, threads);
+    let split = Work::new(h, b, threads, weight_bytes, !hoist);
     let chunks = &split.chunks;
     let panels = h.div_ceil(NR);
     let npad_max = chunks.iter().map(|c| c.npad).max().unwrap_or(0);
@@ -410,7 +414,7 @@ pub(crate) fn forward_steps<C: Cell>(cell: &C, p: &Plan, io: FwdIo) {
     };
     // SAFETY: a cached pair is only read (phase 0 packs only when nothing was cached).
     let (w_sh, wm_sh) = match &cached {
-        Some((w, wm, _)) => unsafe { (SharedMut::from_shared(w), SharedMut::from_shared(wm)) },
+        Some(hit) => unsafe { (SharedMut::from_shared(&hit.w), SharedMut::from_shared(&hit.wm)) },
         None => (SharedMut::new(&mut w_pk), SharedMut::new(&mut wm_pk)),
     };
     // W_ih likewise ([chunk][block][panel of K = I]), and per part its units' input projection
@@ -422,7 +426,7 @@ pub(crate) fn forward_steps<C: Cell>(cell: &C, p: &Plan, io: FwdIo) {
     let mut wi_pk: Vec<f32> = crate::pool::take(if ih_cached.is_none() { g * panels * ipanel } else { 0 });
     // SAFETY: as for W_hh.
     let wi_sh = match &ih_cached {
-        Some((w, _, _)) => unsafe { SharedMut::from_shared(w) },
+        Some(hit) => unsafe { SharedMut::from_shared(&hit.w) },
         None => SharedMut::new(&mut wi_pk),
     };
     let rows_max = split.rows_max();
@@ -443,7 +447,7 @@ pub(crate) fn forward_steps<C: Cell>(cell: &C, p: &Plan, io: FwdIo) {
     // zeroed tile instead: the same bits without one of the T step GEMMs (2% of an LSTM call
     // at T = 50). Packing notes any non-finite weight of the gate blocks.
     let h0_zero = io.hs.iter().all(|&v| v == 0.0);
-    let hh_nonfinite = AtomicBool::new(cached.as_ref().is_some_and(|c| !c.2));
+    let hh_nonfinite = AtomicBool::new(cached.as_ref().is_some_and(|hit| !hit.finite));
     let (ha, hb) = (SharedMut::new(io.hs), SharedMut::new(&mut h_other));
     let (cs, y, ws, hprev) =
         (SharedMut::new(io.cs), SharedMut::new(io.y), SharedMut::new(io.ws), SharedMut::new(io.hprev));
@@ -471,7 +475,8 @@ pub(crate) fn forward_steps<C: Cell>(cell: &C, p: &Plan, io: FwdIo) {
             let at = (C::HH_BLOCKS * ch.first + k * ch.np) * panel;
             let dst = unsafe { w_sh.get_mut(at, ch.np * panel) };
             pack_hh(h, j0, j1, &w_hh[k * h * h..], 1, h, dst);
-            if !dst.iter().all(|v| v.is_finite()) {
+            // A fold, not `all`: no early exit, so the check vectorises.
+            if !dst.iter().fold(true, |ok, v| ok & v.is_finite()) {
                 hh_nonfinite.store(true, Ordering::Relaxed);
             }
         } else if k < hh_pieces {
@@ -678,7 +683,7 @@ struct BwdScratch {
 pub(crate) fn backward_steps<C: Cell>(cell: &C, p: &Plan, io: BwdIo) {
     let (t, b, h, g) = (p.t, p.b, p.h, C::G);
     let (gh, hh_w, ws_w) = (g * h, C::HH_BLOCKS * h, C::WS_BLOCKS * h);
-    let split = Work::new(h, b, b * gh * h, 4 * gh * h, true);
+    let split = Work::new(h, b, team_threads(b * gh * h), 4 * gh * h, true);
     let panels = h.div_ceil(NR);
     let npad_max = split.chunks.iter().map(|c| c.npad).max().unwrap_or(0);
     let (w_hh, ws_all, hprev, dy) = (io.w_hh, io.ws, io.hprev, io.dy);
